@@ -1,0 +1,65 @@
+"""gitstore: a Git-backed versioned document store for AI-agent sessions.
+
+Public API::
+
+    from gitstore import Store
+    store = Store.init("sessions")
+    session = store.customer("customer-xyz789").new_session()
+    session.append_turn({...})
+    session.finalize()
+
+Everything importable from this module is public and stable within a major
+release; submodules are implementation details unless documented.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import (
+    ConflictError,
+    GitStoreError,
+    InputTooLargeError,
+    IntegrityError,
+    InvalidDocumentError,
+    InvalidNameError,
+    NotFoundError,
+    RenderError,
+    StorageError,
+    UsageError,
+    VersionRuleError,
+    Violation,
+)
+from .message import Identity
+from .pipeline import Hook, Pipeline, Proposal
+from .session import Session, Written
+from .store import Customer, LogEntry, Snapshot, Store, VersionInfo
+from .versioning import Scenario, Version
+
+__all__ = [
+    "ConflictError",
+    "Customer",
+    "GitStoreError",
+    "Hook",
+    "Identity",
+    "InputTooLargeError",
+    "IntegrityError",
+    "InvalidDocumentError",
+    "InvalidNameError",
+    "LogEntry",
+    "NotFoundError",
+    "Pipeline",
+    "Proposal",
+    "RenderError",
+    "Scenario",
+    "Session",
+    "Snapshot",
+    "Store",
+    "StorageError",
+    "UsageError",
+    "VersionInfo",
+    "VersionRuleError",
+    "Violation",
+    "Written",
+    "__version__",
+]

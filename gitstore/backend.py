@@ -1,0 +1,327 @@
+"""The git layer: the only module that imports pygit2.
+
+Everything above this module speaks in hex object ids, ``bytes`` and the plain
+dataclasses of :mod:`gitstore.message`. Invariants this layer keeps:
+
+* objects are written straight into the object database: no work tree, no index;
+* every ref update is a compare-and-swap against the value the caller read
+  (:meth:`Repo.update_ref` raises :class:`RefConflict` when another writer got
+  there first); tag creation fails rather than moving an existing tag;
+* with :func:`enable_fsync` on, libgit2 fsyncs objects and refs before a write
+  returns, so an acknowledged write survives a crash of the machine;
+* a repository is created in a temporary directory and renamed into place, so
+  a crash never leaves a half-initialised repository behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pygit2
+
+from .errors import NotFoundError, StorageError, UsageError
+from .message import CommitInfo, Identity, TagInfo
+
+_BLOB = pygit2.enums.FileMode.BLOB
+_fsync_enabled = False
+
+
+class RefConflict(Exception):
+    """A compare-and-swap ref update lost: the ref no longer has the expected value."""
+
+
+def enable_fsync() -> None:
+    """Ask libgit2 to fsync objects and refs (process-wide, idempotent)."""
+    global _fsync_enabled
+    if not _fsync_enabled:
+        pygit2.settings.enable_fsync_gitdir(True)
+        pygit2.settings.enable_strict_hash_verification(True)
+        _fsync_enabled = True
+
+
+def _sig(identity: Identity, time: int, offset: int) -> pygit2.Signature:
+    return pygit2.Signature(identity.name, identity.email, time, offset)
+
+
+def _identity(sig: pygit2.Signature | None) -> Identity | None:
+    if sig is None:
+        return None
+    return Identity(sig.name, sig.email)
+
+
+class Repo:
+    """A bare customer repository."""
+
+    def __init__(self, repo: pygit2.Repository, path: Path) -> None:
+        self._repo = repo
+        self.path = path
+
+    # -- lifecycle -------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path) -> Repo:
+        try:
+            repo = pygit2.Repository(str(path), pygit2.enums.RepositoryOpenFlag.NO_SEARCH
+                                     | pygit2.enums.RepositoryOpenFlag.BARE)
+        except pygit2.GitError as exc:
+            raise NotFoundError(f"{path} is not a git repository: {exc}") from None
+        return cls(repo, path)
+
+    @classmethod
+    def create(cls, path: Path, *, description: str, head: str, committer: Identity) -> Repo:
+        """Create a bare repository at ``path`` atomically (temp dir + rename)."""
+        parent = path.parent
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-init-", dir=parent))
+        except OSError as exc:
+            raise StorageError(f"cannot create a repository in {parent}: {exc.strerror}") from None
+        try:
+            repo = pygit2.init_repository(str(tmp), bare=True)
+            cfg = repo.config
+            cfg["core.logAllRefUpdates"] = "always"
+            cfg["receive.denyNonFastForwards"] = True
+            cfg["receive.denyDeletes"] = True
+            cfg["gc.auto"] = 0
+            cfg["user.name"] = committer.name
+            cfg["user.email"] = committer.email
+            (tmp / "description").write_text(description + "\n", encoding="utf-8")
+            repo.set_head(head)
+            del repo
+            os.rename(tmp, path)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if path.is_dir():
+                return cls.open(path)
+            raise StorageError(f"cannot create repository {path}: {exc.strerror}") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls.open(path)
+
+    # -- writing ---------------------------------------------------------
+    def write_blob(self, data: bytes) -> str:
+        return str(self._repo.create_blob(data))
+
+    def write_tree(self, files: Mapping[str, bytes]) -> str:
+        """Write a flat tree of regular files; returns the tree id."""
+        builder = self._repo.TreeBuilder()
+        for name in sorted(files):
+            builder.insert(name, self._repo.create_blob(files[name]), _BLOB)
+        return str(builder.write())
+
+    def write_commit(self, *, tree: str, parents: list[str], author: Identity,
+                     committer: Identity, message: str, time: int, offset: int = 0) -> str:
+        oid = self._repo.create_commit(
+            None, _sig(author, time, offset), _sig(committer, time, offset), message,
+            pygit2.Oid(hex=tree), [pygit2.Oid(hex=p) for p in parents])
+        return str(oid)
+
+    def create_tag(self, name: str, target: str, *, tagger: Identity, message: str,
+                   time: int, offset: int = 0) -> str:
+        """Create annotated tag ``refs/tags/<name>``; RefConflict if it exists."""
+        try:
+            oid = self._repo.create_tag(name, pygit2.Oid(hex=target),
+                                        pygit2.enums.ObjectType.COMMIT,
+                                        _sig(tagger, time, offset), message)
+        except (pygit2.AlreadyExistsError, ValueError) as exc:
+            raise RefConflict(f"tag {name} already exists") from exc
+        return str(oid)
+
+    def update_ref(self, name: str, new: str, old: str | None, reflog: str) -> None:
+        """Point ``name`` at ``new`` if and only if it currently points at ``old``
+        (``None``: the ref must not exist yet). Raises RefConflict otherwise."""
+        target = pygit2.Oid(hex=new)
+        if old is None:
+            try:
+                self._repo.create_reference_direct(name, target, False, message=reflog)
+            except pygit2.AlreadyExistsError as exc:
+                raise RefConflict(f"{name} was created by another writer") from exc
+            return
+        try:
+            ref = self._repo.references[name]
+        except KeyError as exc:
+            raise RefConflict(f"{name} was deleted by another writer") from exc
+        if str(ref.target) != old:
+            raise RefConflict(f"{name} was moved by another writer")
+        try:
+            ref.set_target(target, reflog)
+        except pygit2.GitError as exc:
+            raise RefConflict(f"{name} was moved by another writer") from exc
+
+    def set_head(self, ref: str) -> None:
+        if self.head_ref() != ref:
+            self._repo.set_head(ref)
+
+    # -- reading ---------------------------------------------------------
+    def head_ref(self) -> str | None:
+        try:
+            head = self._repo.references["HEAD"]
+        except KeyError:
+            return None
+        target = head.target
+        return target if isinstance(target, str) else None
+
+    def ref_target(self, name: str) -> str | None:
+        """The object id a ref points at (not peeled), or None if it does not exist."""
+        ref = self._repo.references.get(name)
+        if ref is None:
+            return None
+        ref = ref.resolve()
+        return str(ref.target)
+
+    def refs(self, prefix: str = "refs/") -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name in self._repo.references:
+            if name.startswith(prefix):
+                target = self.ref_target(name)
+                if target is not None:
+                    out[name] = target
+        return out
+
+    def commit(self, oid: str) -> CommitInfo:
+        obj = self._lookup(oid)
+        if not isinstance(obj, pygit2.Commit):
+            raise NotFoundError(f"{oid[:12]} is not a commit")
+        return CommitInfo(
+            id=str(obj.id), tree_id=str(obj.tree_id),
+            parents=tuple(str(p) for p in obj.parent_ids),
+            author=Identity(obj.author.name, obj.author.email),
+            committer=Identity(obj.committer.name, obj.committer.email),
+            time=obj.commit_time, offset=obj.commit_time_offset, message=obj.message)
+
+    def tag(self, name: str) -> TagInfo | None:
+        """The annotated tag ``refs/tags/<name>``, or None if there is no such tag."""
+        ref = self._repo.references.get(f"refs/tags/{name}")
+        if ref is None:
+            return None
+        obj = self._repo.get(ref.target)
+        if isinstance(obj, pygit2.Tag):
+            return TagInfo(name=name, id=str(obj.id), target=str(obj.target),
+                           tagger=_identity(obj.tagger),
+                           time=obj.tagger.time if obj.tagger else 0,
+                           message=obj.message)
+        return TagInfo(name=name, id=str(ref.target), target=str(ref.target), tagger=None,
+                       time=0, message="", annotated=False)
+
+    def read_tree(self, commit: str) -> dict[str, bytes]:
+        """All regular files at the top of ``commit``'s tree, by name."""
+        tree = self._commit_obj(commit).tree
+        out: dict[str, bytes] = {}
+        for entry in tree:
+            if entry.type_str == "blob":
+                out[entry.name] = self._repo[entry.id].data
+        return out
+
+    def read_file(self, commit: str, name: str) -> bytes | None:
+        tree = self._commit_obj(commit).tree
+        try:
+            entry = tree[name]
+        except KeyError:
+            return None
+        if entry.type_str != "blob":
+            return None
+        data: bytes = self._repo[entry.id].data
+        return data
+
+    def tree_names(self, commit: str) -> list[str]:
+        return [e.name for e in self._commit_obj(commit).tree]
+
+    def resolve(self, revision: str) -> str:
+        """Resolve any git revision (``v1.0.0``, ``v1``, ``HEAD~2``, an id) to a commit id."""
+        if revision.startswith("-") or "\x00" in revision or ":" in revision:
+            raise UsageError(f"invalid revision {revision!r}")
+        try:
+            obj = self._repo.revparse_single(revision)
+            commit = obj.peel(pygit2.Commit)
+        except (KeyError, pygit2.GitError, ValueError, pygit2.InvalidSpecError):
+            raise NotFoundError(f"no such revision {revision!r} in {self.path.name}") from None
+        return str(commit.id)
+
+    def walk(self, start: str, hide: list[str] | None = None, *,
+             first_parent: bool = False) -> Iterator[CommitInfo]:
+        """Commits reachable from ``start`` and not from ``hide``, newest first."""
+        walker = self._repo.walk(pygit2.Oid(hex=start),
+                                 pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+        if first_parent:
+            walker.simplify_first_parent()
+        for h in hide or []:
+            walker.hide(pygit2.Oid(hex=h))
+        for c in walker:
+            yield self.commit(str(c.id))
+
+    def is_ancestor(self, ancestor: str, commit: str) -> bool:
+        """True if ``ancestor`` is ``commit`` or reachable from it."""
+        if ancestor == commit:
+            return True
+        return bool(self._repo.descendant_of(pygit2.Oid(hex=commit), pygit2.Oid(hex=ancestor)))
+
+    def stray_locks(self) -> list[str]:
+        """Lock files git or libgit2 left behind (``*.lock`` under the git dir)."""
+        found = []
+        for dirpath, _dirs, names in os.walk(self.path):
+            for name in names:
+                if name.endswith(".lock"):
+                    found.append(os.path.relpath(os.path.join(dirpath, name), self.path))
+        return sorted(found)
+
+    def add_alternate(self, objects_dir: str) -> None:
+        """Let this handle read objects from another object directory (a push's
+        quarantine area in a pre-receive hook)."""
+        self._repo.odb.add_disk_alternate(objects_dir)
+
+    def check_objects(self) -> list[str]:
+        """Read every object reachable from every ref; return a line per problem.
+
+        libgit2 verifies each object's hash as it reads it, so a corrupted or
+        missing object, or a damaged pack, shows up here.
+        """
+        problems: list[str] = []
+        seen: set[str] = set()
+        for name in list(self._repo.references):
+            try:
+                ref = self._repo.references[name].resolve()
+                start = ref.target
+            except (pygit2.GitError, KeyError) as exc:
+                problems.append(f"ref {name} is broken: {exc}")
+                continue
+            stack = [start]
+            while stack:
+                oid = stack.pop()
+                key = str(oid)
+                if key in seen:
+                    continue
+                seen.add(key)
+                try:
+                    obj = self._repo[oid]
+                    _ = obj.read_raw()
+                except (KeyError, pygit2.GitError, ValueError) as exc:
+                    problems.append(f"object {key} (reachable from {name}) is unreadable: {exc}")
+                    continue
+                if isinstance(obj, pygit2.Tag):
+                    stack.append(obj.target)
+                elif isinstance(obj, pygit2.Commit):
+                    stack.append(obj.tree_id)
+                    stack.extend(obj.parent_ids)
+                elif isinstance(obj, pygit2.Tree):
+                    stack.extend(e.id for e in obj)
+        return problems
+
+    # -- helpers ---------------------------------------------------------
+    def _lookup(self, oid: str) -> pygit2.Object:
+        try:
+            return self._repo[pygit2.Oid(hex=oid)]
+        except (KeyError, ValueError):
+            raise NotFoundError(f"no object {oid[:12]} in {self.path.name}") from None
+
+    def _commit_obj(self, oid: str) -> pygit2.Commit:
+        obj = self._lookup(oid)
+        if not isinstance(obj, pygit2.Commit):
+            raise NotFoundError(f"{oid[:12]} is not a commit")
+        return obj
+
+
+def is_repository(path: Path) -> bool:
+    return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()

@@ -1,0 +1,522 @@
+"""The ``gitstore`` command line.
+
+This is the only module that maps :class:`~gitstore.errors.GitStoreError`
+subclasses to exit codes and messages. Data goes to stdout, messages and
+progress to stderr; every read command takes ``-o text|json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__, canonical
+from .errors import (
+    EXIT_CODES,
+    GitStoreError,
+    InvalidDocumentError,
+    NotFoundError,
+    UsageError,
+)
+from .names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, SOW_DOCUMENT, check_document
+from .session import Session, Written
+from .store import Customer, Store
+from .versioning import Version
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_HELP = """\b
+Exit codes:
+  0  success            1  differences / problems found
+  2  usage error        3  not found
+  4  invalid document   5  version-rule violation
+  6  conflict           7  integrity failure
+  8  input too large    9  storage error
+ 10  render error      70  internal error (a bug: please report it)
+"""
+
+
+class Ctx:
+    def __init__(self, root: str, agent: str | None) -> None:
+        self.root = root
+        self.agent = agent
+
+    def store(self, *, create: bool = False) -> Store:
+        return Store(self.root, create=create, agent=self.agent)
+
+
+def output_option(f: F) -> F:
+    return click.option("-o", "--output", "output", type=click.Choice(["text", "json"]),
+                        default="text", show_default=True, help="Output format.")(f)
+
+
+def scenario_option(f: F) -> F:
+    return click.option("-s", "--scenario", metavar="vN",
+                        help="Scenario (major version) to act on; default: the newest.")(f)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True))
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    p = Path(path)
+    if not p.is_file():
+        raise NotFoundError(f"no such file: {path}")
+    return p.read_bytes()
+
+
+def _note(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def _report_written(w: Written, output: str, customer: str) -> None:
+    if output == "json":
+        _emit_json({"customer": customer, **w.to_json()})
+        return
+    what = {"turn": f"turn {w.turn}", "unchanged": "unchanged"}.get(w.change, w.change)
+    tag = f", tagged {w.version}" if w.tag else ""
+    click.echo(f"{customer} {w.version} {w.commit[:12]} {what}{tag}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=EXIT_HELP)
+@click.option("--root", envvar="GITSTORE_ROOT", default="sessions", show_default=True,
+              metavar="DIR", help="Store root directory (env GITSTORE_ROOT).")
+@click.option("--agent", envvar="GITSTORE_AGENT", metavar="'NAME <EMAIL>'",
+              help="Agent identity that authors commits (env GITSTORE_AGENT).")
+@click.version_option(__version__, prog_name="gitstore")
+@click.pass_context
+def cli(ctx: click.Context, root: str, agent: str | None) -> None:
+    """gitstore: a Git-backed versioned document store for AI-agent sessions.
+
+    Each customer is a bare git repository under the store root; each deployment
+    scenario is a branch; each finalized version is an annotated tag vX.Y.Z.
+    """
+    ctx.obj = Ctx(root, agent)
+
+
+# -- setup -------------------------------------------------------------------
+
+@cli.command()
+@click.option("--templates", type=click.Path(file_okay=False), metavar="DIR",
+              help="Directory of templates that override the packaged SOW template.")
+@click.option("--max-document-bytes", type=click.IntRange(min=1), metavar="N",
+              help="Largest accepted document, in bytes.")
+@click.pass_obj
+def init(obj: Ctx, templates: str | None, max_document_bytes: int | None) -> None:
+    """Create the store root (idempotent) and optionally record settings."""
+    from . import config as config_mod
+
+    existed = Path(obj.root).is_dir()
+    store = Store.init(obj.root, agent=obj.agent, templates=templates,
+                       max_document_bytes=max_document_bytes)
+    if templates or max_document_bytes:
+        config_mod.save(store.root, store.config)
+    _note(f"{'Reinitialized' if existed else 'Initialized'} gitstore in {store.root}")
+
+
+# -- writing -----------------------------------------------------------------
+
+@cli.command()
+@click.argument("customer")
+@click.option("--session-id", help="Session id; default orchestrator-session-<uuid>.")
+@click.option("--created", metavar="TIMESTAMP", help="created_timestamp (RFC 3339); default now.")
+@click.option("--metadata", "metadata_file", metavar="FILE",
+              help="Initial session_metadata.json (managed fields may be omitted).")
+@click.option("--version", "expected", metavar="vN.0.0",
+              help="Refuse unless this is the version the new scenario gets.")
+@click.option("-m", "--message", help="Commit summary line.")
+@output_option
+@click.pass_obj
+def new(obj: Ctx, customer: str, session_id: str | None, created: str | None,
+        metadata_file: str | None, expected: str | None, message: str | None,
+        output: str) -> None:
+    """Start a new deployment scenario (the next major version) for CUSTOMER.
+
+    Creates the customer's repository on first use."""
+    store = obj.store()
+    metadata = _read_input(metadata_file) if metadata_file else None
+    session = store.customer(customer).new_session(
+        session_id=session_id, created=created, metadata=metadata, version=expected,
+        message=message)
+    state = session.state
+    if output == "json":
+        _emit_json({"customer": customer, "version": str(state.version),
+                    "session_id": state.session_id, "commit": state.tip})
+    else:
+        click.echo(f"{customer} {state.version} {state.tip[:12]} {state.session_id}")
+
+
+def _session(obj: Ctx, customer: str, scenario: str | None) -> Session:
+    return obj.store().customer(customer).session(scenario)
+
+
+@cli.command()
+@click.argument("customer")
+@click.argument("file", metavar="FILE|-")
+@scenario_option
+@click.option("-m", "--message", help="Commit summary line.")
+@output_option
+@click.pass_obj
+def turn(obj: Ctx, customer: str, file: str, scenario: str | None, message: str | None,
+         output: str) -> None:
+    """Append one conversation turn (a JSON object) to the open version."""
+    w = _session(obj, customer, scenario).append_turn(_read_input(file), message=message)
+    _report_written(w, output, customer)
+
+
+@cli.command()
+@click.argument("customer")
+@click.argument("document")
+@click.argument("file", metavar="FILE|-")
+@scenario_option
+@click.option("-m", "--message", help="Commit summary line.")
+@output_option
+@click.pass_obj
+def put(obj: Ctx, customer: str, document: str, file: str, scenario: str | None,
+        message: str | None, output: str) -> None:
+    """Replace DOCUMENT (e.g. deployment_context.json) of the open version."""
+    w = _session(obj, customer, scenario).put(document, _read_input(file), message=message)
+    _report_written(w, output, customer)
+
+
+@cli.command()
+@click.argument("customer")
+@click.argument("file", metavar="FILE|-")
+@scenario_option
+@output_option
+@click.pass_obj
+def summary(obj: Ctx, customer: str, file: str, scenario: str | None, output: str) -> None:
+    """Set the conversation_summary of the open version."""
+    w = _session(obj, customer, scenario).set_summary(_read_input(file))
+    _report_written(w, output, customer)
+
+
+@cli.command()
+@click.argument("customer")
+@scenario_option
+@click.option("--version", "expected", metavar="vX.Y.Z",
+              help="Refuse unless this is the version being finalized.")
+@click.option("-m", "--message", help="Why the version is finalized (goes into the tag).")
+@output_option
+@click.pass_obj
+def finalize(obj: Ctx, customer: str, scenario: str | None, expected: str | None,
+             message: str | None, output: str) -> None:
+    """Finalize the open version: render the SOW, check completeness, tag it."""
+    w = _session(obj, customer, scenario).finalize(message=message, version=expected)
+    _report_written(w, output, customer)
+
+
+@cli.command("follow-up")
+@click.argument("customer")
+@scenario_option
+@click.option("--version", "expected", metavar="vX.Y.0",
+              help="Refuse unless this is the version the follow-up opens.")
+@click.option("-m", "--message", help="Why (goes into the commit).")
+@output_option
+@click.pass_obj
+def follow_up(obj: Ctx, customer: str, scenario: str | None, expected: str | None,
+              message: str | None, output: str) -> None:
+    """Open the next minor version for a follow-up conversation."""
+    w = _session(obj, customer, scenario).follow_up(message=message, version=expected)
+    _report_written(w, output, customer)
+
+
+@cli.command()
+@click.argument("customer")
+@click.argument("files", nargs=-1, required=True, metavar="[DOCUMENT=]FILE...")
+@click.option("-r", "--reason", required=True, help="Why the data is corrected.")
+@scenario_option
+@click.option("--base", metavar="vX.Y.Z", help="The version being corrected (must be newest).")
+@click.option("--version", "expected", metavar="vX.Y.Z",
+              help="Refuse unless this is the version the correction publishes.")
+@output_option
+@click.pass_obj
+def correct(obj: Ctx, customer: str, files: tuple[str, ...], reason: str,
+            scenario: str | None, base: str | None, expected: str | None, output: str) -> None:
+    """Publish a data correction as the next patch version.
+
+    Each FILE replaces the document named by its file name (session_analytics.json)
+    or by an explicit DOCUMENT= prefix."""
+    documents: dict[str, bytes] = {}
+    for spec in files:
+        name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        doc = check_document(name or Path(path).name, allow_sow=False)
+        if doc in documents:
+            raise UsageError(f"{doc} given twice")
+        documents[doc] = _read_input(path)
+    session = _session(obj, customer, scenario or (base and Version.parse(base).scenario.__str__()))
+    w = session.correct(documents, reason=reason, base=base, version=expected)
+    _report_written(w, output, customer)
+
+
+# -- reading -----------------------------------------------------------------
+
+@cli.command()
+@click.argument("customer")
+@click.argument("args", nargs=-1, metavar="[REV] [DOCUMENT]")
+@output_option
+@click.pass_obj
+def show(obj: Ctx, customer: str, args: tuple[str, ...], output: str) -> None:
+    """Show a version (v1.0.0), scenario (v1), or any revision; or one DOCUMENT of it.
+
+    REV defaults to HEAD, the newest scenario's latest state. With a DOCUMENT, text
+    output is the stored file byte for byte."""
+    rev, document = _rev_and_document(args)
+    snap = obj.store().customer(customer).read(rev)
+    if document:
+        data = snap.raw(document)
+        if output == "json":
+            _emit_json(canonical.loads(data) if document.endswith(".json")
+                       else {"document": document, "text": data.decode("utf-8")})
+        else:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        return
+    if output == "json":
+        docs: dict[str, Any] = {}
+        for name in DOCUMENTS:
+            if name in snap.files:
+                docs[name] = canonical.loads(snap.files[name]) if name in JSON_DOCUMENTS \
+                    else snap.files[name].decode("utf-8")
+        _emit_json({"customer": customer, "commit": snap.commit,
+                    "version": str(snap.version) if snap.version else None,
+                    "change": snap.change, "session_id": snap.session_id,
+                    "manifest": snap.info.trailer("Manifest"), "documents": docs})
+        return
+    click.echo(f"customer    {customer}")
+    click.echo(f"version     {snap.version or '-'}")
+    click.echo(f"commit      {snap.commit}")
+    click.echo(f"change      {snap.change or '-'}")
+    click.echo(f"session     {snap.session_id or '-'}")
+    click.echo(f"date        {_iso(snap.info.time)}")
+    click.echo(f"summary     {snap.info.parsed.summary}")
+    click.echo("files")
+    for name in [*DOCUMENTS, MANIFEST]:
+        if name in snap.files:
+            click.echo(f"  {name:<26} {len(snap.files[name]):>8} bytes")
+        elif name == SOW_DOCUMENT:
+            click.echo(f"  {name:<26} {'(rendered at finalize)':>8}")
+
+
+def _rev_and_document(args: tuple[str, ...]) -> tuple[str | None, str | None]:
+    if len(args) > 2:
+        raise UsageError("show takes at most a revision and a document")
+    if len(args) == 2:
+        return args[0], check_document(args[1], allow_manifest=True)
+    if len(args) == 1:
+        try:
+            return None, check_document(args[0], allow_manifest=True)
+        except UsageError:
+            return args[0], None
+    return None, None
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@cli.command()
+@click.argument("customer")
+@scenario_option
+@output_option
+@click.pass_obj
+def versions(obj: Ctx, customer: str, scenario: str | None, output: str) -> None:
+    """List the versions of CUSTOMER: every finalized version and each open one."""
+    cust = obj.store().customer(customer)
+    chosen = cust.session(scenario).scenario if scenario else None
+    items = cust.versions(chosen)
+    if output == "json":
+        _emit_json([v.to_json() for v in items])
+        return
+    for v in items:
+        pct = f"{v.completeness}%" if v.completeness is not None else "-"
+        click.echo(f"{v.version!s:<10} {v.status:<10} {_iso(v.time)}  {v.author.name:<12} "
+                   f"{pct:>4}  {v.summary}")
+
+
+@cli.command()
+@click.argument("customer")
+@click.argument("scenario", required=False, metavar="[REV]")
+@click.option("-n", "--limit", type=click.IntRange(min=1), help="Show at most N commits.")
+@output_option
+@click.pass_obj
+def log(obj: Ctx, customer: str, scenario: str | None, limit: int | None, output: str) -> None:
+    """Show the history of CUSTOMER (all scenarios, or REV's), newest first."""
+    entries = obj.store().customer(customer).log(scenario, limit=limit)
+    if output == "json":
+        _emit_json([e.to_json() for e in entries])
+        return
+    for e in entries:
+        change = f"turn {e.turn}" if e.change == "turn" and e.turn else (e.change or "-")
+        tags = f"  (tag: {', '.join(e.tags)})" if e.tags else ""
+        click.echo(f"{e.commit[:12]}  {_iso(e.time)}  {e.version or '-'!s:<9} {change:<11} "
+                   f"{(e.agent or '-'):<12} {e.summary}{tags}")
+
+
+@cli.command()
+@click.argument("customer")
+@click.argument("rev", required=False)
+@click.option("-O", "--out", "out", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write to FILE instead of stdout.")
+@click.pass_obj
+def render(obj: Ctx, customer: str, rev: str | None, out: str | None) -> None:
+    """Render the statement of work from the documents at REV (default: HEAD).
+
+    Works on open versions too, as a preview; nothing is committed."""
+    from .render import render_sow
+
+    store = obj.store()
+    snap = store.customer(customer).read(rev)
+    missing = [n for n in JSON_DOCUMENTS if n not in snap.files]
+    if missing:
+        raise NotFoundError(f"cannot render {customer} {snap.version}: missing "
+                            f"{', '.join(missing)}")
+    text = render_sow(snap.documents(), customer=customer,
+                      version=snap.version or "v0.0.0", template_dir=store.config.templates)
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        _note(f"wrote {out}")
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
+@output_option
+@click.pass_obj
+def customers(obj: Ctx, output: str) -> None:
+    """List the customers in the store."""
+    names = obj.store().customers()
+    if output == "json":
+        _emit_json(names)
+    else:
+        for name in names:
+            click.echo(name)
+
+
+@cli.command()
+@click.argument("customer", required=False)
+@output_option
+@click.pass_obj
+def verify(obj: Ctx, customer: str | None, output: str) -> None:
+    """Run the health checks on CUSTOMER (default: every customer).
+
+    Checks files present, cross-file consistency, manifest checksums, tags and
+    git object integrity. Exits 7 if anything is wrong."""
+    from .health import check_customer
+    from .errors import IntegrityError
+
+    store = obj.store()
+    names = [store.customer(customer).name] if customer else store.customers()
+    if customer and not store.customer(customer).exists:
+        raise NotFoundError(f"unknown customer {customer!r} in {store.root}")
+    reports = []
+    with _progress(names, "verifying") as items:
+        for name in items:
+            reports.append(check_customer(store.customer(name)))
+    bad = [r for r in reports if r.problems]
+    if output == "json":
+        _emit_json([r.to_json() for r in reports])
+    else:
+        for r in reports:
+            if r.problems:
+                for p in r.problems:
+                    click.echo(f"{r.customer}: {p}")
+            else:
+                click.echo(f"{r.customer}: ok ({r.checked})")
+    if bad:
+        total = sum(len(r.problems) for r in bad)
+        raise IntegrityError(f"{total} problem(s) in {len(bad)} of {len(reports)} customer(s)")
+
+
+@contextmanager
+def _progress(items: list[str], label: str) -> Iterator[Any]:
+    if sys.stderr.isatty() and len(items) > 1:
+        with click.progressbar(items, label=label, file=sys.stderr) as bar:
+            yield bar
+    else:
+        yield items
+
+
+# -- git hooks ---------------------------------------------------------------
+
+@cli.group()
+def hooks() -> None:
+    """Install and run the real git hooks that enforce gitstore's checks."""
+
+
+@hooks.command("install")
+@click.argument("repo", type=click.Path(file_okay=False, exists=True))
+@click.option("--force", is_flag=True, help="Replace existing hooks of the same name.")
+def hooks_install(repo: str, force: bool) -> None:
+    """Install git hooks into REPO: pre-receive for a bare repository, pre-commit
+    for a clone with a work tree."""
+    from .githooks import install
+
+    for path in install(Path(repo), force=force):
+        _note(f"installed {path}")
+
+
+@hooks.command("run", hidden=True)
+@click.argument("hook", type=click.Choice(["pre-receive", "pre-commit"]))
+def hooks_run(hook: str) -> None:
+    """Entry point of the installed hook scripts."""
+    from .githooks import run
+
+    sys.exit(run(hook))
+
+
+# -- entry point -------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; map gitstore errors to one-line messages and exit codes."""
+    try:
+        cli.main(args=argv, prog_name="gitstore", standalone_mode=False)
+    except click.exceptions.Abort:
+        _note("gitstore: aborted")
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_CODES["usage"] if exc.exit_code == 2 else exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except InvalidDocumentError as exc:
+        if len(exc.violations) == 1:
+            _note(f"gitstore: error: {exc}")
+        else:
+            _note(f"gitstore: error: change rejected: {len(exc.violations)} violations")
+            for v in exc.violations:
+                _note(f"  {v}")
+        sys.exit(exc.exit_code)
+    except GitStoreError as exc:
+        _note(f"gitstore: error: {exc}")
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+    except KeyboardInterrupt:
+        _note("gitstore: interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("GITSTORE_DEBUG"):
+            raise
+        _note(f"gitstore: internal error: {type(exc).__name__}: {exc} "
+              "(set GITSTORE_DEBUG=1 for a traceback; please report it)")
+        sys.exit(70)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Store configuration: ``<root>/.gitstore/config.json`` plus keyword overrides.
+
+Precedence, highest first: arguments to :class:`~gitstore.Store`, environment
+(``GITSTORE_AGENT``), the store's config file, built-in defaults. Unknown keys in
+the file are refused, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .message import Identity
+
+CONFIG_DIR = ".gitstore"
+CONFIG_FILE = "config.json"
+
+DEFAULT_AGENT = Identity("reporter", "reporter@agents.gitstore.invalid")
+DEFAULT_COMMITTER = Identity("gitstore", "gitstore@gitstore.invalid")
+DEFAULT_MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one store.
+
+    ``agent`` authors commits and tags (who did it); ``committer`` is gitstore
+    itself. ``templates`` is a directory whose templates override the packaged
+    ones. ``max_document_bytes`` bounds every document, in and out.
+    ``lock_timeout`` is how long a writer waits for another writer to the same
+    customer. ``fsync`` makes every acknowledged write durable.
+    """
+
+    agent: Identity = DEFAULT_AGENT
+    committer: Identity = DEFAULT_COMMITTER
+    templates: Path | None = None
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
+    lock_timeout: float = 60.0
+    fsync: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "agent": str(self.agent),
+            "committer": str(self.committer),
+            "templates": str(self.templates) if self.templates else None,
+            "max_document_bytes": self.max_document_bytes,
+            "lock_timeout": self.lock_timeout,
+            "fsync": self.fsync,
+        }
+
+
+def load(root: Path, **overrides: Any) -> Config:
+    cfg = Config()
+    path = root / CONFIG_DIR / CONFIG_FILE
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read store config {path}: {exc}") from None
+        cfg = _apply(cfg, data, str(path))
+    env_agent = os.environ.get("GITSTORE_AGENT")
+    if env_agent:
+        cfg = replace(cfg, agent=Identity.parse(env_agent))
+    return _apply(cfg, {k: v for k, v in overrides.items() if v is not None}, "arguments")
+
+
+def _apply(cfg: Config, data: Any, origin: str) -> Config:
+    if not isinstance(data, dict):
+        raise UsageError(f"{origin}: configuration must be a JSON object")
+    known = {f.name for f in fields(Config)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsageError(f"{origin}: unknown setting(s) {', '.join(unknown)}")
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        if value is None:
+            continue
+        if key in ("agent", "committer"):
+            changes[key] = value if isinstance(value, Identity) else Identity.parse(str(value))
+        elif key == "templates":
+            changes[key] = Path(value)
+        elif key == "max_document_bytes":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UsageError(f"{origin}: max_document_bytes must be a positive integer")
+            changes[key] = value
+        elif key == "lock_timeout":
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise UsageError(f"{origin}: lock_timeout must be a non-negative number")
+            changes[key] = float(value)
+        elif key == "fsync":
+            if not isinstance(value, bool):
+                raise UsageError(f"{origin}: fsync must be true or false")
+            changes[key] = value
+    return replace(cfg, **changes)
+
+
+def save(root: Path, cfg: Config) -> None:
+    path = root / CONFIG_DIR / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cfg.to_json(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

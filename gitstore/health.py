@@ -1,0 +1,132 @@
+"""Health checks of a customer repository (``gitstore verify``).
+
+The seed's checks, run over what is stored: every version has all its files
+(session completeness), the documents agree with each other (data
+consistency), every file matches the manifest (checksum verification), the
+repository belongs to its customer (isolation: ``api_key`` equals the
+repository name) and every reachable git object reads back with a valid hash.
+Tags are checked against their scenario branch and their commit's trailers.
+Nothing here modifies the repository; each problem is one line naming exactly
+what is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import backend
+from .errors import GitStoreError, InvalidDocumentError
+from .pipeline import Proposal
+from .session import FINAL_CHANGES
+from .store import version_of
+from .versioning import Version, parse_branch_ref, parse_tag_ref
+
+if TYPE_CHECKING:
+    from .store import Customer
+
+
+@dataclass
+class Report:
+    customer: str
+    problems: list[str] = field(default_factory=list)
+    versions: int = 0
+    scenarios: int = 0
+
+    @property
+    def checked(self) -> str:
+        return f"{self.scenarios} scenario(s), {self.versions} version(s)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"customer": self.customer, "ok": not self.problems, "problems": self.problems,
+                "scenarios": self.scenarios, "versions": self.versions}
+
+
+def check_customer(customer: Customer) -> Report:
+    report = Report(customer.name)
+    try:
+        repo = customer.repo
+    except GitStoreError as exc:
+        report.problems.append(f"repository unusable: {exc}")
+        return report
+    problems = report.problems
+    problems.extend(repo.check_objects())
+    problems.extend(f"stray lock file {p} (a writer crashed? remove it if no git process "
+                    "is running)" for p in repo.stray_locks())
+    branches = {s: tip for ref, tip in repo.refs("refs/heads/").items()
+                if (s := parse_branch_ref(ref)) is not None}
+    for ref in repo.refs("refs/heads/"):
+        if parse_branch_ref(ref) is None:
+            problems.append(f"unexpected branch {ref} (scenario branches are named vN)")
+    report.scenarios = len(branches)
+    if branches:
+        newest = max(branches)
+        head = repo.head_ref()
+        if head != newest.branch_ref:
+            problems.append(f"HEAD points at {head} instead of the newest scenario "
+                            f"{newest.branch_ref}")
+    tags: dict[Version, str] = {}
+    for ref in repo.refs("refs/tags/"):
+        v = parse_tag_ref(ref)
+        if v is None:
+            problems.append(f"unexpected tag {ref} (version tags are named vX.Y.Z)")
+            continue
+        tags[v] = ref
+    for scenario, tip in sorted(branches.items()):
+        try:
+            info = repo.commit(tip)
+        except GitStoreError as exc:
+            problems.append(f"{scenario}: tip {tip[:12]} unreadable: {exc}")
+            continue
+        version = version_of(info)
+        finalized = info.trailer("Change") in FINAL_CHANGES
+        if version is not None and finalized and version not in tags:
+            problems.append(f"{scenario}: tag {version} is missing for finalize commit "
+                            f"{tip[:12]} (the next write recreates it)")
+        _check_tree(customer, repo, f"{scenario} tip {tip[:12]}", tip, version,
+                    finalized or version in tags, problems)
+    for v, ref in sorted(tags.items()):
+        report.versions += 1
+        tag = repo.tag(str(v))
+        if tag is None:
+            continue
+        where = f"tag {v}"
+        if not tag.annotated:
+            problems.append(f"{where} is a lightweight tag; versions are annotated tags")
+        try:
+            info = repo.commit(tag.target)
+        except GitStoreError as exc:
+            problems.append(f"{where} points at an unreadable commit: {exc}")
+            continue
+        trailer_v = version_of(info)
+        if trailer_v is not None and trailer_v != v:
+            problems.append(f"{where} points at a commit of {trailer_v}")
+        branch_tip = branches.get(v.scenario)
+        if branch_tip is None:
+            problems.append(f"{where} has no scenario branch {v.scenario.branch_ref}")
+        elif not repo.is_ancestor(tag.target, branch_tip):
+            problems.append(f"{where} is not on its scenario branch {v.scenario.branch_ref}")
+        _check_tree(customer, repo, where, tag.target, v, True, problems)
+    return report
+
+
+
+
+def _check_tree(customer: Customer, repo: backend.Repo, where: str, commit: str,
+                version: Version | None, finalized: bool, problems: list[str]) -> None:
+    try:
+        files = repo.read_tree(commit)
+    except GitStoreError as exc:
+        problems.append(f"{where}: cannot read tree: {exc}")
+        return
+    except Exception as exc:  # a damaged object surfaces as a libgit2 error
+        problems.append(f"{where}: cannot read tree: {exc}")
+        return
+    info = repo.commit(commit)
+    proposal = Proposal(customer=customer.name, files=files, version=version,
+                        change="verify", session_id=info.trailer("Session-Id"),
+                        finalizing=finalized, verify_manifest=True)
+    try:
+        customer.store.pipeline.run(proposal)
+    except InvalidDocumentError as exc:
+        problems.extend(f"{where}: {v}" for v in exc.violations)

@@ -1,0 +1,405 @@
+"""The facade: :class:`Store` hands out :class:`Customer` objects, which hand out
+:class:`~gitstore.session.Session` objects and read-only :class:`Snapshot` views.
+
+Layout on disk::
+
+    <root>/
+      .gitstore/config.json        store settings (optional)
+      .gitstore/locks/<name>.lock  per-customer writer locks
+      <api_key>/                   one bare git repository per customer
+        refs/heads/v1, v2, ...     one branch per deployment scenario (major)
+        refs/tags/v1.0.0, ...      one annotated tag per finalized version
+        HEAD -> refs/heads/vN      the newest scenario
+
+Invariants: a customer name always passes :func:`gitstore.names.check_customer`
+before it is joined to the root, so no request can reach outside its own
+repository; readers never take locks and never see a half-written commit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import backend, canonical
+from . import config as config_mod
+from .errors import NotFoundError, StorageError, UsageError
+from .message import CommitInfo, Identity, TagInfo
+from .names import JSON_DOCUMENTS, MANIFEST, check_customer, check_document
+from .pipeline import Hook, Pipeline
+from .versioning import Scenario, Version, parse_branch_ref, parse_tag_ref
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .session import Session
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """A directory of customer repositories.
+
+    ``Store(root)`` opens an existing store; ``Store(root, create=True)`` (or
+    :meth:`Store.init`) creates the directory first. Keyword arguments override
+    the store's configuration (see :class:`gitstore.config.Config`); ``hooks``
+    are extra pre-commit checks run after the built-in ones.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] = "sessions", *, create: bool = False,
+                 agent: str | Identity | None = None, templates: str | Path | None = None,
+                 max_document_bytes: int | None = None, lock_timeout: float | None = None,
+                 fsync: bool | None = None, hooks: Iterable[Hook] = (),
+                 clock: Clock | None = None) -> None:
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise StorageError(f"store root {self.root} exists and is not a directory")
+        if not self.root.exists():
+            if not create:
+                raise NotFoundError(f"no store at {self.root}; create it with `gitstore init`")
+            try:
+                self.root.mkdir(parents=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create store root {self.root}: {exc.strerror}") \
+                    from None
+        self.config = config_mod.load(
+            self.root, agent=agent, templates=templates, max_document_bytes=max_document_bytes,
+            lock_timeout=lock_timeout, fsync=fsync)
+        if self.config.fsync:
+            backend.enable_fsync()
+        self.pipeline = Pipeline(hooks)
+        self.clock: Clock = clock or _utcnow
+
+    @classmethod
+    def init(cls, root: str | os.PathLike[str] = "sessions", **kwargs: Any) -> Store:
+        """Create (if needed) and open a store; idempotent."""
+        store = cls(root, create=True, **kwargs)
+        try:
+            (store.root / config_mod.CONFIG_DIR / "locks").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot initialise {store.root}: {exc.strerror}") from None
+        if not os.access(store.root, os.W_OK):
+            raise StorageError(f"store root {store.root} is not writable")
+        return store
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.root / config_mod.CONFIG_DIR / "locks"
+
+    def customer(self, name: str) -> Customer:
+        """The customer ``name`` (validated; the repository need not exist yet)."""
+        return Customer(self, check_customer(name))
+
+    def customers(self) -> list[str]:
+        """Names of all customers that have a repository, sorted."""
+        out = []
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.root}: {exc.strerror}") from None
+        for entry in entries:
+            try:
+                check_customer(entry.name)
+            except UsageError:
+                continue
+            if entry.is_dir(follow_symlinks=False) and backend.is_repository(Path(entry.path)):
+                out.append(entry.name)
+        return sorted(out)
+
+    def __iter__(self) -> Iterator[Customer]:
+        return (Customer(self, name) for name in self.customers())
+
+    def now(self) -> datetime:
+        now = self.clock()
+        return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The session files at one commit: immutable, read-only.
+
+    ``files`` maps file names to their exact stored bytes; :meth:`document`
+    parses a JSON document, :meth:`model` returns its pydantic model.
+    """
+
+    customer: str
+    commit: str
+    version: Version | None
+    change: str | None
+    files: dict[str, bytes]
+    info: CommitInfo
+
+    def raw(self, name: str) -> bytes:
+        name = check_document(name, allow_manifest=True)
+        try:
+            return self.files[name]
+        except KeyError:
+            where = str(self.version) if self.version else self.commit[:12]
+            hint = " (rendered at finalize)" if name == "sow_document.md" else ""
+            raise NotFoundError(f"{self.customer} {where} has no {name}{hint}") from None
+
+    def document(self, name: str) -> Any:
+        name = check_document(name, allow_sow=False)
+        return canonical.loads(self.raw(name))
+
+    def model(self, name: str) -> BaseModel:
+        from . import schema
+
+        name = check_document(name, allow_sow=False)
+        return schema.parse_model(name, self.document(name))
+
+    def documents(self) -> dict[str, Any]:
+        """Every JSON document present, parsed."""
+        return {n: canonical.loads(self.files[n]) for n in JSON_DOCUMENTS if n in self.files}
+
+    @property
+    def session_id(self) -> str | None:
+        return self.info.trailer("Session-Id")
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A version of a scenario: finalized (tagged) or still open."""
+
+    version: Version
+    commit: str
+    status: str  # "finalized" | "open"
+    change: str | None
+    time: int
+    author: Identity
+    summary: str
+    tag: TagInfo | None = None
+    manifest: str | None = None
+    completeness: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": str(self.version), "status": self.status, "commit": self.commit,
+            "change": self.change, "time": _iso(self.time), "author": str(self.author),
+            "summary": self.summary, "tag": self.tag.id if self.tag else None,
+            "manifest": self.manifest, "completeness": self.completeness,
+        }
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One commit of a scenario's history, as ``gitstore log`` shows it."""
+
+    commit: str
+    version: Version | None
+    change: str | None
+    turn: int | None
+    agent: str | None
+    time: int
+    summary: str
+    tags: tuple[str, ...] = field(default=())
+    trailers: tuple[tuple[str, str], ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit, "version": str(self.version) if self.version else None,
+            "change": self.change, "turn": self.turn, "agent": self.agent,
+            "time": _iso(self.time), "summary": self.summary, "tags": list(self.tags),
+            "trailers": {k: v for k, v in self.trailers},
+        }
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def version_of(info: CommitInfo) -> Version | None:
+    text = info.trailer("Session-Version")
+    if text and Version.is_version(text):
+        return Version.parse(text)
+    return None
+
+
+class Customer:
+    """One customer: a bare repository ``<root>/<name>``, created on first write."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store = store
+        self.name = name
+        self.path = store.root / name
+
+    def __repr__(self) -> str:
+        return f"Customer({self.name!r})"
+
+    @property
+    def exists(self) -> bool:
+        return backend.is_repository(self.path)
+
+    @cached_property
+    def repo(self) -> backend.Repo:
+        if not self.exists:
+            raise NotFoundError(f"unknown customer {self.name!r} in {self.store.root}")
+        return backend.Repo.open(self.path)
+
+    def _ensure_repo(self) -> backend.Repo:
+        """Create the repository if it does not exist (callers hold the writer lock)."""
+        if not self.exists:
+            if self.path.exists():
+                raise StorageError(f"{self.path} exists but is not a gitstore repository")
+            self.__dict__["repo"] = backend.Repo.create(
+                self.path, description=f"gitstore sessions of customer {self.name}",
+                head=Scenario(1).branch_ref, committer=self.store.config.committer)
+        return self.repo
+
+    # -- sessions --------------------------------------------------------
+    def scenarios(self) -> list[Scenario]:
+        """All scenarios (deployment scenarios), oldest first."""
+        if not self.exists:
+            return []
+        found = (parse_branch_ref(ref) for ref in self.repo.refs("refs/heads/"))
+        return sorted(s for s in found if s is not None)
+
+    def new_session(self, **kwargs: Any) -> Session:
+        """Open a new deployment scenario (the next major version). See
+        :meth:`gitstore.session.Session.create` for the arguments."""
+        from .session import Session
+
+        return Session.create(self, **kwargs)
+
+    def session(self, scenario: str | int | Scenario | None = None) -> Session:
+        """The session of a scenario (``"v2"``, ``2``); default: the newest one."""
+        from .session import Session
+
+        scenarios = self.scenarios()
+        if not self.exists:
+            raise NotFoundError(f"unknown customer {self.name!r} in {self.store.root}")
+        if not scenarios:
+            raise NotFoundError(f"customer {self.name} has no sessions yet")
+        if scenario is None:
+            chosen = scenarios[-1]
+        elif isinstance(scenario, Scenario):
+            chosen = scenario
+        elif isinstance(scenario, int):
+            chosen = Scenario(scenario)
+        elif Version.is_version(scenario):
+            chosen = Version.parse(scenario).scenario
+        else:
+            chosen = Scenario.parse(scenario)
+        if chosen not in scenarios:
+            have = ", ".join(str(s) for s in scenarios)
+            raise NotFoundError(f"customer {self.name} has no scenario {chosen} (has {have})")
+        return Session(self, chosen)
+
+    def sessions(self) -> list[Session]:
+        from .session import Session
+
+        return [Session(self, s) for s in self.scenarios()]
+
+    # -- reading ---------------------------------------------------------
+    def resolve(self, rev: str | Version | Scenario | None = None) -> str:
+        """Resolve a revision to a commit id.
+
+        Accepts a version (``v1.0.0``: its tag), a scenario (``v1``: its newest
+        state), ``HEAD`` (default), or any git revision (``v1~2``, a commit id).
+        """
+        repo = self.repo
+        if rev is None:
+            rev = "HEAD"
+        if isinstance(rev, Version):
+            rev = str(rev)
+        if isinstance(rev, Scenario):
+            rev = str(rev)
+        if Version.is_version(rev):
+            version = Version.parse(rev)
+            tag = repo.tag(str(version))
+            if tag is None:
+                known = ", ".join(str(v.version) for v in self.versions()) or "none"
+                raise NotFoundError(f"customer {self.name} has no version {version} "
+                                    f"(versions: {known})")
+            return tag.target
+        return repo.resolve(rev)
+
+    def read(self, rev: str | Version | Scenario | None = None) -> Snapshot:
+        """The session files at ``rev`` (see :meth:`resolve`)."""
+        commit = self.resolve(rev)
+        info = self.repo.commit(commit)
+        return Snapshot(customer=self.name, commit=commit, version=version_of(info),
+                        change=info.trailer("Change"), files=self.repo.read_tree(commit),
+                        info=info)
+
+    def versions(self, scenario: Scenario | None = None) -> list[VersionInfo]:
+        """Every finalized version, plus each scenario's open version, oldest first."""
+        if not self.exists:
+            raise NotFoundError(f"unknown customer {self.name!r} in {self.store.root}")
+        repo = self.repo
+        out: list[VersionInfo] = []
+        for ref in repo.refs("refs/tags/"):
+            v = parse_tag_ref(ref)
+            if v is None or (scenario is not None and v.major != scenario.major):
+                continue
+            tag = repo.tag(str(v))
+            assert tag is not None
+            info = repo.commit(tag.target)
+            out.append(_version_info(v, info, "finalized", tag))
+        tagged = {vi.version for vi in out}
+        for s in self.scenarios():
+            if scenario is not None and s != scenario:
+                continue
+            tip = repo.ref_target(s.branch_ref)
+            if tip is None:
+                continue
+            info = repo.commit(tip)
+            v = version_of(info)
+            if v is not None and v not in tagged:
+                status = "finalized" if info.trailer("Change") in ("finalize", "correction") \
+                    else "open"
+                out.append(_version_info(v, info, status, None))
+        return sorted(out, key=lambda vi: vi.version)
+
+    def log(self, rev: str | Scenario | None = None, *, limit: int | None = None) -> list[LogEntry]:
+        """Commits reachable from ``rev`` (default: every scenario), newest first."""
+        repo = self.repo
+        starts = [self.resolve(rev)] if rev is not None else \
+            [t for s in self.scenarios() if (t := repo.ref_target(s.branch_ref))]
+        tags: dict[str, list[str]] = {}
+        for ref in repo.refs("refs/tags/"):
+            t = repo.tag(ref[len("refs/tags/"):])
+            if t is not None:
+                tags.setdefault(t.target, []).append(t.name)
+        entries: list[LogEntry] = []
+        seen: set[str] = set()
+        for start in starts:
+            for info in repo.walk(start):
+                if info.id in seen:
+                    continue
+                seen.add(info.id)
+                turn = info.trailer("Turn")
+                entries.append(LogEntry(
+                    commit=info.id, version=version_of(info), change=info.trailer("Change"),
+                    turn=int(turn) if turn and turn.isdigit() else None,
+                    agent=info.trailer("Agent") or info.author.name, time=info.time,
+                    summary=info.parsed.summary, tags=tuple(sorted(tags.get(info.id, []))),
+                    trailers=info.parsed.trailers))
+        entries.sort(key=lambda e: e.time, reverse=True)
+        return entries[:limit] if limit is not None else entries
+
+
+def _version_info(v: Version, info: CommitInfo, status: str, tag: TagInfo | None) -> VersionInfo:
+    completeness = info.trailer("Completeness")
+    return VersionInfo(
+        version=v, commit=info.id, status=status, change=info.trailer("Change"),
+        time=tag.time if tag and tag.time else info.time,
+        author=tag.tagger if tag and tag.tagger else info.author,
+        summary=info.parsed.summary, tag=tag, manifest=info.trailer("Manifest"),
+        completeness=int(completeness.rstrip("%")) if completeness and
+        completeness.rstrip("%").isdigit() else None)
+
+
+__all__ = ["MANIFEST", "Customer", "LogEntry", "Snapshot", "Store", "VersionInfo"]
