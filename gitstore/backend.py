@@ -211,8 +211,8 @@ class Repo:
         tree = self._commit_obj(commit).tree
         out: dict[str, bytes] = {}
         for entry in tree:
-            if entry.type_str == "blob":
-                out[entry.name] = self._repo[entry.id].data
+            if entry.type_str == "blob" and entry.name is not None:
+                out[entry.name] = self._blob(entry.id)
         return out
 
     def read_file(self, commit: str, name: str) -> bytes | None:
@@ -223,11 +223,13 @@ class Repo:
             return None
         if entry.type_str != "blob":
             return None
-        data: bytes = self._repo[entry.id].data
-        return data
+        return self._blob(entry.id)
 
-    def tree_names(self, commit: str) -> list[str]:
-        return [e.name for e in self._commit_obj(commit).tree]
+    def _blob(self, oid: pygit2.Oid) -> bytes:
+        blob = self._repo[oid]
+        if not isinstance(blob, pygit2.Blob):
+            raise NotFoundError(f"object {oid} is not a blob")
+        return blob.data
 
     def resolve(self, revision: str) -> str:
         """Resolve any git revision (``v1.0.0``, ``v1``, ``HEAD~2``, an id) to a commit id."""

@@ -85,7 +85,7 @@ def check_customer(customer: Customer) -> Report:
                             f"{tip[:12]} (the next write recreates it)")
         _check_tree(customer, repo, f"{scenario} tip {tip[:12]}", tip, version,
                     finalized or version in tags, problems)
-    for v, ref in sorted(tags.items()):
+    for v in sorted(tags):
         report.versions += 1
         tag = repo.tag(str(v))
         if tag is None:

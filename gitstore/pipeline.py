@@ -85,7 +85,7 @@ class Pipeline:
         A hook receives the :class:`Proposal` and yields (or returns a list of)
         violations; raising an exception counts as a violation of that hook.
         """
-        label = name or getattr(hook, "__name__", "hook")
+        label = str(name or getattr(hook, "__name__", "hook"))
         if label in self.names:
             raise ValueError(f"a hook named {label!r} is already registered")
         self._hooks.append((label, hook))

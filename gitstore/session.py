@@ -187,7 +187,7 @@ class Session:
             if written is None:
                 raise ConflictError(f"scenario {new.scenario} of {customer.name} was created "
                                     "by a writer outside gitstore")
-            newest = max(existing + [new.scenario])
+            newest = max([*existing, new.scenario])
             repo.set_head(newest.branch_ref)
         return session
 

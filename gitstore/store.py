@@ -370,9 +370,9 @@ class Customer:
             [t for s in self.scenarios() if (t := repo.ref_target(s.branch_ref))]
         tags: dict[str, list[str]] = {}
         for ref in repo.refs("refs/tags/"):
-            t = repo.tag(ref[len("refs/tags/"):])
-            if t is not None:
-                tags.setdefault(t.target, []).append(t.name)
+            tag = repo.tag(ref[len("refs/tags/"):])
+            if tag is not None:
+                tags.setdefault(tag.target, []).append(tag.name)
         entries: list[LogEntry] = []
         seen: set[str] = set()
         for start in starts:

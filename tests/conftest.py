@@ -1,0 +1,113 @@
+"""Shared fixtures: real repositories in temp dirs, isolated git configuration.
+
+Every test runs with a temporary HOME, no system git config and fixed git
+identities, so the developer's own git setup can neither help nor break a test.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitstore import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+CUSTOMER = "customer-xyz789"
+SESSION_ID = "orchestrator-session-4f1c2d9e-8b7a-4e21-9c3d-5a6b7c8d9e0f"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_git(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    home = tmp_path_factory.mktemp("home")
+    saved = dict(os.environ)
+    os.environ.update({
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Test Author",
+        "GIT_AUTHOR_EMAIL": "author@example.invalid",
+        "GIT_COMMITTER_NAME": "Test Committer",
+        "GIT_COMMITTER_EMAIL": "committer@example.invalid",
+        "GIT_TERMINAL_PROMPT": "0",
+    })
+    for key in ("GITSTORE_ROOT", "GITSTORE_AGENT", "GIT_DIR", "GIT_WORK_TREE", "NO_COLOR"):
+        os.environ.pop(key, None)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def git(repo: Path, *args: str, check: bool = True, input: bytes | None = None) -> str:
+    """Run the real git binary in ``repo``; return stdout as text."""
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, input=input,
+                          check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}): "
+                             f"{proc.stderr.decode(errors='replace')}")
+    return proc.stdout.decode("utf-8", errors="replace")
+
+
+def repo_state(repo: Path) -> tuple[str, str]:
+    """All refs and every reachable object: equal before and after a refused write."""
+    if not repo.exists():
+        return ("", "")
+    refs = git(repo, "for-each-ref", "--format=%(refname) %(objectname)", check=False)
+    objects = git(repo, "rev-list", "--objects", "--all", check=False)
+    return refs, "\n".join(sorted(objects.splitlines()))
+
+
+def load_example(*parts: str) -> Any:
+    return json.loads((EXAMPLES.joinpath(*parts)).read_text(encoding="utf-8"))
+
+
+class Clock:
+    """A deterministic clock: each call is one second after the previous."""
+
+    def __init__(self, start: datetime = datetime(2025, 1, 15, 11, 0, tzinfo=UTC)) -> None:
+        self._ticks = itertools.count()
+        self.start = start
+
+    def __call__(self) -> datetime:
+        return self.start + timedelta(seconds=next(self._ticks))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store.init(tmp_path / "sessions", clock=Clock())
+
+
+def record_example_session(store: Store, customer: str = CUSTOMER) -> Any:
+    """Record examples/session turn by turn and finalize v1.0.0; returns the Session."""
+    session = store.customer(customer).new_session(
+        session_id=SESSION_ID, created="2025-01-15T10:30:00Z")
+    for path in sorted((EXAMPLES / "session" / "turns").glob("turn-*.json")):
+        session.append_turn(path.read_bytes())
+    conversation = load_example("session", "conversation.json")
+    session.set_summary(conversation["conversation_summary"])
+    for name in ("deployment_context.json", "session_metadata.json", "session_analytics.json"):
+        doc = load_example("session", name)
+        if name == "session_metadata.json":
+            doc["session_info"]["api_key"] = customer
+        session.put(name, doc)
+    session.finalize(message="deployment plan agreed")
+    return session
+
+
+@pytest.fixture
+def finalized(store: Store) -> Any:
+    """A store holding the example session finalized as v1.0.0."""
+    return record_example_session(store)
+
+
+RecordFn = Callable[[Store, str], Any]
