@@ -60,13 +60,18 @@ def section(text: str, number: int) -> str:
 # --- content -------------------------------------------------------------------------
 
 def test_header_follows_the_seed_layout(docs: Docs) -> None:
+    # The seed's four header lines, each its own paragraph so that Markdown
+    # viewers show them on separate lines.
     lines = render(docs).splitlines()
-    assert lines[:6] == [
+    assert lines[:9] == [
         "# Deployment Statement of Work",
         "",
         f"**Document Version**: {VERSION.document_version}",
+        "",
         f"**Created**: {_INFO['completed_timestamp']}",
+        "",
         f"**Customer**: {CUSTOMER}",
+        "",
         f"**Session ID**: {_INFO['session_id']}",
     ]
 
