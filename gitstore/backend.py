@@ -71,6 +71,16 @@ class Repo:
         return cls(repo, path)
 
     @classmethod
+    def open_any(cls, path: Path) -> Repo:
+        """Open a bare repository or a clone with a work tree (its top or its git
+        dir), without searching parent directories. ``path`` becomes the git dir."""
+        try:
+            repo = pygit2.Repository(str(path), pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
+        except pygit2.GitError as exc:
+            raise NotFoundError(f"{path} is not a git repository: {exc}") from None
+        return cls(repo, Path(repo.path))
+
+    @classmethod
     def create(cls, path: Path, *, description: str, head: str, committer: Identity) -> Repo:
         """Create a bare repository at ``path`` atomically (temp dir + rename)."""
         parent = path.parent
@@ -182,15 +192,7 @@ class Repo:
         return out
 
     def commit(self, oid: str) -> CommitInfo:
-        obj = self._lookup(oid)
-        if not isinstance(obj, pygit2.Commit):
-            raise NotFoundError(f"{oid[:12]} is not a commit")
-        return CommitInfo(
-            id=str(obj.id), tree_id=str(obj.tree_id),
-            parents=tuple(str(p) for p in obj.parent_ids),
-            author=Identity(obj.author.name, obj.author.email),
-            committer=Identity(obj.committer.name, obj.committer.email),
-            time=obj.commit_time, offset=obj.commit_time_offset, message=obj.message)
+        return _info(self._commit_obj(oid))
 
     def tag(self, name: str) -> TagInfo | None:
         """The annotated tag ``refs/tags/<name>``, or None if there is no such tag."""
@@ -252,7 +254,14 @@ class Repo:
         for h in hide or []:
             walker.hide(pygit2.Oid(hex=h))
         for c in walker:
-            yield self.commit(str(c.id))
+            yield _info(c)
+
+    def changed_files(self, commit: str) -> set[str]:
+        """Names of the files ``commit`` changed relative to its first parent."""
+        c = self._commit_obj(commit)
+        new = {e.name: e.id for e in c.tree}
+        old = {e.name: e.id for e in c.parents[0].tree} if c.parent_ids else {}
+        return {str(n) for n in set(new) | set(old) if new.get(n) != old.get(n)}
 
     def is_ancestor(self, ancestor: str, commit: str) -> bool:
         """True if ``ancestor`` is ``commit`` or reachable from it."""
@@ -273,6 +282,53 @@ class Repo:
         """Let this handle read objects from another object directory (a push's
         quarantine area in a pre-receive hook)."""
         self._repo.odb.add_disk_alternate(objects_dir)
+
+    # -- work-tree clones and hooks (used by gitstore.githooks) -------------
+    @property
+    def is_bare(self) -> bool:
+        return bool(self._repo.is_bare)
+
+    @property
+    def workdir(self) -> Path | None:
+        workdir = self._repo.workdir
+        return Path(workdir) if workdir else None
+
+    def config_get(self, key: str) -> str | None:
+        try:
+            value = self._repo.config[key]
+        except KeyError:
+            return None
+        return str(value)
+
+    def config_set(self, key: str, value: str) -> None:
+        """Set ``key`` in the repository's own (local) configuration."""
+        self._repo.config[key] = value
+
+    def read_index(self, index_file: Path | None = None) -> dict[str, bytes]:
+        """The staged files (``path -> bytes``) of the index, or of ``index_file``
+        (a hook's ``GIT_INDEX_FILE``); a submodule entry reads as empty."""
+        index = pygit2.Index(str(index_file)) if index_file else self._repo.index
+        out: dict[str, bytes] = {}
+        for entry in index:
+            obj = self._repo.get(entry.id)
+            out[entry.path] = obj.data if isinstance(obj, pygit2.Blob) else b""
+        return out
+
+    def tree_modes(self, commit: str) -> dict[str, int]:
+        """Every entry at the top of ``commit``'s tree with its git file mode
+        (0o100644 file, 0o100755 executable, 0o120000 symlink, 0o040000 tree, ...)."""
+        return {e.name: int(e.filemode) for e in self._commit_obj(commit).tree
+                if e.name is not None}
+
+    def tag_object(self, oid: str) -> TagInfo | None:
+        """The annotated tag object ``oid`` (by its own name), or None if ``oid``
+        is not a tag object (for example the commit of a lightweight tag)."""
+        obj = self._repo.get(oid)
+        if not isinstance(obj, pygit2.Tag):
+            return None
+        return TagInfo(name=obj.name, id=str(obj.id), target=str(obj.target),
+                       tagger=_identity(obj.tagger), time=obj.tagger.time if obj.tagger else 0,
+                       message=obj.message)
 
     def check_objects(self) -> list[str]:
         """Read every object reachable from every ref; return a line per problem.
@@ -323,6 +379,15 @@ class Repo:
         if not isinstance(obj, pygit2.Commit):
             raise NotFoundError(f"{oid[:12]} is not a commit")
         return obj
+
+
+def _info(obj: pygit2.Commit) -> CommitInfo:
+    return CommitInfo(
+        id=str(obj.id), tree_id=str(obj.tree_id),
+        parents=tuple(str(p) for p in obj.parent_ids),
+        author=Identity(obj.author.name, obj.author.email),
+        committer=Identity(obj.committer.name, obj.committer.email),
+        time=obj.commit_time, offset=obj.commit_time_offset, message=obj.message)
 
 
 def is_repository(path: Path) -> bool:

@@ -13,12 +13,17 @@ Invariants:
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from typing import Any
 
 
 class JSONParseError(ValueError):
     """Raised by :func:`loads`; ``str()`` is a one-line description with position."""
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\[uU][dD][89a-fA-F]")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -48,7 +53,14 @@ def loads(data: bytes | str) -> Any:
     if not text.strip():
         raise JSONParseError("empty document")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        if _SURROGATE_ESCAPE.search(text):
+            try:
+                json.dumps(value, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise JSONParseError("contains an unpaired UTF-16 surrogate escape "
+                                     "(\\ud800-\\udfff)") from None
+        return value
     except json.JSONDecodeError as exc:
         raise JSONParseError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -62,4 +74,50 @@ def dumps(value: Any) -> bytes:
                           allow_nan=False, separators=(",", ": "))
     except ValueError as exc:
         raise JSONParseError(str(exc)) from None
-    return (text + "\n").encode("utf-8")
+    try:
+        return (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        raise JSONParseError("contains an unpaired UTF-16 surrogate") from None
+
+
+_ELEMENT_START = re.compile(rb"(?m)^    \{")
+
+
+def tail_items(data: bytes, key: str, n: int) -> list[Any] | None:
+    """The last ``n`` items of the top-level array ``key`` of a canonical JSON
+    object, parsing only those items (the rest is only scanned).
+
+    Returns None when ``data`` is not laid out canonically or the items are not
+    objects; callers then fall back to :func:`loads`. For canonical input the
+    result equals ``loads(data)[key][-n:]`` (the tests prove it).
+    """
+    quoted = json.dumps(key, ensure_ascii=False).encode("utf-8")
+    if b"\n  " + quoted + b": []" in data:
+        return []
+    marker = b"\n  " + quoted + b": [\n"
+    start = data.find(marker)
+    if start < 0 or n < 0:
+        return None
+    body_start = start + len(marker)
+    end = data.find(b"\n  ]", body_start - 1)
+    if end < 0:
+        return None
+    body = data[body_start:end + 1]
+    starts = [m.start() for m in _ELEMENT_START.finditer(body)]
+    if not starts or starts[0] != 0:
+        return None
+    chosen = starts[-n:] if n else []
+    bounds = [*chosen, len(body)]
+    items = []
+    for a, b in itertools.pairwise(bounds):
+        chunk = body[a:b].rstrip()
+        if chunk.endswith(b","):
+            chunk = chunk[:-1]
+        try:
+            item = loads(chunk)
+        except JSONParseError:
+            return None
+        if not isinstance(item, dict):
+            return None
+        items.append(item)
+    return items

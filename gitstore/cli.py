@@ -28,7 +28,7 @@ from .errors import (
 )
 from .names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, SOW_DOCUMENT, check_document
 from .session import Session, Written
-from .store import Customer, Store
+from .store import Store
 from .versioning import Version
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -266,15 +266,20 @@ def correct(obj: Ctx, customer: str, files: tuple[str, ...], reason: str,
 @cli.command()
 @click.argument("customer")
 @click.argument("args", nargs=-1, metavar="[REV] [DOCUMENT]")
+@click.option("--at", metavar="TIME",
+              help="The state of the scenario REV (default: newest) as it stood at TIME.")
 @output_option
 @click.pass_obj
-def show(obj: Ctx, customer: str, args: tuple[str, ...], output: str) -> None:
+def show(obj: Ctx, customer: str, args: tuple[str, ...], at: str | None, output: str) -> None:
     """Show a version (v1.0.0), scenario (v1), or any revision; or one DOCUMENT of it.
 
-    REV defaults to HEAD, the newest scenario's latest state. With a DOCUMENT, text
-    output is the stored file byte for byte."""
+    REV defaults to HEAD, the newest scenario's latest state. With --at, REV names a
+    scenario and the state shown is the one it had at that time. With a DOCUMENT,
+    text output is the stored file byte for byte."""
     rev, document = _rev_and_document(args)
-    snap = obj.store().customer(customer).read(rev)
+    cust = obj.store().customer(customer)
+    when = _when(at)
+    snap = cust.read_at(rev, when) if when is not None else cust.read(rev)
     if document:
         data = snap.raw(document)
         if output == "json":
@@ -327,6 +332,53 @@ def _iso(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _color(stream_is_tty: bool) -> bool:
+    return stream_is_tty and not os.environ.get("NO_COLOR")
+
+
+@cli.command()
+@click.argument("customer")
+@click.argument("a")
+@click.argument("b", required=False)
+@click.option("-o", "--output", "output", type=click.Choice(["text", "json", "patch"]),
+              default="text", show_default=True, help="Output format.")
+@click.option("--stat", is_flag=True, help="A per-document summary instead of the changes.")
+@click.option("--exit-code", is_flag=True,
+              help="Exit 1 if there are differences, 0 if none (like diff(1)).")
+@click.option("-d", "--document", "documents", multiple=True, metavar="NAME",
+              help="Only this document (repeatable).")
+@click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
+              show_default=True, help="Colour the text and patch output.")
+@click.pass_obj
+def diff(obj: Ctx, customer: str, a: str, b: str | None, output: str, stat: bool,
+         exit_code: bool, documents: tuple[str, ...], color: str) -> None:
+    """Show what changed between two session states, document by document.
+
+    A and B are versions (v1.0.0), scenarios (v1: its newest state), tags, commit ids
+    or revisions like v1~2. B defaults to the newest state of A's scenario.
+    Conversation turns are matched by turn_id; other records by their natural key."""
+    from . import diffformat
+
+    result, snap_a, snap_b = obj.store().customer(customer).diff(
+        a, b, documents=documents or None)
+    use_color = color == "always" or (color == "auto" and _color(sys.stdout.isatty()))
+    style = click.style if use_color else diffformat._plain
+    if output == "json":
+        data = diffformat.to_json(result, snap_a.label(), snap_b.label())
+        if stat:
+            data["documents"] = [{"name": d["name"], "status": d["status"], "stat": d["stat"]}
+                                 for d in data["documents"]]
+        _emit_json(data)
+    elif stat:
+        click.echo(diffformat.to_stat(result, style), nl=False)
+    elif output == "patch":
+        click.echo(diffformat.to_patch(result, style), nl=False)
+    else:
+        click.echo(diffformat.to_text(result, style), nl=False)
+    if exit_code and not result.empty:
+        sys.exit(1)
+
+
 @cli.command()
 @click.argument("customer")
 @scenario_option
@@ -346,23 +398,96 @@ def versions(obj: Ctx, customer: str, scenario: str | None, output: str) -> None
                    f"{pct:>4}  {v.summary}")
 
 
+def _when(value: str | None, *, end: bool = False) -> datetime | None:
+    """Parse --since/--until/--at: an RFC 3339 timestamp or a YYYY-MM-DD date
+    (a date alone means the start of that day, or its end for --until)."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+            return day.replace(hour=23, minute=59, second=59) if end else day
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"invalid time {value!r}: expected YYYY-MM-DD or an RFC 3339 "
+                         "timestamp like 2025-01-15T10:30:00Z") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+CHANGE_KINDS = ["create", "turn", "update", "finalize", "follow-up", "correction"]
+
+
 @cli.command()
 @click.argument("customer")
 @click.argument("scenario", required=False, metavar="[REV]")
 @click.option("-n", "--limit", type=click.IntRange(min=1), help="Show at most N commits.")
+@click.option("--document", metavar="NAME", help="Only commits that changed this document.")
+@click.option("--since", metavar="TIME", help="Only commits at or after TIME.")
+@click.option("--until", metavar="TIME", help="Only commits at or before TIME.")
+@click.option("--change", type=click.Choice(CHANGE_KINDS), help="Only this kind of change.")
+@click.option("--agent", "agent_name", metavar="NAME", help="Only commits by this agent.")
 @output_option
 @click.pass_obj
-def log(obj: Ctx, customer: str, scenario: str | None, limit: int | None, output: str) -> None:
-    """Show the history of CUSTOMER (all scenarios, or REV's), newest first."""
-    entries = obj.store().customer(customer).log(scenario, limit=limit)
+def log(obj: Ctx, customer: str, scenario: str | None, limit: int | None,
+        document: str | None, since: str | None, until: str | None, change: str | None,
+        agent_name: str | None, output: str) -> None:
+    """Show the history of CUSTOMER (all scenarios, or REV's), newest first.
+
+    One line per commit: id, time, version, change kind (and turn), agent,
+    summary, and the version tags that sit on it."""
+    entries = obj.store().customer(customer).log(
+        scenario, limit=limit, document=document, since=_when(since),
+        until=_when(until, end=True), change=change, agent=agent_name)
     if output == "json":
         _emit_json([e.to_json() for e in entries])
         return
     for e in entries:
-        change = f"turn {e.turn}" if e.change == "turn" and e.turn else (e.change or "-")
+        kind = f"turn {e.turn}" if e.change == "turn" and e.turn else (e.change or "-")
         tags = f"  (tag: {', '.join(e.tags)})" if e.tags else ""
-        click.echo(f"{e.commit[:12]}  {_iso(e.time)}  {e.version or '-'!s:<9} {change:<11} "
+        click.echo(f"{e.commit[:12]}  {_iso(e.time)}  {e.version or '-'!s:<9} {kind:<11} "
                    f"{(e.agent or '-'):<12} {e.summary}{tags}")
+
+
+@cli.command()
+@click.argument("customer")
+@click.option("--verify", "check", is_flag=True,
+              help="Check the hash chain; exit 7 and name each edited or missing record.")
+@click.option("-n", "--limit", type=click.IntRange(min=1), help="Show only the last N records.")
+@output_option
+@click.pass_obj
+def audit(obj: Ctx, customer: str, check: bool, limit: int | None, output: str) -> None:
+    """Show CUSTOMER's access log: every read and write through gitstore.
+
+    The log is append-only and hash-chained; --verify reports any record that was
+    edited, deleted or inserted."""
+    from .errors import IntegrityError
+
+    log_ = obj.store().customer(customer).audit_log
+    if check:
+        problems = log_.verify()
+        if output == "json":
+            _emit_json({"customer": customer, "ok": not problems,
+                        "problems": [str(p) for p in problems]})
+        else:
+            for p in problems:
+                click.echo(f"{customer}: audit {p}")
+        if problems:
+            raise IntegrityError(f"audit log of {customer}: {len(problems)} problem(s)")
+        if output == "text":
+            _note(f"{customer}: audit log intact")
+        return
+    records = list(log_.records())
+    if limit is not None:
+        records = records[-limit:]
+    if output == "json":
+        _emit_json(records)
+        return
+    for r in records:
+        target = " ".join(str(x) for x in (r.get("rev"), r.get("document")) if x)
+        click.echo(f"{r.get('seq', '?'):>6}  {r.get('time', '?')}  {r.get('op', '?'):<16} "
+                   f"{target:<24} {r.get('actor', '?')} (user {r.get('user')}, "
+                   f"pid {r.get('pid')})")
 
 
 @cli.command()
@@ -414,8 +539,8 @@ def verify(obj: Ctx, customer: str | None, output: str) -> None:
 
     Checks files present, cross-file consistency, manifest checksums, tags and
     git object integrity. Exits 7 if anything is wrong."""
-    from .health import check_customer
     from .errors import IntegrityError
+    from .health import check_customer
 
     store = obj.store()
     names = [store.customer(customer).name] if customer else store.customers()

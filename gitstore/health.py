@@ -107,6 +107,8 @@ def check_customer(customer: Customer) -> Report:
         elif not repo.is_ancestor(tag.target, branch_tip):
             problems.append(f"{where} is not on its scenario branch {v.scenario.branch_ref}")
         _check_tree(customer, repo, where, tag.target, v, True, problems)
+    problems.extend(f"audit log {p}" for p in customer.audit_log.verify())
+    customer._audit("verify", detail=f"{len(problems)} problem(s)")
     return report
 
 

@@ -150,9 +150,26 @@ class Session:
         return self.customer.read(rev if rev is not None else self.scenario)
 
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """The latest ``limit`` turns (all when None), oldest first."""
-        turns = canonical.loads(self.state.files[CONV])["conversation_turns"]
-        return list(turns if limit is None else turns[-limit:] if limit > 0 else [])
+        """The latest ``limit`` turns (all when None), oldest first.
+
+        For an agent's context window: only ``conversation.json`` is read, and
+        of it only the returned turns are parsed (the rest is scanned)."""
+        if limit is not None and limit < 0:
+            raise UsageError("history limit must be >= 0")
+        repo = self.customer.repo
+        tip = repo.ref_target(self.scenario.branch_ref)
+        if tip is None:
+            raise NotFoundError(f"{self.customer.name} has no scenario {self.scenario}")
+        data = repo.read_file(tip, CONV)
+        self.customer._audit("history", rev=str(self.scenario), commit=tip, document=CONV)
+        if data is None:
+            return []
+        if limit is not None:
+            tail = canonical.tail_items(data, "conversation_turns", limit)
+            if tail is not None:
+                return tail
+        turns = canonical.loads(data).get("conversation_turns", [])
+        return list(turns if limit is None else turns[-limit:] if limit else [])
 
     # -- lifecycle ---------------------------------------------------------
     @classmethod
@@ -189,6 +206,7 @@ class Session:
                                     "by a writer outside gitstore")
             newest = max([*existing, new.scenario])
             repo.set_head(newest.branch_ref)
+            customer._audit("write:create", rev=str(new), commit=written.commit)
         return session
 
     def append_turn(self, turn: Any, *, message: str | None = None) -> Written:
@@ -364,6 +382,8 @@ class Session:
                 plan = build(state)
                 written = self._commit(repo, state, state.session_id, plan)
                 if written is not None:
+                    self.customer._audit(f"write:{written.change}", rev=str(written.version),
+                                         commit=written.commit)
                     return written
         raise ConflictError(f"scenario {self.scenario} of {self.customer.name} kept moving "
                             f"under a writer outside gitstore; gave up after {MAX_ATTEMPTS} tries")

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import backend, canonical
 from . import config as config_mod
+from .audit import AuditLog
 from .errors import NotFoundError, StorageError, UsageError
 from .message import CommitInfo, Identity, TagInfo
 from .names import JSON_DOCUMENTS, MANIFEST, check_customer, check_document
@@ -37,6 +38,7 @@ from .versioning import Scenario, Version, parse_branch_ref, parse_tag_ref
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from .diff import Diff
     from .session import Session
 
 Clock = Callable[[], datetime]
@@ -168,6 +170,12 @@ class Snapshot:
     def session_id(self) -> str | None:
         return self.info.trailer("Session-Id")
 
+    def label(self) -> dict[str, Any]:
+        """Identifies this snapshot in diff output."""
+        return {"customer": self.customer, "commit": self.commit,
+                "version": str(self.version) if self.version else None,
+                "change": self.change}
+
 
 @dataclass(frozen=True)
 class VersionInfo:
@@ -240,13 +248,30 @@ class Customer:
 
     @property
     def exists(self) -> bool:
-        return backend.is_repository(self.path)
+        return not self.path.is_symlink() and backend.is_repository(self.path)
 
     @cached_property
     def repo(self) -> backend.Repo:
+        if self.path.is_symlink():
+            raise StorageError(f"{self.path} is a symbolic link; a customer repository must be "
+                               "a real directory inside the store")
         if not self.exists:
             raise NotFoundError(f"unknown customer {self.name!r} in {self.store.root}")
         return backend.Repo.open(self.path)
+
+    def _audit(self, op: str, *, rev: str | None = None, commit: str | None = None,
+               document: str | None = None, detail: str | None = None) -> None:
+        """Append to this customer's access log (see :mod:`gitstore.audit`)."""
+        if self.exists:
+            AuditLog(self.path).append(actor=str(self.store.config.agent), op=op,
+                                       customer=self.name, rev=rev, commit=commit,
+                                       document=document, detail=detail)
+
+    @property
+    def audit_log(self) -> AuditLog:
+        if not self.exists:
+            raise NotFoundError(f"unknown customer {self.name!r} in {self.store.root}")
+        return AuditLog(self.path)
 
     def _ensure_repo(self) -> backend.Repo:
         """Create the repository if it does not exist (callers hold the writer lock)."""
@@ -330,9 +355,29 @@ class Customer:
         """The session files at ``rev`` (see :meth:`resolve`)."""
         commit = self.resolve(rev)
         info = self.repo.commit(commit)
+        self._audit("read", rev=str(rev) if rev is not None else "HEAD", commit=commit)
         return Snapshot(customer=self.name, commit=commit, version=version_of(info),
                         change=info.trailer("Change"), files=self.repo.read_tree(commit),
                         info=info)
+
+    def diff(self, a: str | Version | Scenario, b: str | Version | Scenario | None = None, *,
+             documents: Iterable[str] | None = None) -> tuple[Diff, Snapshot, Snapshot]:
+        """Semantic diff from ``a`` to ``b`` (default: the newest state of ``a``'s
+        scenario). Returns the diff and both snapshots. ``documents`` limits it."""
+        from .diff import compute
+
+        snap_a = self.read(a)
+        if b is None:
+            b = snap_a.version.scenario if snap_a.version else "HEAD"
+        snap_b = self.read(b)
+        files_a, files_b = snap_a.files, snap_b.files
+        if documents is not None:
+            keep = {check_document(d, allow_manifest=True) for d in documents}
+            files_a = {k: v for k, v in files_a.items() if k in keep}
+            files_b = {k: v for k, v in files_b.items() if k in keep}
+        self._audit("diff", rev=f"{a}..{b}", commit=f"{snap_a.commit}..{snap_b.commit}",
+                    document=",".join(sorted(documents)) if documents else None)
+        return compute(files_a, files_b), snap_a, snap_b
 
     def versions(self, scenario: Scenario | None = None) -> list[VersionInfo]:
         """Every finalized version, plus each scenario's open version, oldest first."""
@@ -361,13 +406,26 @@ class Customer:
                 status = "finalized" if info.trailer("Change") in ("finalize", "correction") \
                     else "open"
                 out.append(_version_info(v, info, status, None))
+        self._audit("versions", rev=str(scenario) if scenario else None)
         return sorted(out, key=lambda vi: vi.version)
 
-    def log(self, rev: str | Scenario | None = None, *, limit: int | None = None) -> list[LogEntry]:
-        """Commits reachable from ``rev`` (default: every scenario), newest first."""
+    def log(self, rev: str | Scenario | None = None, *, limit: int | None = None,
+            document: str | None = None, since: datetime | None = None,
+            until: datetime | None = None, change: str | None = None,
+            agent: str | None = None) -> list[LogEntry]:
+        """Commits reachable from ``rev`` (default: every scenario), newest first.
+
+        Filters: ``document`` (commits that changed it), ``since``/``until``
+        (commit time, inclusive), ``change`` (the Change trailer: turn, update,
+        create, finalize, follow-up, correction), ``agent`` (Agent trailer or
+        author name). ``limit`` applies after filtering.
+        """
         repo = self.repo
         starts = [self.resolve(rev)] if rev is not None else \
             [t for s in self.scenarios() if (t := repo.ref_target(s.branch_ref))]
+        doc = check_document(document, allow_manifest=True) if document else None
+        lo = since.timestamp() if since else None
+        hi = until.timestamp() if until else None
         tags: dict[str, list[str]] = {}
         for ref in repo.refs("refs/tags/"):
             tag = repo.tag(ref[len("refs/tags/"):])
@@ -380,15 +438,39 @@ class Customer:
                 if info.id in seen:
                     continue
                 seen.add(info.id)
+                if (lo is not None and info.time < lo) or (hi is not None and info.time > hi):
+                    continue
+                kind = info.trailer("Change")
+                if change is not None and kind != change:
+                    continue
+                who = info.trailer("Agent") or info.author.name
+                if agent is not None and who != agent:
+                    continue
+                if doc is not None and doc not in repo.changed_files(info.id):
+                    continue
                 turn = info.trailer("Turn")
                 entries.append(LogEntry(
-                    commit=info.id, version=version_of(info), change=info.trailer("Change"),
+                    commit=info.id, version=version_of(info), change=kind,
                     turn=int(turn) if turn and turn.isdigit() else None,
-                    agent=info.trailer("Agent") or info.author.name, time=info.time,
+                    agent=who, time=info.time,
                     summary=info.parsed.summary, tags=tuple(sorted(tags.get(info.id, []))),
                     trailers=info.parsed.trailers))
         entries.sort(key=lambda e: e.time, reverse=True)
+        self._audit("log", rev=str(rev) if rev is not None else None, document=doc)
         return entries[:limit] if limit is not None else entries
+
+    def read_at(self, scenario: str | Scenario | None, when: datetime) -> Snapshot:
+        """The state of a scenario as it stood at ``when``: its newest commit
+        made at or before that moment."""
+        session = self.session(scenario)
+        tip = self.repo.ref_target(session.scenario.branch_ref)
+        assert tip is not None
+        ts = when.timestamp()
+        for info in self.repo.walk(tip, first_parent=True):
+            if info.time <= ts:
+                return self.read(info.id)
+        raise NotFoundError(f"scenario {session.scenario} of {self.name} did not exist yet at "
+                            f"{when.isoformat()}")
 
 
 def _version_info(v: Version, info: CommitInfo, status: str, tag: TagInfo | None) -> VersionInfo:
