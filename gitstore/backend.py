@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pygit2
@@ -45,6 +45,12 @@ def enable_fsync() -> None:
 
 def _sig(identity: Identity, time: int, offset: int) -> pygit2.Signature:
     return pygit2.Signature(identity.name, identity.email, time, offset)
+
+
+def _sig_line(identity: Identity, time: int, offset: int) -> str:
+    sign = "-" if offset < 0 else "+"
+    hours, minutes = divmod(abs(offset), 60)
+    return f"{identity.name} <{identity.email}> {time} {sign}{hours:02d}{minutes:02d}"
 
 
 def _identity(sig: pygit2.Signature | None) -> Identity | None:
@@ -123,22 +129,66 @@ class Repo:
         return str(builder.write())
 
     def write_commit(self, *, tree: str, parents: list[str], author: Identity,
-                     committer: Identity, message: str, time: int, offset: int = 0) -> str:
-        oid = self._repo.create_commit(
-            None, _sig(author, time, offset), _sig(committer, time, offset), message,
-            pygit2.Oid(hex=tree), [pygit2.Oid(hex=p) for p in parents])
-        return str(oid)
+                     committer: Identity, message: str, time: int, offset: int = 0,
+                     sign: Callable[[bytes], bytes] | None = None) -> str:
+        """Write a commit object; with ``sign``, an SSH-signed one (``gpgsig`` header)."""
+        a, c = _sig(author, time, offset), _sig(committer, time, offset)
+        tree_oid = pygit2.Oid(hex=tree)
+        parent_oids: list[str | pygit2.Oid] = [pygit2.Oid(hex=p) for p in parents]
+        if sign is None:
+            return str(self._repo.create_commit(None, a, c, message, tree_oid, parent_oids))
+        content = self._repo.create_commit_string(a, c, message, tree_oid, parent_oids)
+        if not isinstance(content, str):  # pygit2's stubs say Oid; it returns the text
+            raise TypeError("pygit2 create_commit_string returned no text")
+        signature = sign(content.encode("utf-8")).decode("ascii")
+        return str(self._repo.create_commit_with_signature(content, signature.rstrip("\n"),
+                                                           "gpgsig"))
 
     def create_tag(self, name: str, target: str, *, tagger: Identity, message: str,
-                   time: int, offset: int = 0) -> str:
-        """Create annotated tag ``refs/tags/<name>``; RefConflict if it exists."""
+                   time: int, offset: int = 0,
+                   sign: Callable[[bytes], bytes] | None = None) -> str:
+        """Create annotated tag ``refs/tags/<name>``; RefConflict if it exists.
+
+        With ``sign`` the tag carries an SSH signature after its message, as
+        ``git tag -s`` writes it."""
+        if sign is None:
+            try:
+                oid = self._repo.create_tag(name, pygit2.Oid(hex=target),
+                                            pygit2.enums.ObjectType.COMMIT,
+                                            _sig(tagger, time, offset), message)
+            except (pygit2.AlreadyExistsError, ValueError) as exc:
+                raise RefConflict(f"tag {name} already exists") from exc
+            return str(oid)
+        if self._repo.references.get(f"refs/tags/{name}") is not None:
+            raise RefConflict(f"tag {name} already exists")
+        payload = (f"object {target}\ntype commit\ntag {name}\n"
+                   f"tagger {_sig_line(tagger, time, offset)}\n\n{message}").encode()
+        if not payload.endswith(b"\n"):
+            payload += b"\n"
+        oid = self._repo.odb.write(pygit2.enums.ObjectType.TAG, payload + sign(payload))
         try:
-            oid = self._repo.create_tag(name, pygit2.Oid(hex=target),
-                                        pygit2.enums.ObjectType.COMMIT,
-                                        _sig(tagger, time, offset), message)
-        except (pygit2.AlreadyExistsError, ValueError) as exc:
+            self._repo.create_reference_direct(f"refs/tags/{name}", oid, False,
+                                               message=f"gitstore: tag {name}")
+        except pygit2.AlreadyExistsError as exc:
             raise RefConflict(f"tag {name} already exists") from exc
         return str(oid)
+
+    def signature(self, oid: str) -> tuple[bytes, bytes] | None:
+        """``(signature, signed payload)`` of a commit or tag object, or None if unsigned."""
+        obj = self._lookup(oid)
+        if isinstance(obj, pygit2.Commit):
+            sig, payload = obj.gpg_signature
+            return (sig, payload) if sig else None
+        if isinstance(obj, pygit2.Tag):
+            raw = self._repo.odb.read(obj.id)[1]
+            cut = raw.find(b"-----BEGIN SSH SIGNATURE-----")
+            if cut < 0:
+                cut = raw.find(b"-----BEGIN PGP SIGNATURE-----")
+            return (raw[cut:], raw[:cut]) if cut >= 0 else None
+        return None
+
+    def set_config(self, key: str, value: str) -> None:
+        self._repo.config[key] = value
 
     def update_ref(self, name: str, new: str, old: str | None, reflog: str) -> None:
         """Point ``name`` at ``new`` if and only if it currently points at ``old``

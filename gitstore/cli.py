@@ -113,9 +113,16 @@ def cli(ctx: click.Context, root: str, agent: str | None) -> None:
               help="Directory of templates that override the packaged SOW template.")
 @click.option("--max-document-bytes", type=click.IntRange(min=1), metavar="N",
               help="Largest accepted document, in bytes.")
+@click.option("--signing-key", type=click.Path(dir_okay=False, exists=True), metavar="KEY",
+              help="SSH private key that signs every commit and version tag from now on.")
 @click.pass_obj
-def init(obj: Ctx, templates: str | None, max_document_bytes: int | None) -> None:
-    """Create the store root (idempotent) and optionally record settings."""
+def init(obj: Ctx, templates: str | None, max_document_bytes: int | None,
+         signing_key: str | None) -> None:
+    """Create the store root (idempotent) and optionally record settings.
+
+    With --signing-key, gitstore signs commits and tags the way git's
+    gpg.format=ssh does, writes <root>/.gitstore/allowed_signers and configures
+    every customer repository so that plain `git verify-tag` checks them."""
     from . import config as config_mod
 
     existed = Path(obj.root).is_dir()
@@ -123,6 +130,9 @@ def init(obj: Ctx, templates: str | None, max_document_bytes: int | None) -> Non
                        max_document_bytes=max_document_bytes)
     if templates or max_document_bytes:
         config_mod.save(store.root, store.config)
+    if signing_key:
+        store.configure_signing(signing_key)
+        _note(f"signing with {signing_key}; allowed signers in {store.config.allowed_signers}")
     _note(f"{'Reinitialized' if existed else 'Initialized'} gitstore in {store.root}")
 
 
@@ -537,8 +547,9 @@ def customers(obj: Ctx, output: str) -> None:
 def verify(obj: Ctx, customer: str | None, output: str) -> None:
     """Run the health checks on CUSTOMER (default: every customer).
 
-    Checks files present, cross-file consistency, manifest checksums, tags and
-    git object integrity. Exits 7 if anything is wrong."""
+    Checks files present, cross-file consistency, manifest checksums, tags, git
+    object integrity, the audit log's hash chain and, when the store signs, every
+    version's signatures. Exits 7 if anything is wrong."""
     from .errors import IntegrityError
     from .health import check_customer
 

@@ -32,7 +32,9 @@ class Config:
     itself. ``templates`` is a directory whose templates override the packaged
     ones. ``max_document_bytes`` bounds every document, in and out.
     ``lock_timeout`` is how long a writer waits for another writer to the same
-    customer. ``fsync`` makes every acknowledged write durable.
+    customer. ``fsync`` makes every acknowledged write durable. ``signing_key``
+    (an SSH private key) signs every commit and tag; ``allowed_signers`` is the
+    file that verification trusts (default ``<root>/.gitstore/allowed_signers``).
     """
 
     agent: Identity = DEFAULT_AGENT
@@ -41,6 +43,8 @@ class Config:
     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
     lock_timeout: float = 60.0
     fsync: bool = True
+    signing_key: Path | None = None
+    allowed_signers: Path | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +54,8 @@ class Config:
             "max_document_bytes": self.max_document_bytes,
             "lock_timeout": self.lock_timeout,
             "fsync": self.fsync,
+            "signing_key": str(self.signing_key) if self.signing_key else None,
+            "allowed_signers": str(self.allowed_signers) if self.allowed_signers else None,
         }
 
 
@@ -65,7 +71,10 @@ def load(root: Path, **overrides: Any) -> Config:
     env_agent = os.environ.get("GITSTORE_AGENT")
     if env_agent:
         cfg = replace(cfg, agent=Identity.parse(env_agent))
-    return _apply(cfg, {k: v for k, v in overrides.items() if v is not None}, "arguments")
+    cfg = _apply(cfg, {k: v for k, v in overrides.items() if v is not None}, "arguments")
+    if cfg.signing_key is not None and cfg.allowed_signers is None:
+        cfg = replace(cfg, allowed_signers=root / CONFIG_DIR / "allowed_signers")
+    return cfg
 
 
 def _apply(cfg: Config, data: Any, origin: str) -> Config:
@@ -81,7 +90,7 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
             continue
         if key in ("agent", "committer"):
             changes[key] = value if isinstance(value, Identity) else Identity.parse(str(value))
-        elif key == "templates":
+        elif key in ("templates", "signing_key", "allowed_signers"):
             changes[key] = Path(value)
         elif key == "max_document_bytes":
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -13,6 +13,7 @@ what is wrong.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import backend
@@ -107,6 +108,11 @@ def check_customer(customer: Customer) -> Report:
         elif not repo.is_ancestor(tag.target, branch_tip):
             problems.append(f"{where} is not on its scenario branch {v.scenario.branch_ref}")
         _check_tree(customer, repo, where, tag.target, v, True, problems)
+        allowed = customer.store.config.allowed_signers
+        if allowed is not None:
+            _check_signature(repo, where, tag.id, allowed, problems)
+            _check_signature(repo, f"{where} commit {tag.target[:12]}", tag.target, allowed,
+                             problems)
     problems.extend(f"audit log {p}" for p in customer.audit_log.verify())
     customer._audit("verify", detail=f"{len(problems)} problem(s)")
     return report
@@ -132,3 +138,17 @@ def _check_tree(customer: Customer, repo: backend.Repo, where: str, commit: str,
         customer.store.pipeline.run(proposal)
     except InvalidDocumentError as exc:
         problems.extend(f"{where}: {v}" for v in exc.violations)
+
+
+def _check_signature(repo: backend.Repo, where: str, oid: str, allowed: Path,
+                     problems: list[str]) -> None:
+    from . import signing
+
+    found = repo.signature(oid)
+    if found is None:
+        problems.append(f"{where} is not signed")
+        return
+    try:
+        signing.verify(found[1], found[0], allowed)
+    except GitStoreError as exc:
+        problems.append(f"{where}: {exc}")

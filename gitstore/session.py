@@ -378,7 +378,7 @@ class Session:
             repo = self.customer.repo
             for _ in range(MAX_ATTEMPTS):
                 state = _read_state(repo, self.scenario)
-                _repair_tag(repo, state)
+                _repair_tag(repo, state, store.signer)
                 plan = build(state)
                 written = self._commit(repo, state, state.session_id, plan)
                 if written is not None:
@@ -435,7 +435,8 @@ class Session:
         ts, offset = int(now.timestamp()), _offset_minutes(now)
         commit = repo.write_commit(tree=tree, parents=[state.tip] if state else [],
                                    author=agent, committer=store.config.committer,
-                                   message=msg.format(), time=ts, offset=offset)
+                                   message=msg.format(), time=ts, offset=offset,
+                                   sign=store.signer)
         try:
             repo.update_ref(plan.version.scenario.branch_ref, commit,
                             state.tip if state else None, f"gitstore: {plan.summary}")
@@ -443,7 +444,7 @@ class Session:
             return None
         tag_id = None
         if plan.finalizing:
-            tag_id = _cut_tag(repo, commit, repo.commit(commit), ts, offset)
+            tag_id = _cut_tag(repo, commit, repo.commit(commit), ts, offset, store.signer)
         return Written(commit, plan.version, plan.change, digest, proposal.completeness,
                        plan.turn, tag_id)
 
@@ -582,16 +583,18 @@ def _tag_message(info: CommitInfo) -> str:
     ]), body).format()
 
 
-def _cut_tag(repo: backend.Repo, commit: str, info: CommitInfo, ts: int, offset: int) -> str:
+def _cut_tag(repo: backend.Repo, commit: str, info: CommitInfo, ts: int, offset: int,
+             sign: Callable[[bytes], bytes] | None) -> str:
     version = info.trailer("Session-Version") or "?"
     try:
         return repo.create_tag(version, commit, tagger=info.author, message=_tag_message(info),
-                               time=ts, offset=offset)
+                               time=ts, offset=offset, sign=sign)
     except backend.RefConflict:
         raise ConflictError(f"tag {version} already exists; versions are never reused") from None
 
 
-def _repair_tag(repo: backend.Repo, state: State) -> None:
+def _repair_tag(repo: backend.Repo, state: State,
+                sign: Callable[[bytes], bytes] | None) -> None:
     """Recreate the tag of a finalize/correction commit left untagged by a crash."""
     if state.info.trailer("Change") in FINAL_CHANGES and state.version not in state.tags:
-        _cut_tag(repo, state.tip, state.info, state.info.time, state.info.offset)
+        _cut_tag(repo, state.tip, state.info, state.info.time, state.info.offset, sign)

@@ -60,7 +60,8 @@ class Store:
     def __init__(self, root: str | os.PathLike[str] = "sessions", *, create: bool = False,
                  agent: str | Identity | None = None, templates: str | Path | None = None,
                  max_document_bytes: int | None = None, lock_timeout: float | None = None,
-                 fsync: bool | None = None, hooks: Iterable[Hook] = (),
+                 fsync: bool | None = None, signing_key: str | Path | None = None,
+                 hooks: Iterable[Hook] = (),
                  clock: Clock | None = None) -> None:
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
@@ -75,7 +76,7 @@ class Store:
                     from None
         self.config = config_mod.load(
             self.root, agent=agent, templates=templates, max_document_bytes=max_document_bytes,
-            lock_timeout=lock_timeout, fsync=fsync)
+            lock_timeout=lock_timeout, fsync=fsync, signing_key=signing_key)
         if self.config.fsync:
             backend.enable_fsync()
         self.pipeline = Pipeline(hooks)
@@ -92,6 +93,32 @@ class Store:
         if not os.access(store.root, os.W_OK):
             raise StorageError(f"store root {store.root} is not writable")
         return store
+
+    @cached_property
+    def signer(self) -> Callable[[bytes], bytes] | None:
+        """Signs commit and tag payloads when the store has a signing key."""
+        from . import signing
+
+        key = self.config.signing_key
+        return signing.signer(key) if key is not None else None
+
+    def configure_signing(self, key: str | Path) -> None:
+        """Sign every future commit and tag with SSH ``key``; trust it for verification.
+
+        Saves the setting, writes the allowed-signers file and points every
+        customer repository's git config at it, so ``git verify-tag`` works there."""
+        from dataclasses import replace
+
+        from . import signing
+
+        key_path = Path(key).resolve()
+        allowed = (self.root / config_mod.CONFIG_DIR / "allowed_signers").resolve()
+        signing.write_allowed_signers(allowed, self.config.committer.email, key_path)
+        self.config = replace(self.config, signing_key=key_path, allowed_signers=allowed)
+        self.__dict__.pop("signer", None)
+        config_mod.save(self.root, self.config)
+        for customer in self:
+            customer._configure_repo()
 
     @property
     def lock_dir(self) -> Path:
@@ -276,12 +303,20 @@ class Customer:
     def _ensure_repo(self) -> backend.Repo:
         """Create the repository if it does not exist (callers hold the writer lock)."""
         if not self.exists:
-            if self.path.exists():
+            if self.path.exists() or self.path.is_symlink():
                 raise StorageError(f"{self.path} exists but is not a gitstore repository")
             self.__dict__["repo"] = backend.Repo.create(
                 self.path, description=f"gitstore sessions of customer {self.name}",
                 head=Scenario(1).branch_ref, committer=self.store.config.committer)
+            self._configure_repo()
         return self.repo
+
+    def _configure_repo(self) -> None:
+        """Point the repository's git config at the store's allowed signers."""
+        allowed = self.store.config.allowed_signers
+        if allowed is not None:
+            self.repo.set_config("gpg.format", "ssh")
+            self.repo.set_config("gpg.ssh.allowedSignersFile", str(allowed.resolve()))
 
     # -- sessions --------------------------------------------------------
     def scenarios(self) -> list[Scenario]:
