@@ -354,7 +354,7 @@ class _Receive:
                 self.checked[key] = []
             except InvalidDocumentError as exc:
                 self.checked[key] = list(exc.violations)
-        return []
+        return self.checked[key]
 
 
 def _pre_receive(stdin: str) -> int:
