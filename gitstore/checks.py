@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import canonical, schema
 from .errors import Violation
-from .names import DOCUMENTS, JSON_DOCUMENTS, SOW_DOCUMENT
+from .names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, SOW_DOCUMENT
 
 if TYPE_CHECKING:
     from .pipeline import Proposal
@@ -41,7 +41,7 @@ def check_json(p: Proposal) -> Iterator[Violation]:
         except UnicodeDecodeError:
             yield Violation(SOW_DOCUMENT, "", "is not valid UTF-8", "json")
     for name in sorted(p.files):
-        if name not in DOCUMENTS and name != "SHA256SUMS":
+        if name not in DOCUMENTS and name != MANIFEST:
             yield Violation(name, "", "is not a session document", "json")
 
 

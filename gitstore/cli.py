@@ -595,12 +595,18 @@ def hooks() -> None:
 @hooks.command("install")
 @click.argument("repo", type=click.Path(file_okay=False, exists=True))
 @click.option("--force", is_flag=True, help="Replace existing hooks of the same name.")
-def hooks_install(repo: str, force: bool) -> None:
+@click.option("--customer", metavar="NAME",
+              help="The customer (api_key) the repository holds; default: derived from "
+                   "the repository or its origin URL.")
+@click.option("--hook", "extra", multiple=True, metavar="MODULE:FUNCTION",
+              help="An extra check to run too (repeatable); a bare repository inside a "
+                   "store also runs the store's configured hooks.")
+def hooks_install(repo: str, force: bool, customer: str | None, extra: tuple[str, ...]) -> None:
     """Install git hooks into REPO: pre-receive for a bare repository, pre-commit
-    for a clone with a work tree."""
+    for a clone with a work tree. They run the same checks as the store."""
     from .githooks import install
 
-    for path in install(Path(repo), force=force):
+    for path in install(Path(repo), force=force, customer=customer, hooks=extra):
         _note(f"installed {path}")
 
 

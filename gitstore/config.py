@@ -35,6 +35,8 @@ class Config:
     customer. ``fsync`` makes every acknowledged write durable. ``signing_key``
     (an SSH private key) signs every commit and tag; ``allowed_signers`` is the
     file that verification trusts (default ``<root>/.gitstore/allowed_signers``).
+    ``hooks`` are extra pre-commit checks as ``"module:function"`` import paths;
+    the store and the installed git hooks both run them.
     """
 
     agent: Identity = DEFAULT_AGENT
@@ -45,6 +47,7 @@ class Config:
     fsync: bool = True
     signing_key: Path | None = None
     allowed_signers: Path | None = None
+    hooks: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +59,7 @@ class Config:
             "fsync": self.fsync,
             "signing_key": str(self.signing_key) if self.signing_key else None,
             "allowed_signers": str(self.allowed_signers) if self.allowed_signers else None,
+            "hooks": list(self.hooks),
         }
 
 
@@ -100,6 +104,11 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise UsageError(f"{origin}: lock_timeout must be a non-negative number")
             changes[key] = float(value)
+        elif key == "hooks":
+            if not isinstance(value, list | tuple) or not all(
+                    isinstance(h, str) and ":" in h for h in value):
+                raise UsageError(f"{origin}: hooks must be a list of 'module:function' strings")
+            changes[key] = tuple(value)
         elif key == "fsync":
             if not isinstance(value, bool):
                 raise UsageError(f"{origin}: fsync must be true or false")
@@ -113,3 +122,9 @@ def save(root: Path, cfg: Config) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(cfg.to_json(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def store_root_of(repo_dir: Path) -> Path | None:
+    """The store root a customer repository sits in, if it sits in one."""
+    parent = repo_dir.resolve().parent
+    return parent if (parent / CONFIG_DIR).is_dir() else None

@@ -46,30 +46,37 @@ import sysconfig
 from collections.abc import Iterable
 from pathlib import Path
 
-from . import backend, canonical
+from . import backend
+from . import config as config_mod
 from .errors import GitStoreError, InvalidDocumentError, NotFoundError, UsageError, Violation
 from .message import CommitInfo
 from .names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, check_customer
-from .pipeline import Pipeline, Proposal
+from .pipeline import Pipeline, Proposal, load_hook
 from .session import FINAL_CHANGES
-from .store import version_of
+from .store import metadata_version, version_of
 from .versioning import Scenario, Version, parse_branch_ref, parse_tag_ref
 
 MARKER = "# gitstore-hook: installed by `gitstore hooks install`; reinstall, do not edit"
 HOOKS = ("pre-receive", "pre-commit")
 META = JSON_DOCUMENTS[2]
 CONFIG_KEY = "gitstore.customer"
+HOOKS_KEY = "gitstore.hooks"
 REGULAR = (0o100644, 0o100755)
 VERSION_POINTER = "/session_info/session_version"
 
 
 # -- installing ----------------------------------------------------------------
 
-def install(repo: Path, *, force: bool = False, customer: str | None = None) -> list[Path]:
+def install(repo: Path, *, force: bool = False, customer: str | None = None,
+            hooks: Iterable[str] = ()) -> list[Path]:
     """Install ``pre-receive`` into a bare repository or ``pre-commit`` into a
     clone; return the installed paths. A clone also gets ``gitstore.customer``
-    in its config. An existing hook that is not gitstore's is replaced only
-    with ``force``."""
+    in its config. ``hooks`` (``module:function``) are extra checks recorded in
+    the repository's ``gitstore.hooks`` config. An existing hook that is not
+    gitstore's is replaced only with ``force``."""
+    specs = list(dict.fromkeys(hooks))
+    for spec in specs:
+        load_hook(spec)  # refuse a hook that cannot be imported now, not at push time
     handle = backend.Repo.open_any(repo)
     hook = "pre-receive" if handle.is_bare else "pre-commit"
     target = _hooks_dir(handle) / hook
@@ -79,6 +86,8 @@ def install(repo: Path, *, force: bool = False, customer: str | None = None) -> 
     name = check_customer(customer or _default_customer(handle))
     if customer or not handle.is_bare:
         handle.config_set(CONFIG_KEY, name)
+    if specs:
+        handle.config_set(HOOKS_KEY, ",".join(specs))
     tmp = target.with_name(f".{hook}.gitstore-tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -158,12 +167,15 @@ def _is_zero(oid: str) -> bool:
     return set(oid) == {"0"}
 
 
-def _meta_version(files: dict[str, bytes]) -> Version | None:
-    try:
-        text = canonical.loads(files[META])["session_info"]["session_version"]
-    except (KeyError, TypeError, canonical.JSONParseError):
-        return None
-    return Version.parse(text) if isinstance(text, str) and Version.is_version(text) else None
+def _pipeline(repo: backend.Repo) -> Pipeline:
+    """The pipeline with the user's hooks: those of the store the repository sits
+    in, and those named in its git config ``gitstore.hooks`` (comma-separated
+    ``module:function``; install copies the store's there for clones)."""
+    specs = [h.strip() for h in (repo.config_get(HOOKS_KEY) or "").split(",") if h.strip()]
+    root = config_mod.store_root_of(repo.path)
+    if root is not None:
+        specs.extend(config_mod.load(root).hooks)
+    return Pipeline(load_hook(spec) for spec in dict.fromkeys(specs))
 
 
 def _wrong_major(ref: str, scenario: Scenario, version: Version) -> Violation:
@@ -190,7 +202,7 @@ class _Receive:
     def __init__(self, repo: backend.Repo, updates: list[tuple[str, str, str]]) -> None:
         self.repo = repo
         self.customer = repo.config_get(CONFIG_KEY) or _strip_git(repo.path.resolve().name)
-        self.pipeline = Pipeline()
+        self.pipeline = _pipeline(repo)
         existing = repo.refs()
         self.hide: list[str] = []
         for target in existing.values():
@@ -322,7 +334,7 @@ class _Receive:
         return target not in (None, commit) and self.repo.is_ancestor(str(target), commit)
 
     def version(self, info: CommitInfo, files: dict[str, bytes]) -> Version | None:
-        return version_of(info) or _meta_version(files)
+        return version_of(info, files)
 
     def session_id(self, commit: str) -> str | None:
         """The Session-Id trailer of ``commit`` or of its nearest first-parent ancestor."""
@@ -383,10 +395,10 @@ def _pre_commit() -> int:
     index_file = os.environ.get("GIT_INDEX_FILE")
     files = repo.read_index(Path(index_file) if index_file else None)
     customer = repo.config_get(CONFIG_KEY) or _default_customer(repo)
-    proposal = Proposal(customer=customer, files=files, version=_meta_version(files),
+    proposal = Proposal(customer=customer, files=files, version=metadata_version(files),
                         change="update", verify_manifest=True)
     try:
-        Pipeline().run(proposal)
+        _pipeline(repo).run(proposal)
     except InvalidDocumentError as exc:
         for v in exc.violations:
             _say(f"staged {v}")

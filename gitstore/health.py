@@ -79,7 +79,7 @@ def check_customer(customer: Customer) -> Report:
         except GitStoreError as exc:
             problems.append(f"{scenario}: tip {tip[:12]} unreadable: {exc}")
             continue
-        version = version_of(info)
+        version = version_of(info, repo.read_tree(tip))
         finalized = info.trailer("Change") in FINAL_CHANGES
         if version is not None and finalized and version not in tags:
             problems.append(f"{scenario}: tag {version} is missing for finalize commit "
@@ -99,7 +99,7 @@ def check_customer(customer: Customer) -> Report:
         except GitStoreError as exc:
             problems.append(f"{where} points at an unreadable commit: {exc}")
             continue
-        trailer_v = version_of(info)
+        trailer_v = version_of(info, repo.read_tree(tag.target))
         if trailer_v is not None and trailer_v != v:
             problems.append(f"{where} points at a commit of {trailer_v}")
         branch_tip = branches.get(v.scenario)
@@ -131,6 +131,9 @@ def _check_tree(customer: Customer, repo: backend.Repo, where: str, commit: str,
         problems.append(f"{where}: cannot read tree: {exc}")
         return
     info = repo.commit(commit)
+    for name, mode in sorted(repo.tree_modes(commit).items()):
+        if mode not in (0o100644, 0o100755):
+            problems.append(f"{where}: {name} is not a regular file (mode {mode:o})")
     proposal = Proposal(customer=customer.name, files=files, version=version,
                         change="verify", session_id=info.trailer("Session-Id"),
                         finalizing=finalized, verify_manifest=True)

@@ -20,12 +20,13 @@ listing every violation found by every stage. It writes nothing itself.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from . import checks, manifest
-from .errors import InvalidDocumentError, Violation
+from .errors import InvalidDocumentError, UsageError, Violation
 from .names import MANIFEST
 from .versioning import Version
 
@@ -117,3 +118,16 @@ def _ordered(found: list[Violation]) -> list[Violation]:
             seen.add(v)
             out.append(v)
     return out
+
+
+def load_hook(spec: str) -> Hook:
+    """Import a hook named ``"package.module:function"``."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        hook = getattr(module, attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise UsageError(f"cannot load hook {spec!r}: {exc}") from None
+    if not callable(hook):
+        raise UsageError(f"hook {spec!r} is not callable")
+    return cast(Hook, hook)

@@ -79,7 +79,9 @@ class Store:
             lock_timeout=lock_timeout, fsync=fsync, signing_key=signing_key)
         if self.config.fsync:
             backend.enable_fsync()
-        self.pipeline = Pipeline(hooks)
+        from .pipeline import load_hook
+
+        self.pipeline = Pipeline([*(load_hook(h) for h in self.config.hooks), *hooks])
         self.clock: Clock = clock or _utcnow
 
     @classmethod
@@ -255,11 +257,25 @@ def _iso(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def version_of(info: CommitInfo) -> Version | None:
+def version_of(info: CommitInfo, files: dict[str, bytes] | None = None) -> Version | None:
+    """The session version of a commit: its ``Session-Version`` trailer or, for a
+    commit made with plain git (no trailer), ``session_info.session_version`` of
+    its metadata when ``files`` are given."""
     text = info.trailer("Session-Version")
     if text and Version.is_version(text):
         return Version.parse(text)
+    if files is not None:
+        return metadata_version(files)
     return None
+
+
+def metadata_version(files: dict[str, bytes]) -> Version | None:
+    """``session_info.session_version`` of the metadata in ``files``, if readable."""
+    try:
+        text = canonical.loads(files["session_metadata.json"])["session_info"]["session_version"]
+        return Version.parse(text) if isinstance(text, str) else None
+    except (KeyError, TypeError, canonical.JSONParseError, UsageError):
+        return None
 
 
 class Customer:
@@ -390,10 +406,10 @@ class Customer:
         """The session files at ``rev`` (see :meth:`resolve`)."""
         commit = self.resolve(rev)
         info = self.repo.commit(commit)
+        files = self.repo.read_tree(commit)
         self._audit("read", rev=str(rev) if rev is not None else "HEAD", commit=commit)
-        return Snapshot(customer=self.name, commit=commit, version=version_of(info),
-                        change=info.trailer("Change"), files=self.repo.read_tree(commit),
-                        info=info)
+        return Snapshot(customer=self.name, commit=commit, version=version_of(info, files),
+                        change=info.trailer("Change"), files=files, info=info)
 
     def diff(self, a: str | Version | Scenario, b: str | Version | Scenario | None = None, *,
              documents: Iterable[str] | None = None) -> tuple[Diff, Snapshot, Snapshot]:
@@ -436,7 +452,7 @@ class Customer:
             if tip is None:
                 continue
             info = repo.commit(tip)
-            v = version_of(info)
+            v = version_of(info) or metadata_version(repo.read_tree(tip))
             if v is not None and v not in tagged:
                 status = "finalized" if info.trailer("Change") in ("finalize", "correction") \
                     else "open"
@@ -484,8 +500,11 @@ class Customer:
                 if doc is not None and doc not in repo.changed_files(info.id):
                     continue
                 turn = info.trailer("Turn")
+                version = version_of(info)
+                if version is None:  # a plain-git commit: ask its metadata
+                    version = metadata_version(repo.read_tree(info.id))
                 entries.append(LogEntry(
-                    commit=info.id, version=version_of(info), change=kind,
+                    commit=info.id, version=version, change=kind,
                     turn=int(turn) if turn and turn.isdigit() else None,
                     agent=who, time=info.time,
                     summary=info.parsed.summary, tags=tuple(sorted(tags.get(info.id, []))),
