@@ -43,6 +43,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from pydantic.json_schema import SkipJsonSchema
 
 __all__ = [
+    "API_KEY_PATTERN",
     "COMPLETION_STATUSES",
     "MODELS",
     "OVERALL_STATUSES",
@@ -63,10 +64,12 @@ __all__ = [
     "PredictionAccuracy",
     "QualityMetrics",
     "RecommendationEffectiveness",
+    "Record",
     "SessionAnalytics",
     "SessionInfo",
     "SessionMetadata",
     "SimilarityVectors",
+    "Timestamp",
     "Turn",
     "UserInput",
     "UserSatisfactionIndicators",

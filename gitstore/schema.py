@@ -2,8 +2,8 @@
 
 The schemas (JSON Schema draft 2020-12) are *generated* from the pydantic
 models and committed as ``schemas/<name>.schema.json``; regenerate them with
-``python -m gitstore.schema --write`` and check them in CI with
-``python -m gitstore.schema --check`` (exit status 1 if a file is stale).
+``python -m gitstore.schemagen --write`` and check them in CI with
+``python -m gitstore.schemagen --check`` (exit status 1 if a file is stale).
 
 Invariants:
 
@@ -116,14 +116,14 @@ def generate(filename: str) -> dict[str, Any]:
         "title": f"gitstore {filename}",
         "description": (
             f"{doc} Schema version {SCHEMA_VERSION}, generated from gitstore.models "
-            "(python -m gitstore.schema --write); unknown fields are allowed and kept."
+            "(python -m gitstore.schemagen --write); unknown fields are allowed and kept."
         ),
     }
 
 
 @cache
 def load(filename: str) -> dict[str, Any]:
-    """The committed schema of ``filename`` (read once, then cached)."""
+    """The committed schema of ``filename`` (read once, then cached: do not mutate it)."""
     path = schemas_dir() / schema_filename(filename)
     schema = canonical.loads(path.read_bytes())
     if not isinstance(schema, dict):
@@ -336,8 +336,8 @@ def parse_model(filename: str, data: Any) -> BaseModel:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gitstore.schema --write|--check [--dir DIR]``."""
-    parser = argparse.ArgumentParser(prog="python -m gitstore.schema",
+    """``python -m gitstore.schemagen --write|--check [--dir DIR]``."""
+    parser = argparse.ArgumentParser(prog="python -m gitstore.schemagen",
                                      description="Generate the JSON Schemas from the models.")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help="write schemas/*.schema.json")
