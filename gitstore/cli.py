@@ -35,7 +35,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_HELP = """\b
 Exit codes:
-  0  success            1  differences / problems found
+  0  success            1  differences (diff --exit-code)
   2  usage error        3  not found
   4  invalid document   5  version-rule violation
   6  conflict           7  integrity failure
@@ -261,8 +261,11 @@ def correct(obj: Ctx, customer: str, files: tuple[str, ...], reason: str,
     or by an explicit DOCUMENT= prefix."""
     documents: dict[str, bytes] = {}
     for spec in files:
-        name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
-        doc = check_document(name or Path(path).name, allow_sow=False)
+        name, sep, rest = spec.partition("=")
+        if sep and not Path(spec).exists():  # DOCUMENT=FILE (FILE may contain '=')
+            doc, path = check_document(name, allow_sow=False), rest
+        else:
+            doc, path = check_document(Path(spec).name, allow_sow=False), spec
         if doc in documents:
             raise UsageError(f"{doc} given twice")
         documents[doc] = _read_input(path)

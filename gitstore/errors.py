@@ -10,13 +10,13 @@ Exit codes (documented in the README and ``gitstore --help``):
 
 ==  ==========================  =====================================================
 0   success
-1   differences found           (``diff --exit-code``) or problems found (``verify``)
+1   differences found           (``diff --exit-code``)
 2   usage error                 bad arguments, bad customer name, bad version string
 3   not found                   store, customer, scenario, version or document
 4   invalid document            parse, schema, integrity or completeness violations
 5   version-rule violation      out-of-order version, write to a finalized version
 6   conflict                    a concurrent writer won and the change could not apply
-7   integrity failure           corruption, checksum mismatch, failed health check
+7   integrity failure           corruption, checksum mismatch, failed ``verify``
 8   input too large             a document over the configured size limit
 9   storage error               store root unusable (not a directory, read-only, I/O)
 10  render error                the SOW template could not render the session data

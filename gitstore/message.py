@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-_TRAILER_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*): (.*)")
+_TRAILER_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*):[ \t]?(.*)")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Message:
             lines = rest[-1].splitlines()
             matched = [_TRAILER_RE.fullmatch(line) for line in lines]
             if lines and all(matched):
-                trailers = tuple((m[1], m[2]) for m in matched if m)
+                trailers = tuple((m[1], m[2].strip()) for m in matched if m)
                 rest = rest[:-1]
         return cls(summary, trailers, "\n\n".join(rest))
 

@@ -13,8 +13,10 @@ A :class:`Session` is one scenario (one major version, one branch). Every write
 If the compare-and-swap loses (a writer outside gitstore moved the branch), the
 change is rebuilt on the new tip and retried; it is never forced. A crash
 between steps 6 and 7 leaves a finalize commit without its tag; the next writer
-(or ``gitstore verify``) recreates the tag from the commit, so a version is
-never lost or cut twice.
+to that scenario recreates the tag from the commit (``gitstore verify`` reports
+it meanwhile), so a version is never lost or cut twice. A writer refuses to
+build on a tip whose files do not match its ``SHA256SUMS`` (a commit made with
+plain git, or damage), so a fresh manifest never launders bad data.
 
 Store-managed fields: ``session_id`` (both documents), ``session_info.api_key``,
 ``session_info.session_version`` and ``conversation_summary.total_turns``. A
@@ -36,6 +38,7 @@ from . import backend, canonical, manifest, render
 from .errors import (
     ConflictError,
     InputTooLargeError,
+    IntegrityError,
     InvalidDocumentError,
     NotFoundError,
     RenderError,
@@ -184,7 +187,6 @@ class Session:
         limit = store.config.max_document_bytes
         meta_doc = to_json(metadata, META, limit) if metadata is not None else None
         with writer_lock(store.lock_dir, customer.name, store.config.lock_timeout):
-            repo = customer._ensure_repo()
             existing = customer.scenarios()
             new = check_expected("new session", next_scenario(existing),
                                  _as_version(version), [Version(s.major) for s in existing])
@@ -200,7 +202,9 @@ class Session:
             plan = _Plan(files, new, "create", message or f"{new}: start session {sid}",
                          frozenset(files))
             session = cls(customer, new.scenario)
-            written = session._commit(repo, None, sid, plan)
+            checked = session._check(sid, plan)  # before the repository is created
+            repo = customer._ensure_repo()
+            written = session._commit(repo, None, sid, plan, checked)
             if written is None:
                 raise ConflictError(f"scenario {new.scenario} of {customer.name} was created "
                                     "by a writer outside gitstore")
@@ -378,6 +382,7 @@ class Session:
             repo = self.customer.repo
             for _ in range(MAX_ATTEMPTS):
                 state = _read_state(repo, self.scenario)
+                _check_tip(self.customer.name, state)
                 _repair_tag(repo, state, store.signer)
                 plan = build(state)
                 written = self._commit(repo, state, state.session_id, plan)
@@ -388,8 +393,11 @@ class Session:
         raise ConflictError(f"scenario {self.scenario} of {self.customer.name} kept moving "
                             f"under a writer outside gitstore; gave up after {MAX_ATTEMPTS} tries")
 
-    def _commit(self, repo: backend.Repo, state: State | None, session_id: str,
-                plan: _Plan) -> Written | None:
+    def _check(self, session_id: str, plan: _Plan) -> tuple[dict[str, bytes], Proposal]:
+        """Run the pre-commit pipeline over the planned tree (writes nothing).
+
+        Returns the complete tree, manifest included, and the proposal the
+        hooks saw (for its completeness)."""
         store = self.customer.store
         render_error = plan.files.pop("\0render-error", None)
         proposal = Proposal(customer=self.customer.name, files=plan.files,
@@ -412,11 +420,21 @@ class Session:
             if len(data) > limit:
                 raise InputTooLargeError(f"{name} would be {len(data)} bytes; the store's limit "
                                          f"is {limit} (max_document_bytes)")
-        tree = repo.write_tree(files)
-        if state is not None and tree == state.info.tree_id and not plan.finalizing \
+        return files, proposal
+
+    def _commit(self, repo: backend.Repo, state: State | None, session_id: str,
+                plan: _Plan, checked: tuple[dict[str, bytes], Proposal] | None = None
+                ) -> Written | None:
+        """Check (unless already ``checked``), write and publish one commit.
+
+        Returns None when the compare-and-swap lost to another writer."""
+        store = self.customer.store
+        files, proposal = checked or self._check(session_id, plan)
+        if state is not None and files == state.files and not plan.finalizing \
                 and plan.change in ("update", "turn"):
             return Written(state.tip, state.version, "unchanged",
                            manifest.digest(files[MANIFEST]))
+        tree = repo.write_tree(files)
         digest = manifest.digest(files[MANIFEST])
         agent = store.config.agent
         msg = Message(plan.summary, trailers([
@@ -566,6 +584,27 @@ def _read_state(repo: backend.Repo, scenario: Scenario) -> State:
     finalized = version in tags or info.trailer("Change") in FINAL_CHANGES
     assert session_id is not None
     return State(tip, info, version, session_id, finalized, files, tags)
+
+
+_verified_trees: set[str] = set()
+
+
+def _check_tip(customer: str, state: State) -> None:
+    """Refuse to build on a tip whose files do not match its manifest (a commit
+    made with plain git, or damage): the new commit's fresh manifest would
+    otherwise launder the bad data. A tree id pins its content, so each tree is
+    checked once per process."""
+    if state.info.tree_id in _verified_trees:
+        return
+    problems = manifest.verify(state.files)
+    if problems:
+        shown = "; ".join(str(v) for v in problems[:3])
+        raise IntegrityError(f"refusing to write on top of {customer} {state.version} "
+                             f"({state.tip[:12]}): {shown}; run `gitstore verify {customer}`",
+                             [str(v) for v in problems])
+    if len(_verified_trees) > 4096:
+        _verified_trees.clear()
+    _verified_trees.add(state.info.tree_id)
 
 
 def _tag_message(info: CommitInfo) -> str:

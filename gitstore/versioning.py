@@ -42,7 +42,7 @@ class Version:
     @classmethod
     def parse(cls, text: str) -> Version:
         """Parse ``v1.2.3`` (the ``v`` is optional); refuse anything else."""
-        m = _VERSION_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+        m = _VERSION_RE.fullmatch(text) if isinstance(text, str) else None
         if not m:
             raise UsageError(f"invalid version {text!r}: expected vMAJOR.MINOR.PATCH, e.g. v1.0.0")
         version = cls(int(m[1]), int(m[2]), int(m[3]))
@@ -83,7 +83,7 @@ class Scenario:
 
     @classmethod
     def parse(cls, text: str) -> Scenario:
-        m = _SCENARIO_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+        m = _SCENARIO_RE.fullmatch(text) if isinstance(text, str) else None
         if not m:
             raise UsageError(f"invalid scenario {text!r}: expected vN, e.g. v1")
         return cls(int(m[1]))
