@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -320,13 +321,35 @@ class Repo:
         return bool(self._repo.descendant_of(pygit2.Oid(hex=commit), pygit2.Oid(hex=ancestor)))
 
     def stray_locks(self) -> list[str]:
-        """Lock files git or libgit2 left behind (``*.lock`` under the git dir)."""
-        found = []
-        for dirpath, _dirs, names in os.walk(self.path):
-            for name in names:
-                if name.endswith(".lock"):
-                    found.append(os.path.relpath(os.path.join(dirpath, name), self.path))
+        """Lock files left in the git directory (``HEAD.lock``, ``packed-refs.lock``,
+        ``refs/**.lock``, ...), relative to it. Only the top level and ``refs/``
+        are searched: that is where git and libgit2 take locks."""
+        found = [name for name in os.listdir(self.path) if name.endswith(".lock")]
+        for dirpath, _dirs, names in os.walk(self.path / "refs"):
+            found.extend(os.path.relpath(os.path.join(dirpath, n), self.path)
+                         for n in names if n.endswith(".lock"))
         return sorted(found)
+
+    def clear_stale_locks(self, grace: float = 2.0) -> list[str]:
+        """Remove lock files a dead process left behind; return their names.
+
+        Call only while holding the customer's writer lock: gitstore's writers
+        take ref locks only then, and for milliseconds. A lock that is still
+        there after ``grace`` seconds was left by a process that died (a plain
+        git process holds one for milliseconds too)."""
+        locks = self.stray_locks()
+        deadline = time.monotonic() + grace
+        while locks and time.monotonic() < deadline:
+            time.sleep(0.02)
+            locks = [rel for rel in locks if (self.path / rel).exists()]
+        removed = []
+        for rel in locks:
+            try:
+                (self.path / rel).unlink()
+                removed.append(rel)
+            except FileNotFoundError:
+                continue
+        return removed
 
     def add_alternate(self, objects_dir: str) -> None:
         """Let this handle read objects from another object directory (a push's

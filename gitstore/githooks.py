@@ -52,8 +52,8 @@ from .errors import GitStoreError, InvalidDocumentError, NotFoundError, UsageErr
 from .message import CommitInfo
 from .names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, check_customer
 from .pipeline import Pipeline, Proposal, load_hook
-from .session import FINAL_CHANGES
 from .store import metadata_version, version_of
+from .tip import FINAL_CHANGES
 from .versioning import Scenario, Version, parse_branch_ref, parse_tag_ref
 
 MARKER = "# gitstore-hook: installed by `gitstore hooks install`; reinstall, do not edit"

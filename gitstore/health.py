@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from . import backend
 from .errors import GitStoreError, InvalidDocumentError
 from .pipeline import Proposal
-from .session import FINAL_CHANGES
 from .store import version_of
+from .tip import FINAL_CHANGES
 from .versioning import Version, parse_branch_ref, parse_tag_ref
 
 if TYPE_CHECKING:

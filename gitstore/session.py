@@ -27,46 +27,57 @@ must supply the right values, or the integrity check refuses the write.
 from __future__ import annotations
 
 import copy
-import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import backend, canonical, manifest, render
 from .errors import (
     ConflictError,
     InputTooLargeError,
-    IntegrityError,
     InvalidDocumentError,
     NotFoundError,
     RenderError,
     UsageError,
-    VersionRuleError,
     Violation,
 )
+from .inputs import (
+    as_version,
+    check_session_id,
+    fill,
+    fill_metadata,
+    offset_minutes,
+    parse_ts,
+    to_json,
+)
 from .locking import writer_lock
-from .message import CommitInfo, Message, trailers
+from .message import Message, trailers
 from .names import JSON_DOCUMENTS, MANIFEST, SOW_DOCUMENT, check_document
 from .pipeline import Proposal
 from .schema import SCHEMA_VERSION
+from .tip import (
+    State,
+    check_tip,
+    cut_tag,
+    load_doc,
+    read_state,
+    repair_tag,
+    require_open,
+)
 from .versioning import (
     Scenario,
-    ScenarioState,
     Version,
     check_expected,
     next_correction,
     next_follow_up,
     next_scenario,
-    parse_tag_ref,
 )
 
 if TYPE_CHECKING:
     from .store import Customer, Snapshot
 
 CONV, CTX, META, ANA = JSON_DOCUMENTS
-FINAL_CHANGES = ("finalize", "correction")
 MAX_ATTEMPTS = 8
 
 
@@ -90,23 +101,6 @@ class Written:
         return {"commit": self.commit, "version": str(self.version), "change": self.change,
                 "turn": self.turn, "completeness": self.completeness,
                 "manifest": self.manifest, "tag": self.tag}
-
-
-@dataclass(frozen=True)
-class State:
-    """A scenario's branch tip and what follows from it."""
-
-    tip: str
-    info: CommitInfo
-    version: Version
-    session_id: str
-    finalized: bool
-    files: dict[str, bytes]
-    tags: tuple[Version, ...]
-
-    @property
-    def rules(self) -> ScenarioState:
-        return ScenarioState(self.version.scenario, self.version, self.finalized, self.tags)
 
 
 @dataclass
@@ -134,7 +128,7 @@ class Session:
     # -- reading ---------------------------------------------------------
     @property
     def state(self) -> State:
-        return _read_state(self.customer.repo, self.scenario)
+        return read_state(self.customer.repo, self.scenario)
 
     @property
     def version(self) -> Version:
@@ -183,19 +177,19 @@ class Session:
         conversation and session metadata (``metadata`` if given, else a minimal
         ``session_info``). ``version``, if given, must equal the computed one."""
         store = customer.store
-        sid = _check_session_id(session_id or f"orchestrator-session-{uuid.uuid4()}")
+        sid = check_session_id(session_id or f"orchestrator-session-{uuid.uuid4()}")
         limit = store.config.max_document_bytes
         meta_doc = to_json(metadata, META, limit) if metadata is not None else None
         with writer_lock(store.lock_dir, customer.name, store.config.lock_timeout):
             existing = customer.scenarios()
             new = check_expected("new session", next_scenario(existing),
-                                 _as_version(version), [Version(s.major) for s in existing])
+                                 as_version(version), [Version(s.major) for s in existing])
             created_at = created or store.now().strftime("%Y-%m-%dT%H:%M:%SZ")
             if meta_doc is None:
                 meta_doc = {"session_info": {"created_timestamp": created_at,
                                              "completed_timestamp": None,
                                              "session_duration_minutes": None}}
-            meta_doc = _fill_metadata(meta_doc, customer.name, sid, new)
+            meta_doc = fill_metadata(meta_doc, customer.name, sid, new)
             conv = {"session_id": sid, "conversation_turns": [],
                     "conversation_summary": {"total_turns": 0}}
             files = {CONV: canonical.dumps(conv), META: canonical.dumps(meta_doc)}
@@ -204,6 +198,7 @@ class Session:
             session = cls(customer, new.scenario)
             checked = session._check(sid, plan)  # before the repository is created
             repo = customer._ensure_repo()
+            repo.clear_stale_locks()
             written = session._commit(repo, None, sid, plan, checked)
             if written is None:
                 raise ConflictError(f"scenario {new.scenario} of {customer.name} was created "
@@ -214,10 +209,14 @@ class Session:
         return session
 
     def append_turn(self, turn: Any, *, message: str | None = None) -> Written:
-        """Append one conversation turn to the open version.
+        """Add one conversation turn to the open version.
 
-        ``turn_id`` may be omitted (the next id is assigned); if given it must be
-        the next one. ``total_turns`` is kept equal to the number of turns."""
+        ``turn_id`` may be omitted; then the turn is placed by its timestamp
+        (the seed's ``timestamp_based_ordering`` for concurrent writers): after
+        every turn stamped at or before it, and ids are renumbered 1..n behind
+        it. Turns of versions already finalized never move: a turn older than
+        those is refused by the timestamp check. A given ``turn_id`` must be the
+        next one. ``total_turns`` is kept equal to the number of turns."""
         limit = self.customer.store.config.max_document_bytes
         data = to_json(turn, CONV, limit, pointer="/conversation_turns/-")
         if not isinstance(data, dict):
@@ -225,16 +224,24 @@ class Session:
                                                   "a turn must be a JSON object", "json")])
 
         def build(state: State) -> _Plan:
-            _require_open(state, "add a turn to")
-            conv = _load(state, CONV)
+            require_open(state, "add a turn to")
+            conv = load_doc(state, CONV)
             turns = conv.setdefault("conversation_turns", [])
+            if not isinstance(turns, list):
+                turns = conv["conversation_turns"] = []
             new_turn = dict(data)
-            new_turn.setdefault("turn_id", len(turns) + 1)
-            turns.append(new_turn)
+            pos = len(turns)
+            if "turn_id" not in new_turn:
+                pos = self._position(state, turns, new_turn.get("timestamp"))
+                new_turn["turn_id"] = pos + 1
+            turns.insert(pos, new_turn)
+            for i in range(pos + 1, len(turns)):
+                if isinstance(turns[i], dict):
+                    turns[i]["turn_id"] = i + 1
             summary = conv.setdefault("conversation_summary", {})
             if isinstance(summary, dict):
                 summary["total_turns"] = len(turns)
-            n = new_turn["turn_id"] if isinstance(new_turn["turn_id"], int) else len(turns)
+            n = new_turn["turn_id"] if isinstance(new_turn["turn_id"], int) else pos + 1
             files = {**state.files, CONV: canonical.dumps(conv)}
             return _Plan(files, state.version, "turn",
                          message or f"{state.version}: add turn {n}", frozenset({CONV}),
@@ -242,14 +249,43 @@ class Session:
 
         return self._write(build)
 
+    def _position(self, state: State, turns: list[Any], stamp: Any) -> int:
+        """Where a turn stamped ``stamp`` goes: after every turn stamped at or
+        before it, but never among the turns of finalized versions."""
+        when = parse_ts(stamp)
+        pos = len(turns)
+        if when is None:
+            return pos
+        while pos > 0:
+            before = parse_ts(turns[pos - 1].get("timestamp")) if isinstance(turns[pos - 1], dict) \
+                else None
+            if before is None or before <= when:
+                break
+            pos -= 1
+        if pos < len(turns):
+            pos = max(pos, self._frozen_turns(state))
+        return pos
+
+    def _frozen_turns(self, state: State) -> int:
+        """How many turns the scenario's newest finalized version holds."""
+        if not state.tags:
+            return 0
+        repo = self.customer.repo
+        tag = repo.tag(str(max(state.tags)))
+        data = repo.read_file(tag.target, CONV) if tag else None
+        try:
+            return len(canonical.loads(data)["conversation_turns"]) if data else 0
+        except (canonical.JSONParseError, KeyError, TypeError):
+            return 0
+
     def put(self, document: str, data: Any, *, message: str | None = None) -> Written:
         """Replace one JSON document of the open version."""
         name = check_document(document, allow_sow=False)
         doc = to_json(data, name, self.customer.store.config.max_document_bytes)
 
         def build(state: State) -> _Plan:
-            _require_open(state, f"update {name} of")
-            new = _fill(name, copy.deepcopy(doc), self.customer.name, state.session_id,
+            require_open(state, f"update {name} of")
+            new = fill(name, copy.deepcopy(doc), self.customer.name, state.session_id,
                         state.version)
             files = {**state.files, name: canonical.dumps(new)}
             return _Plan(files, state.version, "update",
@@ -263,8 +299,8 @@ class Session:
                        pointer="/conversation_summary")
 
         def build(state: State) -> _Plan:
-            _require_open(state, "update the summary of")
-            conv = _load(state, CONV)
+            require_open(state, "update the summary of")
+            conv = load_doc(state, CONV)
             new = copy.deepcopy(data)
             if isinstance(new, dict):
                 new.setdefault("total_turns", len(conv.get("conversation_turns", [])))
@@ -279,10 +315,10 @@ class Session:
     def finalize(self, *, message: str | None = None,
                  version: str | Version | None = None) -> Written:
         """Conclude the open version: render the SOW, enforce completeness, cut the tag."""
-        expected = _as_version(version)
+        expected = as_version(version)
 
         def build(state: State) -> _Plan:
-            _require_open(state, "finalize")
+            require_open(state, "finalize")
             check_expected("finalize", state.version, expected)
             files = self._with_sow(dict(state.files), state.version)
             return _Plan(files, state.version, "finalize", f"{state.version}: finalize",
@@ -299,12 +335,12 @@ class Session:
         ``completed_timestamp`` and ``session_duration_minutes`` are cleared and
         ``completion_status`` (if present) becomes ``in_progress``. The SOW is
         dropped until the new version is finalized."""
-        expected = _as_version(version)
+        expected = as_version(version)
 
         def build(state: State) -> _Plan:
             new = next_follow_up(state.rules)
             check_expected("follow-up", new, expected, state.tags)
-            meta = _load(state, META)
+            meta = load_doc(state, META)
             info = meta.setdefault("session_info", {})
             info["session_version"] = str(new)
             info["completed_timestamp"] = None
@@ -337,14 +373,14 @@ class Session:
         for key, value in documents.items():
             name = check_document(key, allow_sow=False)
             docs[name] = to_json(value, name, limit)
-        base_v, expected = _as_version(base), _as_version(version)
+        base_v, expected = as_version(base), as_version(version)
 
         def build(state: State) -> _Plan:
             new = next_correction(state.rules, base_v)
             check_expected("correction", new, expected, state.tags)
             files = dict(state.files)
             for name, doc in docs.items():
-                files[name] = canonical.dumps(_fill(name, copy.deepcopy(doc), self.customer.name,
+                files[name] = canonical.dumps(fill(name, copy.deepcopy(doc), self.customer.name,
                                                     state.session_id, new))
             if META in files and META not in docs:
                 meta = canonical.loads(files[META])
@@ -380,10 +416,13 @@ class Session:
         store = self.customer.store
         with writer_lock(store.lock_dir, self.customer.name, store.config.lock_timeout):
             repo = self.customer.repo
+            for name in repo.clear_stale_locks():
+                self.customer._audit("repair:stale-lock", document=name,
+                                     detail="removed a lock file left by a dead process")
             for _ in range(MAX_ATTEMPTS):
-                state = _read_state(repo, self.scenario)
-                _check_tip(self.customer.name, state)
-                _repair_tag(repo, state, store.signer)
+                state = read_state(repo, self.scenario)
+                check_tip(self.customer.name, state)
+                repair_tag(repo, state, store.signer)
                 plan = build(state)
                 written = self._commit(repo, state, state.session_id, plan)
                 if written is not None:
@@ -450,7 +489,7 @@ class Session:
             ("Manifest", digest),
         ]))
         now = store.now()
-        ts, offset = int(now.timestamp()), _offset_minutes(now)
+        ts, offset = int(now.timestamp()), offset_minutes(now)
         commit = repo.write_commit(tree=tree, parents=[state.tip] if state else [],
                                    author=agent, committer=store.config.committer,
                                    message=msg.format(), time=ts, offset=offset,
@@ -462,178 +501,10 @@ class Session:
             return None
         tag_id = None
         if plan.finalizing:
-            tag_id = _cut_tag(repo, commit, repo.commit(commit), ts, offset, store.signer)
+            tag_id = cut_tag(repo, commit, repo.commit(commit), ts, offset, store.signer)
         return Written(commit, plan.version, plan.change, digest, proposal.completeness,
                        plan.turn, tag_id)
 
 
 # -- helpers -------------------------------------------------------------------
 
-def to_json(data: Any, name: str, limit: int, pointer: str = "") -> Any:
-    """Turn caller input (bytes, str, path, dict/list or pydantic model) into JSON data.
-
-    Raw input is parsed strictly; every input is bounded by ``limit`` bytes."""
-    from pydantic import BaseModel
-
-    if isinstance(data, BaseModel):
-        data = data.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    if isinstance(data, os.PathLike):
-        path = Path(data)
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise NotFoundError(f"cannot read {path}: {exc.strerror}") from None
-        if size > limit:
-            raise InputTooLargeError(f"{path} is {size} bytes; the store's limit is {limit}")
-        data = path.read_bytes()
-    if isinstance(data, str):
-        data = data.encode("utf-8", "surrogatepass")
-    if isinstance(data, bytes | bytearray):
-        if len(data) > limit:
-            raise InputTooLargeError(f"{name} input is {len(data)} bytes; the store's limit "
-                                     f"is {limit} (max_document_bytes)")
-        try:
-            return canonical.loads(bytes(data))
-        except canonical.JSONParseError as exc:
-            raise InvalidDocumentError([Violation(name, pointer, f"malformed JSON: {exc}",
-                                                  "json")]) from None
-    try:
-        encoded = canonical.dumps(data)
-    except (canonical.JSONParseError, TypeError) as exc:
-        raise InvalidDocumentError([Violation(name, pointer, f"not JSON data: {exc}",
-                                              "json")]) from None
-    if len(encoded) > limit:
-        raise InputTooLargeError(f"{name} is {len(encoded)} bytes; the store's limit is {limit}")
-    return canonical.loads(encoded)
-
-
-def _fill(name: str, doc: Any, customer: str, session_id: str, version: Version) -> Any:
-    if name == META:
-        return _fill_metadata(doc, customer, session_id, version)
-    if name == CONV and isinstance(doc, dict):
-        doc.setdefault("session_id", session_id)
-        turns = doc.get("conversation_turns")
-        summary = doc.setdefault("conversation_summary", {})
-        if isinstance(summary, dict) and isinstance(turns, list):
-            summary.setdefault("total_turns", len(turns))
-    return doc
-
-
-def _fill_metadata(doc: Any, customer: str, session_id: str, version: Version) -> Any:
-    if isinstance(doc, dict) and isinstance(doc.get("session_info"), dict):
-        info = doc["session_info"]
-        info.setdefault("session_id", session_id)
-        info.setdefault("api_key", customer)
-        info.setdefault("session_version", str(version))
-    return doc
-
-
-def _check_session_id(sid: str) -> str:
-    if not isinstance(sid, str) or not sid or len(sid) > 200 or not sid.isprintable() \
-            or sid != sid.strip():
-        raise UsageError(f"invalid session id {sid!r}: 1-200 printable characters, no "
-                         "surrounding spaces")
-    return sid
-
-
-def _as_version(value: str | Version | None) -> Version | None:
-    if value is None or isinstance(value, Version):
-        return value
-    return Version.parse(value)
-
-
-def _load(state: State, name: str) -> Any:
-    if name not in state.files:
-        return {}
-    return canonical.loads(state.files[name])
-
-
-def _require_open(state: State, what: str) -> None:
-    if state.finalized:
-        raise VersionRuleError(
-            f"cannot {what} {state.version}: it is finalized; start a follow-up "
-            "conversation (follow-up) or publish a data correction (correct)")
-
-
-def _offset_minutes(now: Any) -> int:
-    off = now.utcoffset()
-    return int(off.total_seconds() // 60) if off else 0
-
-
-def _read_state(repo: backend.Repo, scenario: Scenario) -> State:
-    tip = repo.ref_target(scenario.branch_ref)
-    if tip is None:
-        raise NotFoundError(f"{repo.path.name} has no scenario {scenario}")
-    info = repo.commit(tip)
-    files = repo.read_tree(tip)
-    from .store import version_of
-
-    version = version_of(info)
-    session_id = info.trailer("Session-Id")
-    if version is None or session_id is None:  # written with plain git: trust the documents
-        try:
-            meta = canonical.loads(files[META])["session_info"]
-            version = version or Version.parse(meta["session_version"])
-            session_id = session_id or meta["session_id"]
-        except (KeyError, TypeError, canonical.JSONParseError, UsageError):
-            raise NotFoundError(f"cannot tell the version of {repo.path.name} {scenario} at "
-                                f"{tip[:12]}: no Session-Version trailer and no readable "
-                                "session_metadata.json") from None
-    tags = tuple(sorted(v for ref in repo.refs(f"refs/tags/v{scenario.major}.")
-                        if (v := parse_tag_ref(ref)) is not None and v.major == scenario.major))
-    finalized = version in tags or info.trailer("Change") in FINAL_CHANGES
-    assert session_id is not None
-    return State(tip, info, version, session_id, finalized, files, tags)
-
-
-_verified_trees: set[str] = set()
-
-
-def _check_tip(customer: str, state: State) -> None:
-    """Refuse to build on a tip whose files do not match its manifest (a commit
-    made with plain git, or damage): the new commit's fresh manifest would
-    otherwise launder the bad data. A tree id pins its content, so each tree is
-    checked once per process."""
-    if state.info.tree_id in _verified_trees:
-        return
-    problems = manifest.verify(state.files)
-    if problems:
-        shown = "; ".join(str(v) for v in problems[:3])
-        raise IntegrityError(f"refusing to write on top of {customer} {state.version} "
-                             f"({state.tip[:12]}): {shown}; run `gitstore verify {customer}`",
-                             [str(v) for v in problems])
-    if len(_verified_trees) > 4096:
-        _verified_trees.clear()
-    _verified_trees.add(state.info.tree_id)
-
-
-def _tag_message(info: CommitInfo) -> str:
-    m = info.parsed
-    version = m.get("Session-Version", "?")
-    sid = m.get("Session-Id", "?")
-    what = "data correction" if m.get("Change") == "correction" else "finalized session"
-    body = (f"What: {what}; documents {m.get('Documents', '-')}\n"
-            f"Why: {m.get('Reason', '-')}\n"
-            f"Who: {info.author}")
-    return Message(f"{version}: {what} {sid}", trailers([
-        ("Session-Id", sid), ("Session-Version", version), ("Change", m.get("Change")),
-        ("Completeness", m.get("Completeness")), ("Manifest", m.get("Manifest")),
-        ("Commit", info.id),
-    ]), body).format()
-
-
-def _cut_tag(repo: backend.Repo, commit: str, info: CommitInfo, ts: int, offset: int,
-             sign: Callable[[bytes], bytes] | None) -> str:
-    version = info.trailer("Session-Version") or "?"
-    try:
-        return repo.create_tag(version, commit, tagger=info.author, message=_tag_message(info),
-                               time=ts, offset=offset, sign=sign)
-    except backend.RefConflict:
-        raise ConflictError(f"tag {version} already exists; versions are never reused") from None
-
-
-def _repair_tag(repo: backend.Repo, state: State,
-                sign: Callable[[bytes], bytes] | None) -> None:
-    """Recreate the tag of a finalize/correction commit left untagged by a crash."""
-    if state.info.trailer("Change") in FINAL_CHANGES and state.version not in state.tags:
-        _cut_tag(repo, state.tip, state.info, state.info.time, state.info.offset, sign)

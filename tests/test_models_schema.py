@@ -719,11 +719,13 @@ def mutations(data: st.DataObject, doc: Any,
         bad = [v for v in WRONG_TYPED if not accepts_type(str(kind), v)]
         return name, put(doc, path, draw(st.sampled_from(bad))), False, here
     if name == "string_number":
-        return name, put(doc, path, str(old)), False, here
+        return name, put(doc, path, str(old if old is not None else 1)), False, here
     if name == "bool_for_number":
         return name, put(doc, path, draw(st.booleans())), False, here
     if name == "float_for_int":
-        return name, put(doc, path, float(old)), False, here
+        # a nullable integer may currently hold null: any whole float will do
+        whole = old if isinstance(old, int) and not isinstance(old, bool) else 1
+        return name, put(doc, path, float(whole)), False, here
     if name == "out_of_range":
         delta = draw(st.sampled_from([1, 2, 10**9] if kind == "integer" else [1e-6, 0.5, 1, 1e9]))
         ends = [("minimum", -1), ("maximum", 1)]
