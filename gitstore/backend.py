@@ -15,20 +15,40 @@ dataclasses of :mod:`gitstore.message`. Invariants this layer keeps:
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pygit2
 
-from .errors import NotFoundError, StorageError, UsageError
+from .errors import IntegrityError, NotFoundError, StorageError, UsageError
 from .message import CommitInfo, Identity, TagInfo
 
 _BLOB = pygit2.enums.FileMode.BLOB
 _fsync_enabled = False
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _damage_is_integrity_error(method: _F) -> _F:
+    """Turn libgit2's errors on damaged data (unreadable objects, broken refs,
+    corrupt packs) into :class:`IntegrityError` naming the repository."""
+
+    @functools.wraps(method)
+    def wrapper(self: Repo, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except pygit2.GitError as exc:
+            raise IntegrityError(f"repository {self.path.name} is damaged: {exc}; run "
+                                 f"`gitstore verify {self.path.name}`") from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 class RefConflict(Exception):
@@ -46,6 +66,16 @@ def enable_fsync() -> None:
 
 def _sig(identity: Identity, time: int, offset: int) -> pygit2.Signature:
     return pygit2.Signature(identity.name, identity.email, time, offset)
+
+
+def _children(obj: pygit2.Object) -> list[pygit2.Oid]:
+    if isinstance(obj, pygit2.Tag):
+        return [obj.target]
+    if isinstance(obj, pygit2.Commit):
+        return [obj.tree_id, *obj.parent_ids]
+    if isinstance(obj, pygit2.Tree):
+        return [e.id for e in obj]
+    return []
 
 
 def _sig_line(identity: Identity, time: int, offset: int) -> str:
@@ -86,6 +116,14 @@ class Repo:
         except pygit2.GitError as exc:
             raise NotFoundError(f"{path} is not a git repository: {exc}") from None
         return cls(repo, Path(repo.path))
+
+    @classmethod
+    def open_source(cls, path: Path) -> Repo:
+        """Open another repository (bare or with a work tree) to read objects from."""
+        try:
+            return cls(pygit2.Repository(str(path)), path)
+        except pygit2.GitError as exc:
+            raise NotFoundError(f"{path} is not a git repository: {exc}") from None
 
     @classmethod
     def create(cls, path: Path, *, description: str, head: str, committer: Identity) -> Repo:
@@ -217,6 +255,7 @@ class Repo:
             self._repo.set_head(ref)
 
     # -- reading ---------------------------------------------------------
+    @_damage_is_integrity_error
     def head_ref(self) -> str | None:
         try:
             head = self._repo.references["HEAD"]
@@ -225,6 +264,7 @@ class Repo:
         target = head.target
         return target if isinstance(target, str) else None
 
+    @_damage_is_integrity_error
     def ref_target(self, name: str) -> str | None:
         """The object id a ref points at (not peeled), or None if it does not exist."""
         ref = self._repo.references.get(name)
@@ -233,6 +273,7 @@ class Repo:
         ref = ref.resolve()
         return str(ref.target)
 
+    @_damage_is_integrity_error
     def refs(self, prefix: str = "refs/") -> dict[str, str]:
         out: dict[str, str] = {}
         for name in self._repo.references:
@@ -242,9 +283,11 @@ class Repo:
                     out[name] = target
         return out
 
+    @_damage_is_integrity_error
     def commit(self, oid: str) -> CommitInfo:
         return _info(self._commit_obj(oid))
 
+    @_damage_is_integrity_error
     def tag(self, name: str) -> TagInfo | None:
         """The annotated tag ``refs/tags/<name>``, or None if there is no such tag."""
         ref = self._repo.references.get(f"refs/tags/{name}")
@@ -259,6 +302,7 @@ class Repo:
         return TagInfo(name=name, id=str(ref.target), target=str(ref.target), tagger=None,
                        time=0, message="", annotated=False)
 
+    @_damage_is_integrity_error
     def read_tree(self, commit: str) -> dict[str, bytes]:
         """All regular files at the top of ``commit``'s tree, by name."""
         tree = self._commit_obj(commit).tree
@@ -268,6 +312,7 @@ class Repo:
                 out[entry.name] = self._blob(entry.id)
         return out
 
+    @_damage_is_integrity_error
     def read_file(self, commit: str, name: str) -> bytes | None:
         tree = self._commit_obj(commit).tree
         try:
@@ -284,6 +329,7 @@ class Repo:
             raise NotFoundError(f"object {oid} is not a blob")
         return blob.data
 
+    @_damage_is_integrity_error
     def resolve(self, revision: str) -> str:
         """Resolve any git revision (``v1.0.0``, ``v1``, ``HEAD~2``, an id) to a commit id."""
         if revision.startswith("-") or "\x00" in revision or ":" in revision:
@@ -298,15 +344,23 @@ class Repo:
     def walk(self, start: str, hide: list[str] | None = None, *,
              first_parent: bool = False) -> Iterator[CommitInfo]:
         """Commits reachable from ``start`` and not from ``hide``, newest first."""
+        try:
+            yield from self._walk(start, hide or [], first_parent)
+        except pygit2.GitError as exc:
+            raise IntegrityError(f"repository {self.path.name} is damaged: {exc}; run "
+                                 f"`gitstore verify {self.path.name}`") from None
+
+    def _walk(self, start: str, hide: list[str], first_parent: bool) -> Iterator[CommitInfo]:
         walker = self._repo.walk(pygit2.Oid(hex=start),
                                  pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
         if first_parent:
             walker.simplify_first_parent()
-        for h in hide or []:
+        for h in hide:
             walker.hide(pygit2.Oid(hex=h))
         for c in walker:
             yield _info(c)
 
+    @_damage_is_integrity_error
     def changed_files(self, commit: str) -> set[str]:
         """Names of the files ``commit`` changed relative to its first parent."""
         c = self._commit_obj(commit)
@@ -351,6 +405,129 @@ class Repo:
                 continue
         return removed
 
+    # -- recovery -----------------------------------------------------------
+    def damaged_objects(self) -> list[tuple[str, Path]]:
+        """Objects in the database that fail to read (bad zlib, bad hash, damaged
+        pack), each with the file that holds it (a loose object or a pack)."""
+        damaged = []
+        objects = self.path / "objects"
+        for oid in self._repo.odb:
+            try:
+                self._repo.odb.read(oid)
+            except (pygit2.GitError, ValueError, KeyError):
+                hexid = str(oid)
+                loose = objects / hexid[:2] / hexid[2:]
+                damaged.append((hexid, loose if loose.exists() else self._pack_of(hexid)))
+        return damaged
+
+    def _pack_of(self, hexid: str) -> Path:
+        """The pack whose index lists ``hexid`` (reads pack index v2 files)."""
+        want = bytes.fromhex(hexid)
+        for idx in sorted((self.path / "objects" / "pack").glob("*.idx")):
+            data = idx.read_bytes()
+            if data[:4] != b"\xfftOc":
+                continue
+            count = int.from_bytes(data[8 + 255 * 4:8 + 256 * 4], "big")
+            table = data[8 + 256 * 4:8 + 256 * 4 + 20 * count]
+            lo, hi = 0, count
+            while lo < hi:  # binary search in the sorted id table
+                mid = (lo + hi) // 2
+                cur = table[mid * 20:mid * 20 + 20]
+                if cur == want:
+                    return idx.with_suffix(".pack")
+                if cur < want:
+                    lo = mid + 1
+                else:
+                    hi = mid
+        return self.path / "objects" / "pack"
+
+    def missing_objects(self) -> list[str]:
+        """Objects reachable from a ref that the database cannot produce."""
+        missing: list[str] = []
+        seen: set[str] = set()
+        stack = []
+        for name in list(self._repo.references):
+            try:
+                stack.append(self._repo.references[name].resolve().target)
+            except (pygit2.GitError, KeyError):
+                continue
+        while stack:
+            oid = stack.pop()
+            key = str(oid)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                obj = self._repo[oid]
+            except (KeyError, pygit2.GitError, ValueError):
+                missing.append(key)
+                continue
+            stack.extend(_children(obj))
+        return missing
+
+    def copy_reachable_from(self, source: Repo) -> int:
+        """Copy into this database every object reachable from this repository's
+        refs (or, for a ref it cannot resolve, from the source's ref of that
+        name) that this database lacks and ``source`` has. Returns the count."""
+        starts = []
+        for name in list(self._repo.references):
+            try:
+                starts.append(self._repo.references[name].resolve().target)
+            except (pygit2.GitError, KeyError):
+                ref = source._repo.references.get(name)
+                if ref is not None:
+                    starts.append(ref.resolve().target)
+        copied = 0
+        seen: set[str] = set()
+        stack = list(starts)
+        while stack:
+            oid = stack.pop()
+            if str(oid) in seen:
+                continue
+            seen.add(str(oid))
+            try:
+                obj = self._repo[oid]
+            except (KeyError, pygit2.GitError, ValueError):
+                try:
+                    kind, data = source._repo.odb.read(oid)
+                except (KeyError, pygit2.GitError, ValueError):
+                    continue
+                written = self._repo.odb.write(kind, data)
+                if written != oid:
+                    raise StorageError(f"object {oid} from the source does not hash to its "
+                                       "id") from None
+                copied += 1
+                obj = self._repo[oid]
+            stack.extend(_children(obj))
+        return copied
+
+    def broken_refs(self) -> list[str]:
+        """Refs that cannot be read or point at objects that do not exist."""
+        broken = []
+        refs_dir = self.path / "refs"
+        names = {str(p.relative_to(self.path)) for p in refs_dir.rglob("*")
+                 if p.is_file() and not p.name.endswith(".lock")}
+        names |= set(self._repo.references)
+        for name in sorted(names):
+            try:
+                target = self._repo.references[name].resolve().target
+                self._repo[target]
+            except (pygit2.GitError, KeyError, ValueError):
+                broken.append(name)
+        return broken
+
+    def restore_ref(self, name: str, source: Repo) -> bool:
+        """Set a broken ref to the source's value of it (if the source has it)."""
+        ref = source._repo.references.get(name)
+        if ref is None:
+            return False
+        target = ref.resolve().target
+        path = self.path / name
+        if path.is_file():
+            path.unlink()
+        self._repo.create_reference_direct(name, target, True, message="gitstore: repair")
+        return True
+
     def add_alternate(self, objects_dir: str) -> None:
         """Let this handle read objects from another object directory (a push's
         quarantine area in a pre-receive hook)."""
@@ -387,6 +564,7 @@ class Repo:
             out[entry.path] = obj.data if isinstance(obj, pygit2.Blob) else b""
         return out
 
+    @_damage_is_integrity_error
     def tree_modes(self, commit: str) -> dict[str, int]:
         """Every entry at the top of ``commit``'s tree with its git file mode
         (0o100644 file, 0o100755 executable, 0o120000 symlink, 0o040000 tree, ...)."""
@@ -428,8 +606,11 @@ class Repo:
                 try:
                     obj = self._repo[oid]
                     _ = obj.read_raw()
-                except (KeyError, pygit2.GitError, ValueError) as exc:
-                    problems.append(f"object {key} (reachable from {name}) is unreadable: {exc}")
+                except KeyError:
+                    problems.append(f"object {key} (reachable from {name}) is missing")
+                    continue
+                except (pygit2.GitError, ValueError) as exc:
+                    problems.append(f"object {key} (reachable from {name}) is corrupt: {exc}")
                     continue
                 if isinstance(obj, pygit2.Tag):
                     stack.append(obj.target)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -196,7 +195,7 @@ def turn(obj: Ctx, customer: str, file: str, scenario: str | None, message: str 
 @click.pass_obj
 def put(obj: Ctx, customer: str, document: str, file: str, scenario: str | None,
         message: str | None, output: str) -> None:
-    """Replace DOCUMENT (e.g. deployment_context.json) of the open version."""
+    """Replace a JSON document of the open version, such as deployment_context.json."""
     w = _session(obj, customer, scenario).put(document, _read_input(file), message=message)
     _report_written(w, output, customer)
 
@@ -464,47 +463,6 @@ def log(obj: Ctx, customer: str, scenario: str | None, limit: int | None,
 
 @cli.command()
 @click.argument("customer")
-@click.option("--verify", "check", is_flag=True,
-              help="Check the hash chain; exit 7 and name each edited or missing record.")
-@click.option("-n", "--limit", type=click.IntRange(min=1), help="Show only the last N records.")
-@output_option
-@click.pass_obj
-def audit(obj: Ctx, customer: str, check: bool, limit: int | None, output: str) -> None:
-    """Show CUSTOMER's access log: every read and write through gitstore.
-
-    The log is append-only and hash-chained; --verify reports any record that was
-    edited, deleted or inserted."""
-    from .errors import IntegrityError
-
-    log_ = obj.store().customer(customer).audit_log
-    if check:
-        problems = log_.verify()
-        if output == "json":
-            _emit_json({"customer": customer, "ok": not problems,
-                        "problems": [str(p) for p in problems]})
-        else:
-            for p in problems:
-                click.echo(f"{customer}: audit {p}")
-        if problems:
-            raise IntegrityError(f"audit log of {customer}: {len(problems)} problem(s)")
-        if output == "text":
-            _note(f"{customer}: audit log intact")
-        return
-    records = list(log_.records())
-    if limit is not None:
-        records = records[-limit:]
-    if output == "json":
-        _emit_json(records)
-        return
-    for r in records:
-        target = " ".join(str(x) for x in (r.get("rev"), r.get("document")) if x)
-        click.echo(f"{r.get('seq', '?'):>6}  {r.get('time', '?')}  {r.get('op', '?'):<16} "
-                   f"{target:<24} {r.get('actor', '?')} (user {r.get('user')}, "
-                   f"pid {r.get('pid')})")
-
-
-@cli.command()
-@click.argument("customer")
 @click.argument("rev", required=False)
 @click.option("-O", "--out", "out", type=click.Path(dir_okay=False), metavar="FILE",
               help="Write to FILE instead of stdout.")
@@ -543,84 +501,7 @@ def customers(obj: Ctx, output: str) -> None:
             click.echo(name)
 
 
-@cli.command()
-@click.argument("customer", required=False)
-@output_option
-@click.pass_obj
-def verify(obj: Ctx, customer: str | None, output: str) -> None:
-    """Run the health checks on CUSTOMER (default: every customer).
-
-    Checks files present, cross-file consistency, manifest checksums, tags, git
-    object integrity, the audit log's hash chain and, when the store signs, every
-    version's signatures. Exits 7 if anything is wrong."""
-    from .errors import IntegrityError
-    from .health import check_customer
-
-    store = obj.store()
-    names = [store.customer(customer).name] if customer else store.customers()
-    if customer and not store.customer(customer).exists:
-        raise NotFoundError(f"unknown customer {customer!r} in {store.root}")
-    reports = []
-    with _progress(names, "verifying") as items:
-        for name in items:
-            reports.append(check_customer(store.customer(name)))
-    bad = [r for r in reports if r.problems]
-    if output == "json":
-        _emit_json([r.to_json() for r in reports])
-    else:
-        for r in reports:
-            if r.problems:
-                for p in r.problems:
-                    click.echo(f"{r.customer}: {p}")
-            else:
-                click.echo(f"{r.customer}: ok ({r.checked})")
-    if bad:
-        total = sum(len(r.problems) for r in bad)
-        raise IntegrityError(f"{total} problem(s) in {len(bad)} of {len(reports)} customer(s)")
-
-
-@contextmanager
-def _progress(items: list[str], label: str) -> Iterator[Any]:
-    if sys.stderr.isatty() and len(items) > 1:
-        with click.progressbar(items, label=label, file=sys.stderr) as bar:
-            yield bar
-    else:
-        yield items
-
-
-# -- git hooks ---------------------------------------------------------------
-
-@cli.group()
-def hooks() -> None:
-    """Install and run the real git hooks that enforce gitstore's checks."""
-
-
-@hooks.command("install")
-@click.argument("repo", type=click.Path(file_okay=False, exists=True))
-@click.option("--force", is_flag=True, help="Replace existing hooks of the same name.")
-@click.option("--customer", metavar="NAME",
-              help="The customer (api_key) the repository holds; default: derived from "
-                   "the repository or its origin URL.")
-@click.option("--hook", "extra", multiple=True, metavar="MODULE:FUNCTION",
-              help="An extra check to run too (repeatable); a bare repository inside a "
-                   "store also runs the store's configured hooks.")
-def hooks_install(repo: str, force: bool, customer: str | None, extra: tuple[str, ...]) -> None:
-    """Install git hooks into REPO: pre-receive for a bare repository, pre-commit
-    for a clone with a work tree. They run the same checks as the store."""
-    from .githooks import install
-
-    for path in install(Path(repo), force=force, customer=customer, hooks=extra):
-        _note(f"installed {path}")
-
-
-@hooks.command("run", hidden=True)
-@click.argument("hook", type=click.Choice(["pre-receive", "pre-commit"]))
-def hooks_run(hook: str) -> None:
-    """Entry point of the installed hook scripts."""
-    from .githooks import run
-
-    sys.exit(run(hook))
-
+from . import cli_admin  # noqa: E402, F401  (registers the administrative commands)
 
 # -- entry point -------------------------------------------------------------
 
@@ -664,4 +545,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the package's own module (not this __main__ copy), so that commands
+    # registered by gitstore.cli_admin on gitstore.cli.cli are present.
+    from gitstore.cli import main as _main
+
+    _main()

@@ -44,14 +44,27 @@ class Report:
 
 
 def check_customer(customer: Customer) -> Report:
+    """Every health check on one customer; damage found on the way is a problem
+    in the report, never an exception."""
     report = Report(customer.name)
+    try:
+        _checks(customer, report)
+    except GitStoreError as exc:  # damage that stops the remaining checks
+        report.problems.append(str(exc))
+    customer._audit("verify", detail=f"{len(report.problems)} problem(s)")
+    return report
+
+
+def _checks(customer: Customer, report: Report) -> None:
     try:
         repo = customer.repo
     except GitStoreError as exc:
         report.problems.append(f"repository unusable: {exc}")
-        return report
+        return
     problems = report.problems
     problems.extend(repo.check_objects())
+    problems.extend(f"ref {name} is broken (unreadable, or points at a missing object)"
+                    for name in repo.broken_refs())
     problems.extend(f"stray lock file {p} (a writer crashed? remove it if no git process "
                     "is running)" for p in repo.stray_locks())
     branches = {s: tip for ref, tip in repo.refs("refs/heads/").items()
@@ -76,16 +89,19 @@ def check_customer(customer: Customer) -> Report:
     for scenario, tip in sorted(branches.items()):
         try:
             info = repo.commit(tip)
+            version = version_of(info, repo.read_tree(tip))
         except GitStoreError as exc:
             problems.append(f"{scenario}: tip {tip[:12]} unreadable: {exc}")
             continue
-        version = version_of(info, repo.read_tree(tip))
         finalized = info.trailer("Change") in FINAL_CHANGES
         if version is not None and finalized and version not in tags:
             problems.append(f"{scenario}: tag {version} is missing for finalize commit "
                             f"{tip[:12]} (the next write recreates it)")
-        _check_tree(customer, repo, f"{scenario} tip {tip[:12]}", tip, version,
-                    finalized or version in tags, problems)
+        try:
+            _check_tree(customer, repo, f"{scenario} tip {tip[:12]}", tip, version,
+                        finalized or version in tags, problems)
+        except GitStoreError as exc:
+            problems.append(f"{scenario} tip {tip[:12]}: {exc}")
     for v in sorted(tags):
         report.versions += 1
         tag = repo.tag(str(v))
@@ -96,10 +112,10 @@ def check_customer(customer: Customer) -> Report:
             problems.append(f"{where} is a lightweight tag; versions are annotated tags")
         try:
             info = repo.commit(tag.target)
+            trailer_v = version_of(info, repo.read_tree(tag.target))
         except GitStoreError as exc:
             problems.append(f"{where} points at an unreadable commit: {exc}")
             continue
-        trailer_v = version_of(info, repo.read_tree(tag.target))
         if trailer_v is not None and trailer_v != v:
             problems.append(f"{where} points at a commit of {trailer_v}")
         branch_tip = branches.get(v.scenario)
@@ -114,8 +130,6 @@ def check_customer(customer: Customer) -> Report:
             _check_signature(repo, f"{where} commit {tag.target[:12]}", tag.target, allowed,
                              problems)
     problems.extend(f"audit log {p}" for p in customer.audit_log.verify())
-    customer._audit("verify", detail=f"{len(problems)} problem(s)")
-    return report
 
 
 

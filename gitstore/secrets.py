@@ -1,59 +1,44 @@
-"""Find credentials and personal data in session documents, and redact them (pure, no git).
+"""Find credentials and personal data in session documents; redact them (pure, no git).
 
-A git history is kept for years and copied everywhere, so a customer's password
-pasted into a conversation must never be committed. :func:`scan` walks every
-string value *and object key* of a parsed JSON document (or the text of the SOW)
-and reports :class:`Finding` objects: file, RFC 6901 pointer, ``kind``,
-``category`` (``credential`` or ``pii``) and the character span. A finding never
-holds the value itself; a pointer segment (an object key) that contains a
-caught value is shown masked, exactly as :func:`apply` renames it.
+:func:`scan` walks every string value *and object key* of a parsed JSON document
+(or the SOW text) and returns :class:`Finding` objects: file, RFC 6901 pointer,
+``kind``, ``category`` (``credential``/``pii``) and the span in the string, never
+the value. A pointer segment (object key) holding a caught value is shown masked,
+exactly as :func:`apply` renames it.
 
-Detection uses maintained libraries wherever one exists:
+* Credentials: the detect-secrets plugins, created once and driven through their
+  side-effect-free ``analyze_string`` line by line (``scan_line``/``analyze_line``
+  use global settings and may verify over the network), with detect-secrets'
+  heuristic filters (sequential, UUID, ``${X}``/``<x>``, ``$VAR``, non-alphanumeric,
+  id-like, indirect reference). Two plugins on its base class add ``Authorization:
+  Basic``/``Bearer`` headers. Hex entropy is off (digests are normal content); base64
+  entropy (limit 4.5) only sees 32+ character tokens with a digit, both cases, not
+  made of words (mean lowercase run < 3) and not a path. Keyword patterns count only
+  when the name *ends* in the keyword (``db_password``, not ``password_policy`` or
+  ``secret_arn``); so does a JSON member with such a key whose value is one
+  non-placeholder token, except ``/session_info/api_key`` (the customer's name).
+* Phones: ``phonenumbers.PhoneNumberMatcher``, leniency VALID, policy region (US).
+* Cards: 13-19 digits (single space/dash separators) passing Luhn, starting 2-6,
+  not part of a longer digit run or word (so not account ids or epoch timestamps).
+* Emails: a small, conservative regex (no maintained library *finds* addresses in
+  text; email-validator checks one): dotted domain, alphabetic TLD, not a URL's
+  ``user@host`` nor scp-style ``git@host:path``.
 
-* credentials: the detect-secrets plugins, instantiated once and driven through
-  their side-effect-free ``analyze_string`` API line by line (``analyze_line``
-  and ``scan_line`` read and mutate detect-secrets' global settings and may try
-  network verification). detect-secrets' own false-positive filters are applied
-  (sequential strings, UUIDs, templates like ``${X}`` / ``<x>``, ``$VAR``,
-  non-alphanumeric values, id-like names, indirect references). Two small
-  plugins on the same base class add ``Authorization: Basic``/``Bearer``
-  headers, which detect-secrets only covers as ``user:pass@`` URLs.
-  The hex high-entropy plugin is off (sha256 digests and commit ids are normal
-  content); the base64 one runs only on 32+ character tokens with two digits
-  and both letter cases, above detect-secrets' default limit of 4.5 bits.
-  The keyword plugin's patterns count only when the assigned name *ends* with
-  the keyword (``db_password`` yes, ``password_policy``/``secret_arn`` no), and
-  a JSON member whose key is such a name counts when its value is a single
-  token that is not a placeholder; ``/session_info/api_key`` is the customer's
-  name, not a secret, and is exempt.
-* phone numbers: ``phonenumbers.PhoneNumberMatcher`` (leniency VALID, region
-  from the policy, default US);
-* card numbers: 13-19 digit runs (single spaces/dashes allowed) that pass the
-  Luhn check, start like a card (2-6) and are not part of a longer digit run or
-  word, so AWS account ids (12 digits) and epoch timestamps do not match;
-* email addresses: a deliberately small regex. No maintained library *finds*
-  addresses in free text (email-validator only validates one), and the pattern
-  is conservative: a dotted domain with an alphabetic TLD, not a URL's
-  ``user@host`` part nor scp-style ``git@host:path``.
-
-A PII hit inside a credential is reported as the credential only.
-
-Policy (see :class:`Policy`): per category, optionally per kind, ``block``,
-``redact`` or ``allow``. The default blocks every credential, redacts card
-numbers and allows emails and phone numbers. Redaction replaces only the span
-with ``[REDACTED:<kind>]``; an object key is renamed the same way (``" #2"``
-is appended if the new name is taken).
+A PII hit inside a credential is reported as the credential. Default policy: block
+credentials, redact card numbers, allow emails and phones. Redaction replaces the
+span with ``[REDACTED:<kind>]``; a key is renamed likewise (`` #2`` if taken).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import phonenumbers
@@ -70,6 +55,7 @@ if TYPE_CHECKING:
     from .pipeline import Proposal
 
 Action = Literal["block", "redact", "allow"]
+Rule = Action | Mapping[str, Action]
 ACTIONS: tuple[str, ...] = ("block", "redact", "allow")
 CREDENTIAL, PII = "credential", "pii"
 
@@ -96,16 +82,10 @@ _DEFAULTS: dict[str, Action] = {"card_number": "redact", "email": "allow", "phon
 EXEMPT_POINTERS = frozenset({"/session_info/api_key"})
 
 
-class _Hit(NamedTuple):
-    start: int
-    end: int
-    kind: str
-
-
 @dataclass(frozen=True, order=True)
 class Finding:
-    """One caught value: where it is (``file``, ``pointer``, span ``start:end`` of the
-    string, ``in_key`` when that string is an object key) and what it is. Never the value."""
+    """One caught value: ``file``, ``pointer``, span ``start:end`` within the string
+    (an object key when ``in_key``), ``kind`` and ``category``. Never the value."""
 
     file: str
     pointer: str
@@ -121,9 +101,13 @@ class Finding:
         return f"{where}: {self.kind} at characters {self.start}-{self.end}{key}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "pointer": self.pointer, "kind": self.kind,
-                "category": self.category, "start": self.start, "end": self.end,
-                "in_key": self.in_key}
+        return dataclasses.asdict(self)
+
+
+class _Hit(NamedTuple):
+    start: int
+    end: int
+    kind: str
 
 
 def category_of(kind: str) -> str:
@@ -132,33 +116,34 @@ def category_of(kind: str) -> str:
 
 # --- credentials: detect-secrets ---------------------------------------------------------
 
-class AuthorizationBasicDetector(RegexBasedDetector):
-    """``Authorization: Basic <base64 of user:password>`` (the token must decode so)."""
+_DIGIT = re.compile(r"\d")
 
-    secret_type = "Authorization Basic Header"
-    denylist = (re.compile(r"\bAuthorization\s*[:=]\s*['\"]?Basic\s+([A-Za-z0-9+/]{4,}={0,2})",
-                           re.IGNORECASE),)
+
+class AuthorizationDetector(RegexBasedDetector):
+    """``Authorization: Basic <base64 user:pass>`` or ``Bearer <16+ chars, with digits>``."""
+
+    secret_type = "Authorization Header"
+
+    def __init__(self, scheme: str) -> None:
+        self.scheme = scheme
+        self._denylist = (re.compile(rf"\bAuthorization\s*[:=]\s*['\"]?{scheme}\s+"
+                                     r"([A-Za-z0-9._~+/=-]{4,})", re.IGNORECASE),)
+
+    @property
+    def denylist(self) -> tuple[re.Pattern[str], ...]:
+        return self._denylist
 
     def analyze_string(self, string: str) -> Generator[str, None, None]:
         for token in super().analyze_string(string):
+            if self.scheme != "Basic":
+                if len(token) >= 16 and _DIGIT.search(token) and re.search("[A-Za-z]", token):
+                    yield token
+                continue
             try:
                 if b":" in base64.b64decode(token + "=" * (-len(token) % 4), validate=True):
                     yield token
             except (binascii.Error, ValueError):
                 continue
-
-
-class AuthorizationBearerDetector(RegexBasedDetector):
-    """``Authorization: Bearer <token>`` with a token of 16+ characters, letters and digits."""
-
-    secret_type = "Authorization Bearer Header"
-    denylist = (re.compile(r"\bAuthorization\s*[:=]\s*['\"]?(?:Bearer|Token)\s+"
-                           r"([A-Za-z0-9._~+/=-]{16,})", re.IGNORECASE),)
-
-    def analyze_string(self, string: str) -> Generator[str, None, None]:
-        for token in super().analyze_string(string):
-            if re.search(r"\d", token) and re.search(r"[A-Za-z]", token):
-                yield token
 
 
 @cache
@@ -167,8 +152,8 @@ def _plugins() -> tuple[tuple[str, BasePlugin], ...]:
     classes: dict[str, type[BasePlugin]] = {
         cls.__name__: cls for cls in get_mapping_from_secret_type_to_class().values()}
     found = [(kind, classes[name]()) for name, kind in PLUGIN_KINDS.items() if name in classes]
-    return (*found, ("basic_auth", AuthorizationBasicDetector()),
-            ("bearer_token", AuthorizationBearerDetector()))
+    return (*found, ("basic_auth", AuthorizationDetector("Basic")),
+            ("bearer_token", AuthorizationDetector("(?:Bearer|Token)")))
 
 
 _ENTROPY_PLUGIN = Base64HighEntropyString(limit=4.5)
@@ -177,15 +162,16 @@ _KEYWORD_PATTERNS: dict[re.Pattern[str], int] = {
     **keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP, keyword.FOLLOWED_BY_EQUAL_SIGNS_REGEX: 5}
 _DENY = "|".join(keyword.DENYLIST)
 _KEYWORD_NAME = re.compile(rf"(?:{_DENY})(?:[_-]?(?:key|token|value|string))?$", re.IGNORECASE)
+_KEYWORD_HINT = re.compile(r"key|pass|pwd|secret|contras", re.IGNORECASE)  # in each DENYLIST entry
 _NAME_AROUND = re.compile(rf"[\w.-]*(?:{_DENY})[\w.-]*", re.IGNORECASE)
 _PLACEHOLDER_WORDS = frozenset({"redacted", "none", "null", "n/a", "na", "unset", "hidden",
                                 "masked", "required", "optional", "true", "false", "yes", "no",
                                 "enabled", "disabled", "tbd", "todo", "example", "placeholder"})
 _PLACEHOLDER = re.compile(r"\[REDACTED:[a-z0-9_]+\]")
-_TOKEN_CHAR = re.compile(r"[A-Za-z0-9_.+/=-]")
-_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_.+/=-]*")
+_TOKEN_CHARS = "A-Za-z0-9_.+/=-"
+_TOKEN_BEFORE = re.compile(f"[{_TOKEN_CHARS}]*$")
+_TOKEN_AFTER = re.compile(f"[{_TOKEN_CHARS}]*")
 _LOWER_RUN = re.compile(r"[a-z]+")
-_DIGIT = re.compile(r"\d")
 _PEM_END = re.compile(r"-----END[A-Z0-9 ]*-----")
 
 
@@ -198,15 +184,6 @@ def _filtered(secret: str, line: str, plugin: BasePlugin | None) -> bool:
                 or heuristic.is_likely_id_string(secret, line, plugin))
 
 
-def _secret_name(name: str) -> bool:
-    return bool(_KEYWORD_NAME.search(name))
-
-
-def _plain_value(value: str) -> bool:
-    return (bool(value) and not any(c.isspace() for c in value)
-            and value.lower() not in _PLACEHOLDER_WORDS)
-
-
 def _random_token(token: str) -> bool:
     """A long token that looks random rather than made of words or a path."""
     lower_runs = _LOWER_RUN.findall(token)
@@ -217,19 +194,33 @@ def _random_token(token: str) -> bool:
 
 
 def _keyword_hits(line: str) -> Iterator[tuple[int, int]]:
-    """detect-secrets' keyword patterns (all matches, exact spans), name-end guarded."""
+    """detect-secrets' keyword patterns (every match, exact span), name-end guarded."""
+    if not _KEYWORD_HINT.search(line):
+        return
     for pattern, group in _KEYWORD_PATTERNS.items():
         for m in pattern.finditer(line):
             start, end = m.span(group)
-            around = line[m.start():start] + " " + line[end:m.end()]
-            name = _NAME_AROUND.search(around)
+            name = _NAME_AROUND.search(line[m.start():start] + " " + line[end:m.end()])
             value = line[start:end]
             if not (start > 0 and line[start - 1] in "'\"`"):   # unquoted: one token
                 value = value.split()[0] if value.split() else ""
-            if (name and _secret_name(name.group()) and value and not _filtered(value, line, None)
+            if (name and _KEYWORD_NAME.search(name.group()) and value
                     and value.lower() not in _PLACEHOLDER_WORDS
+                    and not _filtered(value, line, None)
                     and not heuristic.is_indirect_reference(line)):
                 yield start, start + len(value)
+
+
+def _extend(text: str, start: int, end: int, kind: str) -> _Hit:
+    """Widen a plugin's hit to the whole credential: a PEM block, or the whole token
+    (some plugins report a part, e.g. a JWT without its signature, ``ghp`` of a token)."""
+    if kind == "private_key":
+        start = start - 5 if text[max(0, start - 5):start] == "-----" else start
+        pem_end = _PEM_END.search(text, end)
+        return _Hit(start, pem_end.end() if pem_end else len(text), kind)
+    before = _TOKEN_BEFORE.search(text, 0, start)
+    after = _TOKEN_AFTER.match(text, end)
+    return _Hit(before.start() if before else start, after.end() if after else end, kind)
 
 
 def _credential_hits(text: str) -> Iterator[_Hit]:
@@ -238,30 +229,15 @@ def _credential_hits(text: str) -> Iterator[_Hit]:
         if len(line) >= 8:
             for kind, plugin in _plugins():
                 for value in set(plugin.analyze_string(line)):
-                    if not value or _filtered(value, line, plugin):
-                        continue
-                    for m in re.finditer(re.escape(value), line):
-                        yield _extend(text, offset + m.start(), offset + m.end(), kind)
+                    if value and not _filtered(value, line, plugin):
+                        for m in re.finditer(re.escape(value), line):
+                            yield _extend(text, offset + m.start(), offset + m.end(), kind)
             for start, end in _keyword_hits(line):
                 yield _Hit(offset + start, offset + end, KEYWORD)
             for m in _ENTROPY_TOKEN.finditer(line):
-                token = m.group()
-                if _random_token(token) and not _filtered(token, line, _ENTROPY_PLUGIN):
+                if _random_token(m.group()) and not _filtered(m.group(), line, _ENTROPY_PLUGIN):
                     yield _Hit(offset + m.start(), offset + m.end(), ENTROPY)
         offset += len(line)
-
-
-def _extend(text: str, start: int, end: int, kind: str) -> _Hit:
-    """Widen a plugin's hit to the whole credential: a PEM block, or the whole token
-    (some plugins report only part of it, e.g. a JWT without its signature)."""
-    if kind == "private_key":
-        start = start - 5 if text[max(0, start - 5):start] == "-----" else start
-        pem_end = _PEM_END.search(text, end)
-        return _Hit(start, pem_end.end() if pem_end else len(text), kind)
-    while start > 0 and _TOKEN_CHAR.match(text[start - 1]):
-        start -= 1
-    tail = _TOKEN_CHARS.match(text, end)
-    return _Hit(start, tail.end() if tail else end, kind)
 
 
 # --- personal data -----------------------------------------------------------------------
@@ -270,6 +246,7 @@ _CARD = re.compile(r"(?<![\w.])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)(?!\w)"
 _EMAIL = re.compile(r"(?<![\w.%+/-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
                     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
                     r"(?![\w-]|\.[A-Za-z0-9]|:\S)")
+_NUMBER_HINT = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6,}")   # 7+ digits, lightly separated
 
 
 def luhn_valid(digits: str) -> bool:
@@ -282,9 +259,8 @@ def luhn_valid(digits: str) -> bool:
 
 def _pii_hits(text: str, region: str) -> Iterator[_Hit]:
     if "@" in text:
-        for m in _EMAIL.finditer(text):
-            yield _Hit(m.start(), m.end(), "email")
-    if len(_DIGIT.findall(text)) < 4:
+        yield from (_Hit(m.start(), m.end(), "email") for m in _EMAIL.finditer(text))
+    if not _NUMBER_HINT.search(text):     # neither a card nor a phone number can be here
         return
     for m in _CARD.finditer(text):
         digits = re.sub(r"\D", "", m.group())
@@ -297,94 +273,88 @@ def _pii_hits(text: str, region: str) -> Iterator[_Hit]:
 
 # --- scanning ----------------------------------------------------------------------------
 
-def _hits(text: str, region: str, member: str | None = None, pointer: str = "") -> list[_Hit]:
-    """All hits in one string; ``member`` is the object key the string is the value of."""
+@lru_cache(maxsize=1 << 16)
+def _hits(text: str, region: str, named: bool = False) -> tuple[_Hit, ...]:
+    """All hits in one string (cached: re-checking a growing conversation stays cheap).
+    ``named``: the string is the value of a member whose key names a secret."""
     raw = [*_credential_hits(text), *_pii_hits(text, region)]
-    if (member is not None and pointer not in EXEMPT_POINTERS and _secret_name(member)
-            and _plain_value(text) and re.fullmatch(keyword.SECRET, text)
-            and not _filtered(text, f"{member} = {text}", None)):
+    if (named and text.lower() not in _PLACEHOLDER_WORDS and not any(c.isspace() for c in text)
+            and re.fullmatch(keyword.SECRET, text) and not _filtered(text, "", None)):
         raw.append(_Hit(0, len(text), KEYWORD))
-    guards = [(m.start(), m.end()) for m in _PLACEHOLDER.finditer(text)]
+    guards = [m.span() for m in _PLACEHOLDER.finditer(text)]
     kept: list[_Hit] = []
     for hit in sorted(set(raw), key=lambda h: (h.start, -h.end, h.kind)):
         cat = category_of(hit.kind)
-        if any(s < hit.end and hit.start < e for s, e in guards):
-            continue
-        if any(k.start <= hit.start and hit.end <= k.end and category_of(k.kind) == cat
-               for k in kept):
-            continue
         cred = [k for k in raw if category_of(k.kind) == CREDENTIAL and k != hit
                 and k.start < hit.end and hit.start < k.end]
-        if cred and (cat == PII or (hit.kind == ENTROPY and any(k.kind != ENTROPY for k in cred))):
+        if (any(s < hit.end and hit.start < e for s, e in guards)
+                or any(k.start <= hit.start and hit.end <= k.end and category_of(k.kind) == cat
+                       for k in kept)
+                or (cred and (cat == PII or (hit.kind == ENTROPY
+                                             and any(k.kind != ENTROPY for k in cred))))):
             continue
         kept.append(hit)
-    return kept
+    return tuple(kept)
 
 
 def _mask(text: str, hits: Iterable[_Hit]) -> str:
     """``text`` with each hit's span replaced by ``[REDACTED:<kind>]`` (overlaps merged)."""
     out, pos = [], 0
     for hit in sorted(hits, key=lambda h: (h.start, -h.end)):
-        if hit.end <= pos:
-            continue
         if hit.start < pos:               # overlaps the previous placeholder: extend it
-            pos = hit.end
+            pos = max(pos, hit.end)
             continue
         out.append(text[pos:hit.start] + f"[REDACTED:{hit.kind}]")
         pos = hit.end
     return "".join(out) + text[pos:]
 
 
-def _escape(segment: str) -> str:
-    return segment.replace("~", "~0").replace("/", "~1")
+Visit = Callable[[str, str, bool, tuple[_Hit, ...]], str]
 
 
-Visit = Callable[[str, str, bool, list[_Hit]], str]
-
-
-def _walk(value: Any, pointer: str, member: str | None, region: str, visit: Visit) -> Any:
+def _walk(value: Any, pointer: str, named: bool, region: str, visit: Visit) -> Any:
     if isinstance(value, str):
-        return visit(value, pointer, False, _hits(value, region, member, pointer))
+        return visit(value, pointer, False, _hits(value, region, named))
     if isinstance(value, list):
-        return [_walk(v, f"{pointer}/{i}", None, region, visit) for i, v in enumerate(value)]
+        return [_walk(v, f"{pointer}/{i}", False, region, visit) for i, v in enumerate(value)]
     if not isinstance(value, dict):
         return value
     out: dict[str, Any] = {}
     for key, child in value.items():
         key_hits = _hits(key, region)
-        child_pointer = f"{pointer}/{_escape(_mask(key, key_hits))}"
+        segment = _mask(key, key_hits).replace("~", "~0").replace("/", "~1")
+        child_pointer = f"{pointer}/{segment}"
         new_key = visit(key, child_pointer, True, key_hits) if key_hits else key
-        if new_key != key:
-            base, n = new_key, 1
-            while new_key in out or new_key in value:
-                n += 1
-                new_key = f"{base} #{n}"
-        out[new_key] = _walk(child, child_pointer, key, region, visit)
+        base, n = new_key, 1
+        while new_key != key and (new_key in out or new_key in value):
+            n += 1
+            new_key = f"{base} #{n}"
+        named = bool(_KEYWORD_NAME.search(key)) and child_pointer not in EXEMPT_POINTERS
+        out[new_key] = _walk(child, child_pointer, named, region, visit)
     return out
 
 
-def scan(document: Any, file: str, *, region: str = "US") -> list[Finding]:
-    """Every credential and piece of personal data in ``document`` (parsed JSON or text)."""
+def scan(document: Any, file: str, *, region: str = "US", base: str = "") -> list[Finding]:
+    """Every credential and piece of personal data in ``document`` (parsed JSON or text).
+    ``base``: the pointer of ``document`` in ``file`` when scanning a part (a new turn)."""
     found: list[Finding] = []
 
-    def visit(text: str, pointer: str, in_key: bool, hits: list[_Hit]) -> str:
+    def visit(text: str, pointer: str, in_key: bool, hits: tuple[_Hit, ...]) -> str:
         found.extend(Finding(file, pointer, h.kind, category_of(h.kind), h.start, h.end, in_key)
                      for h in hits)
         return text
 
-    _walk(document, "", None, region, visit)
+    _walk(document, base, False, region, visit)
     return found
 
 
 # --- policy ------------------------------------------------------------------------------
 
-Rule = Action | Mapping[str, Action]
-
-
 def _check_rule(category: str, rule: Any) -> None:
     kinds = CREDENTIAL_KINDS if category == CREDENTIAL else PII_KINDS
-    entries = rule.items() if isinstance(rule, Mapping) else [("", rule)]
-    for kind, action in entries:
+    if not isinstance(rule, str | Mapping):
+        raise UsageError(f"secrets.{category} must be an action or an object of actions")
+    for kind, action in rule.items() if isinstance(rule, Mapping) else [("", rule)]:
         where = f"secrets.{category}" + (f".{kind}" if kind else "")
         if kind and kind != "*" and kind not in kinds:
             raise UsageError(f"{where}: unknown {category} kind; known: {', '.join(sorted(kinds))}")
@@ -394,12 +364,12 @@ def _check_rule(category: str, rule: Any) -> None:
 
 @dataclass(frozen=True)
 class Policy:
-    """What to do with each finding: ``block`` the write, ``redact`` the span, or ``allow``.
+    """Per finding: ``block`` the write, ``redact`` the span, or ``allow`` it.
 
-    ``credential`` and ``pii`` are each an action or a mapping ``{kind: action}``
-    (``"*"`` for the rest of the category); kinds not mentioned keep their default.
-    Default: block credentials, redact card numbers, allow emails and phones.
-    ``region`` is the default region for phone numbers written without ``+``.
+    ``credential`` and ``pii`` are each an action or ``{kind: action}`` (``"*"``: the
+    rest of the category); kinds not mentioned keep their default. Default: block
+    credentials, redact card numbers, allow emails and phone numbers. ``region``: the
+    region of phone numbers written without ``+``. Stored as the ``secrets`` config key.
     """
 
     credential: Rule = "block"
@@ -409,7 +379,7 @@ class Policy:
     def __post_init__(self) -> None:
         _check_rule(CREDENTIAL, self.credential)
         _check_rule(PII, self.pii)
-        if self.region not in phonenumbers.SUPPORTED_REGIONS:
+        if not isinstance(self.region, str) or self.region not in phonenumbers.SUPPORTED_REGIONS:
             raise UsageError(f"secrets.region: {self.region!r} is not a region code like 'US'")
 
     def action(self, kind: str) -> Action:
@@ -431,43 +401,32 @@ class Policy:
         unknown = sorted(set(data) - {"credential", "pii", "region"})
         if unknown:
             raise UsageError(f"secrets policy: unknown setting {unknown[0]!r}")
-        for name in ("credential", "pii"):
-            rule = data.get(name)
-            if rule is not None and not isinstance(rule, str | Mapping):
-                raise UsageError(f"secrets.{name} must be an action or an object of actions")
-        region = data.get("region", "US")
-        if not isinstance(region, str):
-            raise UsageError("secrets.region must be a string")
-        pii = data.get("pii", dict(_DEFAULTS))
-        return cls(credential=cast(Rule, data.get("credential", "block")),
-                   pii=cast(Rule, dict(pii) if isinstance(pii, Mapping) else pii),
-                   region=region)
+        rules = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+        return cls(**cast(dict[str, Any], rules))
 
 
 DEFAULT_POLICY = Policy()
 
 
-def apply(document: Any, file: str, policy: Policy = DEFAULT_POLICY
+def apply(document: Any, file: str, policy: Policy = DEFAULT_POLICY, *, base: str = ""
           ) -> tuple[Any, list[Finding], list[Finding]]:
-    """``(new_document, redacted, blocked)``: a new document with every ``redact``
-    finding's span replaced by ``[REDACTED:<kind>]`` (keys renamed likewise).
-    ``blocked`` findings are left in place: the caller must refuse the write."""
+    """``(new_document, redacted, blocked)``: a new document in which every ``redact``
+    finding's span is ``[REDACTED:<kind>]`` (keys renamed likewise). ``blocked``
+    findings stay in place: the caller must refuse the write."""
     redacted: list[Finding] = []
     blocked: list[Finding] = []
 
-    def visit(text: str, pointer: str, in_key: bool, hits: list[_Hit]) -> str:
+    def visit(text: str, pointer: str, in_key: bool, hits: tuple[_Hit, ...]) -> str:
         chosen = []
         for h in hits:
             finding = Finding(file, pointer, h.kind, category_of(h.kind), h.start, h.end, in_key)
             action = policy.action(h.kind)
-            if action == "block":
-                blocked.append(finding)
-            elif action == "redact":
-                redacted.append(finding)
-                chosen.append(h)
+            if action != "allow":
+                (blocked if action == "block" else redacted).append(finding)
+                chosen += [h] if action == "redact" else []
         return _mask(text, chosen) if chosen else text
 
-    return _walk(document, "", None, policy.region, visit), redacted, blocked
+    return _walk(document, base, False, policy.region, visit), redacted, blocked
 
 
 def message(finding: Finding, action: Action) -> str:
@@ -476,17 +435,16 @@ def message(finding: Finding, action: Action) -> str:
     what = (f"a credential ({finding.kind})" if finding.category == CREDENTIAL
             else f"personal data ({finding.kind})")
     if action == "redact":
-        label = (f"a {finding.kind.replace('_', ' ')}" if finding.category == PII else what)
+        label = f"a {finding.kind.replace('_', ' ')}" if finding.category == PII else what
         return f"contains {label}{key} that must be redacted (use gitstore, which redacts it)"
     return f"contains {what}{key}; remove it — the value is not shown"
 
 
 class SecretsHook:
-    """Pipeline hook ``secrets``: a violation per ``block`` finding and, since nothing
-    can be redacted in a plain-git pre-receive hook, per ``redact`` finding too.
-
-    The policy is the one given, else ``p.secrets_policy`` if set, else the default.
-    """
+    """Pipeline hook ``secrets``: a violation per ``block`` finding and, since a plain-git
+    pre-receive hook cannot redact, per ``redact`` finding too. Scans the documents in
+    ``p.changed`` (all when None). Policy: the one given, else ``p.secrets_policy``,
+    else :data:`DEFAULT_POLICY`."""
 
     __name__ = "secrets"
 
@@ -499,22 +457,22 @@ class SecretsHook:
         if SOW_DOCUMENT in p.files:
             targets[SOW_DOCUMENT] = p.files[SOW_DOCUMENT].decode("utf-8", "replace")
         for name, document in targets.items():
-            if p.changed is not None and name not in p.changed:
-                continue
-            for finding in scan(document, name, region=policy.region):
-                action = policy.action(finding.kind)
-                if action != "allow":
-                    yield Violation(name, finding.pointer, message(finding, action), "secrets")
+            if p.changed is None or name in p.changed:
+                for finding in scan(document, name, region=policy.region):
+                    action = policy.action(finding.kind)
+                    if action != "allow":
+                        yield Violation(name, finding.pointer, message(finding, action),
+                                        "secrets")
 
 
 check_secrets = SecretsHook()
 
 
 def summary(findings: Iterable[Finding]) -> str:
-    """Kinds and counts per file for a commit trailer, e.g. ``card_number\N{MULTIPLICATION SIGN}2
-    (conversation.json)``; never values."""
+    """Kinds and counts per file for a commit trailer, never values, e.g.
+    ``card_number\N{MULTIPLICATION SIGN}2 (conversation.json)``."""
     counts = Counter((f.file, f.kind) for f in findings)
-    files = sorted({file for file, _ in counts})
     times = "\N{MULTIPLICATION SIGN}"
     return "; ".join(", ".join(f"{kind}{times}{n}" for (f, kind), n in sorted(counts.items())
-                               if f == file) + f" ({file})" for file in files)
+                               if f == file) + f" ({file})"
+                     for file in sorted({file for file, _ in counts}))

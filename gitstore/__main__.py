@@ -1,0 +1,5 @@
+"""``python -m gitstore``: the command line."""
+
+from .cli import main
+
+main()
