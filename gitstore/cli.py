@@ -114,9 +114,12 @@ def cli(ctx: click.Context, root: str, agent: str | None) -> None:
               help="Largest accepted document, in bytes.")
 @click.option("--signing-key", type=click.Path(dir_okay=False, exists=True), metavar="KEY",
               help="SSH private key that signs every commit and version tag from now on.")
+@click.option("--hash-names", is_flag=True,
+              help="Name customer repositories by a keyed hash of the api_key, so keys never "
+                   "appear in paths, logs or history (only on a store without customers).")
 @click.pass_obj
 def init(obj: Ctx, templates: str | None, max_document_bytes: int | None,
-         signing_key: str | None) -> None:
+         signing_key: str | None, hash_names: bool) -> None:
     """Create the store root (idempotent) and optionally record settings.
 
     With --signing-key, gitstore signs commits and tags the way git's
@@ -129,6 +132,9 @@ def init(obj: Ctx, templates: str | None, max_document_bytes: int | None,
                        max_document_bytes=max_document_bytes)
     if templates or max_document_bytes:
         config_mod.save(store.root, store.config)
+    if hash_names:
+        store.enable_hashed_names()
+        _note("customer repositories are named by a keyed hash of the api_key")
     if signing_key:
         store.configure_signing(signing_key)
         _note(f"signing with {signing_key}; allowed signers in {store.config.allowed_signers}")
@@ -156,15 +162,16 @@ def new(obj: Ctx, customer: str, session_id: str | None, created: str | None,
     Creates the customer's repository on first use."""
     store = obj.store()
     metadata = _read_input(metadata_file) if metadata_file else None
-    session = store.customer(customer).new_session(
+    cust = store.customer(customer)
+    session = cust.new_session(
         session_id=session_id, created=created, metadata=metadata, version=expected,
         message=message)
     state = session.state
     if output == "json":
-        _emit_json({"customer": customer, "version": str(state.version),
+        _emit_json({"customer": cust.name, "version": str(state.version),
                     "session_id": state.session_id, "commit": state.tip})
     else:
-        click.echo(f"{customer} {state.version} {state.tip[:12]} {state.session_id}")
+        click.echo(f"{cust.name} {state.version} {state.tip[:12]} {state.session_id}")
 
 
 def _session(obj: Ctx, customer: str, scenario: str | None) -> Session:
@@ -181,8 +188,9 @@ def _session(obj: Ctx, customer: str, scenario: str | None) -> Session:
 def turn(obj: Ctx, customer: str, file: str, scenario: str | None, message: str | None,
          output: str) -> None:
     """Append one conversation turn (a JSON object) to the open version."""
-    w = _session(obj, customer, scenario).append_turn(_read_input(file), message=message)
-    _report_written(w, output, customer)
+    session = _session(obj, customer, scenario)
+    w = session.append_turn(_read_input(file), message=message)
+    _report_written(w, output, session.customer.name)
 
 
 @cli.command()
@@ -196,8 +204,9 @@ def turn(obj: Ctx, customer: str, file: str, scenario: str | None, message: str 
 def put(obj: Ctx, customer: str, document: str, file: str, scenario: str | None,
         message: str | None, output: str) -> None:
     """Replace a JSON document of the open version, such as deployment_context.json."""
-    w = _session(obj, customer, scenario).put(document, _read_input(file), message=message)
-    _report_written(w, output, customer)
+    session = _session(obj, customer, scenario)
+    w = session.put(document, _read_input(file), message=message)
+    _report_written(w, output, session.customer.name)
 
 
 @cli.command()
@@ -208,8 +217,9 @@ def put(obj: Ctx, customer: str, document: str, file: str, scenario: str | None,
 @click.pass_obj
 def summary(obj: Ctx, customer: str, file: str, scenario: str | None, output: str) -> None:
     """Set the conversation_summary of the open version."""
-    w = _session(obj, customer, scenario).set_summary(_read_input(file))
-    _report_written(w, output, customer)
+    session = _session(obj, customer, scenario)
+    w = session.set_summary(_read_input(file))
+    _report_written(w, output, session.customer.name)
 
 
 @cli.command()
@@ -223,8 +233,9 @@ def summary(obj: Ctx, customer: str, file: str, scenario: str | None, output: st
 def finalize(obj: Ctx, customer: str, scenario: str | None, expected: str | None,
              message: str | None, output: str) -> None:
     """Finalize the open version: render the SOW, check completeness, tag it."""
-    w = _session(obj, customer, scenario).finalize(message=message, version=expected)
-    _report_written(w, output, customer)
+    session = _session(obj, customer, scenario)
+    w = session.finalize(message=message, version=expected)
+    _report_written(w, output, session.customer.name)
 
 
 @cli.command("follow-up")
@@ -238,8 +249,9 @@ def finalize(obj: Ctx, customer: str, scenario: str | None, expected: str | None
 def follow_up(obj: Ctx, customer: str, scenario: str | None, expected: str | None,
               message: str | None, output: str) -> None:
     """Open the next minor version for a follow-up conversation."""
-    w = _session(obj, customer, scenario).follow_up(message=message, version=expected)
-    _report_written(w, output, customer)
+    session = _session(obj, customer, scenario)
+    w = session.follow_up(message=message, version=expected)
+    _report_written(w, output, session.customer.name)
 
 
 @cli.command()
@@ -270,7 +282,7 @@ def correct(obj: Ctx, customer: str, files: tuple[str, ...], reason: str,
         documents[doc] = _read_input(path)
     session = _session(obj, customer, scenario or (base and Version.parse(base).scenario.__str__()))
     w = session.correct(documents, reason=reason, base=base, version=expected)
-    _report_written(w, output, customer)
+    _report_written(w, output, session.customer.name)
 
 
 # -- reading -----------------------------------------------------------------
@@ -307,12 +319,12 @@ def show(obj: Ctx, customer: str, args: tuple[str, ...], at: str | None, output:
             if name in snap.files:
                 docs[name] = canonical.loads(snap.files[name]) if name in JSON_DOCUMENTS \
                     else snap.files[name].decode("utf-8")
-        _emit_json({"customer": customer, "commit": snap.commit,
+        _emit_json({"customer": cust.name, "commit": snap.commit,
                     "version": str(snap.version) if snap.version else None,
                     "change": snap.change, "session_id": snap.session_id,
                     "manifest": snap.info.trailer("Manifest"), "documents": docs})
         return
-    click.echo(f"customer    {customer}")
+    click.echo(f"customer    {cust.name}")
     click.echo(f"version     {snap.version or '-'}")
     click.echo(f"commit      {snap.commit}")
     click.echo(f"change      {snap.change or '-'}")
@@ -474,12 +486,13 @@ def render(obj: Ctx, customer: str, rev: str | None, out: str | None) -> None:
     from .render import render_sow
 
     store = obj.store()
-    snap = store.customer(customer).read(rev)
+    cust = store.customer(customer)
+    snap = cust.read(rev)
     missing = [n for n in JSON_DOCUMENTS if n not in snap.files]
     if missing:
-        raise NotFoundError(f"cannot render {customer} {snap.version}: missing "
+        raise NotFoundError(f"cannot render {cust.name} {snap.version}: missing "
                             f"{', '.join(missing)}")
-    text = render_sow(snap.documents(), customer=customer,
+    text = render_sow(snap.documents(), customer=cust.name,
                       version=snap.version or "v0.0.0", template_dir=store.config.templates)
     if out:
         Path(out).write_text(text, encoding="utf-8")

@@ -32,7 +32,9 @@ def audit(obj: Ctx, customer: str, check: bool, limit: int | None, output: str) 
     edited, deleted or inserted."""
     from .errors import IntegrityError
 
-    log_ = obj.store().customer(customer).audit_log
+    cust = obj.store().customer(customer)
+    customer = cust.name  # with hashed names, never echo the api_key
+    log_ = cust.audit_log
     if check:
         problems = log_.verify()
         if output == "json":
@@ -73,9 +75,10 @@ def verify(obj: Ctx, customer: str | None, output: str) -> None:
     from .health import check_customer
 
     store = obj.store()
-    names = [store.customer(customer).name] if customer else store.customers()
-    if customer and not store.customer(customer).exists:
-        raise NotFoundError(f"unknown customer {customer!r} in {store.root}")
+    one = store.customer(customer) if customer else None
+    names = [one.name] if one else store.customers()
+    if one and not one.exists:
+        raise NotFoundError(f"unknown customer {one.name!r} in {store.root}")
     reports = []
     with _progress(names, "verifying") as items:
         for name in items:
@@ -150,7 +153,9 @@ def quarantine(obj: Ctx, customer: str) -> None:
     repository that should not take writes until it is repaired."""
     from .recovery import quarantine as move_aside
 
-    dest = move_aside(obj.store().customer(customer))
+    cust = obj.store().customer(customer)
+    customer = cust.name
+    dest = move_aside(cust)
     click.echo(str(dest))
     _note(f"{customer} quarantined to {dest}")
 
@@ -170,7 +175,9 @@ def repair(obj: Ctx, customer: str, source: str, output: str) -> None:
     checked again. Exits 7 if problems remain."""
     from .recovery import repair as fix
 
-    report = fix(obj.store().customer(customer), Path(source))
+    cust = obj.store().customer(customer)
+    customer = cust.name
+    report = fix(cust, Path(source))
     if output == "json":
         _emit_json(report.to_json())
     else:

@@ -36,7 +36,8 @@ class Config:
     (an SSH private key) signs every commit and tag; ``allowed_signers`` is the
     file that verification trusts (default ``<root>/.gitstore/allowed_signers``).
     ``hooks`` are extra pre-commit checks as ``"module:function"`` import paths;
-    the store and the installed git hooks both run them.
+    the store and the installed git hooks both run them. ``hash_names`` names
+    customer repositories by a keyed hash of the api_key (see ``Store.customer``).
     """
 
     agent: Identity = DEFAULT_AGENT
@@ -48,6 +49,7 @@ class Config:
     signing_key: Path | None = None
     allowed_signers: Path | None = None
     hooks: tuple[str, ...] = ()
+    hash_names: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,7 @@ class Config:
             "signing_key": str(self.signing_key) if self.signing_key else None,
             "allowed_signers": str(self.allowed_signers) if self.allowed_signers else None,
             "hooks": list(self.hooks),
+            "hash_names": self.hash_names,
         }
 
 
@@ -109,9 +112,9 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
                     isinstance(h, str) and ":" in h for h in value):
                 raise UsageError(f"{origin}: hooks must be a list of 'module:function' strings")
             changes[key] = tuple(value)
-        elif key == "fsync":
+        elif key in ("fsync", "hash_names"):
             if not isinstance(value, bool):
-                raise UsageError(f"{origin}: fsync must be true or false")
+                raise UsageError(f"{origin}: {key} must be true or false")
             changes[key] = value
     return replace(cfg, **changes)
 

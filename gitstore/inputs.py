@@ -65,9 +65,11 @@ def to_json(data: Any, name: str, limit: int, pointer: str = "") -> Any:
     return canonical.loads(encoded)
 
 
-def fill(name: str, doc: Any, customer: str, session_id: str, version: Version) -> Any:
+def fill(name: str, doc: Any, customer: str, session_id: str, version: Version,
+         api_key: str | None = None) -> Any:
+    """Fill the store-managed fields ``doc`` omits (see :func:`fill_metadata`)."""
     if name == META:
-        return fill_metadata(doc, customer, session_id, version)
+        return fill_metadata(doc, customer, session_id, version, api_key)
     if name == CONV and isinstance(doc, dict):
         doc.setdefault("session_id", session_id)
         turns = doc.get("conversation_turns")
@@ -77,12 +79,18 @@ def fill(name: str, doc: Any, customer: str, session_id: str, version: Version) 
     return doc
 
 
-def fill_metadata(doc: Any, customer: str, session_id: str, version: Version) -> Any:
+def fill_metadata(doc: Any, customer: str, session_id: str, version: Version,
+                  api_key: str | None = None) -> Any:
+    """Fill omitted ``session_info`` fields. With hashed customer names,
+    ``api_key`` is the customer's real key: where the document carries it, it
+    is replaced by ``customer`` (the keyed hash), so the key is never stored."""
     if isinstance(doc, dict) and isinstance(doc.get("session_info"), dict):
         info = doc["session_info"]
         info.setdefault("session_id", session_id)
         info.setdefault("api_key", customer)
         info.setdefault("session_version", str(version))
+        if api_key is not None and info.get("api_key") == api_key:
+            info["api_key"] = customer
     return doc
 
 

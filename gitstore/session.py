@@ -189,7 +189,7 @@ class Session:
                 meta_doc = {"session_info": {"created_timestamp": created_at,
                                              "completed_timestamp": None,
                                              "session_duration_minutes": None}}
-            meta_doc = fill_metadata(meta_doc, customer.name, sid, new)
+            meta_doc = fill_metadata(meta_doc, customer.name, sid, new, customer.api_key)
             conv = {"session_id": sid, "conversation_turns": [],
                     "conversation_summary": {"total_turns": 0}}
             files = {CONV: canonical.dumps(conv), META: canonical.dumps(meta_doc)}
@@ -286,7 +286,7 @@ class Session:
         def build(state: State) -> _Plan:
             require_open(state, f"update {name} of")
             new = fill(name, copy.deepcopy(doc), self.customer.name, state.session_id,
-                        state.version)
+                       state.version, self.customer.api_key)
             files = {**state.files, name: canonical.dumps(new)}
             return _Plan(files, state.version, "update",
                          message or f"{state.version}: update {name}", frozenset({name}))
@@ -381,7 +381,7 @@ class Session:
             files = dict(state.files)
             for name, doc in docs.items():
                 files[name] = canonical.dumps(fill(name, copy.deepcopy(doc), self.customer.name,
-                                                    state.session_id, new))
+                                                   state.session_id, new, self.customer.api_key))
             if META in files and META not in docs:
                 meta = canonical.loads(files[META])
                 if isinstance(meta.get("session_info"), dict):

@@ -19,6 +19,7 @@ repository; readers never take locks and never see a half-written commit.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from . import backend, canonical
 from . import config as config_mod
 from .audit import AuditLog
-from .errors import NotFoundError, StorageError, UsageError
+from .errors import InvalidNameError, NotFoundError, StorageError, UsageError
 from .message import CommitInfo, Identity, TagInfo
 from .names import JSON_DOCUMENTS, MANIFEST, check_customer, check_document
 from .pipeline import Hook, Pipeline
@@ -127,8 +128,53 @@ class Store:
         return self.root / config_mod.CONFIG_DIR / "locks"
 
     def customer(self, name: str) -> Customer:
-        """The customer ``name`` (validated; the repository need not exist yet)."""
+        """The customer ``name`` (its api_key; the repository need not exist yet).
+
+        Normally the name must pass the allowlist and names the repository. In a
+        store with ``hash_names``, the repository is named by a keyed hash of the
+        api_key instead, so the key never appears in a path, a log line, an
+        error message or the history; the hash is the customer's name."""
+        if self.config.hash_names:
+            if isinstance(name, str) and _HASHED_NAME.fullmatch(name):
+                return Customer(self, name)  # already the hash, e.g. from customers()
+            return Customer(self, self._hashed_name(name), api_key=name)
         return Customer(self, check_customer(name))
+
+    def _hashed_name(self, api_key: object) -> str:
+        import hashlib
+        import hmac
+
+        if not isinstance(api_key, str) or not api_key or len(api_key) > 4096 \
+                or "\x00" in api_key:
+            raise InvalidNameError("invalid api_key: 1-4096 characters, no NUL "
+                                   "(the key itself is not shown)")
+        key_file = self.root / config_mod.CONFIG_DIR / NAME_KEY_FILE
+        try:
+            secret = bytes.fromhex(key_file.read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            raise StorageError(f"store uses hashed names but its key {key_file} is missing or "
+                               "unreadable") from None
+        digest = hmac.new(secret, api_key.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        return "k" + digest.hexdigest()[:40]
+
+    def enable_hashed_names(self) -> None:
+        """Name customer repositories by a keyed hash of their api_key from now on
+        (only for a store that has no customers yet: existing names would not
+        match). Creates the secret key ``<root>/.gitstore/name-key``."""
+        import secrets as _secrets
+        from dataclasses import replace
+
+        if self.config.hash_names:
+            return
+        if self.customers():
+            raise UsageError("hashed names can only be enabled on a store without customers")
+        key_file = self.root / config_mod.CONFIG_DIR / NAME_KEY_FILE
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(_secrets.token_hex(32) + "\n")
+        self.config = replace(self.config, hash_names=True)
+        config_mod.save(self.root, self.config)
 
     def customers(self) -> list[str]:
         """Names of all customers that have a repository, sorted."""
@@ -278,13 +324,21 @@ def metadata_version(files: dict[str, bytes]) -> Version | None:
         return None
 
 
-class Customer:
-    """One customer: a bare repository ``<root>/<name>``, created on first write."""
+NAME_KEY_FILE = "name-key"
+_HASHED_NAME = re.compile(r"k[0-9a-f]{40}")
 
-    def __init__(self, store: Store, name: str) -> None:
+
+class Customer:
+    """One customer: a bare repository ``<root>/<name>``, created on first write.
+
+    ``api_key`` is the real key when the store hashes names (then ``name`` is
+    the hash), else None. It is kept in memory only."""
+
+    def __init__(self, store: Store, name: str, api_key: str | None = None) -> None:
         self.store = store
         self.name = name
         self.path = store.root / name
+        self.api_key = api_key
 
     def __repr__(self) -> str:
         return f"Customer({self.name!r})"
