@@ -68,6 +68,16 @@ def _sig(identity: Identity, time: int, offset: int) -> pygit2.Signature:
     return pygit2.Signature(identity.name, identity.email, time, offset)
 
 
+def pack_ids(idx: Path) -> set[str]:
+    """The object ids listed in a pack index (version 2)."""
+    data = idx.read_bytes()
+    if data[:4] != b"\xfftOc":
+        raise StorageError(f"{idx} is not a version 2 pack index")
+    count = int.from_bytes(data[8 + 255 * 4:8 + 256 * 4], "big")
+    table = data[8 + 256 * 4:8 + 256 * 4 + 20 * count]
+    return {table[i:i + 20].hex() for i in range(0, 20 * count, 20)}
+
+
 def _children(obj: pygit2.Object) -> list[pygit2.Oid]:
     if isinstance(obj, pygit2.Tag):
         return [obj.target]
@@ -136,7 +146,9 @@ class Repo:
         try:
             repo = pygit2.init_repository(str(tmp), bare=True)
             cfg = repo.config
-            cfg["core.logAllRefUpdates"] = "always"
+            # reflogs for branches and HEAD only: git's reflog expiry (run by
+            # git gc) expects commits, and version tags point at tag objects
+            cfg["core.logAllRefUpdates"] = True
             cfg["receive.denyNonFastForwards"] = True
             cfg["receive.denyDeletes"] = True
             cfg["gc.auto"] = 0
@@ -527,6 +539,54 @@ class Repo:
             path.unlink()
         self._repo.create_reference_direct(name, target, True, message="gitstore: repair")
         return True
+
+    # -- maintenance ---------------------------------------------------------
+    def loose_objects(self) -> dict[str, Path]:
+        """Every loose object file, by object id."""
+        out: dict[str, Path] = {}
+        objects = self.path / "objects"
+        for entry in os.scandir(objects):
+            if len(entry.name) != 2 or not entry.is_dir():
+                continue
+            for obj in os.scandir(entry.path):
+                if len(obj.name) == 38 and not obj.name.startswith("tmp"):
+                    out[entry.name + obj.name] = Path(obj.path)
+        return out
+
+    def packs(self) -> list[Path]:
+        """The pack index files (``objects/pack/*.idx``)."""
+        return sorted((self.path / "objects" / "pack").glob("pack-*.idx"))
+
+    def write_pack(self, oids: list[str] | None) -> tuple[Path | None, int]:
+        """Write one pack (with deltas) of ``oids``, or of everything reachable
+        from any ref when None; returns its index path and object count.
+
+        The pack and its index are complete on disk (fsynced with fsync on)
+        before this returns; nothing is removed here."""
+        builder = pygit2.PackBuilder(self._repo)
+        if oids is None:
+            for name in list(self._repo.references):
+                target = self._repo.references[name].resolve().target
+                obj = self._repo[target]
+                while isinstance(obj, pygit2.Tag):
+                    builder.add(obj.id)
+                    obj = self._repo[obj.target]
+                if isinstance(obj, pygit2.Commit):
+                    for commit in self._repo.walk(obj.id):
+                        builder.add_recur(commit.id)
+                else:
+                    builder.add_recur(obj.id)
+        else:
+            for oid in oids:
+                builder.add(pygit2.Oid(hex=oid))
+        before = set(self.packs())
+        builder.write(str(self.path / "objects" / "pack"))
+        new = [p for p in self.packs() if p not in before]
+        return (new[0] if new else None), builder.written_objects_count
+
+    def compress_refs(self) -> None:
+        """Move loose refs into ``packed-refs`` (what ``git pack-refs --all`` does)."""
+        self._repo.compress_references()
 
     def add_alternate(self, objects_dir: str) -> None:
         """Let this handle read objects from another object directory (a push's

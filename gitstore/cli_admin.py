@@ -192,3 +192,36 @@ def repair(obj: Ctx, customer: str, source: str, output: str) -> None:
         raise IntegrityError(f"{customer}: {len(report.remaining)} problem(s) remain after "
                              "repair")
     _note(f"{customer}: repaired")
+
+
+@cli.command()
+@click.argument("customer", required=False)
+@click.option("--full", is_flag=True, help="Repack everything into one pack (default: pack "
+              "only loose objects unless there are many packs).")
+@output_option
+@click.pass_obj
+def maintain(obj: Ctx, customer: str | None, full: bool, output: str) -> None:
+    """Compact CUSTOMER's repository (default: every customer).
+
+    Packs objects with deltas, removes loose objects the pack holds, packs refs
+    and clears stale temp files. Safe to run at any time: it takes the writer
+    lock, never blocks readers and never removes anything a pack does not hold.
+    Runs automatically after writes too (see maintenance_bytes)."""
+    from .maintenance import maintain as compact
+
+    store = obj.store()
+    one = store.customer(customer) if customer else None
+    if one is not None and not one.exists:
+        raise NotFoundError(f"unknown customer {one.name!r} in {store.root}")
+    names = [one.name] if one else store.customers()
+    reports = []
+    with _progress(names, "maintaining") as items:
+        for name in items:
+            reports.append(compact(store.customer(name), full=full))
+    if output == "json":
+        _emit_json([r.to_json() for r in reports])
+        return
+    for r in reports:
+        click.echo(f"{r.customer}: {r.kind}, {r.objects_packed} object(s) packed, "
+                   f"{r.loose_removed} loose removed, {r.packs_removed} pack(s) removed, "
+                   f"{r.bytes_before} -> {r.bytes_after} bytes ({r.seconds:.2f}s)")

@@ -38,6 +38,8 @@ class Config:
     ``hooks`` are extra pre-commit checks as ``"module:function"`` import paths;
     the store and the installed git hooks both run them. ``hash_names`` names
     customer repositories by a keyed hash of the api_key (see ``Store.customer``).
+    ``maintenance_bytes``: automatic maintenance runs once this much data has
+    been written since the last run (0: never automatically).
     """
 
     agent: Identity = DEFAULT_AGENT
@@ -50,6 +52,7 @@ class Config:
     allowed_signers: Path | None = None
     hooks: tuple[str, ...] = ()
     hash_names: bool = False
+    maintenance_bytes: int = 16 * 1024 * 1024
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +66,7 @@ class Config:
             "allowed_signers": str(self.allowed_signers) if self.allowed_signers else None,
             "hooks": list(self.hooks),
             "hash_names": self.hash_names,
+            "maintenance_bytes": self.maintenance_bytes,
         }
 
 
@@ -102,6 +106,11 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
         elif key == "max_document_bytes":
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{origin}: max_document_bytes must be a positive integer")
+            changes[key] = value
+        elif key == "maintenance_bytes":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise UsageError(f"{origin}: maintenance_bytes must be a non-negative integer "
+                                 "(0 turns automatic maintenance off)")
             changes[key] = value
         elif key == "lock_timeout":
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:

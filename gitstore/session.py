@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from . import backend, canonical, manifest, render
 from .errors import (
     ConflictError,
+    GitStoreError,
     InputTooLargeError,
     InvalidDocumentError,
     NotFoundError,
@@ -398,6 +399,16 @@ class Session:
         return self._write(build)
 
     # -- machinery -----------------------------------------------------------
+    def _after_write(self, nbytes: int) -> None:
+        """Automatic maintenance (under the writer lock the caller holds). The
+        write has already succeeded; a maintenance failure is logged, not raised."""
+        from . import maintenance
+
+        try:
+            maintenance.note_write(self.customer, nbytes + 1024)
+        except (GitStoreError, OSError) as exc:
+            self.customer._audit("maintain", detail=f"automatic maintenance failed: {exc}")
+
     def _with_sow(self, files: dict[str, bytes], version: Version) -> dict[str, bytes]:
         """Render the SOW into ``files``; on failure leave it out and let the
         pipeline report why (missing documents and fields), then the render error."""
@@ -502,6 +513,7 @@ class Session:
         tag_id = None
         if plan.finalizing:
             tag_id = cut_tag(repo, commit, repo.commit(commit), ts, offset, store.signer)
+        self._after_write(sum(len(files[n]) for n in (*plan.changed, MANIFEST) if n in files))
         return Written(commit, plan.version, plan.change, digest, proposal.completeness,
                        plan.turn, tag_id)
 
