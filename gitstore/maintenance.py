@@ -80,14 +80,20 @@ def repo_bytes(path: Path) -> int:
     return total
 
 
-def maintain(customer: Customer, *, full: bool = False) -> MaintenanceReport:
-    """Pack, prune packed loose objects, pack refs, clear stale temp files."""
+def maintain(customer: Customer, *, full: bool = False,
+             prune: bool = False) -> MaintenanceReport:
+    """Pack, prune packed loose objects, pack refs, clear stale temp files.
+
+    ``prune`` (implies ``full``) also deletes every object that no ref reaches:
+    the step that makes purged data unrecoverable (retention). Only use it when
+    nothing unreferenced should survive; ordinary maintenance never prunes."""
     store = customer.store
     with writer_lock(store.lock_dir, customer.name, store.config.lock_timeout):
-        return _maintain_locked(customer, full=full)
+        return _maintain_locked(customer, full=full or prune, prune=prune)
 
 
-def _maintain_locked(customer: Customer, *, full: bool) -> MaintenanceReport:
+def _maintain_locked(customer: Customer, *, full: bool,
+                     prune: bool = False) -> MaintenanceReport:
     start = time.monotonic()
     repo = customer.repo
     report = MaintenanceReport(customer.name, "none", bytes_before=repo_bytes(customer.path))
@@ -98,18 +104,19 @@ def _maintain_locked(customer: Customer, *, full: bool) -> MaintenanceReport:
     if full or loose:
         report.kind = "full" if full else "incremental"
         idx, report.objects_packed = repo.write_pack(None if full else sorted(loose))
-        if idx is not None:
-            held = backend.pack_ids(idx)
-            for oid, path in loose.items():
-                if oid in held:
-                    _unlink(path)
-                    report.loose_removed += 1
-            if full:
-                for old in old_packs:
-                    if old != idx and backend.pack_ids(old) <= held:
-                        for sibling in old.parent.glob(old.stem + ".*"):
-                            _unlink(sibling)
-                        report.packs_removed += 1
+        held = backend.pack_ids(idx) if idx is not None else set()
+        for oid, path in loose.items():
+            if oid in held or prune:
+                _unlink(path)
+                report.loose_removed += 1
+        if full:
+            for old in old_packs:
+                if old != idx and (prune or backend.pack_ids(old) <= held):
+                    for sibling in old.parent.glob(old.stem + ".*"):
+                        _unlink(sibling)
+                    report.packs_removed += 1
+        if prune:
+            report.kind = "prune"
     repo.compress_refs()
     for fanout in (customer.path / "objects").glob("??"):
         with contextlib.suppress(OSError):  # only empty directories go
