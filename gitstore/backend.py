@@ -579,10 +579,24 @@ class Repo:
         else:
             for oid in oids:
                 builder.add(pygit2.Oid(hex=oid))
-        before = set(self.packs())
-        builder.write(str(self.path / "objects" / "pack"))
-        new = [p for p in self.packs() if p not in before]
-        return (new[0] if new else None), builder.written_objects_count
+        pack_dir = self.path / "objects" / "pack"
+        pack_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="tmp-gitstore-", dir=pack_dir))
+        try:
+            builder.write(str(staging))
+            written = sorted(staging.glob("pack-*.idx"))
+            if not written:
+                return None, builder.written_objects_count
+            idx = pack_dir / written[0].name
+            # the .pack first, then its .idx: a reader never sees an index
+            # without its pack; an existing pack of that name has this content
+            for suffix in (".pack", ".idx"):
+                src = written[0].with_suffix(suffix)
+                if src.exists():
+                    os.replace(src, pack_dir / src.name)
+            return idx, builder.written_objects_count
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def compress_refs(self) -> None:
         """Move loose refs into ``packed-refs`` (what ``git pack-refs --all`` does)."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,8 @@ def _maintain_locked(customer: Customer, *, full: bool,
         report.kind = "full" if full else "incremental"
         idx, report.objects_packed = repo.write_pack(None if full else sorted(loose))
         held = backend.pack_ids(idx) if idx is not None else set()
+        # prune only what is provably unreachable: with refs, a pack must exist
+        prune = prune and (idx is not None or not customer.repo.refs())
         for oid, path in loose.items():
             if oid in held or prune:
                 _unlink(path)
@@ -161,6 +164,10 @@ def _clear_temp_files(path: Path) -> list[str]:
     """Temp files libgit2 or gitstore left behind (crashed writers), older than an hour."""
     now = time.time()
     removed = []
+    for staging in path.glob("objects/pack/tmp-gitstore-*"):
+        if staging.is_dir() and now - staging.stat().st_mtime > TEMP_MAX_AGE:
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(str(staging.relative_to(path)))
     candidates = [*path.glob("objects/??/tmp_*"), *path.glob("objects/pack/pack_git2_*"),
                   *path.glob("objects/pack/tmp_*"), *path.glob("*.gitstore-tmp"),
                   *path.glob("gitstore-audit.head.tmp")]

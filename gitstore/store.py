@@ -62,7 +62,7 @@ class Store:
                  agent: str | Identity | None = None, templates: str | Path | None = None,
                  max_document_bytes: int | None = None, lock_timeout: float | None = None,
                  fsync: bool | None = None, signing_key: str | Path | None = None,
-                 hooks: Iterable[Hook] = (),
+                 maintenance_bytes: int | None = None, hooks: Iterable[Hook] = (),
                  clock: Clock | None = None) -> None:
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
@@ -77,7 +77,8 @@ class Store:
                     from None
         self.config = config_mod.load(
             self.root, agent=agent, templates=templates, max_document_bytes=max_document_bytes,
-            lock_timeout=lock_timeout, fsync=fsync, signing_key=signing_key)
+            lock_timeout=lock_timeout, fsync=fsync, signing_key=signing_key,
+            maintenance_bytes=maintenance_bytes)
         if self.config.fsync:
             backend.enable_fsync()
         from .pipeline import load_hook

@@ -1,0 +1,197 @@
+"""Storage maintenance: sizes against git gc --aggressive, bounds, crash safety,
+readers during maintenance, and that nothing unpacked is ever removed."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CUSTOMER, EXAMPLES, Clock, git, load_example
+
+from gitstore import Store
+from gitstore.maintenance import maintain, repo_bytes
+
+WORDS = ["collector", "gateway", "lambda", "cloudwatch", "role", "permission", "metric", "alarm", "trace", "deploy", "stage", "api", "log", "group", "subscription", "filter", "retention", "iam", "policy"]
+
+
+def _turn(i: int, size: int = 2000) -> dict[str, Any]:
+    rng = random.Random(i)
+    text = " ".join(rng.choice(WORDS) + str(rng.randrange(1000)) for _ in range(size // 6))[:size]
+    return {"timestamp": f"2025-01-15T{10 + i // 3600:02d}:{(i // 60) % 60:02d}:{i % 60:02d}Z",
+            "user_input": {"query": f"question {i}: {text[:200]}"},
+            "agent_response": {"orchestrator_response": text}}
+
+
+def _grow(store: Store, turns: int, customer: str = CUSTOMER) -> Any:
+    session = store.customer(customer).new_session(created="2025-01-15T10:00:00Z")
+    for i in range(turns):
+        session.append_turn(_turn(i))
+    return session
+
+
+def _loose_bytes(repo: Path) -> int:
+    total = 0
+    for fanout in (repo / "objects").glob("??"):
+        total += sum(p.stat().st_size for p in fanout.iterdir())
+    return total
+
+
+def _refs(repo: Path) -> str:
+    return git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
+
+
+def test_full_maintenance_is_within_1_5x_of_git_gc_aggressive(tmp_path: Path) -> None:
+    store = Store.init(tmp_path / "s", clock=Clock(), maintenance_bytes=0)
+    session = _grow(store, 120)
+    repo = session.customer.path
+    refs = _refs(repo)
+    loose = _loose_bytes(repo)
+    twin = tmp_path / "twin.git"
+    shutil.copytree(repo, twin)
+    git(twin, "gc", "--aggressive", "--prune=now", "-q")
+    floor = repo_bytes(twin)
+
+    report = maintain(session.customer, full=True)
+
+    after = repo_bytes(repo)
+    assert report.loose_removed > 0 and _loose_bytes(repo) == 0
+    assert after <= 1.5 * floor, (after, floor)
+    assert loose > 8 * after  # the point of it: loose copies are many times the packed size
+    assert _refs(repo) == refs
+    git(repo, "fsck", "--strict", "--no-dangling")
+    assert store.customer(CUSTOMER).read().document("conversation.json")[
+        "conversation_summary"]["total_turns"] == 120
+
+
+def test_automatic_maintenance_bounds_loose_data(tmp_path: Path) -> None:
+    bound = 256 * 1024
+    store = Store.init(tmp_path / "s", clock=Clock(), maintenance_bytes=bound)
+    session = store.customer(CUSTOMER).new_session(created="2025-01-15T10:00:00Z")
+    repo = session.customer.path
+    largest_write = 0
+    ran = 0
+    for i in range(80):
+        before = _loose_bytes(repo)
+        session.append_turn(_turn(i))
+        conv = len(git(repo, "show", "v1:conversation.json"))
+        largest_write = max(largest_write, conv + 4096)
+        loose = _loose_bytes(repo)
+        ran += loose < before
+        assert loose <= bound + largest_write, (i, loose)
+    assert ran >= 2  # maintenance really ran on its own, more than once
+    assert list((repo / "objects" / "pack").glob("*.pack"))
+    git(repo, "fsck", "--strict", "--no-dangling")
+
+
+def test_maintenance_never_removes_what_no_pack_holds(finalized: Any) -> None:
+    repo = finalized.customer.path
+    stray = git(repo, "hash-object", "-w", "--stdin", input=b"unreferenced data\n").strip()
+    maintain(finalized.customer, full=True)
+    assert git(repo, "cat-file", "-t", stray).strip() == "blob"  # kept: no pack holds it
+    maintain(finalized.customer, prune=True)
+    assert git(repo, "cat-file", "-e", stray, check=False) == ""
+    assert subprocess.run(["git", "-C", str(repo), "cat-file", "-e", stray],
+                          capture_output=True).returncode != 0
+    git(repo, "fsck", "--strict", "--no-dangling")
+
+
+def test_old_temp_files_are_cleared_and_fresh_ones_kept(finalized: Any) -> None:
+    repo = finalized.customer.path
+    (repo / "objects" / "ab").mkdir(exist_ok=True)
+    old = repo / "objects" / "ab" / "tmp_object_git2_old"
+    fresh = repo / "objects" / "ab" / "tmp_object_git2_new"
+    old.write_bytes(b"half written")
+    fresh.write_bytes(b"being written")
+    hours_ago = time.time() - 7200
+    os.utime(old, (hours_ago, hours_ago))
+    report = maintain(finalized.customer)
+    assert "objects/ab/tmp_object_git2_old" in report.temp_removed
+    assert not old.exists() and fresh.exists()
+
+
+_MAINTAIN_LOOP = """
+import sys
+from gitstore import Store
+from gitstore.maintenance import maintain
+store = Store(sys.argv[1])
+c = store.customer(sys.argv[2])
+while True:
+    maintain(c, full=True)
+"""
+
+
+def test_sigkill_during_maintenance_leaves_a_sound_repository(tmp_path: Path) -> None:
+    store = Store.init(tmp_path / "s", clock=Clock(), maintenance_bytes=0)
+    session = _grow(store, 40)
+    repo = session.customer.path
+    refs = _refs(repo)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    for delay in (0.05, 0.12, 0.2, 0.3, 0.45, 0.6, 0.8, 1.1):
+        proc = subprocess.Popen([sys.executable, "-c", _MAINTAIN_LOOP, str(store.root), CUSTOMER],
+                                env=env)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        git(repo, "fsck", "--strict", "--no-dangling")
+        assert _refs(repo) == refs
+        # the next writer is not blocked, and the data is all there
+        assert len(store.customer(CUSTOMER).session().history()) == 40
+    session.append_turn(_turn(40))
+    maintain(session.customer, full=True)
+    git(repo, "fsck", "--strict", "--no-dangling")
+
+
+def test_readers_are_never_blocked_or_broken_by_maintenance(tmp_path: Path) -> None:
+    store = Store.init(tmp_path / "s", clock=Clock(), maintenance_bytes=0)
+    session = _grow(store, 30)
+    errors: list[BaseException] = []
+    reads = 0
+    stop = threading.Event()
+
+    def reader() -> None:
+        nonlocal reads
+        reader_store = Store(store.root)
+        try:
+            while not stop.is_set():
+                snap = reader_store.customer(CUSTOMER).read("v1")
+                assert len(snap.document("conversation.json")["conversation_turns"]) >= 30
+                reads += 1
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(6):
+            session.append_turn(_turn(30 + i))
+            maintain(session.customer, full=i % 2 == 0)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not errors, errors
+    assert reads > 0
+
+
+def test_cli_maintain_reports_and_verify_stays_clean(finalized: Any) -> None:
+    root = finalized.customer.store.root
+    cmd = [sys.executable, "-m", "gitstore.cli", "--root", str(root)]
+    proc = subprocess.run([*cmd, "maintain", "-o", "json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert '"customer": "customer-xyz789"' in proc.stdout
+    assert subprocess.run([*cmd, "verify"], capture_output=True).returncode == 0
+    assert subprocess.run([*cmd, "maintain", "nobody"], capture_output=True).returncode == 3
+
+
+@pytest.fixture(autouse=True)
+def _examples_present() -> None:
+    assert (EXAMPLES / "session" / "turns").is_dir()
+    assert load_example("session", "conversation.json")
