@@ -39,7 +39,9 @@ class Config:
     the store and the installed git hooks both run them. ``hash_names`` names
     customer repositories by a keyed hash of the api_key (see ``Store.customer``).
     ``maintenance_bytes``: automatic maintenance runs once this much data has
-    been written since the last run (0: never automatically).
+    been written since the last run (0: never automatically). ``secrets`` is
+    the credentials/personal-data policy (see :class:`gitstore.secrets.Policy`;
+    default: block credentials, redact card numbers, allow emails and phones).
     """
 
     agent: Identity = DEFAULT_AGENT
@@ -53,6 +55,7 @@ class Config:
     hooks: tuple[str, ...] = ()
     hash_names: bool = False
     maintenance_bytes: int = 16 * 1024 * 1024
+    secrets: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +70,7 @@ class Config:
             "hooks": list(self.hooks),
             "hash_names": self.hash_names,
             "maintenance_bytes": self.maintenance_bytes,
+            "secrets": self.secrets,
         }
 
 
@@ -121,6 +125,10 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
                     isinstance(h, str) and ":" in h for h in value):
                 raise UsageError(f"{origin}: hooks must be a list of 'module:function' strings")
             changes[key] = tuple(value)
+        elif key == "secrets":
+            from .secrets import Policy
+
+            changes[key] = Policy.from_json(value).to_json()  # refuses a bad policy now
         elif key in ("fsync", "hash_names"):
             if not isinstance(value, bool):
                 raise UsageError(f"{origin}: {key} must be true or false")

@@ -6,6 +6,10 @@ person fixing a document in a clone and pushing it back. They enforce the same
 invariants the store keeps, so a plain-git write can never store what gitstore
 would have refused.
 
+Both also run the credentials/personal-data scan (:mod:`gitstore.secrets`): a
+plain-git writer cannot redact, so anything the store's policy would block or
+redact is refused.
+
 ``pre-receive`` (installed in a customer's bare repository) refuses the whole
 push (git updates no ref at all) if any ref update breaks a rule:
 
@@ -171,11 +175,16 @@ def _pipeline(repo: backend.Repo) -> Pipeline:
     """The pipeline with the user's hooks: those of the store the repository sits
     in, and those named in its git config ``gitstore.hooks`` (comma-separated
     ``module:function``; install copies the store's there for clones)."""
+    from .secrets import Policy, SecretsHook
+
     specs = [h.strip() for h in (repo.config_get(HOOKS_KEY) or "").split(",") if h.strip()]
     root = config_mod.store_root_of(repo.path)
+    policy = None
     if root is not None:
-        specs.extend(config_mod.load(root).hooks)
-    return Pipeline(load_hook(spec) for spec in dict.fromkeys(specs))
+        settings = config_mod.load(root)
+        specs.extend(settings.hooks)
+        policy = Policy.from_json(settings.secrets) if settings.secrets else None
+    return Pipeline([SecretsHook(policy), *(load_hook(spec) for spec in dict.fromkeys(specs))])
 
 
 def _wrong_major(ref: str, scenario: Scenario, version: Version) -> Violation:

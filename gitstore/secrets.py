@@ -4,7 +4,7 @@
 (or the SOW text) and returns :class:`Finding` objects: file, RFC 6901 pointer,
 ``kind``, ``category`` (``credential``/``pii``) and the span in the string, never
 the value. A pointer segment (object key) holding a caught value is shown masked,
-exactly as :func:`apply` renames it.
+as :func:`apply` renames the key when it redacts.
 
 * Credentials: the detect-secrets plugins, created once and driven through their
   side-effect-free ``analyze_string`` line by line (``scan_line``/``analyze_line``
@@ -19,7 +19,8 @@ exactly as :func:`apply` renames it.
   non-placeholder token, except ``/session_info/api_key`` (the customer's name).
 * Phones: ``phonenumbers.PhoneNumberMatcher``, leniency VALID, policy region (US).
 * Cards: 13-19 digits (single space/dash separators) passing Luhn, starting 2-6,
-  not part of a longer digit run or word (so not account ids or epoch timestamps).
+  not part of a longer digit run or word (so not account ids or epoch timestamps);
+  also JSON integers (redacted to the placeholder string).
 * Emails: a small, conservative regex (no maintained library *finds* addresses in
   text; email-validator checks one): dotted domain, alphabetic TLD, not a URL's
   ``user@host`` nor scp-style ``git@host:path``.
@@ -33,12 +34,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import dataclasses
 import re
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import phonenumbers
@@ -114,8 +117,6 @@ def category_of(kind: str) -> str:
     return PII if kind in PII_KINDS else CREDENTIAL
 
 
-# --- credentials: detect-secrets ---------------------------------------------------------
-
 _DIGIT = re.compile(r"\d")
 
 
@@ -135,15 +136,16 @@ class AuthorizationDetector(RegexBasedDetector):
 
     def analyze_string(self, string: str) -> Generator[str, None, None]:
         for token in super().analyze_string(string):
-            if self.scheme != "Basic":
-                if len(token) >= 16 and _DIGIT.search(token) and re.search("[A-Za-z]", token):
-                    yield token
-                continue
-            try:
-                if b":" in base64.b64decode(token + "=" * (-len(token) % 4), validate=True):
-                    yield token
-            except (binascii.Error, ValueError):
-                continue
+            if (b":" in _b64decode(token) if self.scheme == "Basic" else
+                    len(token) >= 16 and _DIGIT.search(token) and re.search("[A-Za-z]", token)):
+                yield token
+
+
+def _b64decode(token: str) -> bytes:
+    try:
+        return base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
 
 
 @cache
@@ -168,9 +170,8 @@ _PLACEHOLDER_WORDS = frozenset({"redacted", "none", "null", "n/a", "na", "unset"
                                 "masked", "required", "optional", "true", "false", "yes", "no",
                                 "enabled", "disabled", "tbd", "todo", "example", "placeholder"})
 _PLACEHOLDER = re.compile(r"\[REDACTED:[a-z0-9_]+\]")
-_TOKEN_CHARS = "A-Za-z0-9_.+/=-"
-_TOKEN_BEFORE = re.compile(f"[{_TOKEN_CHARS}]*$")
-_TOKEN_AFTER = re.compile(f"[{_TOKEN_CHARS}]*")
+_TOKEN_LEFT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
+_TOKEN_AFTER = re.compile(r"[A-Za-z0-9_.+/=-]*")
 _LOWER_RUN = re.compile(r"[a-z]+")
 _PEM_END = re.compile(r"-----END[A-Z0-9 ]*-----")
 
@@ -218,9 +219,10 @@ def _extend(text: str, start: int, end: int, kind: str) -> _Hit:
         start = start - 5 if text[max(0, start - 5):start] == "-----" else start
         pem_end = _PEM_END.search(text, end)
         return _Hit(start, pem_end.end() if pem_end else len(text), kind)
-    before = _TOKEN_BEFORE.search(text, 0, start)
+    while start > 0 and text[start - 1] in _TOKEN_LEFT:
+        start -= 1
     after = _TOKEN_AFTER.match(text, end)
-    return _Hit(before.start() if before else start, after.end() if after else end, kind)
+    return _Hit(start, after.end() if after else end, kind)
 
 
 def _credential_hits(text: str) -> Iterator[_Hit]:
@@ -239,8 +241,6 @@ def _credential_hits(text: str) -> Iterator[_Hit]:
                     yield _Hit(offset + m.start(), offset + m.end(), ENTROPY)
         offset += len(line)
 
-
-# --- personal data -----------------------------------------------------------------------
 
 _CARD = re.compile(r"(?<![\w.])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)(?!\w)")
 _EMAIL = re.compile(r"(?<![\w.%+/-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
@@ -271,9 +271,7 @@ def _pii_hits(text: str, region: str) -> Iterator[_Hit]:
         yield _Hit(match.start, match.end, "phone")
 
 
-# --- scanning ----------------------------------------------------------------------------
-
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 14)
 def _hits(text: str, region: str, named: bool = False) -> tuple[_Hit, ...]:
     """All hits in one string (cached: re-checking a growing conversation stays cheap).
     ``named``: the string is the value of a member whose key names a secret."""
@@ -281,20 +279,37 @@ def _hits(text: str, region: str, named: bool = False) -> tuple[_Hit, ...]:
     if (named and text.lower() not in _PLACEHOLDER_WORDS and not any(c.isspace() for c in text)
             and re.fullmatch(keyword.SECRET, text) and not _filtered(text, "", None)):
         raw.append(_Hit(0, len(text), KEYWORD))
-    guards = [m.span() for m in _PLACEHOLDER.finditer(text)]
+    creds = [h for h in raw if category_of(h.kind) == CREDENTIAL]
+    guards = _merged([m.span() for m in _PLACEHOLDER.finditer(text)])
+    all_creds = _merged([(h.start, h.end) for h in creds])
+    specific = _merged([(h.start, h.end) for h in creds if h.kind != ENTROPY])
     kept: list[_Hit] = []
+    reach = {CREDENTIAL: -1, PII: -1}     # furthest end of a kept hit, per category
     for hit in sorted(set(raw), key=lambda h: (h.start, -h.end, h.kind)):
         cat = category_of(hit.kind)
-        cred = [k for k in raw if category_of(k.kind) == CREDENTIAL and k != hit
-                and k.start < hit.end and hit.start < k.end]
-        if (any(s < hit.end and hit.start < e for s, e in guards)
-                or any(k.start <= hit.start and hit.end <= k.end and category_of(k.kind) == cat
-                       for k in kept)
-                or (cred and (cat == PII or (hit.kind == ENTROPY
-                                             and any(k.kind != ENTROPY for k in cred))))):
+        if (hit.end <= reach[cat]                  # inside a kept hit of its category
+                or _overlaps(guards, hit)          # touches a [REDACTED:...] placeholder
+                or (cat == PII and _overlaps(all_creds, hit))
+                or (hit.kind == ENTROPY and _overlaps(specific, hit))):
             continue
         kept.append(hit)
+        reach[cat] = max(reach[cat], hit.end)
     return tuple(kept)
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if out and start < out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _overlaps(merged: list[tuple[int, int]], hit: _Hit) -> bool:
+    i = bisect.bisect_left(merged, (hit.end,))       # merged[:i] start before hit.end
+    return i > 0 and merged[i - 1][1] > hit.start
 
 
 def _mask(text: str, hits: Iterable[_Hit]) -> str:
@@ -317,6 +332,10 @@ def _walk(value: Any, pointer: str, named: bool, region: str, visit: Visit) -> A
         return visit(value, pointer, False, _hits(value, region, named))
     if isinstance(value, list):
         return [_walk(v, f"{pointer}/{i}", False, region, visit) for i, v in enumerate(value)]
+    if isinstance(value, int) and not isinstance(value, bool) and value > 10**12:
+        text = str(value)                 # a card number written as a JSON number
+        hits = tuple(h for h in _hits(text, region) if h.kind == "card_number")
+        return visit(text, pointer, False, hits) if hits else value
     if not isinstance(value, dict):
         return value
     out: dict[str, Any] = {}
@@ -348,8 +367,6 @@ def scan(document: Any, file: str, *, region: str = "US", base: str = "") -> lis
     return found
 
 
-# --- policy ------------------------------------------------------------------------------
-
 def _check_rule(category: str, rule: Any) -> None:
     kinds = CREDENTIAL_KINDS if category == CREDENTIAL else PII_KINDS
     if not isinstance(rule, str | Mapping):
@@ -377,8 +394,11 @@ class Policy:
     region: str = "US"
 
     def __post_init__(self) -> None:
-        _check_rule(CREDENTIAL, self.credential)
-        _check_rule(PII, self.pii)
+        for category in (CREDENTIAL, PII):
+            rule = getattr(self, category)
+            _check_rule(category, rule)
+            if isinstance(rule, Mapping):     # frozen all the way down
+                object.__setattr__(self, category, MappingProxyType(dict(rule)))
         if not isinstance(self.region, str) or self.region not in phonenumbers.SUPPORTED_REGIONS:
             raise UsageError(f"secrets.region: {self.region!r} is not a region code like 'US'")
 
@@ -389,10 +409,9 @@ class Policy:
         return rule.get(kind, rule.get("*", _DEFAULTS.get(kind, "block")))
 
     def to_json(self) -> dict[str, Any]:
-        def plain(rule: Rule) -> Any:
-            return rule if isinstance(rule, str) else dict(sorted(rule.items()))
-        return {"credential": plain(self.credential), "pii": plain(self.pii),
-                "region": self.region}
+        rules = {"credential": self.credential, "pii": self.pii}
+        return {**{k: v if isinstance(v, str) else dict(sorted(v.items()))
+                   for k, v in rules.items()}, "region": self.region}
 
     @classmethod
     def from_json(cls, data: Any) -> Policy:

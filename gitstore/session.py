@@ -114,6 +114,7 @@ class _Plan:
     finalizing: bool = False
     turn: int | None = None
     reason: str | None = None
+    redacted: str | None = None
 
 
 class Session:
@@ -181,6 +182,9 @@ class Session:
         sid = check_session_id(session_id or f"orchestrator-session-{uuid.uuid4()}")
         limit = store.config.max_document_bytes
         meta_doc = to_json(metadata, META, limit) if metadata is not None else None
+        redacted = None
+        if meta_doc is not None:
+            meta_doc, redacted = cls(customer, Scenario(1))._scrub(META, meta_doc)
         with writer_lock(store.lock_dir, customer.name, store.config.lock_timeout):
             existing = customer.scenarios()
             new = check_expected("new session", next_scenario(existing),
@@ -195,7 +199,7 @@ class Session:
                     "conversation_summary": {"total_turns": 0}}
             files = {CONV: canonical.dumps(conv), META: canonical.dumps(meta_doc)}
             plan = _Plan(files, new, "create", message or f"{new}: start session {sid}",
-                         frozenset(files))
+                         frozenset(files), redacted=redacted)
             session = cls(customer, new.scenario)
             checked = session._check(sid, plan)  # before the repository is created
             repo = customer._ensure_repo()
@@ -223,6 +227,7 @@ class Session:
         if not isinstance(data, dict):
             raise InvalidDocumentError([Violation(CONV, "/conversation_turns/-",
                                                   "a turn must be a JSON object", "json")])
+        data, redacted = self._scrub(CONV, data, "/conversation_turns/-")
 
         def build(state: State) -> _Plan:
             require_open(state, "add a turn to")
@@ -246,7 +251,7 @@ class Session:
             files = {**state.files, CONV: canonical.dumps(conv)}
             return _Plan(files, state.version, "turn",
                          message or f"{state.version}: add turn {n}", frozenset({CONV}),
-                         turn=n)
+                         turn=n, redacted=redacted)
 
         return self._write(build)
 
@@ -283,6 +288,7 @@ class Session:
         """Replace one JSON document of the open version."""
         name = check_document(document, allow_sow=False)
         doc = to_json(data, name, self.customer.store.config.max_document_bytes)
+        doc, redacted = self._scrub(name, doc)
 
         def build(state: State) -> _Plan:
             require_open(state, f"update {name} of")
@@ -290,7 +296,8 @@ class Session:
                        state.version, self.customer.api_key)
             files = {**state.files, name: canonical.dumps(new)}
             return _Plan(files, state.version, "update",
-                         message or f"{state.version}: update {name}", frozenset({name}))
+                         message or f"{state.version}: update {name}", frozenset({name}),
+                         redacted=redacted)
 
         return self._write(build)
 
@@ -298,6 +305,7 @@ class Session:
         """Replace ``conversation_summary`` (``total_turns`` is filled if omitted)."""
         data = to_json(summary, CONV, self.customer.store.config.max_document_bytes,
                        pointer="/conversation_summary")
+        data, redacted = self._scrub(CONV, data, "/conversation_summary")
 
         def build(state: State) -> _Plan:
             require_open(state, "update the summary of")
@@ -309,7 +317,7 @@ class Session:
             files = {**state.files, CONV: canonical.dumps(conv)}
             return _Plan(files, state.version, "update",
                          message or f"{state.version}: update conversation summary",
-                         frozenset({CONV}))
+                         frozenset({CONV}), redacted=redacted)
 
         return self._write(build)
 
@@ -371,9 +379,11 @@ class Session:
             raise UsageError("a correction needs at least one corrected document")
         limit = self.customer.store.config.max_document_bytes
         docs = {}
+        redactions = []
         for key, value in documents.items():
             name = check_document(key, allow_sow=False)
-            docs[name] = to_json(value, name, limit)
+            docs[name], found = self._scrub(name, to_json(value, name, limit))
+            redactions += [found] if found else []
         base_v, expected = as_version(base), as_version(version)
 
         def build(state: State) -> _Plan:
@@ -394,11 +404,34 @@ class Session:
             return _Plan(files, new, "correction",
                          f"{new}: correct {', '.join(sorted(docs))} of {state.version}",
                          frozenset({*docs, META, SOW_DOCUMENT}), finalizing=True,
-                         reason=reason.strip())
+                         reason=reason.strip(), redacted="; ".join(redactions) or None)
 
         return self._write(build)
 
     # -- machinery -----------------------------------------------------------
+    def _scrub(self, name: str, data: Any, base: str = "") -> tuple[Any, str | None]:
+        """Apply the store's secrets policy to incoming data, before anything is
+        built from it: ``block`` findings refuse the write (values never shown),
+        ``redact`` findings are replaced by ``[REDACTED:<kind>]``. With hashed
+        customer names the real api_key is blocked wherever it appears. Returns
+        the data to store and a summary of what was redacted (kinds, no values)."""
+        from . import secrets
+
+        policy = self.customer.store.secrets_policy
+        key = self.customer.api_key
+        info = data.get("session_info") if name == META and isinstance(data, dict) else None
+        if key and isinstance(info, dict) and info.get("api_key") == key:
+            data = {**data, "session_info": {**info, "api_key": self.customer.name}}
+        clean, redacted, blocked = secrets.apply(data, name, policy, base=base)
+        found = [Violation(f.file, f.pointer, secrets.message(f, "block"), "secrets")
+                 for f in blocked]
+        if key and key in canonical.dumps(clean).decode("utf-8"):
+            found.append(Violation(name, base, "contains the customer's api_key, which this "
+                                   "store never stores (the value is not shown)", "secrets"))
+        if found:
+            raise InvalidDocumentError(found)
+        return clean, secrets.summary(redacted) if redacted else None
+
     def _after_write(self, nbytes: int) -> None:
         """Automatic maintenance (under the writer lock the caller holds). The
         write has already succeeded; a maintenance failure is logged, not raised."""
@@ -494,6 +527,7 @@ class Session:
             ("Turn", plan.turn),
             ("Documents", ", ".join(sorted(n for n in plan.changed if n in files)) or None),
             ("Reason", plan.reason),
+            ("Redacted", plan.redacted),
             ("Agent", agent.name),
             ("Completeness", proposal.completeness),
             ("Schema-Version", SCHEMA_VERSION),

@@ -86,6 +86,13 @@ class Store:
         self.pipeline = Pipeline([*(load_hook(h) for h in self.config.hooks), *hooks])
         self.clock: Clock = clock or _utcnow
 
+    @cached_property
+    def secrets_policy(self) -> Any:
+        """The credentials/personal-data policy (:class:`gitstore.secrets.Policy`)."""
+        from .secrets import DEFAULT_POLICY, Policy
+
+        return Policy.from_json(self.config.secrets) if self.config.secrets else DEFAULT_POLICY
+
     @classmethod
     def init(cls, root: str | os.PathLike[str] = "sessions", **kwargs: Any) -> Store:
         """Create (if needed) and open a store; idempotent."""
