@@ -17,7 +17,9 @@ Invariants:
   ``hash`` (the first record's ``prev`` is 64 zeros), so editing a record breaks
   its own hash, and deleting or inserting one breaks the chain or the sequence;
 * ``gitstore-audit.head`` holds the last record's ``seq`` and ``hash``, written
-  atomically after every append, so cutting records off the end is detected too;
+  atomically after every append, so cutting records off the end (or deleting the
+  log) is detected too, and stays detected: the next append continues from the
+  head, leaving the gap in the chain;
 * appends are serialised by an exclusive ``flock`` on the log file; a record is
   written with one ``write`` of one line.
 
@@ -98,6 +100,11 @@ class AuditLog:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             seq, prev = self._last(fd)
+            head = self._read_head()
+            if head is not None and head != (seq, prev):
+                # Records were cut off the end, or the log was deleted: continue
+                # from the head so that the gap stays visible to verify().
+                seq, prev = head
             when = (now or datetime.now(UTC)).astimezone(UTC)
             record: dict[str, Any] = {
                 "seq": seq + 1,

@@ -89,8 +89,11 @@ def tail_items(data: bytes, key: str, n: int) -> list[Any] | None:
 
     Returns None when ``data`` is not laid out canonically or the items are not
     objects; callers then fall back to :func:`loads`. For canonical input the
-    result equals ``loads(data)[key][-n:]`` (the tests prove it).
+    result is the last ``n`` items of ``loads(data)[key]`` (none for ``n == 0``;
+    the tests prove it).
     """
+    if not data.startswith(b'{\n  "'):
+        return None  # not two-space indented: nested keys could sit at column 2
     quoted = json.dumps(key, ensure_ascii=False).encode("utf-8")
     if b"\n  " + quoted + b": []" in data:
         return []

@@ -394,11 +394,11 @@ def diff(obj: Ctx, customer: str, a: str, b: str | None, output: str, stat: bool
                                  for d in data["documents"]]
         _emit_json(data)
     elif stat:
-        click.echo(diffformat.to_stat(result, style), nl=False)
+        click.echo(diffformat.to_stat(result, style), nl=False, color=use_color)
     elif output == "patch":
-        click.echo(diffformat.to_patch(result, style), nl=False)
+        click.echo(diffformat.to_patch(result, style), nl=False, color=use_color)
     else:
-        click.echo(diffformat.to_text(result, style), nl=False)
+        click.echo(diffformat.to_text(result, style), nl=False, color=use_color)
     if exit_code and not result.empty:
         sys.exit(1)
 

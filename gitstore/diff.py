@@ -25,6 +25,7 @@ here formats for people.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,14 +64,15 @@ class Change:
 
     A path element is an object key (``str``), an array index (``int``) or a
     record selected by natural key (``("turn_id", 3)``). ``old``/``new`` are
-    :data:`MISSING` for additions/removals. ``order`` (only on ``reorder``
-    changes) is the new order of the keyed array's records.
+    :data:`MISSING` for additions/removals. On a ``reorder`` change, ``new`` is
+    the new order of the keyed array's records by their ``key`` values.
     """
 
     op: str  # "add" | "remove" | "change" | "reorder"
     path: tuple[PathElem, ...]
     old: Any = MISSING
     new: Any = MISSING
+    key: str | None = None  # the natural key a "reorder" orders by
 
     @property
     def pointer(self) -> str:
@@ -220,8 +222,11 @@ def _diff_values(path: tuple[PathElem, ...], old: Any, new: Any) -> list[Change]
 
 
 def _same(a: Any, b: Any) -> bool:
-    """JSON equality: 1 and 1.0 differ, as do true and 1 (their bytes differ)."""
-    return type(a) is type(b) and a == b
+    """JSON equality: 1 and 1.0 differ, as do true and 1, and 0.0 and -0.0
+    (their bytes differ)."""
+    if type(a) is not type(b) or a != b:
+        return False
+    return not isinstance(a, float) or math.copysign(1.0, a) == math.copysign(1.0, b)
 
 
 def natural_key(old: list[Any], new: list[Any]) -> str | None:
@@ -266,7 +271,7 @@ def _diff_keyed(path: tuple[PathElem, ...], key: str, old: list[Any],
     expected_order = surviving + added
     actual_order = [_hk(x[key]) for x in new]
     if expected_order != actual_order:
-        out.append(Change("reorder", path, MISSING, [x[key] for x in new]))
+        out.append(Change("reorder", path, MISSING, [x[key] for x in new], key=key))
     return out
 
 
@@ -318,10 +323,20 @@ def _select(doc: Any, sel: Any) -> Any:
     return turns[sel] if isinstance(sel, int) and sel < len(turns) else MISSING
 
 
+def split_lines(text: str) -> list[str]:
+    """Lines as git sees them: split at ``\n`` only (not at U+2028, form feed,
+    lone CR, ...), each keeping its newline."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
 def _lines(data: bytes | None) -> list[str]:
     if data is None:
         return []
-    return data.decode("utf-8", errors="surrogateescape").splitlines(keepends=True)
+    return split_lines(data.decode("utf-8", errors="surrogateescape"))
 
 
 def _text_edits(a: list[str], b: list[str]) -> list[TextEdit]:
@@ -360,7 +375,7 @@ def apply(a: Mapping[str, bytes], diff: Diff) -> dict[str, bytes]:
 def _apply_change(value: Any, path: tuple[PathElem, ...], c: Change) -> Any:
     if not path:
         if c.op == "reorder":
-            return _reorder(value, c.new)
+            return _reorder(value, c.new, c.key)
         return c.new if c.op in ("add", "change") else MISSING
     head, rest = path[0], path[1:]
     if isinstance(head, tuple):
@@ -397,8 +412,7 @@ def _apply_change(value: Any, path: tuple[PathElem, ...], c: Change) -> Any:
     return obj
 
 
-def _reorder(items: Any, order: list[Any]) -> Any:
-    key = natural_key(items, items)
+def _reorder(items: Any, order: list[Any], key: str | None) -> Any:
     if key is None:
         return items
     by = {_hk(x[key]): x for x in items}

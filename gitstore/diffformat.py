@@ -28,10 +28,17 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .diff import MISSING, Change, Diff, DocumentDiff, TurnChange, pointer
+from .diff import MISSING, Change, Diff, DocumentDiff, TurnChange, pointer, split_lines
 
 FORMAT_VERSION = 1
 Style = Callable[..., str]
+
+
+def _rows(text: str) -> list[str]:
+    """The lines of ``text`` without their newlines, split at ``\n`` only."""
+    if not text:
+        return []
+    return (text[:-1] if text.endswith("\n") else text).split("\n")
 
 
 def _plain(text: str, **_: Any) -> str:
@@ -59,7 +66,7 @@ def to_text(diff: Diff, style: Style = _plain) -> str:
                     continue
                 out.append("  " + _change_line(c, style))
         else:
-            for line in _unified(d, context=2).splitlines()[2:]:
+            for line in _rows(_unified(d, context=2))[2:]:
                 out.append("  " + _color_patch_line(line, style))
     return "\n".join(out) + ("\n" if out else "")
 
@@ -110,8 +117,8 @@ def _color_patch_line(line: str, style: Style) -> str:
 # -- patch -----------------------------------------------------------------------
 
 def _unified(d: DocumentDiff, context: int = 3) -> str:
-    a = (d.old or b"").decode("utf-8", errors="replace").splitlines(keepends=True)
-    b = (d.new or b"").decode("utf-8", errors="replace").splitlines(keepends=True)
+    a = split_lines((d.old or b"").decode("utf-8", errors="replace"))
+    b = split_lines((d.new or b"").decode("utf-8", errors="replace"))
     old_name = "/dev/null" if d.old is None else f"a/{d.name}"
     new_name = "/dev/null" if d.new is None else f"b/{d.name}"
     lines = list(difflib.unified_diff(a, b, old_name, new_name, n=context))
@@ -134,7 +141,7 @@ def to_patch(diff: Diff, style: Style = _plain) -> str:
         body = _unified(d)
         out.append("".join(_color_patch_line(line, style) + "\n" if i >= 2 else
                            style(line, bold=True) + "\n"
-                           for i, line in enumerate(body.splitlines())))
+                           for i, line in enumerate(_rows(body))))
     return "".join(out)
 
 
@@ -149,7 +156,7 @@ def stats(d: DocumentDiff) -> dict[str, int]:
     counts["paths_changed"] = sum(
         1 for c in d.changes if not (d.turns and c.path[:1] == ("conversation_turns",)
                                      and len(c.path) >= 2))
-    for line in _unified(d, context=0).splitlines()[2:]:
+    for line in _rows(_unified(d, context=0))[2:]:
         if line.startswith("+"):
             counts["lines_added"] += 1
         elif line.startswith("-"):

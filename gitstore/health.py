@@ -97,6 +97,15 @@ def _checks(customer: Customer, report: Report) -> None:
         if version is not None and finalized and version not in tags:
             problems.append(f"{scenario}: tag {version} is missing for finalize commit "
                             f"{tip[:12]} (the next write recreates it)")
+        if version is not None and version in tags and not finalized:
+            tagged = repo.tag(str(version))
+            if tagged is not None and tagged.target != tip:
+                problems.append(f"{scenario}: tip {tip[:12]} changes finalized version "
+                                f"{version} after its tag (a commit made outside gitstore?)")
+        allowed = customer.store.config.allowed_signers
+        if allowed is not None:
+            # the tip's signature covers, by hash, everything beneath it
+            _check_signature(repo, f"{scenario} tip {tip[:12]}", tip, allowed, problems)
         try:
             _check_tree(customer, repo, f"{scenario} tip {tip[:12]}", tip, version,
                         finalized or version in tags, problems)

@@ -484,13 +484,15 @@ class Customer:
             b = snap_a.version.scenario if snap_a.version else "HEAD"
         snap_b = self.read(b)
         files_a, files_b = snap_a.files, snap_b.files
+        manifest = False
         if documents is not None:
             keep = {check_document(d, allow_manifest=True) for d in documents}
             files_a = {k: v for k, v in files_a.items() if k in keep}
             files_b = {k: v for k, v in files_b.items() if k in keep}
+            manifest = MANIFEST in keep
         self._audit("diff", rev=f"{a}..{b}", commit=f"{snap_a.commit}..{snap_b.commit}",
                     document=",".join(sorted(documents)) if documents else None)
-        return compute(files_a, files_b), snap_a, snap_b
+        return compute(files_a, files_b, include_manifest=manifest), snap_a, snap_b
 
     def versions(self, scenario: Scenario | None = None) -> list[VersionInfo]:
         """Every finalized version, plus each scenario's open version, oldest first."""
