@@ -130,7 +130,10 @@ class Session:
     # -- reading ---------------------------------------------------------
     @property
     def state(self) -> State:
-        return read_state(self.customer.repo, self.scenario)
+        """The scenario's tip, its version and its files (an audited read)."""
+        state = read_state(self.customer.repo, self.scenario)
+        self.customer._audit("state", rev=str(self.scenario), commit=state.tip)
+        return state
 
     @property
     def version(self) -> Version:
