@@ -18,11 +18,12 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, BinaryIO, TypeVar
 
 import pygit2
 
@@ -606,6 +607,128 @@ class Repo:
         """Let this handle read objects from another object directory (a push's
         quarantine area in a pre-receive hook)."""
         self._repo.odb.add_disk_alternate(objects_dir)
+
+    # -- export, import and retention (used by gitstore.exporting/.retention) --
+    def delete_ref(self, name: str, old: str) -> None:
+        """Delete ``name`` if and only if it points at ``old`` (RefConflict
+        otherwise). libgit2 deletes the ref's reflog with it."""
+        ref = self._repo.references.get(name)
+        if ref is None:
+            raise RefConflict(f"{name} was deleted by another writer")
+        if str(ref.resolve().target) != old:
+            raise RefConflict(f"{name} was moved by another writer")
+        ref.delete()
+
+    def create_ref(self, name: str, target: str, reflog: str) -> None:
+        """Create ``name`` at ``target``: RefConflict if it exists, IntegrityError
+        if the object does not (a ref from an import must name what came with it)."""
+        try:
+            self._repo.create_reference_direct(name, pygit2.Oid(hex=target), False,
+                                               message=reflog)
+        except pygit2.AlreadyExistsError as exc:
+            raise RefConflict(f"{name} already exists") from exc
+        except (pygit2.GitError, ValueError) as exc:
+            raise IntegrityError(f"cannot create {name} at {target[:12]}: {exc}") from None
+
+    @_damage_is_integrity_error
+    def drop_unreachable_reflog_entries(self) -> int:
+        """Drop every reflog entry naming a commit that no ref reaches; remove
+        reflogs of refs that no longer exist. Returns the entries dropped.
+
+        After refs are deleted or moved to a new root (a retention purge), the
+        old entries would keep naming commits that pruning deletes, and git
+        (``fsck``, ``reflog``, ``gc``) would report them as broken."""
+        walker: pygit2.Walker | None = None
+        for name in list(self._repo.references):
+            try:
+                obj = self._repo[self._repo.references[name].resolve().target]
+            except (KeyError, pygit2.GitError, ValueError):
+                continue
+            while isinstance(obj, pygit2.Tag):
+                obj = self._repo[obj.target]
+            if isinstance(obj, pygit2.Commit):
+                if walker is None:
+                    walker = self._repo.walk(obj.id)
+                else:
+                    walker.push(obj.id)
+        reachable = {str(c.id) for c in walker} if walker is not None else set()
+        reachable.add("0" * 40)
+        names = set(self._repo.references)
+        dropped = 0
+        logs = self.path / "logs"
+        for dirpath, _dirs, files in os.walk(logs):
+            for file in files:
+                path = Path(dirpath) / file
+                ref = str(path.relative_to(logs))
+                lines = path.read_bytes().splitlines(keepends=True)
+                keep = [line for line in lines
+                        if all(part.decode("ascii", "replace") in reachable
+                               for part in line.split(b" ", 2)[:2])]
+                if ref != "HEAD" and ref not in names:
+                    dropped += len(lines)
+                    path.unlink()
+                elif len(keep) != len(lines):
+                    dropped += len(lines) - len(keep)
+                    tmp = path.with_name(path.name + ".gitstore-tmp")
+                    tmp.write_bytes(b"".join(keep))
+                    os.replace(tmp, path)
+        return dropped
+
+    @_damage_is_integrity_error
+    def write_bundle(self, out: IO[bytes]) -> dict[str, str]:
+        """Write a git bundle (format v2) of every ref under ``refs/`` with its
+        whole history to ``out``: the header (``# v2 git bundle``, one
+        ``<id> <ref>`` line per ref and ``HEAD``, a blank line) and one pack
+        made by libgit2's pack builder. No git binary needed; ``git bundle
+        verify``, ``git clone`` and ``git fetch`` read it. Returns the refs."""
+        refs = {name: str(self._repo.references[name].resolve().target)
+                for name in sorted(self._repo.references) if name.startswith("refs/")}
+        if not refs:
+            raise NotFoundError(f"{self.path.name} has no refs: nothing to bundle")
+        builder = pygit2.PackBuilder(self._repo)
+        walker: pygit2.Walker | None = None
+        for target in refs.values():
+            obj = self._repo[target]
+            while isinstance(obj, pygit2.Tag):
+                builder.add(obj.id)
+                obj = self._repo[obj.target]
+            if isinstance(obj, pygit2.Commit):
+                if walker is None:
+                    walker = self._repo.walk(obj.id)
+                else:
+                    walker.push(obj.id)
+            else:
+                builder.add_recur(obj.id)
+        for commit in walker or ():
+            builder.add_recur(commit.id)
+        head = self.head_ref()
+        lines = [f"{refs[head]} HEAD\n"] if head in refs else []
+        lines += [f"{oid} {name}\n" for name, oid in refs.items()]
+        with tempfile.TemporaryDirectory(prefix="gitstore-bundle-") as tmp:
+            builder.write(tmp)
+            packs = list(Path(tmp).glob("*.pack"))
+            if len(packs) != 1:
+                raise StorageError(f"libgit2 wrote {len(packs)} packs for one bundle")
+            out.write(("# v2 git bundle\n" + "".join(lines) + "\n").encode("utf-8"))
+            with packs[0].open("rb") as pack:
+                shutil.copyfileobj(pack, out, 1 << 20)
+        return refs
+
+    def index_pack(self, pack: BinaryIO) -> int:
+        """Store the pack read from ``pack`` (positioned at ``PACK``; a bundle's
+        pack section) in this repository with its index, checking every object
+        (``git index-pack --stdin --strict``). pygit2 exposes no pack indexer,
+        so this needs git on PATH. Returns the pack's object count."""
+        git = shutil.which("git")
+        if git is None:
+            raise UsageError("importing a git bundle needs the git binary on PATH")
+        proc = subprocess.run([git, f"--git-dir={self.path}", "index-pack", "--stdin",
+                               "--strict"], stdin=pack, capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise IntegrityError("the bundle's pack is damaged or invalid: "
+                                 + proc.stderr.decode("utf-8", "replace").strip())
+        digest = proc.stdout.decode("ascii", "replace").split()[-1]
+        return len(pack_ids(self.path / "objects" / "pack" / f"pack-{digest}.idx"))
 
     # -- work-tree clones and hooks (used by gitstore.githooks) -------------
     @property

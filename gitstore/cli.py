@@ -439,7 +439,8 @@ def _when(value: str | None, *, end: bool = False) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-CHANGE_KINDS = ["create", "turn", "update", "finalize", "follow-up", "correction"]
+CHANGE_KINDS = ["create", "turn", "update", "finalize", "follow-up", "correction", "expire",
+                "retention"]
 
 
 @cli.command()
@@ -514,7 +515,10 @@ def customers(obj: Ctx, output: str) -> None:
             click.echo(name)
 
 
-from . import cli_admin  # noqa: E402, F401  (registers the administrative commands)
+# Importing these modules registers their commands on the group above: cli_admin
+# (verify, audit, quarantine, repair, maintain, hooks) and cli_data (export,
+# import, escalate, expire, retention).
+from . import cli_admin, cli_data  # noqa: E402, F401
 
 # -- entry point -------------------------------------------------------------
 

@@ -99,6 +99,8 @@ def _maintain_locked(customer: Customer, *, full: bool,
     repo = customer.repo
     report = MaintenanceReport(customer.name, "none", bytes_before=repo_bytes(customer.path))
     report.temp_removed = _clear_temp_files(customer.path)
+    if prune:  # reflog entries must not name what pruning deletes (git fsck checks them)
+        repo.drop_unreachable_reflog_entries()
     loose = repo.loose_objects()
     old_packs = repo.packs()
     full = full or len(old_packs) >= MAX_PACKS

@@ -190,8 +190,10 @@ class Session:
             meta_doc, redacted = cls(customer, Scenario(1))._scrub(META, meta_doc)
         with writer_lock(store.lock_dir, customer.name, store.config.lock_timeout):
             existing = customer.scenarios()
-            new = check_expected("new session", next_scenario(existing),
-                                 as_version(version), [Version(s.major) for s in existing])
+            # a scenario number is never reused, even after retention removed it
+            used = [*existing, *customer._retired_scenarios()]
+            new = check_expected("new session", next_scenario(used),
+                                 as_version(version), [Version(s.major) for s in used])
             created_at = created or store.now().strftime("%Y-%m-%dT%H:%M:%SZ")
             if meta_doc is None:
                 meta_doc = {"session_info": {"created_timestamp": created_at,
@@ -207,6 +209,7 @@ class Session:
             checked = session._check(sid, plan)  # before the repository is created
             repo = customer._ensure_repo()
             repo.clear_stale_locks()
+            repo.set_config("gitstore.lastScenario", str(new.major))
             written = session._commit(repo, None, sid, plan, checked)
             if written is None:
                 raise ConflictError(f"scenario {new.scenario} of {customer.name} was created "

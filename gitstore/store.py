@@ -266,7 +266,7 @@ class VersionInfo:
 
     version: Version
     commit: str
-    status: str  # "finalized" | "open"
+    status: str  # "finalized" | "open" | "expired" (open, recorded as expired)
     change: str | None
     time: int
     author: Identity
@@ -404,6 +404,14 @@ class Customer:
         found = (parse_branch_ref(ref) for ref in self.repo.refs("refs/heads/"))
         return sorted(s for s in found if s is not None)
 
+    def _retired_scenarios(self) -> list[Scenario]:
+        """The highest scenario number ever opened here (kept in the repository's
+        config), so that numbers of scenarios removed by retention are not reused."""
+        if not self.exists:
+            return []
+        last = self.repo.config_get("gitstore.lastScenario")
+        return [Scenario(int(last))] if last and last.isdigit() and int(last) > 0 else []
+
     def new_session(self, **kwargs: Any) -> Session:
         """Open a new deployment scenario (the next major version). See
         :meth:`gitstore.session.Session.create` for the arguments."""
@@ -518,8 +526,9 @@ class Customer:
             info = repo.commit(tip)
             v = version_of(info) or metadata_version(repo.read_tree(tip))
             if v is not None and v not in tagged:
-                status = "finalized" if info.trailer("Change") in ("finalize", "correction") \
-                    else "open"
+                change = info.trailer("Change")
+                status = "finalized" if change in ("finalize", "correction") else \
+                    "expired" if change == "expire" else "open"
                 out.append(_version_info(v, info, status, None))
         self._audit("versions", rev=str(scenario) if scenario else None)
         return sorted(out, key=lambda vi: vi.version)

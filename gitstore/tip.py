@@ -57,6 +57,9 @@ def read_state(repo: backend.Repo, scenario: Scenario) -> State:
     if tip is None:
         raise NotFoundError(f"{repo.path.name} has no scenario {scenario}")
     info = repo.commit(tip)
+    if info.trailer("Change") == "retention":
+        raise VersionRuleError(f"scenario {scenario} of {repo.path.name} was purged by its "
+                               "retention policy; only its analytics summary remains")
     files = repo.read_tree(tip)
     from .store import version_of
 

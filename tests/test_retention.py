@@ -1,0 +1,277 @@
+"""Expiry and retention on real stores, checked with plain git.
+
+A template store is recorded once (scenario v1: v1.0.0 and correction v1.0.1,
+finalized in January 2025; scenario v2: open, one turn) and copied for each
+test. Time is the store's clock: a store opened on the copy with a later clock
+sees the sessions as old.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import CUSTOMER, ROOT, Clock, git, load_example, record_example_session, repo_state
+
+from gitstore import ConflictError, Store, UsageError
+from gitstore import retention as rt
+from gitstore.health import check_customer
+from gitstore.locking import writer_lock
+
+START = datetime(2025, 1, 15, 11, 0, tzinfo=UTC)
+
+
+def at(root: Path, days: float) -> Store:
+    """The store at ``root`` with a clock ``days`` after the recording."""
+    return Store(root, clock=Clock(START + timedelta(days=days)))
+
+
+def cli(*args: str, code: int = 0) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys, gitstore.cli, gitstore.cli_data; "
+         "gitstore.cli.main(sys.argv[1:])", *args],
+        capture_output=True, env=env, timeout=60, check=False, stdin=subprocess.DEVNULL)
+    assert b"Traceback" not in proc.stderr, proc.stderr.decode()
+    assert proc.returncode == code, f"exit {proc.returncode}: {proc.stderr.decode()}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("template") / "sessions"
+    store = Store.init(root, clock=Clock(START))
+    session = record_example_session(store)
+    session.correct({"session_analytics.json": load_example("correction",
+                                                            "session_analytics.json")},
+                    reason="actual implementation time came in")
+    v2 = store.customer(CUSTOMER).new_session(created="2025-01-15T12:00:00Z")
+    v2.append_turn({"timestamp": "2025-01-15T12:01:00Z",
+                    "user_input": {"query": "What about the staging stage?"},
+                    "agent_response": {"orchestrator_response": "Same collector."}})
+    return root
+
+
+@pytest.fixture
+def root(template: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "sessions"
+    shutil.copytree(template, copy)
+    return copy
+
+
+def write_policy(root: Path, data: object) -> None:
+    (root / ".gitstore" / "policy.json").write_text(json.dumps(data))
+
+
+# -- policy ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2h", timedelta(hours=2)), ("7d", timedelta(days=7)), ("30 days", timedelta(days=30)),
+    ("2_year_retention", timedelta(days=730)), ("1w", timedelta(weeks=1)),
+    ("90min", timedelta(minutes=90)), ("indefinite_retention", None), (None, None),
+])
+def test_durations(text: str | None, expected: timedelta | None) -> None:
+    assert rt.parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "7", "2m", "0d", "-1d", "3 fortnights", "1.5y", 7])
+def test_bad_durations_are_refused(text: object) -> None:
+    with pytest.raises(UsageError):
+        rt.parse_duration(text)
+
+
+def test_policy_file(tmp_path: Path) -> None:
+    (tmp_path / ".gitstore").mkdir()
+    assert rt.load_policy(tmp_path) == rt.Policy()  # seed 000's values, no expiry
+    assert rt.Policy().to_json()["retention_policies"] == {
+        "active_customer_sessions": "indefinite", "completed_sessions": "2y",
+        "error_logs": "1y", "analytics_summaries": "5y"}
+    write_policy(tmp_path, {"expiry": "2h", "retention_policies": {
+        "completed_sessions": "2_year_retention", "analytics_summaries": "indefinite"}})
+    policy = rt.load_policy(tmp_path)
+    assert policy.expiry == timedelta(hours=2) and policy.analytics_summaries is None
+    for bad in ({"expiry": "soon"}, {"retention": {}},
+                {"retention_policies": {"complete_sessions": "2y"}}):
+        write_policy(tmp_path, bad)
+        with pytest.raises(UsageError):
+            rt.load_policy(tmp_path)
+
+
+# -- expiry ------------------------------------------------------------------------
+
+def test_expire_records_expiry_with_a_commit(root: Path) -> None:
+    repo = root / CUSTOMER
+    before = repo_state(repo)
+    store = at(root, 8)
+    found = rt.expire(store, older_than=timedelta(days=7), dry_run=True)
+    assert [(e.scenario, e.version) for e in found] == [("v2", "v2.0.0")]
+    assert repo_state(repo) == before  # a dry run writes nothing
+    assert rt.expire(at(root, 6), older_than=timedelta(days=7)) == []  # not idle long enough
+    (done,) = rt.expire(store, older_than=timedelta(days=7))
+    assert done.commit == git(repo, "rev-parse", "v2").strip()
+    assert git(repo, "log", "-1", "--format=%(trailers:key=Change,valueonly)", "v2").strip() \
+        == "expire"
+    meta = json.loads(git(repo, "show", "v2:session_metadata.json"))
+    assert meta["workflow_tracking"] == {"completion_status": "expired"}  # created
+    assert git(repo, "rev-parse", "v2~1").strip() == found[0].last_commit
+    assert git(repo, "tag", "-l", "v2*") == ""  # still open: nothing finalized
+    assert store.customer(CUSTOMER).session("v2").is_open
+    assert repo_state(repo)[1].count("\n") > before[1].count("\n")  # nothing deleted
+    assert rt.expire(at(root, 30), older_than=timedelta(days=7)) == []  # once only
+    assert not check_customer(store.customer(CUSTOMER)).problems
+    git(repo, "fsck", "--strict")
+
+
+def test_expire_timeout_comes_from_the_policy(root: Path) -> None:
+    with pytest.raises(UsageError, match="no expiry timeout"):
+        rt.expire(at(root, 8))
+    write_policy(root, {"expiry": "7d"})
+    assert [e.version for e in rt.expire(at(root, 8))] == ["v2.0.0"]
+
+
+def test_expire_cli(root: Path) -> None:
+    out = cli("--root", str(root), "expire", "--older-than", "1d", "--dry-run",
+              "-o", "json").stdout
+    assert [e["version"] for e in json.loads(out)] == ["v2.0.0"]  # real clock: long idle
+    cli("--root", str(root), "expire", "--older-than", "forever", code=2)
+    text = cli("--root", str(root), "expire", CUSTOMER, "--older-than", "1d").stdout.decode()
+    assert "v2.0.0" in text and "expired in" in text
+
+
+# -- retention ---------------------------------------------------------------------
+
+def test_plan_shows_what_goes_and_changes_nothing(root: Path) -> None:
+    before = repo_state(root / CUSTOMER)
+    assert [i for i in rt.plan(at(root, 700)) if i.goes] == []  # under two years
+    items = {i.target: i for i in rt.plan(at(root, 800))}
+    v1, v2 = items["v1"], items["v2"]
+    assert (v1.action, v1.status, v1.policy) == \
+        ("purge-keep-analytics", "completed", "completed_sessions")
+    assert v1.versions == ("v1.0.0", "v1.0.1") and v1.basis == "tag v1.0.1"
+    assert v1.keep_until is not None and v1.keep_until - v1.since == timedelta(days=5 * 365)
+    assert (v2.action, v2.status) == ("keep", "active")
+    assert repo_state(root / CUSTOMER) == before
+
+
+def test_apply_purges_for_real_and_keeps_the_analytics(root: Path) -> None:
+    repo = root / CUSTOMER
+    gone = {git(repo, "rev-parse", f"v1.0.0:{n}").strip()
+            for n in ("conversation.json", "deployment_context.json", "sow_document.md")}
+    old_commits = git(repo, "rev-list", "v1").split()
+    v2_before = git(repo, "rev-list", "--objects", "v2")
+    analytics = git(repo, "show", "v1.0.1:session_analytics.json")
+    analytics_id = git(repo, "rev-parse", "v1.0.1:session_analytics.json").strip()
+    done = rt.apply(at(root, 800))
+    assert [(i.target, i.action) for i in done] == [("v1", "purge-keep-analytics")]
+    for oid in [*gone, *old_commits]:
+        assert subprocess.run(["git", "-C", str(repo), "cat-file", "-e", oid],
+                              capture_output=True, check=False).returncode != 0, oid
+    fsck = subprocess.run(["git", "-C", str(repo), "fsck", "--strict", "--unreachable"],
+                          capture_output=True, text=True, check=False)
+    assert fsck.returncode == 0 and fsck.stdout == "", fsck.stdout + fsck.stderr
+    log = git(repo, "log", "--all", "--format=%H")
+    assert not set(old_commits) & set(log.split())
+    assert git(repo, "tag", "-l") == ""
+    assert git(repo, "rev-list", "--objects", "v2") == v2_before  # untouched
+    assert git(repo, "ls-tree", "--name-only", "v1").split() == \
+        ["SHA256SUMS", "session_analytics.json"]
+    assert git(repo, "show", "v1:session_analytics.json") == analytics
+    assert git(repo, "rev-list", "--count", "v1").strip() == "1"  # a new root commit
+    trailers = git(repo, "log", "-1", "--format=%(trailers)", "v1")
+    assert "Change: retention" in trailers and "Retention-Policy: completed_sessions" \
+        in trailers and "Purged-Versions: v1.0.0, v1.0.1" in trailers
+    assert "Session-Version" not in trailers
+    assert git(repo, "symbolic-ref", "HEAD").strip() == "refs/heads/v2"
+    log_ = Store(root).customer(CUSTOMER).audit_log
+    (stone,) = [r for r in log_.records() if r["op"] == "retention:purge"]
+    detail = json.loads(stone["detail"])
+    assert detail["versions"] == ["v1.0.0", "v1.0.1"] and detail["policy"] == "completed_sessions"
+    assert "API Gateway" not in stone["detail"]  # what, when, why: no content
+    assert not log_.verify()
+    assert not check_customer(Store(root).customer(CUSTOMER)).problems
+    assert rt.apply(at(root, 801)) == []  # nothing else is due
+    # five years on, the analytics summary goes too
+    later = [(i.target, i.action) for i in rt.apply(at(root, 5 * 365 + 1))]
+    assert later == [("v1", "purge-analytics")]
+    assert git(repo, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/v2"]
+    git(repo, "fsck", "--strict")
+    assert subprocess.run(["git", "-C", str(repo), "cat-file", "-e", analytics_id],
+                          capture_output=True, check=False).returncode != 0
+
+
+def test_the_purge_runs_under_the_writer_lock(root: Path) -> None:
+    store = Store(root, clock=Clock(START + timedelta(days=800)), lock_timeout=0.2)
+    before = repo_state(root / CUSTOMER)
+    with writer_lock(store.lock_dir, CUSTOMER, 1), pytest.raises(ConflictError):
+        rt.apply(store)  # a writer holds the lock: the purge waits, then gives up
+    assert repo_state(root / CUSTOMER) == before
+    assert rt.apply(store)
+
+
+def test_without_analytics_retention_the_scenario_goes_entirely(root: Path) -> None:
+    write_policy(root, {"retention_policies": {"completed_sessions": "1y",
+                                               "active_customer_sessions": "1y",
+                                               "analytics_summaries": "1y"}})
+    repo = root / CUSTOMER
+    done = rt.apply(at(root, 400))
+    assert sorted((i.target, i.action) for i in done) == [("v1", "purge"), ("v2", "purge")]
+    assert git(repo, "for-each-ref") == "" and git(repo, "log", "--all") == ""
+    counts = git(repo, "count-objects", "-v")
+    assert "count: 0\n" in counts and "in-pack: 0\n" in counts  # no object left
+    git(repo, "fsck", "--strict")
+    assert not check_customer(Store(root).customer(CUSTOMER)).problems
+    assert len([r for r in Store(root).customer(CUSTOMER).audit_log.records()
+                if r["op"] == "retention:purge"]) == 2
+
+
+def test_an_expired_session_ends_like_a_completed_one(root: Path) -> None:
+    rt.expire(at(root, 10), older_than=timedelta(days=7))
+    # the expiry commit starts the clock (2y); v2 has no analytics, so nothing is kept
+    items = {i.target: i for i in rt.plan(at(root, 10 + 729))}
+    assert (items["v2"].status, items["v2"].action) == ("expired", "keep")
+    items = {i.target: i for i in rt.plan(at(root, 10 + 731))}
+    assert (items["v2"].status, items["v2"].action) == ("expired", "purge")
+
+
+def test_a_follow_up_in_progress_keeps_the_scenario(root: Path) -> None:
+    Store(root, clock=Clock(START + timedelta(days=1))).customer(CUSTOMER).session("v1") \
+        .follow_up()
+    items = {i.target: i for i in rt.plan(at(root, 3000))}
+    assert (items["v1"].status, items["v1"].action) == ("active", "keep")
+
+
+def test_error_logs_are_the_damaged_objects_repair_set_aside(root: Path) -> None:
+    damaged = root / CUSTOMER / "gitstore-damaged"
+    for stamp in ("20250101T000000000000Z", "20260301T000000000000Z"):
+        (damaged / stamp / "objects" / "ab").mkdir(parents=True)
+        (damaged / stamp / "objects" / "ab" / "cdef").write_bytes(b"damaged")
+    store = Store(root, clock=Clock(datetime(2026, 6, 1, tzinfo=UTC)))
+    plan = [(i.target, i.action) for i in rt.plan(store) if i.status == "error-log"]
+    assert plan == [("gitstore-damaged/20250101T000000000000Z", "delete"),
+                    ("gitstore-damaged/20260301T000000000000Z", "keep")]
+    before = repo_state(root / CUSTOMER)
+    assert [i.target for i in rt.apply(store)] == ["gitstore-damaged/20250101T000000000000Z"]
+    assert [p.name for p in damaged.iterdir()] == ["20260301T000000000000Z"]
+    assert repo_state(root / CUSTOMER) == before  # sessions untouched
+
+
+def test_retention_cli(root: Path) -> None:
+    write_policy(root, {"retention_policies": {"completed_sessions": "1y"}})
+    plan = json.loads(cli("--root", str(root), "retention", "plan", "-o", "json").stdout)
+    assert [(i["target"], i["action"]) for i in plan] == [("v1", "purge-keep-analytics")]
+    shown = cli("--root", str(root), "retention", "plan", "--all").stdout.decode()
+    assert "keep" in shown and "active_customer_sessions=indefinite" in shown
+    before = repo_state(root / CUSTOMER)
+    cli("--root", str(root), "retention", "apply", code=2)  # not a terminal, no --yes
+    assert repo_state(root / CUSTOMER) == before
+    done = json.loads(cli("--root", str(root), "retention", "apply", "--yes",
+                          "-o", "json").stdout)
+    assert [i["target"] for i in done] == ["v1"]
+    assert git(root / CUSTOMER, "tag", "-l") == ""
+    cli("--root", str(root), "verify")
