@@ -16,8 +16,8 @@ Invariants:
 * ``seq`` runs 1, 2, 3, … and each record's ``prev`` is the previous record's
   ``hash`` (the first record's ``prev`` is 64 zeros), so editing a record breaks
   its own hash, and deleting or inserting one breaks the chain or the sequence;
-* ``gitstore-audit.head`` holds the last record's ``seq`` and ``hash``, written
-  atomically after every append, so cutting records off the end (or deleting the
+* ``gitstore-audit.head`` holds the last record's ``seq`` and ``hash``, rewritten
+  in place after every append, so cutting records off the end (or deleting the
   log) is detected too, and stays detected: the next append continues from the
   head, leaving the gap in the chain;
 * appends are serialised by an exclusive ``flock`` on the log file; a record is
@@ -155,9 +155,15 @@ class AuditLog:
         return count
 
     def _write_head(self, seq: int, digest: str) -> None:
-        tmp = self.head_path.with_suffix(".tmp")
-        tmp.write_text(f"{seq} {digest}\n", encoding="ascii")
-        os.replace(tmp, self.head_path)
+        """Overwrite the head in place: one line, one small write
+        (no temp file and rename on the path of every read)."""
+        line = f"{seq} {digest}\n".encode("ascii")
+        fd = os.open(self.head_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            os.pwrite(fd, line, 0)
+            os.ftruncate(fd, len(line))
+        finally:
+            os.close(fd)
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every record that parses, in file order."""

@@ -27,12 +27,23 @@ FINAL_STATUSES = ("completed", "abandoned", "escalated", "expired", "failed")
 
 
 def check_json(p: Proposal) -> Iterator[Violation]:
-    """Parse every JSON document strictly; parsed values go to ``p.documents``."""
+    """Parse every JSON document strictly; parsed values go to ``p.documents``.
+
+    Documents the writer hands over in ``p.parsed`` (it produced their bytes
+    from them) are not parsed again, and documents the change does not touch
+    (they passed this check at their own commit) are parsed without the
+    duplicate-key hook, which is most of the cost."""
     for name in JSON_DOCUMENTS:
         if name not in p.files:
             continue
+        if name in p.parsed:
+            p.documents[name] = p.parsed[name]
+            continue
         try:
-            p.documents[name] = canonical.loads(p.files[name])
+            if p.changed is not None and name not in p.changed:
+                p.documents[name] = canonical.loads_stored(p.files[name])
+            else:
+                p.documents[name] = canonical.loads(p.files[name])
         except canonical.JSONParseError as exc:
             yield Violation(name, "", f"malformed JSON: {exc}", "json")
     if SOW_DOCUMENT in p.files:
@@ -57,11 +68,34 @@ def check_schema(p: Proposal) -> Iterator[Violation]:
         if p.changed is not None and name not in p.changed:
             p.valid.add(name)
             continue
-        found = schema.validate(name, p.documents[name])
+        if name == CONV and p.changed_turns is not None:
+            found = _validate_turns(p.documents[name], p.changed_turns)
+        else:
+            found = schema.validate(name, p.documents[name])
         if found:
             yield from found
         else:
             p.valid.add(name)
+
+
+def _validate_turns(conv: Any, indices: tuple[int, ...]) -> list[Violation]:
+    """Schema-check the conversation with only the given turns in it (the
+    others passed at their own commits), reporting pointers into the full one."""
+    turns = conv.get("conversation_turns") if isinstance(conv, dict) else None
+    if not isinstance(turns, list):
+        return schema.validate(CONV, conv)
+    picked = [i for i in indices if 0 <= i < len(turns)]
+    reduced = {**conv, "conversation_turns": [turns[i] for i in picked]}
+    out = []
+    prefix = "/conversation_turns/"
+    for v in schema.validate(CONV, reduced):
+        if v.pointer.startswith(prefix):
+            head, _, rest = v.pointer[len(prefix):].partition("/")
+            if head.isdigit() and int(head) < len(picked):
+                pointer = f"{prefix}{picked[int(head)]}" + (f"/{rest}" if rest else "")
+                v = Violation(v.file, pointer, v.message, v.hook)
+        out.append(v)
+    return out
 
 
 def _get(doc: Any, *path: str | int) -> Any:

@@ -18,15 +18,15 @@ Invariants:
 * automatic maintenance runs after a write once the data written since the last
   run exceeds ``maintenance_bytes`` (default 16 MiB, uncompressed); so between
   runs the loose objects of a repository hold at most that much data plus one
-  write. An incremental run packs just the loose objects; once there are more
-  than ``MAX_PACKS`` packs (or with ``full``), everything reachable is repacked
-  into one.
+  write (barring a crash, which can lose the count but not data). An
+  incremental run packs just the loose objects; once there are more than
+  ``MAX_PACKS`` packs (or with ``full``), everything reachable is repacked into
+  one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import time
@@ -40,7 +40,7 @@ from .locking import writer_lock
 if TYPE_CHECKING:
     from .store import Customer
 
-STATE_FILE = "gitstore-maintenance.json"
+STATE_FILE = "gitstore-maintenance"
 MAX_PACKS = 8
 TEMP_MAX_AGE = 3600.0
 
@@ -151,15 +151,21 @@ def note_write(customer: Customer, nbytes: int) -> MaintenanceReport | None:
 
 def _load_state(path: Path) -> int:
     try:
-        return int(json.loads((path / STATE_FILE).read_text())["pending_bytes"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int((path / STATE_FILE).read_bytes().split()[0])
+    except (OSError, ValueError, IndexError):
         return 0
 
 
 def _save_state(path: Path, pending: int) -> None:
-    tmp = path / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps({"pending_bytes": pending}) + "\n")
-    os.replace(tmp, path / STATE_FILE)
+    """Overwrite the counter in place with one small write (this runs on every
+    write to the store; a crash can at worst lose the count, never data)."""
+    fd = os.open(path / STATE_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        line = f"{pending}\n".encode("ascii")
+        os.pwrite(fd, line, 0)
+        os.ftruncate(fd, len(line))
+    finally:
+        os.close(fd)
 
 
 def _clear_temp_files(path: Path) -> list[str]:

@@ -39,7 +39,11 @@ class Proposal:
 
     ``files`` is the complete tree (session files by name). ``version`` is the
     version being built and ``session_id`` the scenario's session id, when
-    known. ``changed`` names the files this change writes (None: all of them).
+    known. ``changed`` names the files this change writes (None: all of them);
+    ``changed_turns``, when set, says that of ``conversation.json`` only those
+    turns (by index) and the top-level fields changed, so only they are
+    schema-checked. ``parsed`` may hand over documents the writer already
+    holds parsed (their bytes in ``files`` must be their canonical form).
     Hooks may read everything and must not modify ``files``; stages fill in
     ``documents`` (parsed JSON), ``valid`` (documents that passed their schema),
     ``completeness`` and ``manifest``.
@@ -52,6 +56,8 @@ class Proposal:
     session_id: str | None = None
     finalizing: bool = False
     changed: frozenset[str] | None = None
+    changed_turns: tuple[int, ...] | None = None
+    parsed: dict[str, Any] = field(default_factory=dict)
     verify_manifest: bool = False
     documents: dict[str, Any] = field(default_factory=dict)
     valid: set[str] = field(default_factory=set)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import backend, canonical, manifest, render
@@ -115,6 +115,8 @@ class _Plan:
     turn: int | None = None
     reason: str | None = None
     redacted: str | None = None
+    parsed: dict[str, Any] = field(default_factory=dict)
+    changed_turns: tuple[int, ...] | None = None
 
 
 class Session:
@@ -257,7 +259,7 @@ class Session:
             files = {**state.files, CONV: canonical.dumps(conv)}
             return _Plan(files, state.version, "turn",
                          message or f"{state.version}: add turn {n}", frozenset({CONV}),
-                         turn=n, redacted=redacted)
+                         turn=n, redacted=redacted, parsed={CONV: conv}, changed_turns=(pos,))
 
         return self._write(build)
 
@@ -303,7 +305,7 @@ class Session:
             files = {**state.files, name: canonical.dumps(new)}
             return _Plan(files, state.version, "update",
                          message or f"{state.version}: update {name}", frozenset({name}),
-                         redacted=redacted)
+                         redacted=redacted, parsed={name: new})
 
         return self._write(build)
 
@@ -323,7 +325,8 @@ class Session:
             files = {**state.files, CONV: canonical.dumps(conv)}
             return _Plan(files, state.version, "update",
                          message or f"{state.version}: update conversation summary",
-                         frozenset({CONV}), redacted=redacted)
+                         frozenset({CONV}), redacted=redacted, parsed={CONV: conv},
+                         changed_turns=())
 
         return self._write(build)
 
@@ -491,7 +494,8 @@ class Session:
         render_error = plan.files.pop("\0render-error", None)
         proposal = Proposal(customer=self.customer.name, files=plan.files,
                             version=plan.version, change=plan.change, session_id=session_id,
-                            finalizing=plan.finalizing, changed=plan.changed)
+                            finalizing=plan.finalizing, changed=plan.changed,
+                            changed_turns=plan.changed_turns, parsed=plan.parsed)
         try:
             store.pipeline.run(proposal)
         except InvalidDocumentError as exc:
