@@ -337,7 +337,11 @@ class Repo:
         return self._blob(entry.id)
 
     def _blob(self, oid: pygit2.Oid) -> bytes:
-        blob = self._repo[oid]
+        try:
+            blob = self._repo[oid]
+        except KeyError:
+            raise IntegrityError(f"repository {self.path.name} is damaged: object {oid} is "
+                                 f"missing; run `gitstore verify {self.path.name}`") from None
         if not isinstance(blob, pygit2.Blob):
             raise NotFoundError(f"object {oid} is not a blob")
         return blob.data
@@ -397,7 +401,7 @@ class Repo:
                          for n in names if n.endswith(".lock"))
         return sorted(found)
 
-    def clear_stale_locks(self, grace: float = 2.0) -> list[str]:
+    def clear_stale_locks(self, grace: float = 2.0, aside: Path | None = None) -> list[str]:
         """Remove lock files a dead process left behind; return their names.
 
         Call only while holding the customer's writer lock: gitstore's writers
@@ -412,7 +416,11 @@ class Repo:
         removed = []
         for rel in locks:
             try:
-                (self.path / rel).unlink()
+                if aside is None:
+                    (self.path / rel).unlink()
+                else:
+                    (aside / rel).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(self.path / rel, aside / rel)
                 removed.append(rel)
             except FileNotFoundError:
                 continue
@@ -529,17 +537,25 @@ class Repo:
                 broken.append(name)
         return broken
 
-    def restore_ref(self, name: str, source: Repo) -> bool:
-        """Set a broken ref to the source's value of it (if the source has it)."""
+    def restore_ref(self, name: str, source: Repo, aside: Path) -> bool:
+        """Set a broken ref to the source's value of it (if the source has it);
+        the broken ref file is moved into ``aside``, never deleted."""
         ref = source._repo.references.get(name)
         if ref is None:
             return False
         target = ref.resolve().target
         path = self.path / name
         if path.is_file():
-            path.unlink()
+            dest = aside / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, dest)
         self._repo.create_reference_direct(name, target, True, message="gitstore: repair")
         return True
+
+    def source_ref(self, name: str) -> str | None:
+        """The object id ``name`` resolves to in this repository (for a source)."""
+        ref = self._repo.references.get(name)
+        return str(ref.resolve().target) if ref is not None else None
 
     # -- maintenance ---------------------------------------------------------
     def loose_objects(self) -> dict[str, Path]:

@@ -133,3 +133,55 @@ def tail_items(data: bytes, key: str, n: int) -> list[Any] | None:
             return None
         items.append(item)
     return items
+
+
+def _indented(value: Any, spaces: int) -> bytes:
+    pad = b" " * spaces
+    body = dumps(value)[:-1]
+    return b"\n".join(pad + line for line in body.split(b"\n"))
+
+
+def append_item(data: bytes, key: str, item: Any) -> bytes | None:
+    """``dumps(doc)`` for ``doc = loads(data)`` with ``item`` appended to the
+    top-level array ``key``, made by splicing instead of re-serialising.
+
+    Returns None when ``data`` is not laid out canonically (callers then
+    serialise the whole document). The tests prove the result equal to the
+    full serialisation."""
+    if not data.startswith(b'{\n  "'):
+        return None
+    quoted = json.dumps(key, ensure_ascii=False).encode("utf-8")
+    empty = b"\n  " + quoted + b": []"
+    at = data.find(empty)
+    if at >= 0 and data[at + len(empty):at + len(empty) + 1] in (b",", b"\n"):
+        return (data[:at] + b"\n  " + quoted + b": [\n" + _indented(item, 4) + b"\n  ]"
+                + data[at + len(empty):])
+    marker = b"\n  " + quoted + b": [\n"
+    start = data.find(marker)
+    if start < 0:
+        return None
+    end = data.find(b"\n  ]", start + len(marker) - 1)
+    if end < 0 or data[end - 1:end] != b"}":
+        return None  # not an array of objects
+    return data[:end] + b",\n" + _indented(item, 4) + data[end:]
+
+
+_INT_MEMBER = re.compile(rb'\n    "([^"\\]+)": (-?[0-9]+),?(?=\n)')
+
+
+def set_int_member(data: bytes, key: str, member: str, value: int) -> bytes | None:
+    """``data`` with the integer ``doc[key][member]`` set to ``value``, spliced
+    (None when the layout is not canonical or the member is not an integer)."""
+    if not data.startswith(b'{\n  "') or isinstance(value, bool):
+        return None
+    quoted = json.dumps(key, ensure_ascii=False).encode("utf-8")
+    start = data.find(b"\n  " + quoted + b": {\n")
+    if start < 0:
+        return None
+    end = data.find(b"\n  }", start)
+    if end < 0:
+        return None
+    for m in _INT_MEMBER.finditer(data, start, end + 1):
+        if m[1].decode("utf-8") == member:
+            return data[:m.start(2)] + str(value).encode("ascii") + data[m.end(2):]
+    return None

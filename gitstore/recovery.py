@@ -79,7 +79,20 @@ class RepairReport:
 
 
 def repair(customer: Customer, source: Path) -> RepairReport:
-    """Repair ``customer`` from ``source`` (a repository directory or a git bundle)."""
+    """Repair ``customer`` from ``source`` (a repository directory or a git bundle).
+
+    In order: stray lock files and damaged object files are moved aside; missing
+    objects are copied from the source; broken refs are restored from it; a
+    scenario branch whose tip fails its manifest (tampered with outside
+    gitstore) is moved back to the source's value of it when that is an
+    ancestor whose files pass; the bad tip's id is recorded in
+    ``gitstore-damaged/<time>/refs/heads/vN`` and its objects stay in the
+    database (only a retention prune removes unreachable objects). Then every
+    health check runs again;
+    whatever remains is reported (and the CLI exits 7)."""
+    from . import manifest
+    from .health import check_customer
+
     store = customer.store
     if not source.exists():
         raise NotFoundError(f"repair source {source} does not exist")
@@ -87,7 +100,10 @@ def repair(customer: Customer, source: Path) -> RepairReport:
             _source_repo(source) as src:
         repo = customer.repo
         report = RepairReport(customer.name, str(source))
-        aside = customer.path / "gitstore-damaged" / _stamp()
+        stamp = _stamp()
+        aside = customer.path / "gitstore-damaged" / stamp
+        for lock in repo.clear_stale_locks(aside=aside):
+            report.set_aside.append(f"{lock} (a lock file left by a dead process)")
         for oid, holder in repo.damaged_objects():
             if holder.is_file() and holder.exists():
                 moved = _set_aside(customer.path, holder, aside)
@@ -101,15 +117,28 @@ def repair(customer: Customer, source: Path) -> RepairReport:
         repo = customer.repo
         report.copied = repo.copy_reachable_from(src)
         for name in repo.broken_refs():
-            if repo.restore_ref(name, src):
+            if repo.restore_ref(name, src, aside):
                 report.refs_restored.append(name)
+                report.set_aside.append(f"{name} (the broken ref file)")
+        for ref, tip in sorted(repo.refs("refs/heads/").items()):
+            good = src.source_ref(ref)
+            if good is None or good == tip or manifest.verify(repo.read_tree(tip)) == []:
+                continue
+            if repo.is_ancestor(good, tip) and not manifest.verify(repo.read_tree(good)):
+                saved = aside / ref  # the ref as it was, like a ref file
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                saved.write_text(tip + "\n", encoding="ascii")
+                repo.update_ref(ref, good, tip, "gitstore: repair rolled back a bad tip")
+                report.refs_restored.append(f"{ref} rolled back {tip[:12]} -> {good[:12]} "
+                                            f"(the bad tip is recorded in "
+                                            f"{saved.relative_to(customer.path)})")
         customer.__dict__.pop("repo", None)
-        repo = customer.repo
-        report.remaining = [*repo.check_objects(), *(f"ref {n} is still broken"
-                                                     for n in repo.broken_refs())]
+        health = check_customer(customer)
+        report.remaining = list(health.problems)
         customer._audit("repair", detail=f"from {source}: {report.copied} object(s) copied, "
                         f"{len(report.set_aside)} file(s) set aside, "
-                        f"{len(report.refs_restored)} ref(s) restored")
+                        f"{len(report.refs_restored)} ref(s) restored, "
+                        f"{len(report.remaining)} problem(s) remain")
     return report
 
 

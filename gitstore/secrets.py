@@ -335,7 +335,10 @@ def _walk(value: Any, pointer: str, named: bool, region: str, visit: Visit) -> A
     if isinstance(value, int) and not isinstance(value, bool) and value > 10**12:
         text = str(value)                 # a card number written as a JSON number
         hits = tuple(h for h in _hits(text, region) if h.kind == "card_number")
-        return visit(text, pointer, False, hits) if hits else value
+        if not hits:
+            return value
+        masked = visit(text, pointer, False, hits)
+        return value if masked == text else masked  # a number stays a number unless redacted
     if not isinstance(value, dict):
         return value
     out: dict[str, Any] = {}

@@ -38,6 +38,8 @@ def _isolated_git(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         "GIT_COMMITTER_NAME": "Test Committer",
         "GIT_COMMITTER_EMAIL": "committer@example.invalid",
         "GIT_TERMINAL_PROMPT": "0",
+        # cross-check every spliced conversation against its full serialisation
+        "GITSTORE_CHECK_SPLICE": "1",
     })
     for key in ("GITSTORE_ROOT", "GITSTORE_AGENT", "GIT_DIR", "GIT_WORK_TREE", "NO_COLOR"):
         os.environ.pop(key, None)

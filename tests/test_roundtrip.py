@@ -137,8 +137,13 @@ def conversations(draw: st.DrawFn, max_turns: int = 4) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def rt_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return Store.init(tmp_path_factory.mktemp("roundtrip") / "sessions", clock=Clock(),
-                      fsync=False)
+    # Round trips are about storage, so the secrets policy allows everything here
+    # (random digits are sometimes valid card numbers, which are redacted by default).
+    root = tmp_path_factory.mktemp("roundtrip") / "sessions"
+    (root / ".gitstore").mkdir(parents=True)
+    (root / ".gitstore" / "config.json").write_text(
+        '{"secrets": {"credential": "allow", "pii": "allow"}}', encoding="utf-8")
+    return Store.init(root, clock=Clock(), fsync=False)
 
 
 _names = (f"rt-{n}" for n in itertools.count())
