@@ -1,0 +1,1 @@
+"""gitstore's benchmark suite: ``python bench/run.py`` (see bench/README.md)."""

@@ -1,0 +1,10 @@
+"""The benchmark cases, in the order ``bench/run.py`` runs them.
+
+Each module has ``NAME``, a one-line ``TITLE`` and ``run(ctx) -> CaseResult``.
+"""
+
+from . import append, diff, list_stats, log, memory, read, writers
+
+CASES = {m.NAME: m for m in (append, writers, read, log, diff, list_stats, memory)}
+
+__all__ = ["CASES"]

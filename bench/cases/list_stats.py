@@ -1,0 +1,160 @@
+"""list_stats: listing a store of many customers.
+
+10,000 customers (quick: 50) are built cheaply: a bare repository each,
+created with ``pygit2.init_repository`` and holding one commit of a small
+session tree (no fsync). Then ``Store.customers()`` is timed against a bare
+``os.scandir`` of the root (names only, no repository check), and both must
+return exactly the names created.
+
+The list/stats index (``store.index``, or ``gitstore.index.Index(store)``)
+is used when present: one cold build is timed, then its list and stats
+queries are timed and checked like the rest; when no such API exists the case
+says so in a note and skips them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from .. import common
+from ..common import CaseResult, Context, check, timed
+
+NAME = "list_stats"
+TITLE = "Store.customers() over 10,000 customer repositories (+ index list/stats if present)"
+
+
+def build_customers(root: Path, n: int) -> list[str]:
+    files = common.with_manifest({"conversation.json": common.canonical_bytes(
+        common.conversation(2))})
+    names = [f"customer-{i:05d}" for i in range(n)]
+    for name in names:
+        repo = pygit2.init_repository(str(root / name), bare=True)
+        builder = repo.TreeBuilder()
+        for fname in sorted(files):
+            builder.insert(fname, repo.create_blob(files[fname]), pygit2.enums.FileMode.BLOB)
+        sig = pygit2.Signature(*common.AGENT, int(common.BASE_TIME.timestamp()), 0)
+        msg = common.trailer_message("v1.0.0: start session")
+        repo.create_commit("refs/heads/v1", sig, sig, msg, builder.write(), [])
+        repo.set_head("refs/heads/v1")
+    return names
+
+
+def open_index(store: Any) -> Any | None:
+    """The store's list/stats index, when that API exists: ``store.index`` or
+    ``gitstore.index.Index(store)``; None when neither does."""
+    index = getattr(store, "index", None)
+    if index is not None:
+        return index() if callable(index) and not hasattr(index, "stats") else index
+    try:
+        from gitstore.index import Index
+    except ImportError:
+        return None
+    return Index(store)
+
+
+def index_calls(index: Any) -> dict[str, Callable[[], Any]]:
+    """The index's list and stats queries that exist, by label."""
+    calls: dict[str, Callable[[], Any]] = {}
+    for label, names in (("index list", ("list_sessions", "list")), ("index stats", ("stats",))):
+        for name in names:
+            fn = getattr(index, name, None)
+            if callable(fn):
+                calls[f"{label} ({name}())"] = fn
+                break
+    return calls
+
+
+def _listed_customers(listed: Any) -> list[str]:
+    return sorted({x.get("customer") if isinstance(x, dict) else getattr(x, "customer", x)
+                   for x in listed})
+
+
+def run(ctx: Context) -> CaseResult:
+    res = CaseResult(NAME)
+    n = ctx.pick(10_000, 50)
+    root = ctx.tmpdir("list")
+    store = common.open_store(root, fsync=ctx.fsync)
+    common.log(f"list_stats: creating {n} customer repositories with pygit2")
+    with common.fsync_off():
+        seconds, names = timed(lambda: build_customers(root, n))
+    common.log(f"list_stats: built in {seconds:.1f} s")
+    res.data["build_seconds"] = seconds
+    expected = sorted(names)
+
+    def scandir() -> list[str]:
+        return sorted(e.name for e in os.scandir(root)
+                      if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+
+    systems: dict[str, Callable[[], Any]] = {"gitstore customers()": store.customers,
+                                             "os.scandir names": scandir}
+    samples, results = _measure(ctx, systems)
+    check(results["gitstore customers()"] == expected,
+          f"customers() returned {len(results['gitstore customers()'])} names, expected {n}")
+    check(results["os.scandir names"] == expected, "scandir saw other directories")
+    res.verified(f"customers() returns exactly the {n} customers created")
+    med = {s: common.median(v) for s, v in samples.items()}
+    size = f"{n} customers"
+    res.rows.append(common.time_row(NAME, size, "list customers", med["gitstore customers()"],
+                                    "os.scandir names", med["os.scandir names"],
+                                    note="customers() also checks each is a repository"))
+    index = open_index(store)
+    calls = index_calls(index) if index is not None else {}
+    if not calls:
+        res.note("no list/stats index API (store.index or gitstore.index.Index): index "
+                 "timings skipped")
+    else:
+        try:
+            _index(ctx, res, index, calls, expected, med["gitstore customers()"])
+        except common.VerificationError:
+            raise
+        except Exception as exc:  # the index is optional here: report, keep the rest
+            res.note(f"the index failed, index timings skipped: {type(exc).__name__}: {exc}")
+    res.data["samples"] = {s: common.summary(v) for s, v in samples.items()}
+    return res
+
+
+def _measure(ctx: Context, systems: dict[str, Callable[[], Any]]
+             ) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Time every system ``ctx.runs`` times after one warm-up, taking turns."""
+    samples: dict[str, list[float]] = {s: [] for s in systems}
+    results: dict[str, Any] = {}
+    order = list(systems)
+    for r in range(-1, ctx.runs):
+        for name in order[r % len(order):] + order[:r % len(order)]:
+            seconds, results[name] = timed(systems[name])
+            if r >= 0:
+                samples[name].append(seconds)
+    return samples, results
+
+
+def _index(ctx: Context, res: CaseResult, index: Any, calls: dict[str, Callable[[], Any]],
+           expected: list[str], customers_median: float) -> None:
+    n = len(expected)
+    size = f"{n} customers"
+    rebuild = getattr(index, "rebuild", None) or getattr(index, "refresh", None)
+    if rebuild is not None:
+        common.log(f"list_stats: building the index of {n} customers")
+        seconds, _ = timed(rebuild)
+        res.rows.append(common.Row(NAME, size, "index build (once, cold)", "s", seconds,
+                                   note="one cold build, not a median"))
+    samples, results = _measure(ctx, calls)
+    for name, value in results.items():
+        if name.startswith("index list"):
+            check(_listed_customers(value) == expected,
+                  f"{name} returned {len(_listed_customers(value))} customers, expected {n}")
+            res.verified(f"{name} lists exactly the {n} customers")
+        elif name.startswith("index stats") and isinstance(value, dict) \
+                and "customers" in value:
+            check(value["customers"] == n, f"{name} counts {value['customers']} customers")
+            res.verified(f"{name} counts exactly {n} customers")
+    for name in calls:
+        res.rows.append(common.time_row(NAME, size, name, common.median(samples[name]),
+                                        "gitstore customers()", customers_median,
+                                        note="each index query first refreshes from every "
+                                             "customer's refs"))
+    res.data["index_samples"] = {s: common.summary(v) for s, v in samples.items()}
