@@ -6,11 +6,14 @@ identities, so the developer's own git setup can neither help nor break a test.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -113,3 +116,42 @@ def finalized(store: Store) -> Any:
 
 
 RecordFn = Callable[[Store, str], Any]
+
+
+@dataclass
+class CliResult:
+    """What one in-process CLI run printed, and its exit code."""
+
+    code: int
+    out: bytes
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+def run_cli(root: Path, *args: str) -> CliResult:
+    """Run the CLI in this process (stdout is a pipe, not a terminal) and
+    capture what it prints; the exit code is what ``main()`` exits with."""
+    from gitstore import cli as cli_module
+
+    out, err = io.BytesIO(), io.BytesIO()
+    stdout = io.TextIOWrapper(out, encoding="utf-8", newline="")
+    stderr = io.TextIOWrapper(err, encoding="utf-8", newline="")
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = stdout, stderr
+    code: Any = None
+    try:
+        cli_module.main(["--root", str(root), *args])
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        stdout.flush()
+        stderr.flush()
+        sys.stdout, sys.stderr = saved
+    assert isinstance(code, int), f"main() ended with {code!r}"
+    return CliResult(code, out.getvalue(), err.getvalue().decode("utf-8"))

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import json
 import os
@@ -39,47 +38,16 @@ from conftest import (
     record_example_session,
     repo_state,
 )
+from conftest import CliResult as Result
+from conftest import run_cli as run
 
 from gitstore import InvalidNameError, NotFoundError, StorageError, Store, canonical, health
-from gitstore import cli as cli_module
 from gitstore.audit import GENESIS, HEAD_NAME, LOG_NAME
 
 ALPHA = "alpha-co"
 BETA = "beta-co"
 
 
-@dataclass
-class Result:
-    code: int
-    out: bytes
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out.decode("utf-8", errors="replace")
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-def run(root: Path, *args: str) -> Result:
-    """Run the CLI in this process and capture what it prints."""
-    out, err = io.BytesIO(), io.BytesIO()
-    stdout = io.TextIOWrapper(out, encoding="utf-8", newline="")
-    stderr = io.TextIOWrapper(err, encoding="utf-8", newline="")
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = stdout, stderr
-    code: Any = None
-    try:
-        cli_module.main(["--root", str(root), *args])
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        stdout.flush()
-        stderr.flush()
-        sys.stdout, sys.stderr = saved
-    assert isinstance(code, int), f"main() ended with {code!r}"
-    return Result(code, out.getvalue(), err.getvalue().decode("utf-8"))
 
 
 def log_path(store: Store, customer: str) -> Path:

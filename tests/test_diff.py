@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import copy
-import io
 import json
 import os
 import pty
@@ -32,11 +31,12 @@ from typing import Any
 
 import pytest
 from conftest import CUSTOMER, EXAMPLES, ROOT, Clock, git, load_example, record_example_session
+from conftest import CliResult as Result
+from conftest import run_cli as run
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gitstore import Store, canonical, diffformat
-from gitstore import cli as cli_module
 from gitstore.diff import (
     MISSING,
     NATURAL_KEYS,
@@ -556,38 +556,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
     return Env(root, store)
 
 
-@dataclass
-class Result:
-    code: int
-    out: bytes
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out.decode("utf-8")
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-def run(root: Path, *args: str) -> Result:
-    """Run the CLI in this process (stdout is a pipe, not a terminal)."""
-    out, err = io.BytesIO(), io.BytesIO()
-    stdout = io.TextIOWrapper(out, encoding="utf-8", newline="")
-    stderr = io.TextIOWrapper(err, encoding="utf-8", newline="")
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = stdout, stderr
-    code: Any = None
-    try:
-        cli_module.main(["--root", str(root), *args])
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        stdout.flush()
-        stderr.flush()
-        sys.stdout, sys.stderr = saved
-    assert isinstance(code, int), f"main() ended with {code!r}"
-    return Result(code, out.getvalue(), err.getvalue().decode("utf-8"))
 
 
 def run_process(root: Path, *args: str, tty: bool = False,

@@ -13,10 +13,8 @@ Hypothesis.
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,11 +22,11 @@ from typing import Any
 
 import pytest
 from conftest import CUSTOMER, EXAMPLES, Clock, git, load_example, record_example_session
+from conftest import run_cli as run
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gitstore import NotFoundError, Store, UsageError, canonical
-from gitstore import cli as cli_module
 from gitstore.store import LogEntry
 
 ADVISOR = "advisor <advisor@agents.example.invalid>"
@@ -96,38 +94,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
     return Env(root, build_history(root))
 
 
-@dataclass
-class Result:
-    code: int
-    out: bytes
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out.decode("utf-8")
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-def run(root: Path, *args: str) -> Result:
-    """Run the CLI in this process and capture what it prints."""
-    out, err = io.BytesIO(), io.BytesIO()
-    stdout = io.TextIOWrapper(out, encoding="utf-8", newline="")
-    stderr = io.TextIOWrapper(err, encoding="utf-8", newline="")
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = stdout, stderr
-    code: Any = None
-    try:
-        cli_module.main(["--root", str(root), *args])
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        stdout.flush()
-        stderr.flush()
-        sys.stdout, sys.stderr = saved
-    assert isinstance(code, int), f"main() ended with {code!r}"
-    return Result(code, out.getvalue(), err.getvalue().decode("utf-8"))
 
 
 def iso(ts: int | datetime) -> str:

@@ -20,8 +20,9 @@ from conftest import CUSTOMER, EXAMPLES, Clock, git, load_example
 from gitstore import Store
 from gitstore.maintenance import maintain, repo_bytes
 
-WORDS = ("collector gateway lambda cloudwatch role permission metric alarm trace deploy "
-         "stage api log group subscription filter retention iam policy").split()
+WORDS = ("collector", "gateway", "lambda", "cloudwatch", "role", "permission", "metric",
+         "alarm", "trace", "deploy", "stage", "api", "log", "group", "subscription", "filter",
+         "retention", "iam", "policy")
 
 
 def _turn(i: int, size: int = 2000) -> dict[str, Any]:

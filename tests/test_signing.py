@@ -14,51 +14,23 @@ versions made before signing was switched on are each reported by
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import CUSTOMER, EXAMPLES, Clock, load_example, record_example_session
+from conftest import run_cli as run
 
 from gitstore import Store
-from gitstore import cli as cli_module
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def run(root: Path, *args: str) -> Result:
-    """Run the CLI in this process and capture what it prints."""
-    out, err = io.BytesIO(), io.BytesIO()
-    stdout = io.TextIOWrapper(out, encoding="utf-8", newline="")
-    stderr = io.TextIOWrapper(err, encoding="utf-8", newline="")
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = stdout, stderr
-    code: Any = None
-    try:
-        cli_module.main(["--root", str(root), *args])
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        stdout.flush()
-        stderr.flush()
-        sys.stdout, sys.stderr = saved
-    assert isinstance(code, int), f"main() ended with {code!r}"
-    return Result(code, out.getvalue().decode(), err.getvalue().decode())
 
 
 def sh(repo: Path, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
@@ -193,9 +165,9 @@ def test_git_log_show_signature(signed: Signed) -> None:
 
 def test_gitstore_verify_accepts_it(signed: Signed) -> None:
     r = run(signed.root, "verify")
-    assert r.code == 0, r.out + r.err
-    assert r.out == f"{CUSTOMER}: ok (1 scenario(s), 3 version(s))\n"
-    data = json.loads(run(signed.root, "verify", CUSTOMER, "-o", "json").out)
+    assert r.code == 0, r.text + r.err
+    assert r.text == f"{CUSTOMER}: ok (1 scenario(s), 3 version(s))\n"
+    data = json.loads(run(signed.root, "verify", CUSTOMER, "-o", "json").text)
     assert data == [{"customer": CUSTOMER, "ok": True, "problems": [], "scenarios": 1,
                      "versions": 3}]
 
@@ -219,8 +191,8 @@ def test_cli_writes_are_signed_too(fresh: Signed) -> None:
 
 def verify_fails(s: Signed, *needles: str) -> list[str]:
     r = run(s.root, "verify", CUSTOMER)
-    assert r.code == 7, (r.code, r.out, r.err)
-    lines = r.out.splitlines()
+    assert r.code == 7, (r.code, r.text, r.err)
+    lines = r.text.splitlines()
     for needle in needles:
         assert any(needle in line for line in lines), (needle, lines)
     return lines
@@ -326,7 +298,7 @@ def test_versions_made_before_signing_are_reported_as_unsigned(tmp_path: Path,
     assert r.code == 0, r.err
     repo = root / CUSTOMER
     assert ok(sh(repo, "config", "gpg.format")).stdout.strip() == "ssh"
-    lines = run(root, "verify").out.splitlines()
+    lines = run(root, "verify").text.splitlines()
     assert run(root, "verify").code == 7
     commit = ok(sh(repo, "rev-parse", "v1.0.0^{commit}")).stdout.strip()
     assert {f"{CUSTOMER}: tag v1.0.0 is not signed",
