@@ -239,9 +239,6 @@ class Repo:
             return (raw[cut:], raw[:cut]) if cut >= 0 else None
         return None
 
-    def set_config(self, key: str, value: str) -> None:
-        self._repo.config[key] = value
-
     def update_ref(self, name: str, new: str, old: str | None, reflog: str) -> None:
         """Point ``name`` at ``new`` if and only if it currently points at ``old``
         (``None``: the ref must not exist yet). Raises RefConflict otherwise."""
@@ -442,49 +439,14 @@ class Repo:
         return damaged
 
     def _pack_of(self, hexid: str) -> Path:
-        """The pack whose index lists ``hexid`` (reads pack index v2 files)."""
-        want = bytes.fromhex(hexid)
-        for idx in sorted((self.path / "objects" / "pack").glob("*.idx")):
-            data = idx.read_bytes()
-            if data[:4] != b"\xfftOc":
-                continue
-            count = int.from_bytes(data[8 + 255 * 4:8 + 256 * 4], "big")
-            table = data[8 + 256 * 4:8 + 256 * 4 + 20 * count]
-            lo, hi = 0, count
-            while lo < hi:  # binary search in the sorted id table
-                mid = (lo + hi) // 2
-                cur = table[mid * 20:mid * 20 + 20]
-                if cur == want:
+        """The pack whose index lists ``hexid`` (the pack directory if none does)."""
+        for idx in self.packs():
+            try:
+                if hexid in pack_ids(idx):
                     return idx.with_suffix(".pack")
-                if cur < want:
-                    lo = mid + 1
-                else:
-                    hi = mid
+            except StorageError:  # not a version 2 index: not ours to judge
+                continue
         return self.path / "objects" / "pack"
-
-    def missing_objects(self) -> list[str]:
-        """Objects reachable from a ref that the database cannot produce."""
-        missing: list[str] = []
-        seen: set[str] = set()
-        stack = []
-        for name in list(self._repo.references):
-            try:
-                stack.append(self._repo.references[name].resolve().target)
-            except (pygit2.GitError, KeyError):
-                continue
-        while stack:
-            oid = stack.pop()
-            key = str(oid)
-            if key in seen:
-                continue
-            seen.add(key)
-            try:
-                obj = self._repo[oid]
-            except (KeyError, pygit2.GitError, ValueError):
-                missing.append(key)
-                continue
-            stack.extend(_children(obj))
-        return missing
 
     def copy_reachable_from(self, source: Repo) -> int:
         """Copy into this database every object reachable from this repository's

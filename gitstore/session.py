@@ -214,7 +214,7 @@ class Session:
             for name in repo.clear_stale_locks():
                 customer._audit("repair:stale-lock", document=name,
                                 detail="removed a lock file left by a dead process")
-            repo.set_config("gitstore.lastScenario", str(new.major))
+            repo.config_set("gitstore.lastScenario", str(new.major))
             written = session._commit(repo, None, sid, plan, checked)
             if written is None:
                 raise ConflictError(f"scenario {new.scenario} of {customer.name} was created "

@@ -393,8 +393,8 @@ class Customer:
         """Point the repository's git config at the store's allowed signers."""
         allowed = self.store.config.allowed_signers
         if allowed is not None:
-            self.repo.set_config("gpg.format", "ssh")
-            self.repo.set_config("gpg.ssh.allowedSignersFile", str(allowed.resolve()))
+            self.repo.config_set("gpg.format", "ssh")
+            self.repo.config_set("gpg.ssh.allowedSignersFile", str(allowed.resolve()))
 
     # -- sessions --------------------------------------------------------
     def scenarios(self) -> list[Scenario]:
