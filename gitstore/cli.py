@@ -516,9 +516,10 @@ def customers(obj: Ctx, output: str) -> None:
 
 
 # Importing these modules registers their commands on the group above: cli_admin
-# (verify, audit, quarantine, repair, maintain, hooks) and cli_data (export,
-# import, escalate, expire, retention).
-from . import cli_admin, cli_data  # noqa: E402, F401
+# (verify, audit, quarantine, repair, maintain, hooks), cli_data (export, import,
+# escalate, expire, retention) and cli_query (list, stats, search, similar,
+# active, resume, reindex).
+from . import cli_admin, cli_data, cli_query  # noqa: E402, F401
 
 # -- entry point -------------------------------------------------------------
 

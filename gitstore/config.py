@@ -42,6 +42,8 @@ class Config:
     been written since the last run (0: never automatically). ``secrets`` is
     the credentials/personal-data policy (see :class:`gitstore.secrets.Policy`;
     default: block credentials, redact card numbers, allow emails and phones).
+    ``active_timeout``: a session with activity within it counts as active
+    (default 2 hours, seed 003; ``GITSTORE_ACTIVE_TIMEOUT`` overrides it).
     """
 
     agent: Identity = DEFAULT_AGENT
@@ -56,6 +58,7 @@ class Config:
     hash_names: bool = False
     maintenance_bytes: int = 16 * 1024 * 1024
     secrets: dict[str, Any] | None = None
+    active_timeout: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +74,7 @@ class Config:
             "hash_names": self.hash_names,
             "maintenance_bytes": self.maintenance_bytes,
             "secrets": self.secrets,
+            "active_timeout": self.active_timeout,
         }
 
 
@@ -125,6 +129,11 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
                     isinstance(h, str) and ":" in h for h in value):
                 raise UsageError(f"{origin}: hooks must be a list of 'module:function' strings")
             changes[key] = tuple(value)
+        elif key == "active_timeout":
+            from .index import parse_duration
+
+            parse_duration(str(value))  # refuses a bad duration now
+            changes[key] = str(value)
         elif key == "secrets":
             from .secrets import Policy
 

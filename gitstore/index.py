@@ -46,7 +46,7 @@ from .store import Store
 from .versioning import Scenario, Version, parse_branch_ref, parse_tag_ref
 
 CONV, CTX, META, ANA = JSON_DOCUMENTS
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x67697473  # "gits"
 INDEX_FILE = "index.sqlite"
 DEFAULT_ACTIVE_TIMEOUT = timedelta(hours=2)
@@ -69,6 +69,7 @@ _P = ParamSpec("_P")
 _SCHEMA = """
 CREATE TABLE refs (customer TEXT NOT NULL, ref TEXT NOT NULL, target TEXT NOT NULL,
   PRIMARY KEY (customer, ref)) WITHOUT ROWID;
+CREATE TABLE fingerprints (customer TEXT PRIMARY KEY, fp TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE scenarios (customer TEXT NOT NULL, scenario TEXT NOT NULL, tip TEXT NOT NULL,
   version TEXT NOT NULL, session_id TEXT, turns INTEGER NOT NULL,
   PRIMARY KEY (customer, scenario)) WITHOUT ROWID;
@@ -93,13 +94,40 @@ CREATE TABLE turns (id INTEGER PRIMARY KEY AUTOINCREMENT, customer TEXT NOT NULL
 CREATE VIRTUAL TABLE turns_fts USING fts5 (query, response,
   tokenize = 'porter unicode61 remove_diacritics 2')
 """
-_TABLES = frozenset({"refs", "scenarios", "versions", "services", "turns", "turns_fts"})
+_TABLES = frozenset({"refs", "fingerprints", "scenarios", "versions", "services", "turns",
+                     "turns_fts"})
 _COLUMNS = ("customer", "scenario", "version", "major", "minor", "patch", "latest", "status",
             "completion_status", "session_id", "created", "updated", "completed", "provider",
             "services", "final_recommendation", "completeness", "confidence", "success",
             "satisfaction", "pattern_hash", "complexity_profile", "user_expertise", "turns",
             "commit_id", "tag")
 _SELECT = ", ".join(_COLUMNS)
+
+
+RACY_NS = 2_000_000_000
+
+
+def _fingerprint(repo_dir: Path) -> str | None:
+    """Identity and mtime of the places refs live (``refs/heads``, ``refs/tags``,
+    ``packed-refs``): git and libgit2 change a ref by renaming a lock file into
+    place, which changes its directory's mtime. None when any of them changed
+    within the last two seconds (git's "racy" rule: a change in the same clock
+    tick could hide behind an equal mtime), so such a customer is read again."""
+    parts = []
+    newest = 0
+    for rel in ("refs/heads", "refs/tags", "packed-refs"):
+        try:
+            st = os.stat(repo_dir / rel)
+        except FileNotFoundError:
+            parts.append("-")
+            continue
+        except OSError:
+            return None
+        newest = max(newest, st.st_mtime_ns)
+        parts.append(f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}")
+    if time.time_ns() - newest < RACY_NS:
+        return None
+    return "|".join(parts)
 
 
 class _Unusable(Exception):
@@ -239,9 +267,24 @@ def _turns(docs: dict[str, dict[str, Any]]) -> list[Any]:
     return turns if isinstance(turns, list) else []
 
 
-def _digest(turn: Any) -> str:
-    data = json.dumps(turn, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+def _turn_text(turn: Any) -> tuple[str, str, str]:
+    """What the index keeps of a turn: query (and command), response, raw timestamp."""
+    if not isinstance(turn, dict):
+        return "", "", ""
+    asked, answer = turn.get("user_input"), turn.get("agent_response")
+    asked = asked if isinstance(asked, dict) else {}
+    query = " ".join(t for t in (asked.get("query"), asked.get("command"))
+                     if isinstance(t, str) and t)
+    response = answer.get("orchestrator_response") if isinstance(answer, dict) else None
+    stamp = turn.get("timestamp")
+    return query, response if isinstance(response, str) else "", \
+        stamp if isinstance(stamp, str) else ""
+
+
+def _digest(text: tuple[str, str, str]) -> str:
+    """Of exactly what the index keeps of a turn: equal digests, equal rows."""
+    data = "\x1f".join(text).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()[:24]
 
 
 def version_row(customer: str, version: Version, info: CommitInfo,
@@ -288,8 +331,7 @@ def _public(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def _configured_timeout(store: Store) -> timedelta:
-    value: Any = getattr(store.config, "active_timeout", None) \
-        or os.environ.get("GITSTORE_ACTIVE_TIMEOUT")
+    value: Any = os.environ.get("GITSTORE_ACTIVE_TIMEOUT") or store.config.active_timeout
     if isinstance(value, int | float) and not isinstance(value, bool):
         return timedelta(seconds=value)
     return parse_duration(str(value)) if value else DEFAULT_ACTIVE_TIMEOUT
@@ -423,9 +465,8 @@ class Index:
         return out
 
     def _current_refs(self, name: str, quiet: bool = False) -> dict[str, str] | None:
-        try:
-            cust = self.store.customer(name)
-            return cust.repo.refs() if cust.exists else None
+        try:  # ``name`` came from customers() or passed Customer.exists
+            return Repo.open(self.store.root / name).refs()
         except GitStoreError as exc:
             if not quiet:
                 self.problems.append(f"{name}: not indexed: {exc}")
@@ -436,8 +477,10 @@ class Index:
                 progress: Progress | None = None) -> int:
         """Bring the index up to date with git; returns how many customers changed.
 
-        A customer whose refs are unchanged costs one refs() read. ``customers``
-        limits the work to those (their removal is noticed too)."""
+        A customer whose ref files have not changed since its refs were last
+        compared costs three ``stat`` calls (:func:`_fingerprint`); otherwise one
+        refs() read. ``customers`` limits the work to those (their removal is
+        noticed too)."""
         if customers is None:
             present, stored = self.store.customers(), self._stored_refs()
         else:
@@ -445,7 +488,16 @@ class Index:
             present = [n for n in names if self.store.customer(n).exists]
             stored = self._stored_refs(*names)
         gone = [n for n in stored if n not in present]
-        todo = [n for n in present if self._current_refs(n, quiet=True) != stored.get(n, {})]
+        known = dict(self.cx.execute("SELECT customer, fp FROM fingerprints"))
+        todo, fresh = [], {}
+        for n in present:
+            fp = _fingerprint(self.store.root / n)  # before the refs are read
+            if fp is not None and known.get(n) == fp:
+                continue  # no ref file changed since its refs were last compared
+            if self._current_refs(n, quiet=True) != stored.get(n, {}):
+                todo.append(n)
+            if fp is not None:
+                fresh[n] = fp
         for i, name in enumerate(todo):
             with self._write():
                 cur = self._current_refs(name)
@@ -456,10 +508,12 @@ class Index:
                     self._sync_safely(name, old, cur)
             if progress:
                 progress(i + 1, len(todo), name)
-        if gone:
-            with self._write():
+        if gone or fresh:
+            with self._write() as cx:
                 for name in gone:
                     self._drop_customer(name)
+                cx.executemany("INSERT OR REPLACE INTO fingerprints VALUES (?, ?)",
+                               sorted(fresh.items()))
         return len(todo) + len(gone)
 
     def _sync_safely(self, name: str, old: dict[str, str], cur: dict[str, str]) -> None:
@@ -479,7 +533,8 @@ class Index:
         """Re-index everything from git in one transaction; returns the customer count."""
         names = self.store.customers()
         with self._write() as cx:
-            for table in ("refs", "scenarios", "versions", "services", "turns", "turns_fts"):
+            for table in ("refs", "fingerprints", "scenarios", "versions", "services", "turns",
+                          "turns_fts"):
                 cx.execute(f"DELETE FROM {table}")
             for i, name in enumerate(names):
                 cur = self._current_refs(name)
@@ -524,7 +579,7 @@ class Index:
         cx = self.cx
         cx.execute("DELETE FROM turns_fts WHERE rowid IN (SELECT id FROM turns WHERE "
                    "customer = ?)", (name,))
-        for table in ("turns", "refs", "scenarios", "versions", "services"):
+        for table in ("turns", "refs", "fingerprints", "scenarios", "versions", "services"):
             cx.execute(f"DELETE FROM {table} WHERE customer = ?", (name,))
 
     def _sync_customer(self, name: str, old: dict[str, str], cur: dict[str, str]) -> None:
@@ -537,7 +592,7 @@ class Index:
                     majors.add(branch.major)
                 elif tagged is not None:
                     majors.add(tagged.major)
-        repo = self.store.customer(name).repo
+        repo = Repo.open(self.store.root / name)
         for major in sorted(majors):
             self._sync_scenario(repo, name, major, cur, cur.get(Scenario(major).branch_ref))
         self.cx.execute("DELETE FROM refs WHERE customer = ?", (name,))
@@ -617,12 +672,13 @@ class Index:
                         for s in json.loads(row["services"])])
 
     def _sync_turns(self, name: str, scenario: str, turns: list[Any]) -> None:
-        """Make the indexed turns equal ``turns``: keep the unchanged prefix,
-        re-index from the first turn that differs (a renumbering or correction)."""
+        """Make the indexed turns equal ``turns``: keep the unchanged prefix, re-index
+        from the first turn whose indexed text differs (a renumbering or correction)."""
         cx = self.cx
         old = [d for (d,) in cx.execute("SELECT digest FROM turns WHERE customer = ? AND "
                                         "scenario = ? ORDER BY turn_id", (name, scenario))]
-        new = [_digest(t) for t in turns]
+        texts = [_turn_text(t) for t in turns]
+        new = [_digest(t) for t in texts]
         keep = 0
         while keep < min(len(old), len(new)) and old[keep] == new[keep]:
             keep += 1
@@ -632,14 +688,10 @@ class Index:
                        f"{where})", (name, scenario, keep))
             cx.execute(f"DELETE FROM turns WHERE {where}", (name, scenario, keep))
         for pos in range(keep, len(turns)):
-            turn = turns[pos]
-            query = " ".join(t for t in (_text(_get(turn, "user_input", "query")),
-                                         _text(_get(turn, "user_input", "command"))) if t)
-            response = _text(_get(turn, "agent_response", "orchestrator_response")) or ""
-            stamp = _iso(turn.get("timestamp")) if isinstance(turn, dict) else None
+            query, response, stamp = texts[pos]
             rowid = cx.execute("INSERT INTO turns (customer, scenario, turn_id, timestamp, "
                                "digest) VALUES (?, ?, ?, ?, ?)",
-                               (name, scenario, pos + 1, stamp, new[pos])).lastrowid
+                               (name, scenario, pos + 1, _iso(stamp), new[pos])).lastrowid
             cx.execute("INSERT INTO turns_fts (rowid, query, response) VALUES (?, ?, ?)",
                        (rowid, query, response))
 

@@ -562,6 +562,11 @@ class Session:
         tag_id = None
         if plan.finalizing:
             tag_id = cut_tag(repo, commit, repo.commit(commit), ts, offset, store.signer)
+        from . import index as index_mod
+
+        # the index learns of the write from its files (never fails the write)
+        index_mod.for_store(store).record(self.customer.name, plan.version.scenario, commit,
+                                          files)
         self._after_write(sum(len(files[n]) for n in (*plan.changed, MANIFEST) if n in files))
         return Written(commit, plan.version, plan.change, digest, proposal.completeness,
                        plan.turn, tag_id)
