@@ -19,6 +19,7 @@ fixtures quickly); gitstore itself keeps pygit2 in ``gitstore/backend.py``.
 
 from __future__ import annotations
 
+import abc
 import copy
 import hashlib
 import json
@@ -398,22 +399,25 @@ def trailer_message(summary: str, turn: int | None = None) -> str:
     return f"{summary}\n\n" + "\n".join(lines) + "\n"
 
 
-class Baseline:
+class Baseline(abc.ABC):
+    """A way of storing the same documents that gitstore is measured against."""
+
     name = "baseline"
 
+    @abc.abstractmethod
     def setup(self, root: Path, files: Mapping[str, bytes]) -> None:
-        raise NotImplementedError
+        """Create the storage under ``root`` holding ``files``."""
 
+    @abc.abstractmethod
     def write(self, files: Mapping[str, bytes], changed: set[str], message: str) -> str | None:
         """Store ``files`` as the next version; return the tree id if it has one."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def stored(self) -> dict[str, bytes]:
         """The newest stored files, read back (for verification)."""
-        raise NotImplementedError
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 (optional hook: most baselines hold nothing)
+        """Release what the baseline holds open (nothing, unless overridden)."""
 
 
 class RawPygit2Writer(Baseline):

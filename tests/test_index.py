@@ -719,8 +719,6 @@ def test_cli_reindex_is_quiet_when_piped(tmp_path: Path) -> None:
     assert Index(store).dump() == rebuilt(store, tmp_path).dump()
 
 
-@pytest.mark.skipif("cli_query" not in (ROOT / "gitstore" / "cli.py").read_text(),
-                    reason="gitstore.cli does not register cli_query yet")
 def test_python_m_gitstore_cli_has_the_query_commands(world: tuple[Store, Index]) -> None:
     store, index = world
 
