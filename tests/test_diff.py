@@ -25,12 +25,19 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CUSTOMER, EXAMPLES, ROOT, Clock, git, load_example, record_example_session
+from conftest import (
+    CUSTOMER,
+    ROOT,
+    SESSION_2,
+    build_history,
+    example_turn,
+    git,
+    load_example,
+)
 from conftest import CliResult as Result
 from conftest import run_cli as run
 from hypothesis import HealthCheck, example, given, settings
@@ -494,48 +501,6 @@ def test_pointer_escapes_slash_and_tilde() -> None:
 
 
 # =========================================================================== the CLI
-
-ADVISOR = "advisor <advisor@agents.example.invalid>"
-PLANNER = "planner <planner@agents.example.invalid>"
-SESSION_2 = "orchestrator-session-second-deployment-scenario"
-
-
-def example_turn(n: int) -> Any:
-    folder = "session" if n <= 5 else "follow_up"
-    return load_example(folder, "turns", f"turn-{n:02d}.json")
-
-
-def build_history(root: Path) -> Store:
-    """v1.0.0 (reporter), v1.1.0 and v1.1.1 (advisor), v2.0.0 (planner)."""
-    store = Store.init(root, clock=Clock())
-    record_example_session(store)
-    advisor = Store(root, agent=ADVISOR, clock=Clock(datetime(2025, 1, 15, 15, 0, tzinfo=UTC)))
-    session = advisor.customer(CUSTOMER).session()
-    session.follow_up(message="customer asked about alarms and tracing")
-    for n in (6, 7):
-        session.append_turn(example_turn(n))
-    meta = load_example("follow_up", "session_metadata.json")
-    meta["session_info"]["api_key"] = CUSTOMER
-    session.put("session_metadata.json", meta)
-    session.finalize(message="follow-up answered")
-    session.correct({"session_analytics.json": EXAMPLES / "correction" / "session_analytics.json"},
-                    reason="actual outcome known", base="v1.1.0")
-    planner = Store(root, agent=PLANNER, clock=Clock(datetime(2025, 1, 15, 17, 0, tzinfo=UTC)))
-    second = planner.customer(CUSTOMER).new_session(session_id=SESSION_2,
-                                                    created="2025-01-15T10:30:00Z")
-    conv = load_example("session", "conversation.json")
-    for t in conv["conversation_turns"][:3]:
-        second.append_turn(t)
-    second.set_summary({**conv["conversation_summary"], "total_turns": 3})
-    for name in ("deployment_context.json", "session_metadata.json", "session_analytics.json"):
-        doc = load_example("session", name)
-        if name == "session_metadata.json":
-            for managed in ("session_version", "session_id", "api_key"):
-                doc["session_info"].pop(managed)
-        second.put(name, doc)
-    second.finalize(message="second scenario agreed")
-    return store
-
 
 @dataclass
 class Env:

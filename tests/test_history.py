@@ -21,57 +21,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CUSTOMER, EXAMPLES, Clock, git, load_example, record_example_session
+from conftest import (
+    CUSTOMER,
+    SESSION_2,
+    T11,
+    T15,
+    T17,
+    Clock,
+    build_history,
+    git,
+    load_example,
+    record_example_session,
+)
 from conftest import run_cli as run
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gitstore import NotFoundError, Store, UsageError, canonical
 from gitstore.store import LogEntry
-
-ADVISOR = "advisor <advisor@agents.example.invalid>"
-PLANNER = "planner <planner@agents.example.invalid>"
-SESSION_2 = "orchestrator-session-second-deployment-scenario"
-T11 = datetime(2025, 1, 15, 11, 0, tzinfo=UTC)
-T15 = datetime(2025, 1, 15, 15, 0, tzinfo=UTC)
-T17 = datetime(2025, 1, 15, 17, 0, tzinfo=UTC)
-
-
-def example_turn(n: int) -> Any:
-    folder = "session" if n <= 5 else "follow_up"
-    return load_example(folder, "turns", f"turn-{n:02d}.json")
-
-
-def build_history(root: Path) -> Store:
-    """v1.0.0 (reporter), v1.1.0 and v1.1.1 (advisor), v2.0.0 (planner)."""
-    store = Store.init(root, clock=Clock(T11))
-    record_example_session(store)
-    advisor = Store(root, agent=ADVISOR, clock=Clock(T15))
-    session = advisor.customer(CUSTOMER).session()
-    session.follow_up(message="customer asked about alarms and tracing")
-    for n in (6, 7):
-        session.append_turn(example_turn(n))
-    meta = load_example("follow_up", "session_metadata.json")
-    meta["session_info"]["api_key"] = CUSTOMER
-    session.put("session_metadata.json", meta)
-    session.finalize(message="follow-up answered")
-    session.correct({"session_analytics.json": EXAMPLES / "correction" / "session_analytics.json"},
-                    reason="actual outcome known", base="v1.1.0")
-    planner = Store(root, agent=PLANNER, clock=Clock(T17))
-    second = planner.customer(CUSTOMER).new_session(session_id=SESSION_2,
-                                                    created="2025-01-15T10:30:00Z")
-    conv = load_example("session", "conversation.json")
-    for t in conv["conversation_turns"][:3]:
-        second.append_turn(t)
-    second.set_summary({**conv["conversation_summary"], "total_turns": 3})
-    for name in ("deployment_context.json", "session_metadata.json", "session_analytics.json"):
-        doc = load_example("session", name)
-        if name == "session_metadata.json":
-            for managed in ("session_version", "session_id", "api_key"):
-                doc["session_info"].pop(managed)
-        second.put(name, doc)
-    second.finalize(message="second scenario agreed")
-    return store
 
 
 @dataclass
