@@ -151,8 +151,8 @@ def _b64decode(token: str) -> bytes:
 @cache
 def _plugins() -> tuple[tuple[str, BasePlugin], ...]:
     """The detect-secrets plugins, instantiated once per process."""
-    classes: dict[str, type[BasePlugin]] = {
-        cls.__name__: cls for cls in get_mapping_from_secret_type_to_class().values()}
+    mapping: dict[str, Any] = dict(get_mapping_from_secret_type_to_class())
+    classes: dict[str, type[BasePlugin]] = {c.__name__: c for c in mapping.values()}
     found = [(kind, classes[name]()) for name, kind in PLUGIN_KINDS.items() if name in classes]
     return (*found, ("basic_auth", AuthorizationDetector("Basic")),
             ("bearer_token", AuthorizationDetector("(?:Bearer|Token)")))
