@@ -536,6 +536,34 @@ class Repo:
         """The pack index files (``objects/pack/*.idx``)."""
         return sorted((self.path / "objects" / "pack").glob("pack-*.idx"))
 
+    def _add_reachable(self, builder: pygit2.PackBuilder,
+                       targets: list[pygit2.Oid | str]) -> None:
+        """Add to ``builder`` everything reachable from ``targets``: tag objects,
+        then every commit (one walk for all of them) with its tree."""
+        walker = self._commits_from(targets, builder)
+        for commit in walker or ():
+            builder.add_recur(commit.id)
+
+    def _commits_from(self, targets: list[pygit2.Oid | str],
+                      builder: pygit2.PackBuilder | None = None) -> pygit2.Walker | None:
+        """One walker over every commit reachable from ``targets`` (tags peeled;
+        tag objects and non-commit targets go to ``builder`` when given)."""
+        walker: pygit2.Walker | None = None
+        for target in targets:
+            obj = self._repo[target]
+            while isinstance(obj, pygit2.Tag):
+                if builder is not None:
+                    builder.add(obj.id)
+                obj = self._repo[obj.target]
+            if isinstance(obj, pygit2.Commit):
+                if walker is None:
+                    walker = self._repo.walk(obj.id)
+                else:
+                    walker.push(obj.id)
+            elif builder is not None:
+                builder.add_recur(obj.id)
+        return walker
+
     def write_pack(self, oids: list[str] | None) -> tuple[Path | None, int]:
         """Write one pack (with deltas) of ``oids``, or of everything reachable
         from any ref when None; returns its index path and object count.
@@ -544,17 +572,8 @@ class Repo:
         before this returns; nothing is removed here."""
         builder = pygit2.PackBuilder(self._repo)
         if oids is None:
-            for name in list(self._repo.references):
-                target = self._repo.references[name].resolve().target
-                obj = self._repo[target]
-                while isinstance(obj, pygit2.Tag):
-                    builder.add(obj.id)
-                    obj = self._repo[obj.target]
-                if isinstance(obj, pygit2.Commit):
-                    for commit in self._repo.walk(obj.id):
-                        builder.add_recur(commit.id)
-                else:
-                    builder.add_recur(obj.id)
+            self._add_reachable(builder, [self._repo.references[name].resolve().target
+                                          for name in list(self._repo.references)])
         else:
             for oid in oids:
                 builder.add(pygit2.Oid(hex=oid))
@@ -616,19 +635,15 @@ class Repo:
         After refs are deleted or moved to a new root (a retention purge), the
         old entries would keep naming commits that pruning deletes, and git
         (``fsck``, ``reflog``, ``gc``) would report them as broken."""
-        walker: pygit2.Walker | None = None
+        targets = []
         for name in list(self._repo.references):
             try:
-                obj = self._repo[self._repo.references[name].resolve().target]
+                target = self._repo.references[name].resolve().target
+                self._repo[target]
             except (KeyError, pygit2.GitError, ValueError):
                 continue
-            while isinstance(obj, pygit2.Tag):
-                obj = self._repo[obj.target]
-            if isinstance(obj, pygit2.Commit):
-                if walker is None:
-                    walker = self._repo.walk(obj.id)
-                else:
-                    walker.push(obj.id)
+            targets.append(target)
+        walker = self._commits_from(targets)
         reachable = {str(c.id) for c in walker} if walker is not None else set()
         reachable.add("0" * 40)
         names = set(self._repo.references)
@@ -664,21 +679,7 @@ class Repo:
         if not refs:
             raise NotFoundError(f"{self.path.name} has no refs: nothing to bundle")
         builder = pygit2.PackBuilder(self._repo)
-        walker: pygit2.Walker | None = None
-        for target in refs.values():
-            obj = self._repo[target]
-            while isinstance(obj, pygit2.Tag):
-                builder.add(obj.id)
-                obj = self._repo[obj.target]
-            if isinstance(obj, pygit2.Commit):
-                if walker is None:
-                    walker = self._repo.walk(obj.id)
-                else:
-                    walker.push(obj.id)
-            else:
-                builder.add_recur(obj.id)
-        for commit in walker or ():
-            builder.add_recur(commit.id)
+        self._add_reachable(builder, [pygit2.Oid(hex=t) for t in refs.values()])
         head = self.head_ref()
         lines = [f"{refs[head]} HEAD\n"] if head in refs else []
         lines += [f"{oid} {name}\n" for name, oid in refs.items()]
