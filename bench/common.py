@@ -75,6 +75,22 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
+def interleaved(runs: int, systems: Mapping[str, Callable[[], Any]]
+                ) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Time every system ``runs`` times after one warm-up round, taking turns
+    (each round starts with a different system, so no one always goes first).
+    Returns the samples per system and each system's last result."""
+    samples: dict[str, list[float]] = {s: [] for s in systems}
+    results: dict[str, Any] = {}
+    order = list(systems)
+    for r in range(-1, runs):
+        for name in order[r % len(order):] + order[:r % len(order)]:
+            seconds, results[name] = timed(systems[name])
+            if r >= 0:
+                samples[name].append(seconds)
+    return samples, results
+
+
 def median(samples: Iterable[float]) -> float:
     return float(statistics.median(list(samples)))
 

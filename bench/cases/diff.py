@@ -19,7 +19,7 @@ from typing import Any
 import pygit2
 
 from .. import common
-from ..common import CaseResult, Context, check, timed
+from ..common import CaseResult, Context, check
 
 NAME = "diff"
 TITLE = "Customer.diff of two versions of a 1,000-turn conversation"
@@ -53,14 +53,7 @@ def run(ctx: Context) -> CaseResult:
         return repo.diff(a, b).patch or ""
 
     systems = {"gitstore": gs, "git diff (1 process)": git_diff, "raw pygit2 patch": raw}
-    samples: dict[str, list[float]] = {s: [] for s in systems}
-    results: dict[str, Any] = {}
-    order = list(systems)
-    for r in range(-1, ctx.runs):
-        for name in order[r % len(order):] + order[:r % len(order)]:
-            seconds, results[name] = timed(systems[name])
-            if r >= 0:
-                samples[name].append(seconds)
+    samples, results = common.interleaved(ctx.runs, systems)
     diff = results["gitstore"]
     conv = diff.document("conversation.json")
     check(conv is not None, "gitstore's diff misses conversation.json")
@@ -75,7 +68,7 @@ def run(ctx: Context) -> CaseResult:
     res.verified(f"gitstore's diff reports exactly turns {n + 1}..{n + ADDED} added and the "
                  f"same changed files as git ({', '.join(sorted(git_names))})")
     med = {s: common.median(v) for s, v in samples.items()}
-    for name in order[1:]:
+    for name in list(systems)[1:]:
         res.rows.append(common.time_row(NAME, f"{n}→{n + ADDED} turns", "v1.0.0 → v1.1.0",
                                         med["gitstore"], name, med[name],
                                         note="semantic diff vs text diff"))

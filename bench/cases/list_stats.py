@@ -92,7 +92,7 @@ def run(ctx: Context) -> CaseResult:
 
     systems: dict[str, Callable[[], Any]] = {"gitstore customers()": store.customers,
                                              "os.scandir names": scandir}
-    samples, results = _measure(ctx, systems)
+    samples, results = common.interleaved(ctx.runs, systems)
     check(results["gitstore customers()"] == expected,
           f"customers() returned {len(results['gitstore customers()'])} names, expected {n}")
     check(results["os.scandir names"] == expected, "scandir saw other directories")
@@ -118,20 +118,6 @@ def run(ctx: Context) -> CaseResult:
     return res
 
 
-def _measure(ctx: Context, systems: dict[str, Callable[[], Any]]
-             ) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    """Time every system ``ctx.runs`` times after one warm-up, taking turns."""
-    samples: dict[str, list[float]] = {s: [] for s in systems}
-    results: dict[str, Any] = {}
-    order = list(systems)
-    for r in range(-1, ctx.runs):
-        for name in order[r % len(order):] + order[:r % len(order)]:
-            seconds, results[name] = timed(systems[name])
-            if r >= 0:
-                samples[name].append(seconds)
-    return samples, results
-
-
 def _index(ctx: Context, res: CaseResult, index: Any, calls: dict[str, Callable[[], Any]],
            expected: list[str], customers_median: float) -> None:
     n = len(expected)
@@ -142,7 +128,7 @@ def _index(ctx: Context, res: CaseResult, index: Any, calls: dict[str, Callable[
         seconds, _ = timed(rebuild)
         res.rows.append(common.Row(NAME, size, "index build (once, cold)", "s", seconds,
                                    note="one cold build, not a median"))
-    samples, results = _measure(ctx, calls)
+    samples, results = common.interleaved(ctx.runs, calls)
     for name, value in results.items():
         if name.startswith("index list"):
             check(_listed_customers(value) == expected,

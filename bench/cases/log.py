@@ -22,7 +22,7 @@ from typing import Any
 import pygit2
 
 from .. import common
-from ..common import CaseResult, Context, check, timed
+from ..common import CaseResult, Context, check
 
 NAME = "log"
 TITLE = "Customer.log() over 10,000 commits vs git log"
@@ -91,29 +91,22 @@ def run(ctx: Context) -> CaseResult:
                  "message": c.message} for c in walker]
 
     systems = {"gitstore": gs, "git log --format (1 process)": git_log, "raw pygit2 walk": raw}
-    samples: dict[str, list[float]] = {s: [] for s in systems}
-    results: dict[str, Any] = {}
-    order = list(systems)
     runs = ctx.runs
     common.log(f"log: 1 warm-up + {runs} runs")
-    for r in range(-1, runs):
-        for name in order[r % len(order):] + order[:r % len(order)]:
-            seconds, results[name] = timed(systems[name])
-            if r >= 0:
-                samples[name].append(seconds)
+    samples, results = common.interleaved(runs, systems)
     entries = results["gitstore"]
     check([e.commit for e in entries] == expected_ids,
           f"gitstore log returned {len(entries)} entries, expected {len(expected_ids)} "
           "in order")
     check([e.turn for e in entries[:-1]] == list(range(n, 0, -1)), "wrong turn numbers")
     check(all(str(e.version) == "v1.0.0" for e in entries), "wrong versions")
-    for name in order[1:]:
+    for name in list(systems)[1:]:
         check([x["commit"] for x in results[name]] == expected_ids,
               f"{name} returned a different history")
     res.verified(f"{n + 1} commits: gitstore, git log and pygit2 return the same ids in the "
                  "same order; gitstore's turn numbers and versions are right")
     med = {s: common.median(v) for s, v in samples.items()}
-    for name in order[1:]:
+    for name in list(systems)[1:]:
         target = 3.0 if name.startswith("git log") else None
         res.rows.append(common.time_row(NAME, f"{n + 1} commits", "whole log", med["gitstore"],
                                         name, med[name], max_ratio=target))

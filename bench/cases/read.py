@@ -22,7 +22,7 @@ from typing import Any
 import pygit2
 
 from .. import common
-from ..common import CaseResult, Context, check, timed
+from ..common import CaseResult, Context, check
 
 NAME = "read"
 TITLE = "read a finalized version whole and one document, vs git show"
@@ -94,14 +94,7 @@ def _one_size(ctx: Context, res: CaseResult, n: int) -> None:
                          "raw pygit2": raw_one},
     }
     for measure, systems in measures.items():
-        samples: dict[str, list[float]] = {s: [] for s in systems}
-        results: dict[str, Any] = {}
-        order = list(systems)
-        for r in range(-1, ctx.runs):
-            for name in order[r % len(order):] + order[:r % len(order)]:
-                seconds, results[name] = timed(systems[name])
-                if r >= 0:
-                    samples[name].append(seconds)
+        samples, results = common.interleaved(ctx.runs, systems)
         want = expected[DOC] if measure == "one document" else None
         if want is None:
             got = results["gitstore"]
@@ -112,7 +105,7 @@ def _one_size(ctx: Context, res: CaseResult, n: int) -> None:
         for name, value in results.items():
             check(value == results["gitstore"], f"{name} read something else than gitstore")
         med = {s: common.median(v) for s, v in samples.items()}
-        for name in order[1:]:
+        for name in list(systems)[1:]:
             target = 2.0 if name.startswith("git show") else None
             res.rows.append(common.time_row(NAME, f"{n} turns", measure, med["gitstore"], name,
                                             med[name], max_ratio=target))
