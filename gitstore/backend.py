@@ -170,9 +170,6 @@ class Repo:
         return cls.open(path)
 
     # -- writing ---------------------------------------------------------
-    def write_blob(self, data: bytes) -> str:
-        return str(self._repo.create_blob(data))
-
     def write_tree(self, files: Mapping[str, bytes]) -> str:
         """Write a flat tree of regular files; returns the tree id."""
         builder = self._repo.TreeBuilder()
