@@ -19,7 +19,8 @@ Invariants:
 * ``gitstore-audit.head`` holds the last record's ``seq`` and ``hash``, rewritten
   in place after every append, so cutting records off the end (or deleting the
   log) is detected too, and stays detected: the next append continues from the
-  head, leaving the gap in the chain;
+  head, leaving the gap in the chain (a head one record behind, left by a
+  writer that died between the two writes, simply catches up);
 * appends are serialised by an exclusive ``flock`` on the log file; a record is
   written with one ``write`` of one line.
 
@@ -101,9 +102,11 @@ class AuditLog:
             fcntl.flock(fd, fcntl.LOCK_EX)
             seq, prev = self._last(fd)
             head = self._read_head()
-            if head is not None and head != (seq, prev):
+            if head is not None and head[0] > seq:
                 # Records were cut off the end, or the log was deleted: continue
-                # from the head so that the gap stays visible to verify().
+                # from the head so that the gap stays visible to verify(). (A
+                # head *behind* the log is a writer that died between writing
+                # its record and the head: the log is right, the head catches up.)
                 seq, prev = head
             when = (now or datetime.now(UTC)).astimezone(UTC)
             record: dict[str, Any] = {

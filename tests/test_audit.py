@@ -550,3 +550,18 @@ def test_each_log_records_only_its_own_customer(two: Two) -> None:
     for r in records(two.store, ALPHA):
         for oid in (r["commit"] or "").split(".."):
             assert not oid or oid in commits_a
+
+
+def test_a_writer_killed_between_record_and_head_leaves_an_intact_log(tmp_path: Path) -> None:
+    """A crash after the record was written but before the head caught up: the
+    next append must continue the log (not the stale head), and verify stays clean."""
+    from gitstore.audit import AuditLog
+
+    log = AuditLog(tmp_path)
+    for _ in range(3):
+        log.append(actor="a", op="read", customer="c")
+    second = json.loads(log.path.read_text(encoding="utf-8").splitlines()[1])
+    log._write_head(2, second["hash"])  # the head as it was before record 3
+    log.append(actor="a", op="read", customer="c")
+    assert [r["seq"] for r in log.records()] == [1, 2, 3, 4]
+    assert log.verify() == []
