@@ -225,7 +225,7 @@ class Context:
 
 
 def canonical_bytes(value: Any) -> bytes:
-    """gitstore's canonical JSON, written independently of gitstore.canonical:
+    """gitstore's canonical JSON, written independently of gitstore.core.canonical:
     sorted keys, two-space indent, UTF-8, one trailing newline."""
     text = json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False,
                       separators=(",", ": "))
@@ -233,7 +233,7 @@ def canonical_bytes(value: Any) -> bytes:
 
 
 def sha256sums(files: Mapping[str, bytes]) -> bytes:
-    """``SHA256SUMS`` in ``sha256sum`` format, written independently of gitstore.manifest."""
+    """``SHA256SUMS`` in ``sha256sum`` format, written independently of gitstore.core.manifest."""
     return "".join(f"{hashlib.sha256(files[n]).hexdigest()}  {n}\n"
                    for n in sorted(files) if n != MANIFEST).encode("ascii")
 
@@ -354,7 +354,7 @@ def finalized_customer(store: Any, name: str, n_turns: int) -> Any:
 def fsync_off() -> Iterator[None]:
     """Build large fixtures without fsync (libgit2's setting is process-wide),
     then restore gitstore's setting."""
-    from gitstore import backend
+    from gitstore.git import repo as backend
 
     pygit2.settings.enable_fsync_gitdir(False)
     try:
@@ -524,7 +524,8 @@ class GitCliWriter(Baseline):
 def _validate_changed(files: Mapping[str, bytes], changed: set[str]) -> None:
     """Parse and schema-validate the changed JSON documents with gitstore's own
     validator (the same one its pipeline uses)."""
-    from gitstore import canonical, schema
+    from gitstore.core import canonical
+    from gitstore.core import schema
 
     for name in sorted(changed):
         if name in JSON_DOCS:

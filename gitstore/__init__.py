@@ -16,7 +16,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import (
+from gitstore.errors import (
     ConflictError,
     GitStoreError,
     InputTooLargeError,
@@ -30,11 +30,11 @@ from .errors import (
     VersionRuleError,
     Violation,
 )
-from .message import Identity
-from .pipeline import Hook, Pipeline, Proposal
-from .session import Session, Written
-from .store import Customer, LogEntry, Snapshot, Store, VersionInfo
-from .versioning import Scenario, Version
+from gitstore.core.commits import Identity
+from gitstore.rules.pipeline import Hook, Pipeline, Proposal
+from gitstore.store.session import Session, Written
+from gitstore.store.facade import Customer, LogEntry, Snapshot, Store, VersionInfo
+from gitstore.core.versions import Scenario, Version
 
 __all__ = [
     "ConflictError",

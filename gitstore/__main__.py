@@ -1,5 +1,5 @@
 """``python -m gitstore``: the command line."""
 
-from .cli import main
+from gitstore.cli.app import main
 
 main()

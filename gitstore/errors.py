@@ -2,7 +2,7 @@
 
 Every error a user can cause is a :class:`GitStoreError`. Each subclass carries
 ``exit_code``, the process exit status the CLI uses for it; only
-:mod:`gitstore.cli` turns exceptions into exit codes and messages. ``str(error)``
+:mod:`gitstore.cli.app` turns exceptions into exit codes and messages. ``str(error)``
 is always a single line suitable for a terminal; structured details (for example
 the list of violations of an :class:`InvalidDocumentError`) live on attributes.
 

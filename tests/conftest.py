@@ -137,7 +137,7 @@ class CliResult:
 def run_cli(root: Path, *args: str) -> CliResult:
     """Run the CLI in this process (stdout is a pipe, not a terminal) and
     capture what it prints; the exit code is what ``main()`` exits with."""
-    from gitstore import cli as cli_module
+    from gitstore.cli import app as cli_module
 
     out, err = io.BytesIO(), io.BytesIO()
     stdout = io.TextIOWrapper(out, encoding="utf-8", newline="")

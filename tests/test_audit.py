@@ -41,8 +41,10 @@ from conftest import (
 from conftest import CliResult as Result
 from conftest import run_cli as run
 
-from gitstore import InvalidNameError, NotFoundError, StorageError, Store, canonical, health
-from gitstore.audit import GENESIS, HEAD_NAME, LOG_NAME
+from gitstore import InvalidNameError, NotFoundError, StorageError, Store
+from gitstore.core import canonical
+from gitstore.ops import verify as health
+from gitstore.store.audit import GENESIS, HEAD_NAME, LOG_NAME
 
 ALPHA = "alpha-co"
 BETA = "beta-co"
@@ -359,7 +361,7 @@ def test_concurrent_appends_from_processes_keep_the_chain(logged: Store) -> None
     script = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from gitstore.audit import AuditLog\n"
+        "from gitstore.store.audit import AuditLog\n"
         "log = AuditLog(Path(sys.argv[1]))\n"
         "for i in range(40):\n"
         "    log.append(actor='p' + sys.argv[2], op='read', customer=sys.argv[3])\n")
@@ -555,7 +557,7 @@ def test_each_log_records_only_its_own_customer(two: Two) -> None:
 def test_a_writer_killed_between_record_and_head_leaves_an_intact_log(tmp_path: Path) -> None:
     """A crash after the record was written but before the head caught up: the
     next append must continue the log (not the stale head), and verify stays clean."""
-    from gitstore.audit import AuditLog
+    from gitstore.store.audit import AuditLog
 
     log = AuditLog(tmp_path)
     for _ in range(3):

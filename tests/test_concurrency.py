@@ -29,15 +29,10 @@ from typing import Any
 import pytest
 from conftest import CUSTOMER, ROOT, Clock, git, load_example, record_example_session, repo_state
 
-from gitstore import (
-    ConflictError,
-    InvalidDocumentError,
-    Store,
-    Violation,
-    canonical,
-    health,
-)
-from gitstore import manifest as manifest_mod
+from gitstore import ConflictError, InvalidDocumentError, Store, Violation
+from gitstore.core import canonical
+from gitstore.ops import verify as health
+from gitstore.core import manifest as manifest_mod
 
 CREATED = "2020-01-01T00:00:00Z"
 
@@ -48,7 +43,7 @@ def _env() -> dict[str, str]:
 
 def cli(root: Path, *args: str, stdin: bytes | None = None,
         timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "gitstore.cli", "--root", str(root), *args],
+    return subprocess.run([sys.executable, "-m", "gitstore.cli.app", "--root", str(root), *args],
                           input=stdin if stdin is not None else b"", capture_output=True,
                           env=_env(), timeout=timeout, check=False)
 
@@ -177,7 +172,7 @@ def test_eight_processes_append_1600_turns_to_one_scenario(tmp_path: Path) -> No
 HOLDER = r"""
 import sys
 from pathlib import Path
-from gitstore.locking import writer_lock
+from gitstore.git.locking import writer_lock
 
 with writer_lock(Path(sys.argv[1]), sys.argv[2], 10):
     print("locked", flush=True)

@@ -36,7 +36,8 @@ from typing import Any
 import pytest
 from conftest import CUSTOMER, ROOT, Clock, git, load_example, record_example_session
 
-from gitstore import Store, health
+from gitstore import Store
+from gitstore.ops import verify as health
 
 ROUNDS = 30
 CORRECTION_ROUNDS = 10
@@ -53,7 +54,7 @@ def _env() -> dict[str, str]:
 
 
 def cli(root: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "gitstore.cli", "--root", str(root), *args],
+    return subprocess.run([sys.executable, "-m", "gitstore.cli.app", "--root", str(root), *args],
                           input=stdin if stdin is not None else b"", capture_output=True,
                           env=_env(), timeout=120, check=False)
 

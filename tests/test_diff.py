@@ -43,8 +43,10 @@ from conftest import run_cli as run
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gitstore import Store, canonical, diffformat
-from gitstore.diff import (
+from gitstore import Store
+from gitstore.core import canonical
+from gitstore.core import diffformat
+from gitstore.core.diff import (
     MISSING,
     NATURAL_KEYS,
     Change,
@@ -55,7 +57,7 @@ from gitstore.diff import (
     natural_key,
     pointer,
 )
-from gitstore.names import MANIFEST
+from gitstore.core.names import MANIFEST
 
 
 def laws(max_examples: int) -> settings:
@@ -525,9 +527,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
 
 def run_process(root: Path, *args: str, tty: bool = False,
                 env: dict[str, str] | None = None) -> Result:
-    """Run the real ``python -m gitstore.cli``; stdout is a pty when ``tty``."""
+    """Run the real ``python -m gitstore.cli.app``; stdout is a pty when ``tty``."""
     environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    cmd = [sys.executable, "-m", "gitstore.cli", "--root", str(root), *args]
+    cmd = [sys.executable, "-m", "gitstore.cli.app", "--root", str(root), *args]
     if not tty:
         proc = subprocess.run(cmd, capture_output=True, env=environ, check=False, timeout=60)
         return Result(proc.returncode, proc.stdout, proc.stderr.decode())
@@ -634,7 +636,7 @@ def check_change_json(c: dict[str, Any]) -> Change:
 
 
 def validate_diff_json(data: Any) -> None:
-    """The shape documented in gitstore.diffformat (format_version 1)."""
+    """The shape documented in gitstore.core.diffformat (format_version 1)."""
     assert isinstance(data, dict)
     assert set(data) == {"format", "format_version", "a", "b", "documents"}
     assert data["format"] == "gitstore-diff" and data["format_version"] == 1

@@ -28,9 +28,10 @@ from conftest import (
     repo_state,
 )
 
-from gitstore import ConflictError, IntegrityError, InvalidDocumentError, Store, exporting
-from gitstore.health import check_customer
-from gitstore.names import JSON_DOCUMENTS
+from gitstore import ConflictError, IntegrityError, InvalidDocumentError, Store
+from gitstore.ops import exporting
+from gitstore.ops.verify import check_customer
+from gitstore.core.names import JSON_DOCUMENTS
 
 VERSIONS = ["v1.0.0", "v1.1.0", "v1.1.1"]
 
@@ -39,8 +40,8 @@ def cli(*args: str, cwd: Path | None = None, code: int = 0) -> subprocess.Comple
     """``gitstore ARGS`` in a subprocess (with the data commands registered)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys, gitstore.cli, gitstore.cli_data; "
-         "gitstore.cli.main(sys.argv[1:])", *args],
+        [sys.executable, "-c", "import sys, gitstore.cli.app, gitstore.cli.data; "
+         "gitstore.cli.app.main(sys.argv[1:])", *args],
         capture_output=True, env=env, cwd=cwd, timeout=60, check=False)
     assert b"Traceback" not in proc.stderr, proc.stderr.decode()
     assert proc.returncode == code, f"exit {proc.returncode}: {proc.stderr.decode()}"
@@ -276,7 +277,7 @@ def test_escalation_of_an_open_scenario_to_stdout(source: Path) -> None:
 def test_round_trips_after_a_retention_purge(source: Path, tmp_path: Path) -> None:
     from datetime import timedelta
 
-    from gitstore import retention
+    from gitstore.ops import retention
 
     copy = tmp_path / "copy"
     shutil.copytree(source, copy)

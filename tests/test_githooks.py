@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 from conftest import CUSTOMER, ROOT, git, repo_state
 
-from gitstore import Store, UsageError, githooks
-from gitstore.health import check_customer
-from gitstore.versioning import Version
+from gitstore import Store, UsageError
+from gitstore.ops import githooks
+from gitstore.ops.verify import check_customer
+from gitstore.core.versions import Version
 
-CLI = [sys.executable, "-m", "gitstore.cli"]
+CLI = [sys.executable, "-m", "gitstore.cli.app"]
 TOTAL_TURNS = "conversation.json#/conversation_summary/total_turns"
 
 
@@ -115,7 +116,7 @@ def test_install_writes_an_executable_script_running_this_interpreter(finalized:
     text = hook.read_text()
     assert text.startswith("#!/bin/sh\n")
     assert githooks.MARKER in text
-    assert f"exec {sys.executable} -P -m gitstore.githooks pre-receive" in text
+    assert f"exec {sys.executable} -P -m gitstore.ops.githooks pre-receive" in text
     assert stat.S_IMODE(hook.stat().st_mode) == 0o755
     # Re-installing gitstore's own hook is fine, through the API and the CLI.
     assert githooks.install(bare) == [hook]
@@ -146,7 +147,7 @@ def test_install_in_a_clone_records_the_customer(served: tuple[Path, Path]) -> N
     proc = cli("hooks", "install", str(clone))
     assert proc.returncode == 0, proc.stderr
     hook = clone / ".git" / "hooks" / "pre-commit"
-    assert "-m gitstore.githooks pre-commit" in hook.read_text()
+    assert "-m gitstore.ops.githooks pre-commit" in hook.read_text()
     assert git(clone, "config", "gitstore.customer").strip() == CUSTOMER
 
 
@@ -357,7 +358,7 @@ def test_pre_commit_checks_the_customer_of_the_clone(served: tuple[Path, Path]) 
 def test_hook_errors_are_one_line_and_non_zero(tmp_path: Path, hook: str, stdin: str,
                                                code: int, message: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "gitstore.githooks", hook], input=stdin,
+    proc = subprocess.run([sys.executable, "-m", "gitstore.ops.githooks", hook], input=stdin,
                           cwd=tmp_path, capture_output=True, text=True, env=env, check=False)
     assert proc.returncode == code, proc.stderr
     assert len(proc.stderr.splitlines()) == 1 and message in proc.stderr, proc.stderr
@@ -365,7 +366,7 @@ def test_hook_errors_are_one_line_and_non_zero(tmp_path: Path, hook: str, stdin:
 
 def test_malformed_pre_receive_input_is_refused_in_one_line(finalized: Any) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "gitstore.githooks", "pre-receive"],
+    proc = subprocess.run([sys.executable, "-m", "gitstore.ops.githooks", "pre-receive"],
                           input="not-three-fields\n", cwd=finalized.customer.path,
                           capture_output=True, text=True, env=env, check=False)
     assert proc.returncode == 2

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 from conftest import EXAMPLES, ROOT, SESSION_ID, load_example
 
-from gitstore import GitStoreError, Store, canonical
+from gitstore import GitStoreError, Store
+from gitstore.core import canonical
 
 KEY = "sk_live-Acme.7f3Kq9ZxW2pL"          # the customer's secret api_key
 OTHER = "sk_live-Globex.Q8v2Lm4pT6nB"      # another customer's
@@ -39,8 +40,8 @@ def _env() -> dict[str, str]:
 
 
 def _in_process(argv: list[str], stdin: bytes) -> tuple[int, bytes, bytes]:
-    """``gitstore.cli.main(argv)`` with stdin, stdout and stderr as bytes."""
-    from gitstore.cli import main
+    """``gitstore.cli.app.main(argv)`` with stdin, stdout and stderr as bytes."""
+    from gitstore.cli.app import main
 
     out, err = io.BytesIO(), io.BytesIO()
     saved = sys.stdin, sys.stdout, sys.stderr
@@ -80,10 +81,10 @@ class Hashed:
     def run(self, *args: str, code: int = 0, stdin: bytes | None = None,
             process: bool = False) -> Run:
         """Run the CLI: in this process (fast) or, with ``process``, as ``python -m
-        gitstore.cli`` in a process of its own."""
+        gitstore.cli.app`` in a process of its own."""
         argv = ["--root", str(self.root), *args]
         if process:
-            proc = subprocess.run([sys.executable, "-m", "gitstore.cli", *argv],
+            proc = subprocess.run([sys.executable, "-m", "gitstore.cli.app", *argv],
                                   input=stdin if stdin is not None else b"",
                                   capture_output=True, env=_env(), timeout=120, check=False)
             run = Run(args, proc.returncode, proc.stdout, proc.stderr)

@@ -37,8 +37,9 @@ from conftest import run_cli as run
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gitstore import NotFoundError, Store, UsageError, canonical
-from gitstore.store import LogEntry
+from gitstore import NotFoundError, Store, UsageError
+from gitstore.core import canonical
+from gitstore.store.facade import LogEntry
 
 
 @dataclass

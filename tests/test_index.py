@@ -36,8 +36,9 @@ from conftest import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitstore import GitStoreError, NotFoundError, StorageError, Store, UsageError, canonical
-from gitstore.index import Index, fts_query, parse_duration, satisfaction
+from gitstore import GitStoreError, NotFoundError, StorageError, Store, UsageError
+from gitstore.core import canonical
+from gitstore.catalog.index import Index, fts_query, parse_duration, satisfaction
 
 JAN15 = datetime(2025, 1, 15, 11, 0, tzinfo=UTC)
 NOON = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
@@ -639,9 +640,9 @@ def test_record_never_raises(tmp_path: Path) -> None:
 
 def cli(root: Path, *args: str, code: int = 0) -> CliResult:
     """``gitstore --root ROOT ARGS`` in this process; check the exit code."""
-    # Registers the query commands (a no-op once gitstore.cli imports the module). Imported
+    # Registers the query commands (a no-op once gitstore.cli.app imports the module). Imported
     # here, not at the top, so that collecting this file leaves the group as it ships.
-    import gitstore.cli_query  # noqa: F401
+    import gitstore.cli.query  # noqa: F401
 
     result = run_cli(root, *args)
     assert "Traceback" not in result.err, result.err
@@ -723,7 +724,7 @@ def test_python_m_gitstore_cli_has_the_query_commands(world: tuple[Store, Index]
     store, index = world
 
     def run(*args: str) -> Any:
-        proc = subprocess.run([sys.executable, "-m", "gitstore.cli", "--root", str(store.root),
+        proc = subprocess.run([sys.executable, "-m", "gitstore.cli.app", "--root", str(store.root),
                                *args, "-o", "json"], capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60,
                               check=False)

@@ -18,7 +18,7 @@ import pytest
 from conftest import CUSTOMER, EXAMPLES, Clock, git, load_example
 
 from gitstore import Store
-from gitstore.maintenance import maintain, repo_bytes
+from gitstore.ops.maintenance import maintain, repo_bytes
 
 WORDS = ("collector", "gateway", "lambda", "cloudwatch", "role", "permission", "metric",
          "alarm", "trace", "deploy", "stage", "api", "log", "group", "subscription", "filter",
@@ -123,7 +123,7 @@ def test_old_temp_files_are_cleared_and_fresh_ones_kept(finalized: Any) -> None:
 _MAINTAIN_LOOP = """
 import sys
 from gitstore import Store
-from gitstore.maintenance import maintain
+from gitstore.ops.maintenance import maintain
 store = Store(sys.argv[1])
 c = store.customer(sys.argv[2])
 while True:
@@ -185,7 +185,7 @@ def test_readers_are_never_blocked_or_broken_by_maintenance(tmp_path: Path) -> N
 
 def test_cli_maintain_reports_and_verify_stays_clean(finalized: Any) -> None:
     root = finalized.customer.store.root
-    cmd = [sys.executable, "-m", "gitstore.cli", "--root", str(root)]
+    cmd = [sys.executable, "-m", "gitstore.cli.app", "--root", str(root)]
     proc = subprocess.run([*cmd, "maintain", "-o", "json"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert '"customer": "customer-xyz789"' in proc.stdout

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
 
-from gitstore import canonical
+from gitstore.core import canonical
 from gitstore.errors import InvalidDocumentError, Violation
-from gitstore.models import (
+from gitstore.core.models import (
     MODELS,
     Conversation,
     SessionAnalytics,
@@ -31,7 +31,7 @@ from gitstore.models import (
     is_timestamp,
     parse_timestamp,
 )
-from gitstore.schema import (
+from gitstore.core.schema import (
     DRAFT,
     SCHEMA_VERSION,
     generate,

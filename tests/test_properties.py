@@ -10,7 +10,7 @@ exactly as it was. After every step:
 * every tag is a semver ``vX.Y.Z``, an annotated tag, on branch ``vX`` (an
   ancestor of its tip);
 * no tag ever moved or disappeared once created;
-* ``gitstore.health.check_customer`` finds no problem (every branch tip's and
+* ``gitstore.ops.verify.check_customer`` finds no problem (every branch tip's and
   every version's files pass the pipeline and the manifest);
 * history only grows: every earlier tip of a branch is an ancestor of its tip.
 """
@@ -39,16 +39,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from gitstore import (
-    GitStoreError,
-    InvalidDocumentError,
-    NotFoundError,
-    Store,
-    UsageError,
-    Version,
-    VersionRuleError,
-    health,
-)
+from gitstore import GitStoreError, InvalidDocumentError, NotFoundError, Store, UsageError, Version, VersionRuleError
+from gitstore.ops import verify as health
 
 CUSTOMER = "prop-customer"
 START = datetime(2025, 1, 15, 10, 30, tzinfo=UTC)

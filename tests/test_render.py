@@ -1,4 +1,4 @@
-"""Tests for gitstore.render: the SOW template rendered from the example session."""
+"""Tests for gitstore.core.render: the SOW template rendered from the example session."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gitstore.errors import RenderError, UsageError
-from gitstore.render import render_sow
-from gitstore.versioning import Version
+from gitstore.core.render import render_sow
+from gitstore.core.versions import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "session"

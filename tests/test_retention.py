@@ -20,9 +20,9 @@ import pytest
 from conftest import CUSTOMER, ROOT, Clock, git, load_example, record_example_session, repo_state
 
 from gitstore import ConflictError, Store, UsageError
-from gitstore import retention as rt
-from gitstore.health import check_customer
-from gitstore.locking import writer_lock
+from gitstore.ops import retention as rt
+from gitstore.ops.verify import check_customer
+from gitstore.git.locking import writer_lock
 
 START = datetime(2025, 1, 15, 11, 0, tzinfo=UTC)
 
@@ -35,8 +35,8 @@ def at(root: Path, days: float) -> Store:
 def cli(*args: str, code: int = 0) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys, gitstore.cli, gitstore.cli_data; "
-         "gitstore.cli.main(sys.argv[1:])", *args],
+        [sys.executable, "-c", "import sys, gitstore.cli.app, gitstore.cli.data; "
+         "gitstore.cli.app.main(sys.argv[1:])", *args],
         capture_output=True, env=env, timeout=60, check=False, stdin=subprocess.DEVNULL)
     assert b"Traceback" not in proc.stderr, proc.stderr.decode()
     assert proc.returncode == code, f"exit {proc.returncode}: {proc.stderr.decode()}"

@@ -26,9 +26,10 @@ from conftest import Clock
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from gitstore import InvalidNameError, Scenario, Store, Version, canonical
-from gitstore.message import Message, _one_line
-from gitstore.names import check_customer
+from gitstore import InvalidNameError, Scenario, Store, Version
+from gitstore.core import canonical
+from gitstore.core.commits import Message, _one_line
+from gitstore.core.names import check_customer
 
 
 def git_settings(max_examples: int) -> settings:

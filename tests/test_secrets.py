@@ -1,4 +1,4 @@
-"""Secret and personal-data scanning and redaction (gitstore.secrets), with the real
+"""Secret and personal-data scanning and redaction (gitstore.rules.secrets), with the real
 detect-secrets and phonenumbers libraries: no mocks.
 
 Every fake credential below is assembled at run time, so this file does not itself
@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from conftest import CUSTOMER, EXAMPLES
 
-from gitstore import canonical
+from gitstore.core import canonical
 from gitstore.errors import InvalidDocumentError, UsageError
-from gitstore.pipeline import Pipeline, Proposal
-from gitstore.render import render_sow
-from gitstore.secrets import (
+from gitstore.rules.pipeline import Pipeline, Proposal
+from gitstore.core.render import render_sow
+from gitstore.rules.secrets import (
     DEFAULT_POLICY,
     Finding,
     Policy,

@@ -33,19 +33,11 @@ from conftest import (
     repo_state,
 )
 
-from gitstore import (
-    GitStoreError,
-    InvalidDocumentError,
-    Store,
-    Version,
-    VersionRuleError,
-    Violation,
-    Written,
-    canonical,
-    health,
-)
-from gitstore.models import Conversation, SessionMetadata
-from gitstore.names import DOCUMENTS, MANIFEST
+from gitstore import GitStoreError, InvalidDocumentError, Store, Version, VersionRuleError, Violation, Written
+from gitstore.core import canonical
+from gitstore.ops import verify as health
+from gitstore.core.models import Conversation, SessionMetadata
+from gitstore.core.names import DOCUMENTS, MANIFEST
 
 ADVISOR = "advisor <advisor@agents.example.invalid>"
 COMMITTER = "gitstore <gitstore@gitstore.invalid>"
@@ -583,7 +575,7 @@ def _tamper(repo: Path, name: str = "conversation.json") -> str:
 def test_verify_detects_a_manifest_mismatch_made_with_plain_git(finalized: Any,
                                                                 store: Store) -> None:
     repo = store.root / CUSTOMER
-    env_py = [sys.executable, "-m", "gitstore.cli", "--root", str(store.root)]
+    env_py = [sys.executable, "-m", "gitstore.cli.app", "--root", str(store.root)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     clean = subprocess.run([*env_py, "verify"], capture_output=True, env=env, check=False)
     assert clean.returncode == 0, clean.stderr

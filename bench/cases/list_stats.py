@@ -6,7 +6,7 @@ session tree (no fsync). Then ``Store.customers()`` is timed against a bare
 ``os.scandir`` of the root (names only, no repository check), and both must
 return exactly the names created.
 
-The list/stats index (``store.index``, or ``gitstore.index.Index(store)``)
+The list/stats index (``store.index``, or ``gitstore.catalog.index.Index(store)``)
 is used when present: one cold build is timed, then its list and stats
 queries are timed and checked like the rest; when no such API exists the case
 says so in a note and skips them.
@@ -46,12 +46,12 @@ def build_customers(root: Path, n: int) -> list[str]:
 
 def open_index(store: Any) -> Any | None:
     """The store's list/stats index, when that API exists: ``store.index`` or
-    ``gitstore.index.Index(store)``; None when neither does."""
+    ``gitstore.catalog.index.Index(store)``; None when neither does."""
     index = getattr(store, "index", None)
     if index is not None:
         return index() if callable(index) and not hasattr(index, "stats") else index
     try:
-        from gitstore.index import Index
+        from gitstore.catalog.index import Index
     except ImportError:
         return None
     return Index(store)
@@ -105,7 +105,7 @@ def run(ctx: Context) -> CaseResult:
     index = open_index(store)
     calls = index_calls(index) if index is not None else {}
     if not calls:
-        res.note("no list/stats index API (store.index or gitstore.index.Index): index "
+        res.note("no list/stats index API (store.index or gitstore.catalog.index.Index): index "
                  "timings skipped")
     else:
         try:

@@ -36,7 +36,8 @@ WRITERS = 8
 def _worker(root: str, customers: list[str], wid: int, k: int, barrier: Any, out: Any,
             fsync: bool) -> None:
     try:
-        from gitstore import Store, schema
+        from gitstore import Store
+        from gitstore.core import schema
 
         store = Store(root, fsync=fsync)
         sessions = [store.customer(c).session() for c in customers]

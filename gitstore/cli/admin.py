@@ -1,0 +1,227 @@
+"""Administrative commands: verify, audit, quarantine, repair, git hooks.
+
+Registered on the ``gitstore`` group by :mod:`gitstore.cli.app`; errors propagate
+to :func:`gitstore.cli.app.main`, the one place that maps them to exit codes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gitstore.cli.app import Ctx, _emit_json, _note, cli, output_option
+from gitstore.errors import IntegrityError, NotFoundError
+
+
+@cli.command()
+@click.argument("customer")
+@click.option("--verify", "check", is_flag=True,
+              help="Check the hash chain; exit 7 and name each edited or missing record.")
+@click.option("-n", "--limit", type=click.IntRange(min=1), help="Show only the last N records.")
+@output_option
+@click.pass_obj
+def audit(obj: Ctx, customer: str, check: bool, limit: int | None, output: str) -> None:
+    """Show CUSTOMER's access log: every read and write through gitstore.
+
+    The log is append-only and hash-chained; --verify reports any record that was
+    edited, deleted or inserted."""
+    from gitstore.errors import IntegrityError
+
+    cust = obj.store().customer(customer)
+    customer = cust.name  # with hashed names, never echo the api_key
+    log_ = cust.audit_log
+    if check:
+        problems = log_.verify()
+        if output == "json":
+            _emit_json({"customer": customer, "ok": not problems,
+                        "problems": [str(p) for p in problems]})
+        else:
+            for p in problems:
+                click.echo(f"{customer}: audit {p}")
+        if problems:
+            raise IntegrityError(f"audit log of {customer}: {len(problems)} problem(s)")
+        if output == "text":
+            _note(f"{customer}: audit log intact")
+        return
+    records = list(log_.records())
+    if limit is not None:
+        records = records[-limit:]
+    if output == "json":
+        _emit_json(records)
+        return
+    for r in records:
+        target = " ".join(str(x) for x in (r.get("rev"), r.get("document")) if x)
+        click.echo(f"{r.get('seq', '?'):>6}  {r.get('time', '?')}  {r.get('op', '?'):<16} "
+                   f"{target:<24} {r.get('actor', '?')} (user {r.get('user')}, "
+                   f"pid {r.get('pid')})")
+
+
+@cli.command()
+@click.argument("customer", required=False)
+@output_option
+@click.pass_obj
+def verify(obj: Ctx, customer: str | None, output: str) -> None:
+    """Run the health checks on CUSTOMER (default: every customer).
+
+    Checks files present, cross-file consistency, manifest checksums, tags, git
+    object integrity, the audit log's hash chain and, when the store signs, every
+    version's signatures. Exits 7 if anything is wrong."""
+    from gitstore.errors import IntegrityError
+    from gitstore.ops.verify import check_customer
+
+    store = obj.store()
+    one = store.customer(customer) if customer else None
+    names = [one.name] if one else store.customers()
+    if one and not one.exists:
+        raise NotFoundError(f"unknown customer {one.name!r} in {store.root}")
+    reports = []
+    with _progress(names, "verifying") as items:
+        for name in items:
+            reports.append(check_customer(store.customer(name)))
+    bad = [r for r in reports if r.problems]
+    if output == "json":
+        _emit_json([r.to_json() for r in reports])
+    else:
+        for r in reports:
+            if r.problems:
+                for p in r.problems:
+                    click.echo(f"{r.customer}: {p}")
+            else:
+                click.echo(f"{r.customer}: ok ({r.checked})")
+    if bad:
+        total = sum(len(r.problems) for r in bad)
+        raise IntegrityError(f"{total} problem(s) in {len(bad)} of {len(reports)} customer(s)")
+
+
+@contextmanager
+def _progress(items: list[str], label: str) -> Iterator[Any]:
+    if sys.stderr.isatty() and len(items) > 1:
+        with click.progressbar(items, label=label, file=sys.stderr) as bar:
+            yield bar
+    else:
+        yield items
+
+
+# -- git hooks ---------------------------------------------------------------
+
+@cli.group()
+def hooks() -> None:
+    """Install and run the real git hooks that enforce gitstore's checks."""
+
+
+@hooks.command("install")
+@click.argument("repo", type=click.Path(file_okay=False, exists=True))
+@click.option("--force", is_flag=True, help="Replace existing hooks of the same name.")
+@click.option("--customer", metavar="NAME",
+              help="The customer (api_key) the repository holds; default: derived from "
+                   "the repository or its origin URL.")
+@click.option("--hook", "extra", multiple=True, metavar="MODULE:FUNCTION",
+              help="An extra check to run too (repeatable); a bare repository inside a "
+                   "store also runs the store's configured hooks.")
+def hooks_install(repo: str, force: bool, customer: str | None, extra: tuple[str, ...]) -> None:
+    """Install git hooks into REPO: pre-receive for a bare repository, pre-commit
+    for a clone with a work tree. They run the same checks as the store."""
+    from gitstore.ops.githooks import install
+
+    for path in install(Path(repo), force=force, customer=customer, hooks=extra):
+        _note(f"installed {path}")
+
+
+@hooks.command("run", hidden=True)
+@click.argument("hook", type=click.Choice(["pre-receive", "pre-commit"]))
+def hooks_run(hook: str) -> None:
+    """Entry point of the installed hook scripts."""
+    from gitstore.ops.githooks import run
+
+    sys.exit(run(hook))
+
+
+
+
+@cli.command()
+@click.argument("customer")
+@click.pass_obj
+def quarantine(obj: Ctx, customer: str) -> None:
+    """Move CUSTOMER's repository aside, intact, to <root>/.gitstore/quarantine/.
+
+    Nothing is deleted; the customer then reads as unknown. Use it for a damaged
+    repository that should not take writes until it is repaired."""
+    from gitstore.ops.recovery import quarantine as move_aside
+
+    cust = obj.store().customer(customer)
+    customer = cust.name
+    dest = move_aside(cust)
+    click.echo(str(dest))
+    _note(f"{customer} quarantined to {dest}")
+
+
+@cli.command()
+@click.argument("customer")
+@click.option("--from", "source", required=True, type=click.Path(exists=True), metavar="SOURCE",
+              help="A repository that still has the objects (another clone, a quarantined "
+                   "copy) or a git bundle from `gitstore export`.")
+@output_option
+@click.pass_obj
+def repair(obj: Ctx, customer: str, source: str, output: str) -> None:
+    """Repair CUSTOMER's repository from SOURCE.
+
+    Damaged object files are moved aside (never deleted), missing objects are
+    copied from SOURCE by content, broken refs restored; then the repository is
+    checked again. Exits 7 if problems remain."""
+    from gitstore.ops.recovery import repair as fix
+
+    cust = obj.store().customer(customer)
+    customer = cust.name
+    report = fix(cust, Path(source))
+    if output == "json":
+        _emit_json(report.to_json())
+    else:
+        for line in report.set_aside:
+            click.echo(f"set aside   {line}")
+        click.echo(f"copied      {report.copied} object(s) from {source}")
+        for ref in report.refs_restored:
+            click.echo(f"restored    {ref}")
+        for problem in report.remaining:
+            click.echo(f"remaining   {problem}")
+    if not report.ok:
+        raise IntegrityError(f"{customer}: {len(report.remaining)} problem(s) remain after "
+                             "repair")
+    _note(f"{customer}: repaired")
+
+
+@cli.command()
+@click.argument("customer", required=False)
+@click.option("--full", is_flag=True, help="Repack everything into one pack (default: pack "
+              "only loose objects unless there are many packs).")
+@output_option
+@click.pass_obj
+def maintain(obj: Ctx, customer: str | None, full: bool, output: str) -> None:
+    """Compact CUSTOMER's repository (default: every customer).
+
+    Packs objects with deltas, removes loose objects the pack holds, packs refs
+    and clears stale temp files. Safe to run at any time: it takes the writer
+    lock, never blocks readers and never removes anything a pack does not hold.
+    Runs automatically after writes too (see maintenance_bytes)."""
+    from gitstore.ops.maintenance import maintain as compact
+
+    store = obj.store()
+    one = store.customer(customer) if customer else None
+    if one is not None and not one.exists:
+        raise NotFoundError(f"unknown customer {one.name!r} in {store.root}")
+    names = [one.name] if one else store.customers()
+    reports = []
+    with _progress(names, "maintaining") as items:
+        for name in items:
+            reports.append(compact(store.customer(name), full=full))
+    if output == "json":
+        _emit_json([r.to_json() for r in reports])
+        return
+    for r in reports:
+        click.echo(f"{r.customer}: {r.kind}, {r.objects_packed} object(s) packed, "
+                   f"{r.loose_removed} loose removed, {r.packs_removed} pack(s) removed, "
+                   f"{r.bytes_before} -> {r.bytes_after} bytes ({r.seconds:.2f}s)")

@@ -1,0 +1,260 @@
+"""Query commands over the derived index: list, stats, search, similar, active,
+resume, reindex.
+
+Registered on the ``gitstore`` group by :mod:`gitstore.cli.app`; errors propagate
+to :func:`gitstore.cli.app.main`, the one place that maps them to exit codes. Every
+query refreshes the index from git first (see :mod:`gitstore.catalog.index`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from gitstore.core import canonical
+from gitstore.cli.app import Ctx, _emit_json, _note, _when, cli, output_option
+from gitstore.errors import NotFoundError
+from gitstore.catalog.index import SORT_FIELDS, Index, Progress
+from gitstore.core.names import DOCUMENTS, JSON_DOCUMENTS
+from gitstore.core.versions import Scenario
+
+
+@contextmanager
+def _index(obj: Ctx, label: str = "indexing") -> Iterator[tuple[Index, Progress | None]]:
+    """The store's index and a progress callback (a bar on a terminal, else None).
+    Problems the index met are reported on stderr afterwards."""
+    index = Index(obj.store())
+    bars: list[Any] = []
+
+    def progress(done: int, total: int, name: str) -> None:
+        if not bars:
+            bars.append(click.progressbar(length=total, label=label, file=sys.stderr,
+                                          item_show_func=lambda n: n))
+            bars[0].__enter__()
+        bars[0].update(1, name)
+
+    try:
+        yield index, (progress if sys.stderr.isatty() else None)
+    finally:
+        if bars:
+            bars[0].__exit__(None, None, None)
+        index.close()
+        for problem in index.problems:
+            _note(f"gitstore: warning: {problem}")
+
+
+def _cell(value: Any, fmt: str = "{}") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "-"
+    return fmt.format(value)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]],
+           right: frozenset[int] = frozenset()) -> None:
+    """Print aligned columns (numbers right-aligned), one header line."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    for line in [list(headers), *rows]:
+        cells = [c.rjust(w) if i in right else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(line, widths, strict=True))]
+        click.echo("  ".join(cells).rstrip())
+
+
+def _status(row: dict[str, Any]) -> str:
+    extra = row.get("completion_status")
+    return f"{row['status']} ({extra})" if extra and extra != row["status"] else row["status"]
+
+
+def _sessions_table(rows: list[dict[str, Any]]) -> None:
+    _table(["CUSTOMER", "VERSION", "STATUS", "PROVIDER", "UPDATED", "TURNS", "COMPLETE",
+            "SATISFACTION", "SUCCESS"],
+           [[r["customer"], r["version"], _status(r), _cell(r["provider"]), r["updated"],
+             _cell(r["turns"]), _cell(r["completeness"], "{}%"),
+             _cell(r["satisfaction"], "{:.2f}"), _cell(r["success"], "{:g}")] for r in rows],
+           right=frozenset({5, 6, 7, 8}))
+
+
+@cli.command("list")
+@click.option("--customer", help="Only this customer.")
+@click.option("--status", help="open, finalized, or a completion_status (completed, ...).")
+@click.option("--provider", help="Only this primary cloud provider (aws, azure, gcp, ...).")
+@click.option("--service", help="Only sessions that discussed this service.")
+@click.option("--since", metavar="TIME", help="Only sessions active at or after TIME.")
+@click.option("--until", metavar="TIME", help="Only sessions last active at or before TIME.")
+@click.option("--sort", type=click.Choice(sorted(SORT_FIELDS)), default="updated",
+              show_default=True, help="Sort field.")
+@click.option("--desc/--asc", "descending", default=True, show_default=True,
+              help="Sort direction.")
+@click.option("-n", "--limit", type=click.IntRange(min=1), help="Show at most N sessions.")
+@click.option("--all-versions", is_flag=True,
+              help="Every version, not just each session's newest.")
+@output_option
+@click.pass_obj
+def list_sessions(obj: Ctx, customer: str | None, status: str | None, provider: str | None,
+                  service: str | None, since: str | None, until: str | None, sort: str,
+                  descending: bool, limit: int | None, all_versions: bool,
+                  output: str) -> None:
+    """List sessions (each scenario's newest version) across customers.
+
+    Filters combine; --since/--until apply to the last activity (the newest
+    commit's time)."""
+    with _index(obj) as (index, _):
+        rows = index.list_sessions(customer=customer, status=status, provider=provider,
+                                   since=_when(since), until=_when(until, end=True), sort=sort,
+                                   descending=descending, limit=limit, service=service,
+                                   all_versions=all_versions)
+    if output == "json":
+        _emit_json(rows)
+    elif rows:
+        _sessions_table(rows)
+    else:
+        _note("no sessions match")
+
+
+@cli.command()
+@output_option
+@click.pass_obj
+def stats(obj: Ctx, output: str) -> None:
+    """Totals and averages over every session, by status and by provider."""
+    with _index(obj) as (index, progress):
+        index.refresh(progress=progress)
+        data = index.stats()
+    if output == "json":
+        _emit_json(data)
+        return
+    pairs = [("customers", data["customers"]), ("sessions", data["sessions"]),
+             ("versions", data["versions"]), ("finalized versions", data["finalized_versions"]),
+             ("turns", data["turns"]),
+             ("average completeness", _cell(data["average_completeness"], "{:.1f}%")),
+             ("average satisfaction", _cell(data["average_satisfaction"], "{:.2f}")),
+             ("average success score", _cell(data["average_success_score"], "{:.2f}")),
+             ("average confidence", _cell(data["average_confidence"], "{:.2f}"))]
+    _table(["TOTAL", "VALUE"], [[k, str(v)] for k, v in pairs], right=frozenset({1}))
+    for title, key in (("STATUS", "by_status"), ("COMPLETION", "by_completion_status"),
+                       ("PROVIDER", "by_provider")):
+        click.echo()
+        _table([title, "SESSIONS"], [[k, str(n)] for k, n in data[key].items()],
+               right=frozenset({1}))
+
+
+@cli.command()
+@click.argument("text")
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Show at most N turns.")
+@output_option
+@click.pass_obj
+def search(obj: Ctx, text: str, limit: int, output: str) -> None:
+    """Full-text search of the conversation turns (every word must match; word*
+    matches a prefix). Best matches first."""
+    with _index(obj) as (index, progress):
+        index.refresh(progress=progress)
+        rows = index.search(text, limit=limit)
+    if output == "json":
+        _emit_json(rows)
+    elif rows:
+        _table(["CUSTOMER", "VERSION", "TURN", "SNIPPET"],
+               [[r["customer"], _cell(r["version"]), str(r["turn_id"]),
+                 " ".join(r["snippet"].split())] for r in rows], right=frozenset({2}))
+    else:
+        _note("no turns match")
+
+
+@cli.command()
+@click.argument("customer")
+@click.argument("version", metavar="VERSION|vN")
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=10, show_default=True)
+@output_option
+@click.pass_obj
+def similar(obj: Ctx, customer: str, version: str, limit: int, output: str) -> None:
+    """Sessions like CUSTOMER's VERSION: same architecture pattern hash and/or
+    complexity profile (both matching first)."""
+    with _index(obj) as (index, progress):
+        index.refresh(progress=progress)
+        rows = index.similar(customer, version, limit=limit)
+    if output == "json":
+        _emit_json(rows)
+    elif rows:
+        _table(["CUSTOMER", "VERSION", "SCORE", "MATCHED", "PATTERN", "PROFILE", "UPDATED"],
+               [[r["customer"], r["version"], str(r["score"]), ",".join(r["matched"]),
+                 _cell(r["pattern_hash"]), _cell(r["complexity_profile"]), r["updated"]]
+                for r in rows], right=frozenset({2}))
+    else:
+        _note("no similar sessions")
+
+
+@cli.command()
+@click.option("--timeout", metavar="DURATION",
+              help="Activity window: 30m, 2h, 7d (default 2h, or GITSTORE_ACTIVE_TIMEOUT).")
+@output_option
+@click.pass_obj
+def active(obj: Ctx, timeout: str | None, output: str) -> None:
+    """Open sessions with activity within the timeout, most recent first."""
+    with _index(obj) as (index, progress):
+        index.refresh(progress=progress)
+        rows = index.active(timeout)
+    if output == "json":
+        _emit_json(rows)
+    elif rows:
+        _table(["CUSTOMER", "VERSION", "SESSION", "LAST ACTIVITY", "IDLE", "TURNS"],
+               [[r["customer"], r["version"], _cell(r["session_id"]), r["updated"],
+                 _idle(r["idle_seconds"]), str(r["turns"])] for r in rows],
+               right=frozenset({4, 5}))
+    else:
+        _note("no active sessions")
+
+
+def _idle(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+@cli.command()
+@click.argument("session_id")
+@click.option("--customer", help="The customer, when the session id is not unique.")
+@output_option
+@click.pass_obj
+def resume(obj: Ctx, session_id: str, customer: str | None, output: str) -> None:
+    """Find a session by its id alone and print its full context: customer,
+    scenario, version, status and every document of its newest state."""
+    with _index(obj) as (index, _):
+        name, scenario = index.find_session(session_id, customer)
+        rows = [r for r in index.list_sessions(customer=name) if r["scenario"] == scenario]
+    if not rows:
+        raise NotFoundError(f"session {session_id!r} of {name} changed while being read; retry")
+    info = rows[0]
+    snap = index.store.customer(name).read(Scenario.parse(scenario))
+    docs: dict[str, Any] = {}
+    for doc in DOCUMENTS:
+        if doc in snap.files:
+            docs[doc] = canonical.loads(snap.files[doc]) if doc in JSON_DOCUMENTS \
+                else snap.files[doc].decode("utf-8")
+    head = {"customer": name, "scenario": scenario, "session_id": session_id,
+            "version": str(snap.version) if snap.version else info["version"],
+            "status": info["status"], "completion_status": info["completion_status"],
+            "commit": snap.commit, "updated": info["updated"], "turns": info["turns"]}
+    if output == "json":
+        _emit_json({**head, "documents": docs})
+        return
+    _table(["FIELD", "VALUE"], [[k, _cell(v)] for k, v in head.items()])
+    for doc in DOCUMENTS:
+        if doc in snap.files:
+            click.echo(f"\n== {doc} ==")
+            click.echo(snap.files[doc].decode("utf-8"), nl=False)
+
+
+@cli.command()
+@click.pass_obj
+def reindex(obj: Ctx) -> None:
+    """Rebuild the index from git (a progress bar on a terminal)."""
+    start = time.monotonic()
+    with _index(obj, "reindexing") as (index, progress):
+        count = index.rebuild(progress=progress)
+        totals = index.stats()
+    _note(f"indexed {count} customer(s), {totals['versions']} version(s), "
+          f"{totals['turns']} turn(s) in {time.monotonic() - start:.2f}s")

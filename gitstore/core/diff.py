@@ -1,0 +1,419 @@
+"""Semantic diff of two session states (pure: bytes in, data out).
+
+A :class:`Diff` lists, per document that differs:
+
+* for JSON documents, every changed JSON path with its old and new value.
+  Arrays of records are matched by their natural key where one exists
+  (``turn_id``, ``id``, ``collector_type``, ``decision``: the first key that
+  every element of both sides has, with unique values), so inserting a record
+  shows as one added record, not as every later record changed. Other arrays
+  are compared by position;
+* for ``conversation.json``, the same changes grouped as turns added, removed
+  and changed (by ``turn_id``, with the changed fields of a changed turn);
+* for ``sow_document.md`` and other text, line edits (and a unified diff view).
+
+Laws (proved by the tests with Hypothesis):
+
+* ``compute(a, a).empty``;
+* ``apply(a, compute(a, b)) == b`` byte for byte, for any two states ``a``
+  and ``b`` (JSON that is not in canonical form is diffed as text).
+
+Writers (text, JSON, patch, stat) live in :mod:`gitstore.core.diffformat`; nothing
+here formats for people.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitstore.core import canonical
+from gitstore.core.names import MANIFEST
+
+#: Keys that identify a record inside an array, in order of preference.
+NATURAL_KEYS: tuple[str, ...] = ("turn_id", "id", "collector_type", "decision")
+TURNS_PATH = ("conversation_turns",)
+
+PathElem = str | int | tuple[str, Any]  # key, index, or (natural key, value)
+
+
+class _Missing:
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISSING: Any = _Missing()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One JSON value that differs: added, removed or changed at ``path``.
+
+    A path element is an object key (``str``), an array index (``int``) or a
+    record selected by natural key (``("turn_id", 3)``). ``old``/``new`` are
+    :data:`MISSING` for additions/removals. On a ``reorder`` change, ``new`` is
+    the new order of the keyed array's records by their ``key`` values.
+    """
+
+    op: str  # "add" | "remove" | "change" | "reorder"
+    path: tuple[PathElem, ...]
+    old: Any = MISSING
+    new: Any = MISSING
+    key: str | None = None  # the natural key a "reorder" orders by
+
+    @property
+    def pointer(self) -> str:
+        return pointer(self.path)
+
+
+def pointer(path: Sequence[PathElem]) -> str:
+    """A readable JSON-pointer-like rendering: ``/conversation_turns/[turn_id=3]/timestamp``."""
+    parts = []
+    for elem in path:
+        if isinstance(elem, tuple):
+            parts.append(f"[{elem[0]}={elem[1]}]")
+        else:
+            parts.append(str(elem).replace("~", "~0").replace("/", "~1"))
+    return "/" + "/".join(parts) if parts else ""
+
+
+@dataclass(frozen=True)
+class TurnChange:
+    """A conversation turn added, removed or changed (``changes`` relative to the turn)."""
+
+    turn_id: Any
+    op: str  # "added" | "removed" | "changed"
+    old: Any = MISSING
+    new: Any = MISSING
+    changes: tuple[Change, ...] = ()
+
+
+@dataclass(frozen=True)
+class TextEdit:
+    """Replace ``old[a_start:a_end]`` (lines) with ``lines``."""
+
+    a_start: int
+    a_end: int
+    b_start: int
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DocumentDiff:
+    """How one file differs. ``status`` is ``added``, ``removed`` or ``modified``.
+
+    JSON documents carry ``changes`` (``turns`` too for the conversation); text
+    files carry ``edits``. ``old``/``new`` hold the raw bytes of each side.
+    """
+
+    name: str
+    status: str
+    old: bytes | None
+    new: bytes | None
+    kind: str  # "json" | "text"
+    changes: tuple[Change, ...] = ()
+    turns: tuple[TurnChange, ...] = ()
+    edits: tuple[TextEdit, ...] = ()
+
+
+@dataclass(frozen=True)
+class Diff:
+    """The differences between two session states, one entry per differing file."""
+
+    documents: tuple[DocumentDiff, ...] = field(default=())
+
+    @property
+    def empty(self) -> bool:
+        return not self.documents
+
+    def document(self, name: str) -> DocumentDiff | None:
+        for d in self.documents:
+            if d.name == name:
+                return d
+        return None
+
+
+# -- computing -----------------------------------------------------------------
+
+def compute(a: Mapping[str, bytes], b: Mapping[str, bytes], *,
+            include_manifest: bool = False) -> Diff:
+    """Diff two states given as ``{file name: bytes}``.
+
+    The manifest is left out unless ``include_manifest``: it changes whenever
+    anything does, and says nothing of its own.
+    """
+    names = sorted(set(a) | set(b))
+    docs = []
+    for name in names:
+        if name == MANIFEST and not include_manifest:
+            continue
+        old, new = a.get(name), b.get(name)
+        if old == new:
+            continue
+        docs.append(_diff_file(name, old, new))
+    return Diff(tuple(docs))
+
+
+def _diff_file(name: str, old: bytes | None, new: bytes | None) -> DocumentDiff:
+    status = "added" if old is None else "removed" if new is None else "modified"
+    if name.endswith(".json"):
+        try:
+            old_v = canonical.loads(old) if old is not None else MISSING
+            new_v = canonical.loads(new) if new is not None else MISSING
+        except canonical.JSONParseError:
+            pass  # not parseable JSON: fall back to a text diff
+        else:
+            if _canonical(old, old_v) and _canonical(new, new_v):
+                changes = tuple(_diff_values((), old_v, new_v))
+                turns = _turns(changes, old_v, new_v) if name == "conversation.json" else ()
+                return DocumentDiff(name, status, old, new, "json", changes, turns)
+    return DocumentDiff(name, status, old, new, "text",
+                        edits=tuple(_text_edits(_lines(old), _lines(new))))
+
+
+def _canonical(data: bytes | None, value: Any) -> bool:
+    """JSON written by other tools (not canonical) is diffed as text, so that
+    applying a diff reproduces its exact bytes."""
+    return data is None or canonical.dumps(value) == data
+
+
+def _diff_values(path: tuple[PathElem, ...], old: Any, new: Any) -> list[Change]:
+    if old is MISSING and new is MISSING:
+        return []
+    if old is MISSING:
+        return [Change("add", path, MISSING, new)]
+    if new is MISSING:
+        return [Change("remove", path, old, MISSING)]
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[Change] = []
+        for key in sorted(set(old) | set(new)):
+            out.extend(_diff_values((*path, key), old.get(key, MISSING), new.get(key, MISSING)))
+        return out
+    if isinstance(old, list) and isinstance(new, list):
+        key = natural_key(old, new)
+        if key is not None:
+            return _diff_keyed(path, key, old, new)
+        out = []
+        for i in range(max(len(old), len(new))):
+            out.extend(_diff_values((*path, i), old[i] if i < len(old) else MISSING,
+                                    new[i] if i < len(new) else MISSING))
+        # whole elements removed from the end must go last-first, after every
+        # change inside surviving elements, so indices stay valid while applying
+        depth = len(path) + 1
+        dropped = [c for c in out if c.op == "remove" and len(c.path) == depth]
+        kept = [c for c in out if not (c.op == "remove" and len(c.path) == depth)]
+        return kept + dropped[::-1]
+    if _same(old, new):
+        return []
+    return [Change("change", path, old, new)]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: 1 and 1.0 differ, as do true and 1, and 0.0 and -0.0
+    (their bytes differ)."""
+    if type(a) is not type(b) or a != b:
+        return False
+    return not isinstance(a, float) or math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+def natural_key(old: list[Any], new: list[Any]) -> str | None:
+    """The natural key shared by every record of both arrays, if any (and unique)."""
+    items = old + new
+    if not items or not all(isinstance(x, dict) for x in items):
+        return None
+    for key in NATURAL_KEYS:
+        if all(key in x and _hashable(x[key]) for x in items):
+            old_keys = [_hk(x[key]) for x in old]
+            new_keys = [_hk(x[key]) for x in new]
+            if len(set(old_keys)) == len(old_keys) and len(set(new_keys)) == len(new_keys):
+                return key
+    return None
+
+
+def _hashable(v: Any) -> bool:
+    return isinstance(v, str | int | float | bool) or v is None
+
+
+def _hk(v: Any) -> tuple[str, Any]:
+    return (type(v).__name__, v)
+
+
+def _diff_keyed(path: tuple[PathElem, ...], key: str, old: list[Any],
+                new: list[Any]) -> list[Change]:
+    old_by = {_hk(x[key]): x for x in old}
+    new_by = {_hk(x[key]): x for x in new}
+    out: list[Change] = []
+    for x in old:
+        k = _hk(x[key])
+        if k not in new_by:
+            out.append(Change("remove", (*path, (key, x[key])), x, MISSING))
+    for x in new:
+        k = _hk(x[key])
+        if k in old_by:
+            out.extend(_diff_values((*path, (key, x[key])), old_by[k], x))
+        else:
+            out.append(Change("add", (*path, (key, x[key])), MISSING, x))
+    surviving = [_hk(x[key]) for x in old if _hk(x[key]) in new_by]
+    added = [_hk(x[key]) for x in new if _hk(x[key]) not in old_by]
+    expected_order = surviving + added
+    actual_order = [_hk(x[key]) for x in new]
+    if expected_order != actual_order:
+        out.append(Change("reorder", path, MISSING, [x[key] for x in new], key=key))
+    return out
+
+
+def _turns(changes: tuple[Change, ...], old: Any, new: Any) -> tuple[TurnChange, ...]:
+    """Group the conversation's changes under ``conversation_turns`` by turn."""
+    grouped: dict[Any, list[Change]] = {}
+    order: list[Any] = []
+    for c in changes:
+        if c.path[:1] != TURNS_PATH or len(c.path) < 2:
+            continue
+        sel = c.path[1]
+        if sel not in grouped:
+            grouped[sel] = []
+            order.append(sel)
+        grouped[sel].append(c)
+    out = []
+    for sel in order:
+        items = grouped[sel]
+        turn_id = sel[1] if isinstance(sel, tuple) else _turn_id_at(new, old, sel)
+        if len(items) == 1 and len(items[0].path) == 2 and items[0].op in ("add", "remove"):
+            c = items[0]
+            op = "added" if c.op == "add" else "removed"
+            out.append(TurnChange(turn_id, op, c.old, c.new))
+        else:
+            rel = tuple(Change(c.op, c.path[2:], c.old, c.new) for c in items)
+            old_turn = _select(old, sel)
+            new_turn = _select(new, sel)
+            out.append(TurnChange(turn_id, "changed", old_turn, new_turn, rel))
+    return tuple(out)
+
+
+def _turn_id_at(new: Any, old: Any, index: Any) -> Any:
+    for doc in (new, old):
+        turn = _select(doc, index)
+        if isinstance(turn, dict) and "turn_id" in turn:
+            return turn["turn_id"]
+    return index
+
+
+def _select(doc: Any, sel: Any) -> Any:
+    turns = doc.get("conversation_turns") if isinstance(doc, dict) else None
+    if not isinstance(turns, list):
+        return MISSING
+    if isinstance(sel, tuple):
+        for t in turns:
+            if isinstance(t, dict) and _hk(t.get(sel[0], MISSING)) == _hk(sel[1]):
+                return t
+        return MISSING
+    return turns[sel] if isinstance(sel, int) and sel < len(turns) else MISSING
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines as git sees them: split at ``\n`` only (not at U+2028, form feed,
+    lone CR, ...), each keeping its newline."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _lines(data: bytes | None) -> list[str]:
+    if data is None:
+        return []
+    return split_lines(data.decode("utf-8", errors="surrogateescape"))
+
+
+def _text_edits(a: list[str], b: list[str]) -> list[TextEdit]:
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    return [TextEdit(i1, i2, j1, tuple(b[j1:j2]))
+            for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
+
+
+# -- applying ------------------------------------------------------------------
+
+def apply(a: Mapping[str, bytes], diff: Diff) -> dict[str, bytes]:
+    """Apply ``diff`` to state ``a``; ``apply(a, compute(a, b)) == b``.
+
+    JSON documents are rebuilt from the changes and serialised canonically;
+    text files are rebuilt from their line edits.
+    """
+    out = dict(a)
+    for d in diff.documents:
+        if d.status == "removed":
+            out.pop(d.name, None)
+            continue
+        if d.kind == "json":
+            base = canonical.loads(out[d.name]) if d.status == "modified" else MISSING
+            value = base
+            for c in d.changes:
+                value = _apply_change(value, c.path, c)
+            out[d.name] = canonical.dumps(value)
+        else:
+            lines = _lines(out.get(d.name)) if d.status == "modified" else []
+            for e in reversed(d.edits):
+                lines[e.a_start:e.a_end] = list(e.lines)
+            out[d.name] = "".join(lines).encode("utf-8", errors="surrogateescape")
+    return out
+
+
+def _apply_change(value: Any, path: tuple[PathElem, ...], c: Change) -> Any:
+    if not path:
+        if c.op == "reorder":
+            return _reorder(value, c.new, c.key)
+        return c.new if c.op in ("add", "change") else MISSING
+    head, rest = path[0], path[1:]
+    if isinstance(head, tuple):
+        key, kval = head
+        items = list(value)
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and _hk(item.get(key, MISSING)) == _hk(kval):
+                new_item = _apply_change(item, rest, c)
+                if new_item is MISSING:
+                    del items[i]
+                else:
+                    items[i] = new_item
+                return items
+        if c.op == "add" and not rest:
+            return [*items, c.new]
+        raise ValueError(f"no record with {key}={kval!r} at {pointer(path)}")
+    if isinstance(head, int):
+        items = list(value)
+        if head < len(items):
+            new_item = _apply_change(items[head], rest, c)
+            if new_item is MISSING:
+                del items[head]
+            else:
+                items[head] = new_item
+        else:
+            items.append(_apply_change(MISSING, rest, c))
+        return items
+    obj = dict(value)
+    new_child = _apply_change(obj.get(head, MISSING), rest, c)
+    if new_child is MISSING:
+        obj.pop(head, None)
+    else:
+        obj[head] = new_child
+    return obj
+
+
+def _reorder(items: Any, order: list[Any], key: str | None) -> Any:
+    if key is None:
+        return items
+    by = {_hk(x[key]): x for x in items}
+    return [by[_hk(k)] for k in order]

@@ -1,0 +1,572 @@
+"""Expiry of idle sessions and the seed's retention policies.
+
+Settings live in ``<root>/.gitstore/policy.json`` (optional; unknown keys are
+refused, so a typo never silently does nothing)::
+
+    {
+      "expiry": "7d",
+      "retention_policies": {
+        "active_customer_sessions": "indefinite_retention",
+        "completed_sessions": "2_year_retention",
+        "error_logs": "1_year_retention",
+        "analytics_summaries": "5_year_retention"
+      }
+    }
+
+A duration is ``<n><unit>`` with unit ``s``, ``min``, ``h``, ``d``, ``w`` or ``y``
+(365 days), spelled short or long (``2h``, ``30d``, ``2 years``), optionally in
+the seed's style ``2_year_retention``; ``indefinite`` (or ``indefinite_retention``,
+``null``) means never. Defaults: no ``expiry``; the retention periods above
+(seed 000). ``m`` alone is refused (minutes or months?).
+
+**Expiry** (``gitstore expire``): an *open* version whose last commit is older
+than the timeout gets one commit, ``Change: expire``, that sets
+``workflow_tracking.completion_status`` to ``expired`` (creating
+``workflow_tracking`` if absent). Nothing is deleted, and the version stays
+open: an agent may still resume it (seed 004), and a later commit makes it
+active again.
+
+**Retention** (``gitstore retention plan|apply``) decides per scenario, from
+its branch tip:
+
+* *active* (newest version open and not expired): ``active_customer_sessions``
+  (default indefinite), aged from the last commit;
+* *completed* (newest version finalized and ``completion_status`` not
+  ``in_progress``): ``completed_sessions``, aged from the **tag time of the
+  newest version** (the moment the store cut it; ``completed_timestamp`` is
+  agent-supplied and a correction republishes the data, so the store's own
+  time is the basis; the finalize commit's time if the tag is missing). A
+  finalized version still marked ``in_progress`` (only plain git can write one)
+  counts as active;
+* *expired* (newest version open, tip is an ``expire`` commit): an abandoned
+  session counts as ended, so ``completed_sessions`` applies, aged from the
+  expiry commit;
+* *retained*: what a purge left (below): ``analytics_summaries``, aged from
+  the same basis as the session it came from (``Retention-Basis``).
+
+Purging a scenario removes its tags and its branch. If the tip has
+``session_analytics.json`` and ``analytics_summaries`` keeps it longer, the
+branch is instead moved to a new **root commit** holding only that file and its
+``SHA256SUMS`` (``Change: retention``; trailers ``Retention-Policy``,
+``Retention-Basis``, ``Retained-Until``, ``Purged-Versions``; no
+``Session-Version``, so no version exists and nothing can be written on it;
+``gitstore verify`` and ``git fsck`` accept it). Its own policy removes it
+later. Then reflog entries naming purged commits are dropped and
+:func:`gitstore.ops.maintenance.maintain` prunes every unreachable object, so the
+purged data is gone from the repository (``git cat-file -e`` fails). A
+tombstone (what, when, which policy, no content) goes to the customer's
+audit log as ``retention:purge``. It all runs under the customer's writer lock,
+and the plan is recomputed under it: a scenario that became active meanwhile
+is kept. Tags go before the branch, so after a crash in between, running
+``retention apply`` again finishes the purge (``gitstore verify`` reports the
+missing tag meanwhile).
+
+**Error logs**: gitstore keeps no error logs of its own (errors go to the
+caller). Its only error artifacts are the damaged object files that
+``gitstore repair`` sets aside in ``<repo>/gitstore-damaged/<UTC time>/``;
+``error_logs`` deletes those sets once older than the period. The audit log is
+an access log, not an error log, and is never compacted: its hash chain is its
+value, and the purge tombstones live there. Quarantined repositories
+(``.gitstore/quarantine``) are outside retention.
+
+After a scenario's branch is removed entirely its number may be taken again
+by ``gitstore new`` if it was the highest (the tombstone records the purge).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gitstore.git import repo as backend
+from gitstore.core import canonical
+from gitstore.store import config as config_mod
+from gitstore.errors import ConflictError, NotFoundError, UsageError
+from gitstore.git.locking import writer_lock
+from gitstore.core.commits import Identity, Message, trailers
+from gitstore.core.names import JSON_DOCUMENTS, MANIFEST
+from gitstore.rules.pipeline import Proposal
+from gitstore.store.facade import version_of
+from gitstore.store.tip import FINAL_CHANGES, State, load_doc, read_state
+from gitstore.core.versions import Scenario, parse_branch_ref, parse_tag_ref
+
+if TYPE_CHECKING:
+    from gitstore.store.facade import Customer, Store
+
+CONV, CTX, META, ANA = JSON_DOCUMENTS
+POLICY_FILE = "policy.json"
+RETENTION_CHANGE = "retention"
+EXPIRE_CHANGE = "expire"
+DAMAGED_DIR = "gitstore-damaged"
+YEAR = timedelta(days=365)
+
+_UNITS = {"s": 1, "sec": 1, "second": 1, "min": 60, "minute": 60, "h": 3600, "hr": 3600,
+          "hour": 3600, "d": 86400, "day": 86400, "w": 604800, "week": 604800,
+          "y": 31536000, "yr": 31536000, "year": 31536000}
+_DURATION = re.compile(r"(\d{1,9})\s*_?([a-z]+?)s?(?:_retention)?")
+_INDEFINITE = {"indefinite", "indefinite_retention", "never", "none", "forever"}
+
+
+def parse_duration(value: Any, what: str = "duration") -> timedelta | None:
+    """``"7d"`` -> 7 days; ``"2_year_retention"`` -> 730 days; ``indefinite``/None -> None."""
+    if value is None:
+        return None
+    text = str(value).strip().lower() if isinstance(value, str) else None
+    if text in _INDEFINITE:
+        return None
+    m = _DURATION.fullmatch(text) if text else None
+    if not m or m[2] not in _UNITS or int(m[1]) == 0:
+        raise UsageError(f"invalid {what} {value!r}: expected e.g. 2h, 7d, 30d, 2y, "
+                         "2_year_retention or indefinite")
+    return timedelta(seconds=int(m[1]) * _UNITS[m[2]])
+
+
+def format_duration(delta: timedelta | None) -> str:
+    if delta is None:
+        return "indefinite"
+    secs = int(delta.total_seconds())
+    for unit, size in (("y", 31536000), ("w", 604800), ("d", 86400), ("h", 3600),
+                       ("min", 60)):
+        if secs >= size and secs % size == 0:
+            return f"{secs // size}{unit}"
+    return f"{secs}s"
+
+
+def _age(delta: timedelta) -> str:
+    secs = max(0, int(delta.total_seconds()))
+    if secs >= 86400:
+        return f"{secs // 86400}d"
+    if secs >= 3600:
+        return f"{secs // 3600}h"
+    return f"{secs // 60}min"
+
+
+def iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _from_ts(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _parse_iso(text: str | None) -> datetime | None:
+    try:
+        when = datetime.fromisoformat((text or "").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A store's expiry timeout and retention periods (None: indefinite)."""
+
+    expiry: timedelta | None = None
+    active_customer_sessions: timedelta | None = None
+    completed_sessions: timedelta | None = 2 * YEAR
+    error_logs: timedelta | None = YEAR
+    analytics_summaries: timedelta | None = 5 * YEAR
+
+    def period(self, name: str) -> timedelta | None:
+        value: timedelta | None = getattr(self, name)
+        return value
+
+    def to_json(self) -> dict[str, Any]:
+        return {"expiry": format_duration(self.expiry) if self.expiry else None,
+                "retention_policies": {f.name: format_duration(getattr(self, f.name))
+                                       for f in fields(self) if f.name != "expiry"}}
+
+
+def load_policy(root: Path) -> Policy:
+    """The store's policy: ``<root>/.gitstore/policy.json`` over the defaults."""
+    path = root / config_mod.CONFIG_DIR / POLICY_FILE
+    policy = Policy()
+    if not path.is_file():
+        return policy
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict) or set(data) - {"expiry", "retention_policies"}:
+        raise UsageError(f"{path}: expected an object with 'expiry' and/or "
+                         "'retention_policies'")
+    changes: dict[str, timedelta | None] = {}
+    if "expiry" in data:
+        changes["expiry"] = parse_duration(data["expiry"], f"{path}: expiry")
+    periods = data.get("retention_policies", {})
+    known = {f.name for f in fields(Policy)} - {"expiry"}
+    if not isinstance(periods, dict) or set(periods) - known:
+        raise UsageError(f"{path}: retention_policies may only set {', '.join(sorted(known))}")
+    for key, value in periods.items():
+        changes[key] = parse_duration(value, f"{path}: {key}")
+    return replace(policy, **changes)
+
+
+# -- expiry ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Expiry:
+    """An open version found idle; ``commit`` is the expire commit (None: dry run
+    or skipped), ``skipped`` says why it was not expired after all."""
+
+    customer: str
+    scenario: str
+    version: str
+    last_commit: str
+    last_activity: datetime
+    idle: timedelta
+    commit: str | None = None
+    skipped: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"customer": self.customer, "scenario": self.scenario, "version": self.version,
+                "last_commit": self.last_commit, "last_activity": iso(self.last_activity),
+                "idle": _age(self.idle), "commit": self.commit, "skipped": self.skipped}
+
+
+class _Skip(Exception):
+    pass
+
+
+def _completion_status(meta: Any) -> Any:
+    workflow = meta.get("workflow_tracking") if isinstance(meta, dict) else None
+    return workflow.get("completion_status") if isinstance(workflow, dict) else None
+
+
+def idle_versions(store: Store, timeout: timedelta, customers: Iterable[str] | None = None,
+                  now: datetime | None = None) -> list[Expiry]:
+    """Open versions whose last commit is at least ``timeout`` old and that are
+    not already expired."""
+    now = now or store.now()
+    found = []
+    for name in customers if customers is not None else store.customers():
+        customer = store.customer(name)
+        for scenario in customer.scenarios():
+            try:
+                state = read_state(customer.repo, scenario)
+            except NotFoundError:  # a retained analytics summary: no version
+                continue
+            if _expirable(state) and now - _from_ts(state.info.time) >= timeout:
+                found.append(Expiry(customer.name, str(scenario), str(state.version), state.tip,
+                                    _from_ts(state.info.time), now - _from_ts(state.info.time)))
+    return found
+
+
+def _expirable(state: State) -> bool:
+    if state.finalized or state.info.trailer("Change") == EXPIRE_CHANGE:
+        return False
+    try:
+        return bool(_completion_status(load_doc(state, META)) != "expired")
+    except canonical.JSONParseError:
+        return True
+
+
+def expire(store: Store, *, older_than: timedelta | None = None, dry_run: bool = False,
+           customers: Iterable[str] | None = None) -> list[Expiry]:
+    """Record expiry on every idle open version (see the module docstring).
+
+    ``older_than`` overrides the policy's ``expiry``; with neither, refuses."""
+    from gitstore.store.session import Session, _Plan
+
+    timeout = older_than if older_than is not None else load_policy(store.root).expiry
+    if timeout is None:
+        raise UsageError("no expiry timeout: pass --older-than (e.g. 7d) or set \"expiry\" in "
+                         f"{store.root / config_mod.CONFIG_DIR / POLICY_FILE}")
+    now = store.now()
+    found = idle_versions(store, timeout, customers, now)
+    if dry_run:
+        return found
+    done = []
+    for item in found:
+        customer = store.customer(item.customer)
+        session = Session(customer, Scenario.parse(item.scenario))
+
+        def build(state: State, timeout: timedelta = timeout) -> _Plan:
+            last = _from_ts(state.info.time)
+            if not _expirable(state) or now - last < timeout:
+                raise _Skip(f"new activity at {iso(last)}")
+            meta = load_doc(state, META)
+            workflow = meta.get("workflow_tracking")
+            if not isinstance(workflow, dict):
+                workflow = meta["workflow_tracking"] = {}
+            workflow["completion_status"] = "expired"
+            files = {**state.files, META: canonical.dumps(meta)}
+            return _Plan(files, state.version, EXPIRE_CHANGE,
+                         f"{state.version}: expire after {_age(now - last)} without activity",
+                         frozenset({META}),
+                         reason=f"no activity since {iso(last)}; expiry timeout "
+                                f"{format_duration(timeout)}")
+
+        try:
+            written = session._write(build)
+        except _Skip as skip:
+            done.append(replace(item, skipped=str(skip)))
+            continue
+        done.append(replace(item, commit=written.commit))
+    return done
+
+
+# -- retention -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Item:
+    """One retention decision: a scenario (``target`` ``v1``) or a set of
+    damaged objects (``target`` ``gitstore-damaged/<time>``), kept or to go."""
+
+    customer: str
+    target: str
+    action: str  # keep | purge | purge-keep-analytics | purge-analytics | delete
+    status: str  # active | completed | expired | retained | error-log
+    policy: str
+    period: timedelta | None
+    since: datetime
+    basis: str
+    age: timedelta
+    versions: tuple[str, ...] = ()
+    tip: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    keep_until: datetime | None = None
+    session_id: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def goes(self) -> bool:
+        return self.action != "keep"
+
+    @property
+    def reason(self) -> str:
+        rule = f"{self.policy}={format_duration(self.period)}"
+        what = f"{self.status} {_age(self.age)} ago ({self.basis} {iso(self.since)})"
+        if not self.goes:
+            return f"{what}; {rule} keeps it"
+        kept = ""
+        if self.action == "purge-keep-analytics":
+            until = iso(self.keep_until) if self.keep_until else "indefinitely"
+            kept = f"; keeps {ANA} until {until} (analytics_summaries)"
+        return f"{what}; {rule}{kept}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"customer": self.customer, "target": self.target, "action": self.action,
+                "status": self.status, "policy": self.policy,
+                "period": format_duration(self.period), "basis": self.basis,
+                "since": iso(self.since), "age_days": round(self.age.total_seconds() / 86400, 2),
+                "versions": list(self.versions), "tip": self.tip,
+                "keep_until": iso(self.keep_until) if self.keep_until else None,
+                "reason": self.reason}
+
+
+def plan(store: Store, customers: Iterable[str] | None = None,
+         policy: Policy | None = None, now: datetime | None = None) -> list[Item]:
+    """Every retention decision for ``customers`` (default: all), kept ones included."""
+    policy = policy or load_policy(store.root)
+    now = now or store.now()
+    out: list[Item] = []
+    for name in customers if customers is not None else store.customers():
+        out.extend(plan_customer(store.customer(name), policy, now))
+    return out
+
+
+def plan_customer(customer: Customer, policy: Policy, now: datetime) -> list[Item]:
+    repo = customer.repo
+    tags = repo.refs("refs/tags/")
+    items = []
+    for ref, tip in sorted(repo.refs("refs/heads/").items()):
+        scenario = parse_branch_ref(ref)
+        if scenario is not None:
+            mine = tuple(sorted((r, t) for r, t in tags.items()
+                                if (v := parse_tag_ref(r)) is not None
+                                and v.major == scenario.major))
+            items.append(_scenario_item(customer, repo, scenario, tip, mine, policy, now))
+    damaged = customer.path / DAMAGED_DIR
+    for entry in sorted(damaged.iterdir()) if damaged.is_dir() else ():
+        try:
+            since = datetime.strptime(entry.name, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+        except ValueError:
+            since = _from_ts(int(entry.stat().st_mtime))
+        period = policy.error_logs
+        goes = period is not None and now - since >= period
+        items.append(Item(customer.name, f"{DAMAGED_DIR}/{entry.name}",
+                          "delete" if goes else "keep", "error-log", "error_logs", period,
+                          since, "set aside by repair", now - since))
+    return items
+
+
+def _scenario_item(customer: Customer, repo: backend.Repo, scenario: Scenario, tip: str,
+                   tags: tuple[tuple[str, str], ...], policy: Policy, now: datetime) -> Item:
+    info = repo.commit(tip)
+    change = info.trailer("Change")
+    tagged = sorted(v for r, _ in tags if (v := parse_tag_ref(r)) is not None)
+    versions = tuple(str(v) for v in tagged)
+    sid = info.trailer("Session-Id")
+    has_analytics = repo.read_file(tip, ANA) is not None
+    if change == RETENTION_CHANGE:
+        status, name = "retained", "analytics_summaries"
+        since = _parse_iso(info.trailer("Retention-Basis")) or _from_ts(info.time)
+        basis = "session ended"
+        versions = tuple(v.strip() for v in (info.trailer("Purged-Versions") or "").split(",")
+                         if v.strip())
+        has_analytics = False
+    else:
+        meta_raw = repo.read_file(tip, META)
+        try:
+            meta = canonical.loads(meta_raw) if meta_raw is not None else None
+        except canonical.JSONParseError:
+            meta = None
+        version = version_of(info, {META: meta_raw} if meta_raw is not None else {})
+        finalized = (version is not None and version in tagged) or change in FINAL_CHANGES
+        if version is not None and version not in tagged:
+            versions += (str(version),)
+        status_field = _completion_status(meta)
+        since, basis = _from_ts(info.time), "last commit"
+        if finalized and status_field != "in_progress":
+            status, name, basis = "completed", "completed_sessions", "finalize commit"
+            tag = repo.tag(str(version)) if version is not None else None
+            if tag is not None and tag.time:
+                since, basis = _from_ts(tag.time), f"tag {version}"
+        elif not finalized and change == EXPIRE_CHANGE:
+            status, name, basis = "expired", "completed_sessions", "expired"
+        else:
+            status, name = "active", "active_customer_sessions"
+        sid = sid or (meta.get("session_info", {}).get("session_id")
+                      if isinstance(meta, dict) else None)
+    period = policy.period(name)
+    age = now - since
+    item = Item(customer.name, str(scenario), "keep", status, name, period, since, basis, age,
+                versions, tip, tags, session_id=sid if isinstance(sid, str) else None)
+    if period is None or age < period:
+        return item
+    if status == "retained":
+        return replace(item, action="purge-analytics")
+    keep = policy.analytics_summaries
+    if has_analytics and (keep is None or now < since + keep):
+        return replace(item, action="purge-keep-analytics",
+                       keep_until=since + keep if keep is not None else None)
+    return replace(item, action="purge")
+
+
+def apply(store: Store, customers: Iterable[str] | None = None,
+          policy: Policy | None = None) -> list[Item]:
+    """Carry out the plan: purge what policy lets go, keep everything else.
+
+    Per customer, under its writer lock: the plan is recomputed, each item is
+    purged and recorded in the audit log, reflogs are cleaned and unreachable
+    objects pruned. Returns the items that went."""
+    from gitstore.ops.maintenance import _maintain_locked
+
+    policy = policy or load_policy(store.root)
+    done: list[Item] = []
+    for name in list(customers) if customers is not None else store.customers():
+        customer = store.customer(name)
+        config = store.config
+        with writer_lock(store.lock_dir, customer.name, config.lock_timeout):
+            items = [i for i in plan_customer(customer, policy, store.now()) if i.goes]
+            if not items:
+                continue
+            repo = customer.repo
+            repo.clear_stale_locks()
+            for item in items:
+                if item.action == "delete":
+                    shutil.rmtree(customer.path / item.target)
+                    customer._audit("retention:purge", rev=item.target,
+                                    detail=_tombstone(item, None))
+                else:
+                    try:
+                        kept = _purge_scenario(customer, repo, item)
+                    except backend.RefConflict as exc:
+                        raise ConflictError(f"{customer.name} {item.target} changed during "
+                                            f"the purge ({exc}); run it again") from None
+                    customer._audit("retention:purge", rev=item.target, commit=kept,
+                                    detail=_tombstone(item, kept))
+                done.append(item)
+            if any(i.action != "delete" for i in items):
+                _fix_head(repo)
+                repo.drop_unreachable_reflog_entries()
+                _maintain_locked(customer, full=True, prune=True)
+                customer.__dict__.pop("repo", None)
+    return done
+
+
+def _tombstone(item: Item, kept: str | None) -> str:
+    data = {k: v for k, v in item.to_json().items() if k not in ("customer", "reason")}
+    data["retained_commit"] = kept
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _purge_scenario(customer: Customer, repo: backend.Repo, item: Item) -> str | None:
+    """Remove a scenario's tags and branch, or move the branch to an analytics-only
+    root commit; returns that commit's id when one is kept."""
+    assert item.tip is not None
+    ref = Scenario.parse(item.target).branch_ref
+    commit = None
+    if item.action == "purge-keep-analytics":  # written first: nothing refers to it yet
+        data = repo.read_file(item.tip, ANA)
+        assert data is not None
+        author = customer.store.config.agent
+        commit = write_retained(customer, repo, data, author=author,
+                                message=retained_message(item, data, author),
+                                when=customer.store.now(), session_id=item.session_id)
+    for tag_ref, target in item.tags:  # tags first: after a crash, a re-run finishes
+        repo.delete_ref(tag_ref, target)
+    if commit is not None:
+        repo.update_ref(ref, commit, item.tip, f"gitstore: retention of {item.target}")
+    else:
+        repo.delete_ref(ref, item.tip)
+    return commit
+
+
+def retained_message(item: Item, analytics: bytes, author: Identity) -> str:
+    """The message of the analytics-only root commit that a purge leaves."""
+    from gitstore.core import manifest
+
+    until = iso(item.keep_until) if item.keep_until else "indefinite"
+    body = (f"Purged under {item.policy} ({format_duration(item.period)}): the session "
+            f"{item.status} at {iso(item.since)} ({item.basis}) and was {_age(item.age)} "
+            f"old. Only {ANA} remains, until {until} (analytics_summaries); then the "
+            "scenario is removed.")
+    return Message(
+        f"{item.target}: retention: purged {', '.join(item.versions) or 'the session'}; "
+        "session analytics kept",
+        trailers([("Session-Id", item.session_id), ("Change", RETENTION_CHANGE),
+                  ("Retention-Policy", item.policy), ("Retention-Basis", iso(item.since)),
+                  ("Retained-Until", until),
+                  ("Purged-Versions", ", ".join(item.versions) or None),
+                  ("Purged-Tip", item.tip), ("Documents", ANA), ("Agent", author.name),
+                  ("Manifest", manifest.digest(manifest.build({ANA: analytics})))]),
+        body).format()
+
+
+def write_retained(customer: Customer, repo: backend.Repo, analytics: bytes, *,
+                   message: str, author: Identity, when: datetime,
+                   session_id: str | None = None) -> str:
+    """Write (not publish) an analytics-only root commit: ``session_analytics.json``
+    and its ``SHA256SUMS``, checked by the store's pipeline. Also used by
+    ``gitstore import`` to restore one from an export (same message, author and
+    time: the same commit id unless the store signs)."""
+    store = customer.store
+    proposal = Proposal(customer=customer.name, files={ANA: analytics}, version=None,
+                        change=RETENTION_CHANGE, session_id=session_id,
+                        changed=frozenset({ANA}))
+    store.pipeline.run(proposal)
+    assert proposal.manifest is not None
+    tree = repo.write_tree({ANA: analytics, MANIFEST: proposal.manifest})
+    offset = when.utcoffset()
+    return repo.write_commit(tree=tree, parents=[], author=author,
+                             committer=store.config.committer, message=message,
+                             time=int(when.timestamp()),
+                             offset=int(offset.total_seconds() // 60) if offset else 0,
+                             sign=store.signer)
+
+
+def _fix_head(repo: backend.Repo) -> None:
+    """Point HEAD at the newest remaining scenario if its branch was removed."""
+    branches = sorted(s for ref in repo.refs("refs/heads/")
+                      if (s := parse_branch_ref(ref)) is not None)
+    head = repo.head_ref()
+    if branches and (head is None or repo.ref_target(head) is None):
+        repo.set_head(branches[-1].branch_ref)

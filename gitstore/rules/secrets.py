@@ -1,0 +1,500 @@
+"""Find credentials and personal data in session documents; redact them (pure, no git).
+
+:func:`scan` walks every string value *and object key* of a parsed JSON document
+(or the SOW text) and returns :class:`Finding` objects: file, RFC 6901 pointer,
+``kind``, ``category`` (``credential``/``pii``) and the span in the string, never
+the value. A pointer segment (object key) holding a caught value is shown masked,
+as :func:`apply` renames the key when it redacts.
+
+* Credentials: the detect-secrets plugins, created once and driven through their
+  side-effect-free ``analyze_string`` line by line (``scan_line``/``analyze_line``
+  use global settings and may verify over the network), with detect-secrets'
+  heuristic filters (sequential, UUID, ``${X}``/``<x>``, ``$VAR``, non-alphanumeric,
+  id-like, indirect reference). Two plugins on its base class add ``Authorization:
+  Basic``/``Bearer`` headers. Hex entropy is off (digests are normal content); base64
+  entropy (limit 4.5) only sees 32+ character tokens with a digit, both cases, not
+  made of words (mean lowercase run < 3) and not a path. Keyword patterns count only
+  when the name *ends* in the keyword (``db_password``, not ``password_policy`` or
+  ``secret_arn``); so does a JSON member with such a key whose value is one
+  non-placeholder token, except ``/session_info/api_key`` (the customer's name).
+* Phones: ``phonenumbers.PhoneNumberMatcher``, leniency VALID, policy region (US).
+* Cards: 13-19 digits (single space/dash separators) passing Luhn, starting 2-6,
+  not part of a longer digit run or word (so not account ids or epoch timestamps);
+  also JSON integers (redacted to the placeholder string).
+* Emails: a small, conservative regex (no maintained library *finds* addresses in
+  text; email-validator checks one): dotted domain, alphabetic TLD, not a URL's
+  ``user@host`` nor scp-style ``git@host:path``.
+
+A PII hit inside a credential is reported as the credential. Default policy: block
+credentials, redact card numbers, allow emails and phones. Redaction replaces the
+span with ``[REDACTED:<kind>]``; a key is renamed likewise (`` #2`` if taken).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import dataclasses
+import re
+from collections import Counter
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
+
+import phonenumbers
+from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+from detect_secrets.filters import heuristic
+from detect_secrets.plugins import keyword
+from detect_secrets.plugins.base import BasePlugin, RegexBasedDetector
+from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
+
+from gitstore.errors import UsageError, Violation
+from gitstore.core.names import SOW_DOCUMENT
+
+if TYPE_CHECKING:
+    from gitstore.rules.pipeline import Proposal
+
+Action = Literal["block", "redact", "allow"]
+Rule = Action | Mapping[str, Action]
+ACTIONS: tuple[str, ...] = ("block", "redact", "allow")
+CREDENTIAL, PII = "credential", "pii"
+
+#: detect-secrets plugin class -> our short, stable kind.
+PLUGIN_KINDS: dict[str, str] = {
+    "AWSKeyDetector": "aws_access_key", "ArtifactoryDetector": "artifactory_token",
+    "AzureStorageKeyDetector": "azure_storage_key", "BasicAuthDetector": "password_in_url",
+    "CloudantDetector": "cloudant_credential", "DiscordBotTokenDetector": "discord_token",
+    "GitHubTokenDetector": "github_token", "GitLabTokenDetector": "gitlab_token",
+    "IbmCloudIamDetector": "ibm_cloud_iam_key", "IbmCosHmacDetector": "ibm_cos_hmac",
+    "JwtTokenDetector": "jwt", "MailchimpDetector": "mailchimp_key", "NpmDetector": "npm_token",
+    "OpenAIDetector": "openai_key", "PrivateKeyDetector": "private_key",
+    "PypiTokenDetector": "pypi_token", "SendGridDetector": "sendgrid_key",
+    "SlackDetector": "slack_token", "SoftlayerDetector": "softlayer_credential",
+    "SquareOAuthDetector": "square_oauth_secret", "StripeDetector": "stripe_key",
+    "TelegramBotTokenDetector": "telegram_token", "TwilioKeyDetector": "twilio_key",
+}
+KEYWORD, ENTROPY = "generic_secret_keyword", "high_entropy_string"
+CREDENTIAL_KINDS = frozenset({*PLUGIN_KINDS.values(), "basic_auth", "bearer_token", KEYWORD,
+                              ENTROPY})
+PII_KINDS = frozenset({"card_number", "email", "phone"})
+_DEFAULTS: dict[str, Action] = {"card_number": "redact", "email": "allow", "phone": "allow"}
+#: Members whose keyword-like key holds no secret: the customer's name.
+EXEMPT_POINTERS = frozenset({"/session_info/api_key"})
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """One caught value: ``file``, ``pointer``, span ``start:end`` within the string
+    (an object key when ``in_key``), ``kind`` and ``category``. Never the value."""
+
+    file: str
+    pointer: str
+    kind: str
+    category: str
+    start: int
+    end: int
+    in_key: bool = False
+
+    def __str__(self) -> str:
+        where = f"{self.file}#{self.pointer}" if self.pointer else self.file
+        key = " of an object key" if self.in_key else ""
+        return f"{where}: {self.kind} at characters {self.start}-{self.end}{key}"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class _Hit(NamedTuple):
+    start: int
+    end: int
+    kind: str
+
+
+def category_of(kind: str) -> str:
+    return PII if kind in PII_KINDS else CREDENTIAL
+
+
+_DIGIT = re.compile(r"\d")
+
+
+class AuthorizationDetector(RegexBasedDetector):
+    """``Authorization: Basic <base64 user:pass>`` or ``Bearer <16+ chars, with digits>``."""
+
+    secret_type = "Authorization Header"
+
+    def __init__(self, scheme: str) -> None:
+        self.scheme = scheme
+        self._denylist = (re.compile(rf"\bAuthorization\s*[:=]\s*['\"]?{scheme}\s+"
+                                     r"([A-Za-z0-9._~+/=-]{4,})", re.IGNORECASE),)
+
+    @property
+    def denylist(self) -> tuple[re.Pattern[str], ...]:
+        return self._denylist
+
+    def analyze_string(self, string: str) -> Generator[str, None, None]:
+        for token in super().analyze_string(string):
+            if (b":" in _b64decode(token) if self.scheme == "Basic" else
+                    len(token) >= 16 and _DIGIT.search(token) and re.search("[A-Za-z]", token)):
+                yield token
+
+
+def _b64decode(token: str) -> bytes:
+    try:
+        return base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+@cache
+def _plugins() -> tuple[tuple[str, BasePlugin], ...]:
+    """The detect-secrets plugins, instantiated once per process."""
+    mapping: dict[str, Any] = dict(get_mapping_from_secret_type_to_class())
+    classes: dict[str, type[BasePlugin]] = {c.__name__: c for c in mapping.values()}
+    found = [(kind, classes[name]()) for name, kind in PLUGIN_KINDS.items() if name in classes]
+    return (*found, ("basic_auth", AuthorizationDetector("Basic")),
+            ("bearer_token", AuthorizationDetector("(?:Bearer|Token)")))
+
+
+_ENTROPY_PLUGIN = Base64HighEntropyString(limit=4.5)
+_ENTROPY_TOKEN = re.compile(f"[{re.escape(_ENTROPY_PLUGIN.charset)}]{{32,}}")
+_KEYWORD_PATTERNS: dict[re.Pattern[str], int] = {
+    **keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP, keyword.FOLLOWED_BY_EQUAL_SIGNS_REGEX: 5}
+_DENY = "|".join(keyword.DENYLIST)
+_KEYWORD_NAME = re.compile(rf"(?:{_DENY})(?:[_-]?(?:key|token|value|string))?$", re.IGNORECASE)
+_KEYWORD_HINT = re.compile(r"key|pass|pwd|secret|contras", re.IGNORECASE)  # in each DENYLIST entry
+_NAME_AROUND = re.compile(rf"[\w.-]*(?:{_DENY})[\w.-]*", re.IGNORECASE)
+_PLACEHOLDER_WORDS = frozenset({"redacted", "none", "null", "n/a", "na", "unset", "hidden",
+                                "masked", "required", "optional", "true", "false", "yes", "no",
+                                "enabled", "disabled", "tbd", "todo", "example", "placeholder"})
+_PLACEHOLDER = re.compile(r"\[REDACTED:[a-z0-9_]+\]")
+_TOKEN_LEFT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+-")
+_TOKEN_AFTER = re.compile(r"[A-Za-z0-9_.+/=-]*")
+_LOWER_RUN = re.compile(r"[a-z]+")
+_PEM_END = re.compile(r"-----END[A-Z0-9 ]*-----")
+
+
+def _filtered(secret: str, line: str, plugin: BasePlugin | None) -> bool:
+    """detect-secrets' default heuristic filters (the value-based ones)."""
+    return bool(heuristic.is_sequential_string(secret) or heuristic.is_potential_uuid(secret)
+                or heuristic.is_templated_secret(secret)
+                or heuristic.is_prefixed_with_dollar_sign(secret)
+                or heuristic.is_not_alphanumeric_string(secret)
+                or heuristic.is_likely_id_string(secret, line, plugin))
+
+
+def _random_token(token: str) -> bool:
+    """A long token that looks random rather than made of words or a path."""
+    lower_runs = _LOWER_RUN.findall(token)
+    return (_DIGIT.search(token) is not None and not token.isupper() and not token.islower()
+            and not token.startswith("/")
+            and sum(map(len, lower_runs)) < 3 * len(lower_runs)   # mean run of a-z < 3
+            and _ENTROPY_PLUGIN.calculate_shannon_entropy(token) > _ENTROPY_PLUGIN.entropy_limit)
+
+
+def _keyword_hits(line: str) -> Iterator[tuple[int, int]]:
+    """detect-secrets' keyword patterns (every match, exact span), name-end guarded."""
+    if not _KEYWORD_HINT.search(line):
+        return
+    for pattern, group in _KEYWORD_PATTERNS.items():
+        for m in pattern.finditer(line):
+            start, end = m.span(group)
+            name = _NAME_AROUND.search(line[m.start():start] + " " + line[end:m.end()])
+            value = line[start:end]
+            if not (start > 0 and line[start - 1] in "'\"`"):   # unquoted: one token
+                value = value.split()[0] if value.split() else ""
+            if (name and _KEYWORD_NAME.search(name.group()) and value
+                    and value.lower() not in _PLACEHOLDER_WORDS
+                    and not _filtered(value, line, None)
+                    and not heuristic.is_indirect_reference(line)):
+                yield start, start + len(value)
+
+
+def _extend(text: str, start: int, end: int, kind: str) -> _Hit:
+    """Widen a plugin's hit to the whole credential: a PEM block, or the whole token
+    (some plugins report a part, e.g. a JWT without its signature, ``ghp`` of a token)."""
+    if kind == "private_key":
+        start = start - 5 if text[max(0, start - 5):start] == "-----" else start
+        pem_end = _PEM_END.search(text, end)
+        return _Hit(start, pem_end.end() if pem_end else len(text), kind)
+    while start > 0 and text[start - 1] in _TOKEN_LEFT:
+        start -= 1
+    after = _TOKEN_AFTER.match(text, end)
+    return _Hit(start, after.end() if after else end, kind)
+
+
+def _credential_hits(text: str) -> Iterator[_Hit]:
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        if len(line) >= 8:
+            for kind, plugin in _plugins():
+                for value in set(plugin.analyze_string(line)):
+                    if value and not _filtered(value, line, plugin):
+                        for m in re.finditer(re.escape(value), line):
+                            yield _extend(text, offset + m.start(), offset + m.end(), kind)
+            for start, end in _keyword_hits(line):
+                yield _Hit(offset + start, offset + end, KEYWORD)
+            for m in _ENTROPY_TOKEN.finditer(line):
+                if _random_token(m.group()) and not _filtered(m.group(), line, _ENTROPY_PLUGIN):
+                    yield _Hit(offset + m.start(), offset + m.end(), ENTROPY)
+        offset += len(line)
+
+
+_CARD = re.compile(r"(?<![\w.])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)(?!\w)")
+_EMAIL = re.compile(r"(?<![\w.%+/-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
+                    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
+                    r"(?![\w-]|\.[A-Za-z0-9]|:\S)")
+_NUMBER_HINT = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6,}")   # 7+ digits, lightly separated
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def _pii_hits(text: str, region: str) -> Iterator[_Hit]:
+    if "@" in text:
+        yield from (_Hit(m.start(), m.end(), "email") for m in _EMAIL.finditer(text))
+    if not _NUMBER_HINT.search(text):     # neither a card nor a phone number can be here
+        return
+    for m in _CARD.finditer(text):
+        digits = re.sub(r"\D", "", m.group())
+        if digits[0] in "23456" and luhn_valid(digits):
+            yield _Hit(m.start(), m.end(), "card_number")
+    for match in phonenumbers.PhoneNumberMatcher(text, region,
+                                                 leniency=phonenumbers.Leniency.VALID):
+        yield _Hit(match.start, match.end, "phone")
+
+
+@lru_cache(maxsize=1 << 14)
+def _hits(text: str, region: str, named: bool = False) -> tuple[_Hit, ...]:
+    """All hits in one string (cached: re-checking a growing conversation stays cheap).
+    ``named``: the string is the value of a member whose key names a secret."""
+    raw = [*_credential_hits(text), *_pii_hits(text, region)]
+    if (named and text.lower() not in _PLACEHOLDER_WORDS and not any(c.isspace() for c in text)
+            and re.fullmatch(keyword.SECRET, text) and not _filtered(text, "", None)):
+        raw.append(_Hit(0, len(text), KEYWORD))
+    creds = [h for h in raw if category_of(h.kind) == CREDENTIAL]
+    guards = _merged([m.span() for m in _PLACEHOLDER.finditer(text)])
+    all_creds = _merged([(h.start, h.end) for h in creds])
+    specific = _merged([(h.start, h.end) for h in creds if h.kind != ENTROPY])
+    kept: list[_Hit] = []
+    reach = {CREDENTIAL: -1, PII: -1}     # furthest end of a kept hit, per category
+    for hit in sorted(set(raw), key=lambda h: (h.start, -h.end, h.kind)):
+        cat = category_of(hit.kind)
+        if (hit.end <= reach[cat]                  # inside a kept hit of its category
+                or _overlaps(guards, hit)          # touches a [REDACTED:...] placeholder
+                or (cat == PII and _overlaps(all_creds, hit))
+                or (hit.kind == ENTROPY and _overlaps(specific, hit))):
+            continue
+        kept.append(hit)
+        reach[cat] = max(reach[cat], hit.end)
+    return tuple(kept)
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if out and start < out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _overlaps(merged: list[tuple[int, int]], hit: _Hit) -> bool:
+    i = bisect.bisect_left(merged, (hit.end,))       # merged[:i] start before hit.end
+    return i > 0 and merged[i - 1][1] > hit.start
+
+
+def _mask(text: str, hits: Iterable[_Hit]) -> str:
+    """``text`` with each hit's span replaced by ``[REDACTED:<kind>]`` (overlaps merged)."""
+    out, pos = [], 0
+    for hit in sorted(hits, key=lambda h: (h.start, -h.end)):
+        if hit.start < pos:               # overlaps the previous placeholder: extend it
+            pos = max(pos, hit.end)
+            continue
+        out.append(text[pos:hit.start] + f"[REDACTED:{hit.kind}]")
+        pos = hit.end
+    return "".join(out) + text[pos:]
+
+
+Visit = Callable[[str, str, bool, tuple[_Hit, ...]], str]
+
+
+def _walk(value: Any, pointer: str, named: bool, region: str, visit: Visit) -> Any:
+    if isinstance(value, str):
+        return visit(value, pointer, False, _hits(value, region, named))
+    if isinstance(value, list):
+        return [_walk(v, f"{pointer}/{i}", False, region, visit) for i, v in enumerate(value)]
+    if isinstance(value, int) and not isinstance(value, bool) and value > 10**12:
+        text = str(value)                 # a card number written as a JSON number
+        hits = tuple(h for h in _hits(text, region) if h.kind == "card_number")
+        if not hits:
+            return value
+        masked = visit(text, pointer, False, hits)
+        return value if masked == text else masked  # a number stays a number unless redacted
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, child in value.items():
+        key_hits = _hits(key, region)
+        segment = _mask(key, key_hits).replace("~", "~0").replace("/", "~1")
+        child_pointer = f"{pointer}/{segment}"
+        new_key = visit(key, child_pointer, True, key_hits) if key_hits else key
+        base, n = new_key, 1
+        while new_key != key and (new_key in out or new_key in value):
+            n += 1
+            new_key = f"{base} #{n}"
+        named = bool(_KEYWORD_NAME.search(key)) and child_pointer not in EXEMPT_POINTERS
+        out[new_key] = _walk(child, child_pointer, named, region, visit)
+    return out
+
+
+def scan(document: Any, file: str, *, region: str = "US", base: str = "") -> list[Finding]:
+    """Every credential and piece of personal data in ``document`` (parsed JSON or text).
+    ``base``: the pointer of ``document`` in ``file`` when scanning a part (a new turn)."""
+    found: list[Finding] = []
+
+    def visit(text: str, pointer: str, in_key: bool, hits: tuple[_Hit, ...]) -> str:
+        found.extend(Finding(file, pointer, h.kind, category_of(h.kind), h.start, h.end, in_key)
+                     for h in hits)
+        return text
+
+    _walk(document, base, False, region, visit)
+    return found
+
+
+def _check_rule(category: str, rule: Any) -> None:
+    kinds = CREDENTIAL_KINDS if category == CREDENTIAL else PII_KINDS
+    if not isinstance(rule, str | Mapping):
+        raise UsageError(f"secrets.{category} must be an action or an object of actions")
+    for kind, action in rule.items() if isinstance(rule, Mapping) else [("", rule)]:
+        where = f"secrets.{category}" + (f".{kind}" if kind else "")
+        if kind and kind != "*" and kind not in kinds:
+            raise UsageError(f"{where}: unknown {category} kind; known: {', '.join(sorted(kinds))}")
+        if action not in ACTIONS:
+            raise UsageError(f"{where} must be one of {', '.join(ACTIONS)}, not {action!r}")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Per finding: ``block`` the write, ``redact`` the span, or ``allow`` it.
+
+    ``credential`` and ``pii`` are each an action or ``{kind: action}`` (``"*"``: the
+    rest of the category); kinds not mentioned keep their default. Default: block
+    credentials, redact card numbers, allow emails and phone numbers. ``region``: the
+    region of phone numbers written without ``+``. Stored as the ``secrets`` config key.
+    """
+
+    credential: Rule = "block"
+    pii: Rule = field(default_factory=lambda: dict(_DEFAULTS))
+    region: str = "US"
+
+    def __post_init__(self) -> None:
+        for category in (CREDENTIAL, PII):
+            rule = getattr(self, category)
+            _check_rule(category, rule)
+            if isinstance(rule, Mapping):     # frozen all the way down
+                object.__setattr__(self, category, MappingProxyType(dict(rule)))
+        if not isinstance(self.region, str) or self.region not in phonenumbers.SUPPORTED_REGIONS:
+            raise UsageError(f"secrets.region: {self.region!r} is not a region code like 'US'")
+
+    def action(self, kind: str) -> Action:
+        rule = self.credential if category_of(kind) == CREDENTIAL else self.pii
+        if isinstance(rule, str):
+            return rule
+        return rule.get(kind, rule.get("*", _DEFAULTS.get(kind, "block")))
+
+    def to_json(self) -> dict[str, Any]:
+        rules = {"credential": self.credential, "pii": self.pii}
+        return {**{k: v if isinstance(v, str) else dict(sorted(v.items()))
+                   for k, v in rules.items()}, "region": self.region}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Policy:
+        if not isinstance(data, Mapping):
+            raise UsageError("secrets policy must be a JSON object")
+        unknown = sorted(set(data) - {"credential", "pii", "region"})
+        if unknown:
+            raise UsageError(f"secrets policy: unknown setting {unknown[0]!r}")
+        rules = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+        return cls(**cast(dict[str, Any], rules))
+
+
+DEFAULT_POLICY = Policy()
+
+
+def apply(document: Any, file: str, policy: Policy = DEFAULT_POLICY, *, base: str = ""
+          ) -> tuple[Any, list[Finding], list[Finding]]:
+    """``(new_document, redacted, blocked)``: a new document in which every ``redact``
+    finding's span is ``[REDACTED:<kind>]`` (keys renamed likewise). ``blocked``
+    findings stay in place: the caller must refuse the write."""
+    redacted: list[Finding] = []
+    blocked: list[Finding] = []
+
+    def visit(text: str, pointer: str, in_key: bool, hits: tuple[_Hit, ...]) -> str:
+        chosen = []
+        for h in hits:
+            finding = Finding(file, pointer, h.kind, category_of(h.kind), h.start, h.end, in_key)
+            action = policy.action(h.kind)
+            if action != "allow":
+                (blocked if action == "block" else redacted).append(finding)
+                chosen += [h] if action == "redact" else []
+        return _mask(text, chosen) if chosen else text
+
+    return _walk(document, base, False, policy.region, visit), redacted, blocked
+
+
+def message(finding: Finding, action: Action) -> str:
+    """The one-line violation message for a finding (never its value)."""
+    key = " in an object key" if finding.in_key else ""
+    what = (f"a credential ({finding.kind})" if finding.category == CREDENTIAL
+            else f"personal data ({finding.kind})")
+    if action == "redact":
+        label = f"a {finding.kind.replace('_', ' ')}" if finding.category == PII else what
+        return f"contains {label}{key} that must be redacted (use gitstore, which redacts it)"
+    return f"contains {what}{key}; remove it — the value is not shown"
+
+
+class SecretsHook:
+    """Pipeline hook ``secrets``: a violation per ``block`` finding and, since a plain-git
+    pre-receive hook cannot redact, per ``redact`` finding too. Scans the documents in
+    ``p.changed`` (all when None). Policy: the one given, else ``p.secrets_policy``,
+    else :data:`DEFAULT_POLICY`."""
+
+    __name__ = "secrets"
+
+    def __init__(self, policy: Policy | None = None) -> None:
+        self.policy = policy
+
+    def __call__(self, p: Proposal) -> Iterator[Violation]:
+        policy = self.policy or getattr(p, "secrets_policy", None) or DEFAULT_POLICY
+        targets: dict[str, Any] = dict(p.documents)
+        if SOW_DOCUMENT in p.files:
+            targets[SOW_DOCUMENT] = p.files[SOW_DOCUMENT].decode("utf-8", "replace")
+        for name, document in targets.items():
+            if p.changed is None or name in p.changed:
+                for finding in scan(document, name, region=policy.region):
+                    action = policy.action(finding.kind)
+                    if action != "allow":
+                        yield Violation(name, finding.pointer, message(finding, action),
+                                        "secrets")
+
+
+check_secrets = SecretsHook()
+
+
+def summary(findings: Iterable[Finding]) -> str:
+    """Kinds and counts per file for a commit trailer, never values, e.g.
+    ``card_number\N{MULTIPLICATION SIGN}2 (conversation.json)``."""
+    counts = Counter((f.file, f.kind) for f in findings)
+    times = "\N{MULTIPLICATION SIGN}"
+    return "; ".join(", ".join(f"{kind}{times}{n}" for (f, kind), n in sorted(counts.items())
+                               if f == file) + f" ({file})"
+                     for file in sorted({file for file, _ in counts}))

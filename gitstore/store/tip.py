@@ -1,0 +1,138 @@
+"""A scenario's branch tip: its state, its integrity, and its version tag.
+
+Invariants: a write builds only on a tip whose files match its manifest
+(:func:`check_tip`); a tip whose commit finalized a version but has no tag (a
+crash between the branch update and the tag) gets its tag recreated from the
+commit itself (:func:`repair_tag`), with the same message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gitstore.git import repo as backend
+from gitstore.core import canonical
+from gitstore.core import manifest
+from gitstore.errors import ConflictError, IntegrityError, NotFoundError, UsageError, VersionRuleError
+from gitstore.core.commits import CommitInfo, Message, trailers
+from gitstore.core.names import JSON_DOCUMENTS
+from gitstore.core.versions import Scenario, ScenarioState, Version, parse_tag_ref
+
+CONV, CTX, META, ANA = JSON_DOCUMENTS
+FINAL_CHANGES = ("finalize", "correction")
+
+
+@dataclass(frozen=True)
+class State:
+    """A scenario's branch tip and what follows from it."""
+
+    tip: str
+    info: CommitInfo
+    version: Version
+    session_id: str
+    finalized: bool
+    files: dict[str, bytes]
+    tags: tuple[Version, ...]
+
+    @property
+    def rules(self) -> ScenarioState:
+        return ScenarioState(self.version.scenario, self.version, self.finalized, self.tags)
+
+
+def load_doc(state: State, name: str) -> Any:
+    """A document of the tip, parsed (fast path: the tip passed the checks when
+    it was written, and :func:`check_tip` has verified its bytes)."""
+    if name not in state.files:
+        return {}
+    return canonical.loads_stored(state.files[name])
+
+
+def require_open(state: State, what: str) -> None:
+    if state.finalized:
+        raise VersionRuleError(
+            f"cannot {what} {state.version}: it is finalized; start a follow-up "
+            "conversation (follow-up) or publish a data correction (correct)")
+
+
+def read_state(repo: backend.Repo, scenario: Scenario) -> State:
+    tip = repo.ref_target(scenario.branch_ref)
+    if tip is None:
+        raise NotFoundError(f"{repo.path.name} has no scenario {scenario}")
+    info = repo.commit(tip)
+    if info.trailer("Change") == "retention":
+        raise VersionRuleError(f"scenario {scenario} of {repo.path.name} was purged by its "
+                               "retention policy; only its analytics summary remains")
+    files = repo.read_tree(tip)
+    from gitstore.store.facade import version_of
+
+    version = version_of(info)
+    session_id = info.trailer("Session-Id")
+    if version is None or session_id is None:  # written with plain git: trust the documents
+        try:
+            meta = canonical.loads(files[META])["session_info"]
+            version = version or Version.parse(meta["session_version"])
+            session_id = session_id or meta["session_id"]
+        except (KeyError, TypeError, canonical.JSONParseError, UsageError):
+            raise NotFoundError(f"cannot tell the version of {repo.path.name} {scenario} at "
+                                f"{tip[:12]}: no Session-Version trailer and no readable "
+                                "session_metadata.json") from None
+    tags = tuple(sorted(v for ref in repo.refs(f"refs/tags/v{scenario.major}.")
+                        if (v := parse_tag_ref(ref)) is not None and v.major == scenario.major))
+    finalized = version in tags or info.trailer("Change") in FINAL_CHANGES
+    assert session_id is not None
+    return State(tip, info, version, session_id, finalized, files, tags)
+
+
+_verified_trees: set[str] = set()
+
+
+def check_tip(customer: str, state: State) -> None:
+    """Refuse to build on a tip whose files do not match its manifest (a commit
+    made with plain git, or damage): the new commit's fresh manifest would
+    otherwise launder the bad data. A tree id pins its content, so each tree is
+    checked once per process."""
+    if state.info.tree_id in _verified_trees:
+        return
+    problems = manifest.verify(state.files)
+    if problems:
+        shown = "; ".join(str(v) for v in problems[:3])
+        raise IntegrityError(f"refusing to write on top of {customer} {state.version} "
+                             f"({state.tip[:12]}): {shown}; run `gitstore verify {customer}`",
+                             [str(v) for v in problems])
+    if len(_verified_trees) > 4096:
+        _verified_trees.clear()
+    _verified_trees.add(state.info.tree_id)
+
+
+def tag_message(info: CommitInfo) -> str:
+    m = info.parsed
+    version = m.get("Session-Version", "?")
+    sid = m.get("Session-Id", "?")
+    what = "data correction" if m.get("Change") == "correction" else "finalized session"
+    body = (f"What: {what}; documents {m.get('Documents', '-')}\n"
+            f"Why: {m.get('Reason', '-')}\n"
+            f"Who: {info.author}")
+    return Message(f"{version}: {what} {sid}", trailers([
+        ("Session-Id", sid), ("Session-Version", version), ("Change", m.get("Change")),
+        ("Completeness", m.get("Completeness")), ("Manifest", m.get("Manifest")),
+        ("Commit", info.id),
+    ]), body).format()
+
+
+def cut_tag(repo: backend.Repo, commit: str, info: CommitInfo, ts: int, offset: int,
+             sign: Callable[[bytes], bytes] | None) -> str:
+    version = info.trailer("Session-Version") or "?"
+    try:
+        return repo.create_tag(version, commit, tagger=info.author, message=tag_message(info),
+                               time=ts, offset=offset, sign=sign)
+    except backend.RefConflict:
+        raise ConflictError(f"tag {version} already exists; versions are never reused") from None
+
+
+def repair_tag(repo: backend.Repo, state: State,
+                sign: Callable[[bytes], bytes] | None) -> None:
+    """Recreate the tag of a finalize/correction commit left untagged by a crash."""
+    if state.info.trailer("Change") in FINAL_CHANGES and state.version not in state.tags:
+        cut_tag(repo, state.tip, state.info, state.info.time, state.info.offset, sign)
