@@ -16,6 +16,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from gitstore.core.commits import Identity
+from gitstore.core.versions import Scenario, Version
 from gitstore.errors import (
     ConflictError,
     GitStoreError,
@@ -30,11 +32,10 @@ from gitstore.errors import (
     VersionRuleError,
     Violation,
 )
-from gitstore.core.commits import Identity
-from gitstore.rules.pipeline import Hook, Pipeline, Proposal
-from gitstore.store.session import Session, Written
+from gitstore.rules.pipeline import Pipeline
+from gitstore.rules.proposal import Hook, Proposal
 from gitstore.store.facade import Customer, LogEntry, Snapshot, Store, VersionInfo
-from gitstore.core.versions import Scenario, Version
+from gitstore.store.session import Session, Written
 
 __all__ = [
     "ConflictError",

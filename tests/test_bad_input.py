@@ -2,7 +2,7 @@
 
 Every row is one kind of bad input. For each row the API must raise the
 documented :class:`~gitstore.errors.GitStoreError` subclass with a one-line
-message, and ``python -m gitstore.cli.app`` must exit with the documented code,
+message, and ``python -m gitstore`` must exit with the documented code,
 print no traceback and nothing on stdout, and print exactly one
 ``gitstore: error: ...`` line on stderr (a document with several violations
 gets a header line plus one ``file#pointer: message`` line per violation).
@@ -498,7 +498,7 @@ def run_cli(args: list[str], stdin: bytes | None = None,
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("GITSTORE_ROOT", None)
     prefix = ["--root", str(root)] if root is not None else []
-    return subprocess.run([sys.executable, "-m", "gitstore.cli.app", *prefix, *args],
+    return subprocess.run([sys.executable, "-m", "gitstore", *prefix, *args],
                           input=stdin if stdin is not None else b"", capture_output=True,
                           env=env, timeout=60, check=False)
 

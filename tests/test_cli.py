@@ -1,4 +1,4 @@
-"""The command line as a user runs it: ``python -m gitstore.cli.app`` in a subprocess.
+"""The command line as a user runs it: ``python -m gitstore`` in a subprocess.
 
 One module-scoped store is taken through the whole lifecycle with the CLI
 (``init``, ``new``, ``turn`` from a file and from stdin, ``put``, ``summary``,
@@ -36,14 +36,14 @@ SHA12 = r"[0-9a-f]{12}"
 def cli(*args: str, root: Path | None = None, stdin: bytes | None = None,
         env: dict[str, str] | None = None, code: int | None = 0,
         cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Run ``python -m gitstore.cli.app [--root ROOT] ARGS``; check the exit code and
+    """Run ``python -m gitstore [--root ROOT] ARGS``; check the exit code and
     that no traceback was printed."""
     environ = dict(os.environ)
     environ["PYTHONPATH"] = str(ROOT)
     environ.pop("GITSTORE_ROOT", None)
     environ.update(env or {})
     prefix = ["--root", str(root)] if root is not None else []
-    proc = subprocess.run([sys.executable, "-m", "gitstore.cli.app", *prefix, *args],
+    proc = subprocess.run([sys.executable, "-m", "gitstore", *prefix, *args],
                           input=stdin or b"", capture_output=True, env=environ, cwd=cwd,
                           timeout=60, check=False)
     assert b"Traceback" not in proc.stderr, proc.stderr.decode()

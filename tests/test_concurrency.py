@@ -43,7 +43,7 @@ def _env() -> dict[str, str]:
 
 def cli(root: Path, *args: str, stdin: bytes | None = None,
         timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "gitstore.cli.app", "--root", str(root), *args],
+    return subprocess.run([sys.executable, "-m", "gitstore", "--root", str(root), *args],
                           input=stdin if stdin is not None else b"", capture_output=True,
                           env=_env(), timeout=timeout, check=False)
 

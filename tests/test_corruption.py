@@ -37,7 +37,7 @@ AUDIT_FILES = ("gitstore-audit.jsonl", "gitstore-audit.head")
 
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "gitstore.cli.app", "--root", str(root), *args],
+    return subprocess.run([sys.executable, "-m", "gitstore", "--root", str(root), *args],
                           capture_output=True, stdin=subprocess.DEVNULL,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120,
                           check=False)

@@ -527,9 +527,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
 
 def run_process(root: Path, *args: str, tty: bool = False,
                 env: dict[str, str] | None = None) -> Result:
-    """Run the real ``python -m gitstore.cli.app``; stdout is a pty when ``tty``."""
+    """Run the real ``python -m gitstore``; stdout is a pty when ``tty``."""
     environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    cmd = [sys.executable, "-m", "gitstore.cli.app", "--root", str(root), *args]
+    cmd = [sys.executable, "-m", "gitstore", "--root", str(root), *args]
     if not tty:
         proc = subprocess.run(cmd, capture_output=True, env=environ, check=False, timeout=60)
         return Result(proc.returncode, proc.stdout, proc.stderr.decode())

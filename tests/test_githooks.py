@@ -26,7 +26,7 @@ from gitstore.ops import githooks
 from gitstore.ops.verify import check_customer
 from gitstore.core.versions import Version
 
-CLI = [sys.executable, "-m", "gitstore.cli.app"]
+CLI = [sys.executable, "-m", "gitstore"]
 TOTAL_TURNS = "conversation.json#/conversation_summary/total_turns"
 
 

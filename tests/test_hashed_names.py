@@ -84,7 +84,7 @@ class Hashed:
         gitstore.cli.app`` in a process of its own."""
         argv = ["--root", str(self.root), *args]
         if process:
-            proc = subprocess.run([sys.executable, "-m", "gitstore.cli.app", *argv],
+            proc = subprocess.run([sys.executable, "-m", "gitstore", *argv],
                                   input=stdin if stdin is not None else b"",
                                   capture_output=True, env=_env(), timeout=120, check=False)
             run = Run(args, proc.returncode, proc.stdout, proc.stderr)

@@ -724,7 +724,7 @@ def test_python_m_gitstore_cli_has_the_query_commands(world: tuple[Store, Index]
     store, index = world
 
     def run(*args: str) -> Any:
-        proc = subprocess.run([sys.executable, "-m", "gitstore.cli.app", "--root", str(store.root),
+        proc = subprocess.run([sys.executable, "-m", "gitstore", "--root", str(store.root),
                                *args, "-o", "json"], capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60,
                               check=False)

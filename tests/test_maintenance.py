@@ -185,7 +185,7 @@ def test_readers_are_never_blocked_or_broken_by_maintenance(tmp_path: Path) -> N
 
 def test_cli_maintain_reports_and_verify_stays_clean(finalized: Any) -> None:
     root = finalized.customer.store.root
-    cmd = [sys.executable, "-m", "gitstore.cli.app", "--root", str(root)]
+    cmd = [sys.executable, "-m", "gitstore", "--root", str(root)]
     proc = subprocess.run([*cmd, "maintain", "-o", "json"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert '"customer": "customer-xyz789"' in proc.stdout

@@ -575,7 +575,7 @@ def _tamper(repo: Path, name: str = "conversation.json") -> str:
 def test_verify_detects_a_manifest_mismatch_made_with_plain_git(finalized: Any,
                                                                 store: Store) -> None:
     repo = store.root / CUSTOMER
-    env_py = [sys.executable, "-m", "gitstore.cli.app", "--root", str(store.root)]
+    env_py = [sys.executable, "-m", "gitstore", "--root", str(store.root)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     clean = subprocess.run([*env_py, "verify"], capture_output=True, env=env, check=False)
     assert clean.returncode == 0, clean.stderr

@@ -37,13 +37,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from gitstore.git.repo import Repo
-from gitstore.store.config import CONFIG_DIR
-from gitstore.errors import GitStoreError, NotFoundError, StorageError, UsageError
 from gitstore.core.commits import CommitInfo
 from gitstore.core.names import JSON_DOCUMENTS
-from gitstore.store.facade import Store
 from gitstore.core.versions import Scenario, Version, parse_branch_ref, parse_tag_ref
+from gitstore.errors import GitStoreError, NotFoundError, StorageError, UsageError
+from gitstore.git.repo import Repo
+from gitstore.store.config import CONFIG_DIR
+from gitstore.store.facade import Store
 
 CONV, CTX, META, ANA = JSON_DOCUMENTS
 SCHEMA_VERSION = 2

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 
 import click
 
-from gitstore.version import __version__
 from gitstore.core import canonical
+from gitstore.core.names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, SOW_DOCUMENT, check_document
+from gitstore.core.versions import Version
 from gitstore.errors import (
     EXIT_CODES,
     GitStoreError,
@@ -26,10 +27,9 @@ from gitstore.errors import (
     NotFoundError,
     UsageError,
 )
-from gitstore.core.names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, SOW_DOCUMENT, check_document
-from gitstore.store.session import Session, Written
 from gitstore.store.facade import Store
-from gitstore.core.versions import Version
+from gitstore.store.session import Session, Written
+from gitstore.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -520,9 +520,7 @@ def customers(obj: Ctx, output: str) -> None:
 # (verify, audit, quarantine, repair, maintain, hooks), cli_data (export, import,
 # escalate, expire, retention) and cli_query (list, stats, search, similar,
 # active, resume, reindex).
-from gitstore.cli import admin as cli_admin
-from gitstore.cli import data as cli_data
-from gitstore.cli import query as cli_query  # noqa: E402
+from gitstore.cli import admin, data, query  # noqa: E402, F401
 
 # -- entry point -------------------------------------------------------------
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import click
 
-from gitstore.core import canonical
-from gitstore.cli.app import Ctx, _emit_json, _note, _when, cli, output_option
-from gitstore.errors import NotFoundError
 from gitstore.catalog.index import SORT_FIELDS, Index, Progress
+from gitstore.cli.app import Ctx, _emit_json, _note, _when, cli, output_option
+from gitstore.core import canonical
 from gitstore.core.names import DOCUMENTS, JSON_DOCUMENTS
 from gitstore.core.versions import Scenario
+from gitstore.errors import NotFoundError
 
 
 @contextmanager

@@ -1,17 +1,69 @@
-"""Commit and tag messages: a one-line summary, an optional body, and trailers.
+"""Commit metadata: identities, messages, trailers, change kinds and versions.
 
-The trailer block is the last paragraph of the message, one ``Key: value`` per
-line, exactly as ``git interpret-trailers --parse`` and ``git log
---format=%(trailers)`` read it. Keys are ``Title-Case-With-Dashes``; values are
-single lines (newlines are folded to spaces on the way in). ``parse(format(m))``
-gives back ``m``'s summary and trailers.
+The one model of what a gitstore commit says about itself. The trailer block is
+the last paragraph of the message, one ``Key: value`` per line, exactly as ``git
+interpret-trailers --parse`` and ``git log --format=%(trailers)`` read it. Keys
+are ``Title-Case-With-Dashes`` (:class:`Trailer`); values are single lines
+(newlines are folded to spaces on the way in). ``parse(format(m))`` gives back
+``m``'s summary and trailers.
+
+Invariants: a commit's change kind is its ``Change`` trailer (:class:`ChangeKind`);
+a commit *finalizes* its version exactly when its kind is in :data:`FINALIZING`;
+the version of a commit is its ``Session-Version`` trailer or, for a commit made
+with plain git, its metadata's ``session_version`` (:func:`version_of`). Trailers
+of stored commits are read with libgit2's parser (the git layer fills
+:attr:`CommitInfo.trailers`), which also understands folded continuation lines
+and a trailing ``(cherry picked from ...)`` line that plain-git writers produce.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+from gitstore.core import canonical
+from gitstore.core.names import META
+from gitstore.core.versions import Version
+from gitstore.errors import UsageError
+
+
+class Trailer:
+    """The trailer keys gitstore writes (and reads back)."""
+
+    SESSION_ID = "Session-Id"
+    SESSION_VERSION = "Session-Version"
+    CHANGE = "Change"
+    TURN = "Turn"
+    DOCUMENTS = "Documents"
+    REASON = "Reason"
+    REDACTED = "Redacted"
+    AGENT = "Agent"
+    COMPLETENESS = "Completeness"
+    SCHEMA_VERSION = "Schema-Version"
+    MANIFEST = "Manifest"
+    COMMIT = "Commit"
+    IDEMPOTENCY_KEY = "Idempotency-Key"
+    IMPORTED_FROM = "Imported-From"
+    RENAMED_FROM = "Renamed-From"
+
+
+class ChangeKind(StrEnum):
+    """What a commit did (its ``Change`` trailer)."""
+
+    CREATE = "create"
+    TURN = "turn"
+    UPDATE = "update"
+    FINALIZE = "finalize"
+    FOLLOW_UP = "follow-up"
+    CORRECTION = "correction"
+    EXPIRE = "expire"
+    RETENTION = "retention"
+
+
+FINALIZING: frozenset[str] = frozenset({ChangeKind.FINALIZE, ChangeKind.CORRECTION})
+"""Change kinds that conclude a version and cut its tag."""
 
 _TRAILER_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*):[ \t]?(.*)")
 
@@ -95,17 +147,38 @@ class CommitInfo:
     time: int
     offset: int
     message: str
+    trailers: tuple[tuple[str, str], ...] | None = None
+    author_time: int | None = None
+    author_offset: int | None = None
     _parsed: Message | None = field(default=None, compare=False, repr=False)
 
     @property
     def parsed(self) -> Message:
+        """The message split into summary, body and trailers (trailers as the
+        git layer read them with libgit2, when it did)."""
         if self._parsed is None:
-            object.__setattr__(self, "_parsed", Message.parse(self.message))
+            m = Message.parse(self.message)
+            if self.trailers is not None:
+                m = Message(m.summary, self.trailers, m.body)
+            object.__setattr__(self, "_parsed", m)
         assert self._parsed is not None
         return self._parsed
 
     def trailer(self, key: str) -> str | None:
         return self.parsed.get(key)
+
+    @property
+    def change(self) -> str | None:
+        return self.trailer(Trailer.CHANGE)
+
+    @property
+    def session_id(self) -> str | None:
+        return self.trailer(Trailer.SESSION_ID)
+
+    @property
+    def finalizes(self) -> bool:
+        """Whether this commit concluded its version (finalize or correction)."""
+        return self.change in FINALIZING
 
 
 @dataclass(frozen=True)
@@ -119,3 +192,29 @@ class TagInfo:
     time: int
     message: str
     annotated: bool = True
+
+
+def read_trailers(pairs: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Trailers as libgit2 parsed them, with folded continuation lines joined."""
+    return tuple((k, _one_line(v)) for k, v in pairs.items())
+
+
+def version_of(info: CommitInfo, files: Mapping[str, bytes] | None = None) -> Version | None:
+    """The session version of a commit: its ``Session-Version`` trailer or, for a
+    commit made with plain git (no trailer), ``session_info.session_version`` of
+    its metadata when ``files`` are given."""
+    text = info.trailer(Trailer.SESSION_VERSION)
+    if text and Version.is_version(text):
+        return Version.parse(text)
+    if files is not None:
+        return metadata_version(files)
+    return None
+
+
+def metadata_version(files: Mapping[str, bytes]) -> Version | None:
+    """``session_info.session_version`` of the metadata in ``files``, if readable."""
+    try:
+        text = canonical.loads(files[META])["session_info"]["session_version"]
+        return Version.parse(text) if isinstance(text, str) else None
+    except (KeyError, TypeError, canonical.JSONParseError, UsageError):
+        return None

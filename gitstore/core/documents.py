@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from gitstore.core import canonical
+from gitstore.core.names import JSON_DOCUMENTS
+from gitstore.core.versions import Version
 from gitstore.errors import (
     InputTooLargeError,
     InvalidDocumentError,
@@ -21,8 +23,6 @@ from gitstore.errors import (
     UsageError,
     Violation,
 )
-from gitstore.core.names import JSON_DOCUMENTS
-from gitstore.core.versions import Version
 
 CONV, CTX, META, ANA = JSON_DOCUMENTS
 

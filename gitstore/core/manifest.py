@@ -12,8 +12,8 @@ import hashlib
 import re
 from collections.abc import Mapping
 
-from gitstore.errors import Violation
 from gitstore.core.names import MANIFEST
+from gitstore.errors import Violation
 
 _LINE_RE = re.compile(r"([0-9a-f]{64})  ([^\n]+)")
 

@@ -26,9 +26,13 @@ JSON_DOCUMENTS: tuple[str, ...] = (
     "session_metadata.json",
     "session_analytics.json",
 )
+CONV, CTX, META, ANA = JSON_DOCUMENTS
 SOW_DOCUMENT = "sow_document.md"
 MANIFEST = "SHA256SUMS"
 DOCUMENTS: tuple[str, ...] = (*JSON_DOCUMENTS, SOW_DOCUMENT)
+
+STORE_DIR = ".gitstore"
+"""The store's own directory under its root (config, locks, catalog, keys)."""
 
 
 def _describe(name: str) -> str:

@@ -41,9 +41,9 @@ from typing import Any
 import jinja2
 from jinja2.utils import missing
 
-from gitstore.errors import RenderError
 from gitstore.core.resources import templates_dir
 from gitstore.core.versions import Version
+from gitstore.errors import RenderError
 
 __all__ = ["DOCUMENT_VARIABLES", "render_sow"]
 

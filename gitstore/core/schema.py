@@ -54,10 +54,10 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from gitstore.core import canonical
-from gitstore.errors import InvalidDocumentError, Violation
 from gitstore.core.models import MODELS, is_timestamp
 from gitstore.core.names import check_document
 from gitstore.core.resources import schemas_dir
+from gitstore.errors import InvalidDocumentError, Violation
 
 __all__ = [
     "DRAFT",

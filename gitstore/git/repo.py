@@ -27,8 +27,8 @@ from typing import IO, Any, BinaryIO, TypeVar
 
 import pygit2
 
+from gitstore.core.commits import CommitInfo, Identity, TagInfo, read_trailers
 from gitstore.errors import IntegrityError, NotFoundError, StorageError, UsageError
-from gitstore.core.commits import CommitInfo, Identity, TagInfo
 
 _BLOB = pygit2.enums.FileMode.BLOB
 _fsync_enabled = False
@@ -814,7 +814,9 @@ def _info(obj: pygit2.Commit) -> CommitInfo:
         parents=tuple(str(p) for p in obj.parent_ids),
         author=Identity(obj.author.name, obj.author.email),
         committer=Identity(obj.committer.name, obj.committer.email),
-        time=obj.commit_time, offset=obj.commit_time_offset, message=obj.message)
+        time=obj.commit_time, offset=obj.commit_time_offset, message=obj.message,
+        trailers=read_trailers(obj.message_trailers),
+        author_time=obj.author.time, author_offset=obj.author.offset)
 
 
 def is_repository(path: Path) -> bool:

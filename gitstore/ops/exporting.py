@@ -64,16 +64,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from gitstore.version import __version__
-from gitstore.git import repo as backend
 from gitstore.core import canonical
-from gitstore.errors import ConflictError, IntegrityError, NotFoundError, UsageError
-from gitstore.git.locking import writer_lock
 from gitstore.core.commits import Identity
 from gitstore.core.names import JSON_DOCUMENTS, MANIFEST, SOW_DOCUMENT
+from gitstore.core.versions import Scenario, Version, parse_branch_ref, parse_tag_ref
+from gitstore.errors import ConflictError, IntegrityError, NotFoundError, UsageError
+from gitstore.git import repo as backend
+from gitstore.git.locking import writer_lock
 from gitstore.ops.retention import RETENTION_CHANGE, _from_ts, _parse_iso, iso, write_retained
 from gitstore.store.tip import read_state
-from gitstore.core.versions import Scenario, Version, parse_branch_ref, parse_tag_ref
+from gitstore.version import __version__
 
 if TYPE_CHECKING:
     from gitstore.store.facade import Customer, Store

@@ -50,15 +50,22 @@ import sysconfig
 from collections.abc import Iterable
 from pathlib import Path
 
-from gitstore.git import repo as backend
-from gitstore.store import config as config_mod
-from gitstore.errors import GitStoreError, InvalidDocumentError, NotFoundError, UsageError, Violation
 from gitstore.core.commits import CommitInfo
 from gitstore.core.names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, check_customer
-from gitstore.rules.pipeline import Pipeline, Proposal, load_hook
+from gitstore.core.versions import Scenario, Version, parse_branch_ref, parse_tag_ref
+from gitstore.errors import (
+    GitStoreError,
+    InvalidDocumentError,
+    NotFoundError,
+    UsageError,
+    Violation,
+)
+from gitstore.git import repo as backend
+from gitstore.rules.pipeline import Pipeline, load_hook
+from gitstore.rules.proposal import Proposal
+from gitstore.store import config as config_mod
 from gitstore.store.facade import metadata_version, version_of
 from gitstore.store.tip import FINAL_CHANGES
-from gitstore.core.versions import Scenario, Version, parse_branch_ref, parse_tag_ref
 
 MARKER = "# gitstore-hook: installed by `gitstore hooks install`; reinstall, do not edit"
 HOOKS = ("pre-receive", "pre-commit")

@@ -28,10 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitstore.git import repo as backend
-from gitstore.store import config as config_mod
 from gitstore.errors import NotFoundError, StorageError, UsageError
+from gitstore.git import repo as backend
 from gitstore.git.locking import writer_lock
+from gitstore.store import config as config_mod
 
 if TYPE_CHECKING:
     from gitstore.store.facade import Customer

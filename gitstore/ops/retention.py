@@ -84,17 +84,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitstore.git import repo as backend
 from gitstore.core import canonical
-from gitstore.store import config as config_mod
-from gitstore.errors import ConflictError, NotFoundError, UsageError
-from gitstore.git.locking import writer_lock
 from gitstore.core.commits import Identity, Message, trailers
 from gitstore.core.names import JSON_DOCUMENTS, MANIFEST
-from gitstore.rules.pipeline import Proposal
+from gitstore.core.versions import Scenario, parse_branch_ref, parse_tag_ref
+from gitstore.errors import ConflictError, NotFoundError, UsageError
+from gitstore.git import repo as backend
+from gitstore.git.locking import writer_lock
+from gitstore.rules.proposal import Proposal
+from gitstore.store import config as config_mod
 from gitstore.store.facade import version_of
 from gitstore.store.tip import FINAL_CHANGES, State, load_doc, read_state
-from gitstore.core.versions import Scenario, parse_branch_ref, parse_tag_ref
 
 if TYPE_CHECKING:
     from gitstore.store.facade import Customer, Store

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitstore.git import repo as backend
+from gitstore.core.versions import Version, parse_branch_ref, parse_tag_ref
 from gitstore.errors import GitStoreError, InvalidDocumentError
-from gitstore.rules.pipeline import Proposal
+from gitstore.git import repo as backend
+from gitstore.rules.proposal import Proposal
 from gitstore.store.facade import version_of
 from gitstore.store.tip import FINAL_CHANGES
-from gitstore.core.versions import Version, parse_branch_ref, parse_tag_ref
 
 if TYPE_CHECKING:
     from gitstore.store.facade import Customer

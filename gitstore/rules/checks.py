@@ -13,15 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gitstore.core import canonical
-from gitstore.core import schema
-from gitstore.errors import Violation
+from gitstore.core import canonical, schema
 from gitstore.core.names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, SOW_DOCUMENT
-
-if TYPE_CHECKING:
-    from gitstore.rules.pipeline import Proposal
+from gitstore.errors import Violation
+from gitstore.rules.proposal import Proposal
 
 CONV, CTX, META, ANA = JSON_DOCUMENTS
 FINAL_STATUSES = ("completed", "abandoned", "escalated", "expired", "failed")

@@ -51,11 +51,11 @@ from detect_secrets.plugins import keyword
 from detect_secrets.plugins.base import BasePlugin, RegexBasedDetector
 from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
 
-from gitstore.errors import UsageError, Violation
 from gitstore.core.names import SOW_DOCUMENT
+from gitstore.errors import UsageError, Violation
 
 if TYPE_CHECKING:
-    from gitstore.rules.pipeline import Proposal
+    from gitstore.rules.proposal import Proposal
 
 Action = Literal["block", "redact", "allow"]
 Rule = Action | Mapping[str, Action]

@@ -13,10 +13,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from gitstore.errors import UsageError
 from gitstore.core.commits import Identity
+from gitstore.core.names import STORE_DIR
+from gitstore.errors import UsageError
 
-CONFIG_DIR = ".gitstore"
+CONFIG_DIR = STORE_DIR
 CONFIG_FILE = "config.json"
 
 DEFAULT_AGENT = Identity("reporter", "reporter@agents.gitstore.invalid")

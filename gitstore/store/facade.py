@@ -27,15 +27,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitstore.git import repo as backend
 from gitstore.core import canonical
-from gitstore.store import config as config_mod
-from gitstore.store.audit import AuditLog
-from gitstore.errors import InvalidNameError, NotFoundError, StorageError, UsageError
 from gitstore.core.commits import CommitInfo, Identity, TagInfo
 from gitstore.core.names import JSON_DOCUMENTS, MANIFEST, check_customer, check_document
-from gitstore.rules.pipeline import Hook, Pipeline
 from gitstore.core.versions import Scenario, Version, parse_branch_ref, parse_tag_ref
+from gitstore.errors import InvalidNameError, NotFoundError, StorageError, UsageError
+from gitstore.git import repo as backend
+from gitstore.rules.pipeline import Hook, Pipeline
+from gitstore.store import config as config_mod
+from gitstore.store.audit import AuditLog
 
 if TYPE_CHECKING:
     from pydantic import BaseModel

@@ -33,10 +33,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gitstore.git import repo as backend
-from gitstore.core import canonical
-from gitstore.core import manifest
-from gitstore.core import render
+from gitstore.core import canonical, manifest, render
+from gitstore.core.commits import Message, trailers
+from gitstore.core.documents import (
+    as_version,
+    check_session_id,
+    fill,
+    fill_metadata,
+    offset_minutes,
+    parse_ts,
+    to_json,
+)
+from gitstore.core.names import JSON_DOCUMENTS, MANIFEST, SOW_DOCUMENT, check_document
+from gitstore.core.schema import SCHEMA_VERSION
+from gitstore.core.versions import (
+    Scenario,
+    Version,
+    check_expected,
+    next_correction,
+    next_follow_up,
+    next_scenario,
+)
 from gitstore.errors import (
     ConflictError,
     GitStoreError,
@@ -47,20 +64,9 @@ from gitstore.errors import (
     UsageError,
     Violation,
 )
-from gitstore.core.documents import (
-    as_version,
-    check_session_id,
-    fill,
-    fill_metadata,
-    offset_minutes,
-    parse_ts,
-    to_json,
-)
+from gitstore.git import repo as backend
 from gitstore.git.locking import writer_lock
-from gitstore.core.commits import Message, trailers
-from gitstore.core.names import JSON_DOCUMENTS, MANIFEST, SOW_DOCUMENT, check_document
-from gitstore.rules.pipeline import Proposal
-from gitstore.core.schema import SCHEMA_VERSION
+from gitstore.rules.proposal import Proposal
 from gitstore.store.tip import (
     State,
     check_tip,
@@ -69,14 +75,6 @@ from gitstore.store.tip import (
     read_state,
     repair_tag,
     require_open,
-)
-from gitstore.core.versions import (
-    Scenario,
-    Version,
-    check_expected,
-    next_correction,
-    next_follow_up,
-    next_scenario,
 )
 
 if TYPE_CHECKING:

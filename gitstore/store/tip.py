@@ -12,13 +12,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gitstore.git import repo as backend
-from gitstore.core import canonical
-from gitstore.core import manifest
-from gitstore.errors import ConflictError, IntegrityError, NotFoundError, UsageError, VersionRuleError
+from gitstore.core import canonical, manifest
 from gitstore.core.commits import CommitInfo, Message, trailers
 from gitstore.core.names import JSON_DOCUMENTS
 from gitstore.core.versions import Scenario, ScenarioState, Version, parse_tag_ref
+from gitstore.errors import (
+    ConflictError,
+    IntegrityError,
+    NotFoundError,
+    UsageError,
+    VersionRuleError,
+)
+from gitstore.git import repo as backend
 
 CONV, CTX, META, ANA = JSON_DOCUMENTS
 FINAL_CHANGES = ("finalize", "correction")
