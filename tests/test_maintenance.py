@@ -18,7 +18,8 @@ import pytest
 from conftest import CUSTOMER, EXAMPLES, Clock, git, load_example
 
 from gitstore import Store
-from gitstore.ops.maintenance import maintain, repo_bytes
+from gitstore.git.housekeeping import repo_bytes
+from gitstore.ops.maintenance import maintain
 
 WORDS = ("collector", "gateway", "lambda", "cloudwatch", "role", "permission", "metric",
          "alarm", "trace", "deploy", "stage", "api", "log", "group", "subscription", "filter",

@@ -21,20 +21,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from gitstore.core import manifest
 from gitstore.errors import NotFoundError, StorageError, UsageError
-from gitstore.git import repo as backend
-from gitstore.git.locking import writer_lock
+from gitstore.git import binary
+from gitstore.git.repo import Repo
+from gitstore.ops.verify import check_customer
 from gitstore.store import config as config_mod
-
-if TYPE_CHECKING:
-    from gitstore.store.facade import Customer
+from gitstore.store.facade import Customer
 
 
 def _stamp() -> str:
@@ -44,10 +43,9 @@ def _stamp() -> str:
 def quarantine(customer: Customer) -> Path:
     """Move the customer's repository aside intact; returns where it went."""
     store = customer.store
-    with writer_lock(store.lock_dir, customer.name, store.config.lock_timeout):
-        if not customer.exists:
-            raise NotFoundError(f"unknown customer {customer.name!r} in {store.root}")
-        customer._audit("quarantine", detail="repository moved aside intact")
+    with customer.locked():
+        customer.require()
+        customer.audit("quarantine", detail="repository moved aside intact")
         dest_dir = store.root / config_mod.CONFIG_DIR / "quarantine"
         dest = dest_dir / f"{customer.name}-{_stamp()}"
         try:
@@ -55,7 +53,7 @@ def quarantine(customer: Customer) -> Path:
             os.rename(customer.path, dest)
         except OSError as exc:
             raise StorageError(f"cannot quarantine {customer.name}: {exc.strerror}") from None
-        customer.__dict__.pop("repo", None)
+        customer.reopen()
     return dest
 
 
@@ -90,14 +88,9 @@ def repair(customer: Customer, source: Path) -> RepairReport:
     database (only a retention prune removes unreachable objects). Then every
     health check runs again;
     whatever remains is reported (and the CLI exits 7)."""
-    from gitstore.core import manifest
-    from gitstore.ops.verify import check_customer
-
-    store = customer.store
     if not source.exists():
         raise NotFoundError(f"repair source {source} does not exist")
-    with writer_lock(store.lock_dir, customer.name, store.config.lock_timeout), \
-            _source_repo(source) as src:
+    with customer.locked(), _SourceRepo(source) as src:
         repo = customer.repo
         report = RepairReport(customer.name, str(source))
         stamp = _stamp()
@@ -113,7 +106,7 @@ def repair(customer: Customer, source: Path) -> RepairReport:
                         _set_aside(customer.path, idx, aside)
                 report.set_aside.append(f"{moved} (held damaged object {oid[:12]})")
         # a fresh handle: the old one may have the damaged pack mapped
-        customer.__dict__.pop("repo", None)
+        customer.reopen()
         repo = customer.repo
         report.copied = repo.copy_reachable_from(src)
         for name in repo.broken_refs():
@@ -132,13 +125,13 @@ def repair(customer: Customer, source: Path) -> RepairReport:
                 report.refs_restored.append(f"{ref} rolled back {tip[:12]} -> {good[:12]} "
                                             f"(the bad tip is recorded in "
                                             f"{saved.relative_to(customer.path)})")
-        customer.__dict__.pop("repo", None)
+        customer.reopen()
         health = check_customer(customer)
         report.remaining = list(health.problems)
-        customer._audit("repair", detail=f"from {source}: {report.copied} object(s) copied, "
-                        f"{len(report.set_aside)} file(s) set aside, "
-                        f"{len(report.refs_restored)} ref(s) restored, "
-                        f"{len(report.remaining)} problem(s) remain")
+        customer.audit("repair", detail=f"from {source}: {report.copied} object(s) copied, "
+                       f"{len(report.set_aside)} file(s) set aside, "
+                       f"{len(report.refs_restored)} ref(s) restored, "
+                       f"{len(report.remaining)} problem(s) remain")
     return report
 
 
@@ -150,28 +143,27 @@ def _set_aside(repo_dir: Path, path: Path, aside: Path) -> str:
     return str(rel)
 
 
-class _source_repo:
-    """Open a repository directory, or unpack a git bundle into a temp clone."""
+class _SourceRepo:
+    """Open a repository directory, or clone a git bundle into a temp mirror."""
 
     def __init__(self, source: Path) -> None:
         self.source = source
         self.tmp: str | None = None
 
-    def __enter__(self) -> backend.Repo:
+    def __enter__(self) -> Repo:
         if self.source.is_dir():
-            return backend.Repo.open_source(self.source)
-        git = shutil.which("git")
-        if git is None:
+            return Repo.open_source(self.source)
+        if not binary.available():
             raise UsageError("repairing from a bundle file needs git on PATH; or clone the "
                              "bundle yourself and pass the clone's directory")
         self.tmp = tempfile.mkdtemp(prefix="gitstore-repair-")
-        proc = subprocess.run([git, "clone", "--quiet", "--mirror", str(self.source),
-                               os.path.join(self.tmp, "src.git")], capture_output=True,
-                              check=False, stdin=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            raise UsageError(f"cannot read bundle {self.source}: "
-                             f"{proc.stderr.decode(errors='replace').strip()}")
-        return backend.Repo.open_source(Path(self.tmp) / "src.git")
+        mirror = Path(self.tmp) / "src.git"
+        try:
+            binary.clone_mirror(self.source, mirror, what="bundle")
+            return Repo.open_source(mirror)
+        except BaseException:
+            self.__exit__()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         if self.tmp:

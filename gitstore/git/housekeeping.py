@@ -1,0 +1,189 @@
+"""Keeping a repository small: packing, pruning what packs hold, packed refs,
+stale temp files, and the write counter that says when that is due.
+
+A conversation that grows turn by turn stores a full new copy of
+``conversation.json`` with every commit; as loose objects that is hundreds of
+times the data. :func:`compact` packs objects with deltas (libgit2's pack
+builder), which brings a repository to about the size ``git gc --aggressive``
+reaches. The caller holds the customer's writer lock and keeps the audit
+record (:mod:`gitstore.ops.maintenance`). Invariants:
+
+* nothing is removed before the pack that holds it is complete on disk: a loose
+  object is deleted only if the new pack lists it, an old pack only if the new
+  pack lists every object in it. A crash at any point leaves at worst redundant
+  copies (and temp files, cleared by the next run); readers take no lock and
+  are never broken (libgit2 rescans packs when an object it expected loose has
+  moved);
+* only ``prune`` deletes an object no pack holds, and only what no ref
+  reaches (a full pack of everything reachable must exist, unless there are
+  no refs at all); reflog entries naming such objects go first, so ``git
+  fsck`` stays clean;
+* an incremental run packs just the loose objects; once there are
+  :data:`MAX_PACKS` packs (or with ``full``), everything reachable is repacked
+  into one;
+* :func:`count_write` keeps the bytes written since the last run in
+  :data:`STATE_FILE`, so between runs the loose objects hold at most the limit
+  plus one write (a crash can lose the count, never data).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gitstore.git.packs import loose_objects, pack_ids, pack_indexes
+from gitstore.git.repo import Repo
+
+STATE_FILE = "gitstore-maintenance"
+MAX_PACKS = 8
+TEMP_MAX_AGE = 3600.0
+
+
+@dataclass
+class MaintenanceReport:
+    customer: str
+    kind: str  # "incremental" | "full" | "prune" | "none"
+    objects_packed: int = 0
+    loose_removed: int = 0
+    packs_removed: int = 0
+    temp_removed: list[str] = field(default_factory=list)
+    bytes_before: int = 0
+    bytes_after: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"customer": self.customer, "kind": self.kind,
+                "objects_packed": self.objects_packed, "loose_removed": self.loose_removed,
+                "packs_removed": self.packs_removed, "temp_removed": self.temp_removed,
+                "bytes_before": self.bytes_before, "bytes_after": self.bytes_after,
+                "seconds": round(self.seconds, 3)}
+
+    def summary(self) -> str:
+        """One line for the audit log."""
+        return (f"{self.kind}: {self.objects_packed} packed, {self.loose_removed} loose "
+                f"removed, {self.packs_removed} pack(s) removed, {self.bytes_before} -> "
+                f"{self.bytes_after} bytes")
+
+
+def repo_bytes(path: Path) -> int:
+    """Bytes used by a repository's object database and refs."""
+    total = 0
+    for sub in ("objects", "refs", "packed-refs"):
+        p = path / sub
+        if p.is_file():
+            total += p.stat().st_size
+        for dirpath, _dirs, files in os.walk(p):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(dirpath, name)).st_size
+                except FileNotFoundError:
+                    continue
+    return total
+
+
+def compact(repo: Repo, path: Path, *, full: bool, prune: bool = False) -> MaintenanceReport:
+    """Pack, remove packed loose objects, pack refs, clear stale temp files;
+    reset the write counter. Call with the customer's writer lock held.
+
+    ``prune`` (implies ``full``) also deletes every object that no ref reaches:
+    the step that makes purged data unrecoverable (retention)."""
+    start = time.monotonic()
+    full = full or prune
+    report = MaintenanceReport(path.name, "none", bytes_before=repo_bytes(path))
+    report.temp_removed = clear_temp_files(path)
+    if prune:  # reflog entries must not name what pruning deletes (git fsck checks them)
+        repo.drop_unreachable_reflog_entries()
+    loose = loose_objects(path)
+    old_packs = pack_indexes(path)
+    full = full or len(old_packs) >= MAX_PACKS
+    if full or loose:
+        report.kind = "full" if full else "incremental"
+        idx, report.objects_packed = repo.write_pack(None if full else sorted(loose))
+        held = pack_ids(idx) if idx is not None else set()
+        # prune only what is provably unreachable: with refs, a pack must exist
+        prune = prune and (idx is not None or not repo.refs())
+        for oid, obj in loose.items():
+            if oid in held or prune:
+                _unlink(obj)
+                report.loose_removed += 1
+        if full:
+            for old in old_packs:
+                if old != idx and (prune or pack_ids(old) <= held):
+                    for sibling in old.parent.glob(old.stem + ".*"):
+                        _unlink(sibling)
+                    report.packs_removed += 1
+        if prune:
+            report.kind = "prune"
+    repo.compress_refs()
+    for fanout in (path / "objects").glob("??"):
+        with contextlib.suppress(OSError):  # only empty directories go
+            fanout.rmdir()
+    _save_count(path, 0)
+    report.bytes_after = repo_bytes(path)
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def count_write(path: Path, nbytes: int, limit: int) -> bool:
+    """Count ``nbytes`` written to the repository at ``path``; True when the
+    bytes since the last :func:`compact` reach ``limit`` (which resets the
+    count), so maintenance is due. A ``limit`` of 0 or less turns counting off.
+    Call with the customer's writer lock held."""
+    if limit <= 0:
+        return False
+    pending = _load_count(path) + nbytes
+    if pending < limit:
+        _save_count(path, pending)
+        return False
+    return True
+
+
+def _load_count(path: Path) -> int:
+    try:
+        return int((path / STATE_FILE).read_bytes().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _save_count(path: Path, pending: int) -> None:
+    """Overwrite the counter in place with one small write (this runs on every
+    write to the store; a crash can at worst lose the count, never data)."""
+    fd = os.open(path / STATE_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        line = f"{pending}\n".encode("ascii")
+        os.pwrite(fd, line, 0)
+        os.ftruncate(fd, len(line))
+    finally:
+        os.close(fd)
+
+
+def clear_temp_files(path: Path) -> list[str]:
+    """Remove temp files libgit2 or gitstore left behind (crashed writers) older
+    than :data:`TEMP_MAX_AGE`; returns them relative to ``path``."""
+    now = time.time()
+    removed = []
+    for staging in path.glob("objects/pack/tmp-gitstore-*"):
+        if staging.is_dir() and now - staging.stat().st_mtime > TEMP_MAX_AGE:
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(str(staging.relative_to(path)))
+    candidates = [*path.glob("objects/??/tmp_*"), *path.glob("objects/pack/pack_git2_*"),
+                  *path.glob("objects/pack/tmp_*"), *path.glob("*.gitstore-tmp"),
+                  *path.glob("gitstore-audit.head.tmp")]
+    for p in candidates:
+        try:
+            if now - p.stat().st_mtime > TEMP_MAX_AGE:
+                p.unlink()
+                removed.append(str(p.relative_to(path)))
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
