@@ -37,8 +37,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gitstore import GitStoreError, NotFoundError, StorageError, Store, UsageError
+from gitstore.catalog.index import Index, fts_query, satisfaction
 from gitstore.core import canonical
-from gitstore.catalog.index import Index, fts_query, parse_duration, satisfaction
+from gitstore.core.time import parse_duration
 
 JAN15 = datetime(2025, 1, 15, 11, 0, tzinfo=UTC)
 NOON = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)

@@ -1,0 +1,179 @@
+"""The questions the index answers, as read-only SQL over one connection.
+
+Invariants: nothing here writes or refreshes (the caller brings the index up to date
+first); every result row names its customer; user input reaches SQL only as bound
+parameters (sort keys are checked against :data:`SORT_FIELDS`, full-text queries go
+through :func:`~gitstore.catalog.rows.fts_query`); orders are total (ties broken by
+customer and version), so equal indexes answer equally.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from gitstore.catalog.db import SELECT
+from gitstore.catalog.rows import iso
+from gitstore.core.time import parse_rfc3339
+from gitstore.errors import NotFoundError, UsageError
+
+__all__ = ["SORT_FIELDS", "active", "find_session", "list_sessions", "public", "search",
+           "similar", "sort_columns", "stats"]
+
+#: ``list_sessions`` sort keys and the columns they order by.
+SORT_FIELDS: dict[str, tuple[str, ...]] = {
+    "updated": ("updated",), "created": ("created",), "completed": ("completed",),
+    "customer": ("customer",), "version": ("major", "minor", "patch"),
+    "status": ("status",), "provider": ("provider",), "completeness": ("completeness",),
+    "satisfaction": ("satisfaction",), "success": ("success",),
+    "confidence": ("confidence",), "turns": ("turns",),
+}
+
+
+def public(row: sqlite3.Row) -> dict[str, Any]:
+    """A result row as callers see it: no version parts, ``services`` a list, ``latest`` a bool."""
+    out = {k: row[k] for k in row.keys() if k not in ("major", "minor", "patch")}  # noqa: SIM118
+    if "services" in out:
+        out["services"] = json.loads(out["services"])
+    if "latest" in out:
+        out["latest"] = bool(out["latest"])
+    return out
+
+
+def sort_columns(sort: str) -> tuple[str, ...]:
+    """The columns ``sort`` orders by; a UsageError for an unknown key."""
+    if sort not in SORT_FIELDS:
+        raise UsageError(f"cannot sort by {sort!r}; choose one of "
+                         f"{', '.join(sorted(SORT_FIELDS))}")
+    return SORT_FIELDS[sort]
+
+
+def list_sessions(cx: sqlite3.Connection, customer: str | None = None,
+                  status: str | None = None, provider: str | None = None,
+                  since: datetime | None = None, until: datetime | None = None,
+                  sort: str = "updated", descending: bool = True, limit: int | None = None, *,
+                  service: str | None = None, all_versions: bool = False) -> list[dict[str, Any]]:
+    """See ``Index.list_sessions``; ``customer`` is a known customer's name."""
+    columns = sort_columns(sort)
+    where: list[str] = ["1" if all_versions else "latest = 1"]
+    args: list[Any] = []
+    if customer is not None:
+        where.append("customer = ?")
+        args.append(customer)
+    if status is not None:
+        where.append("status = ?" if status in ("open", "finalized")
+                     else "completion_status = ?")
+        args.append(status)
+    if provider is not None:
+        where.append("lower(provider) = lower(?)")
+        args.append(provider)
+    if service is not None:
+        where.append("EXISTS (SELECT 1 FROM services s WHERE s.customer = versions.customer"
+                     " AND s.version = versions.version AND lower(s.service) = lower(?))")
+        args.append(service)
+    for op, when in ((">=", since), ("<=", until)):
+        if when is not None:
+            where.append(f"updated {op} ?")
+            args.append(iso(when))
+    direction = "DESC" if descending else "ASC"
+    order = [f"{c} IS NULL, {c} {direction}" for c in columns]
+    order += ["customer", "major", "minor", "patch"]
+    sql = (f"SELECT {SELECT} FROM versions WHERE {' AND '.join(where)} "
+           f"ORDER BY {', '.join(order)}")
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return [public(r) for r in cx.execute(sql, args)]
+
+
+def stats(cx: sqlite3.Connection) -> dict[str, Any]:
+    """Totals, averages and breakdowns over the sessions (newest versions)."""
+    one = cx.execute(
+        "SELECT count(DISTINCT customer), count(*), coalesce(sum(turns), 0), "
+        "avg(completeness), avg(satisfaction), avg(success), avg(confidence) "
+        "FROM versions WHERE latest = 1").fetchone()
+    counts = cx.execute("SELECT count(*), coalesce(sum(status = 'finalized'), 0) "
+                        "FROM versions").fetchone()
+
+    def by(column: str) -> dict[str, int]:
+        return {k: n for k, n in cx.execute(
+            f"SELECT coalesce({column}, 'unknown'), count(*) FROM versions WHERE "
+            f"latest = 1 GROUP BY 1 ORDER BY 1")}
+
+    def avg(x: Any) -> float | None:
+        return round(x, 3) if x is not None else None
+
+    return {"customers": one[0], "sessions": one[1], "turns": one[2],
+            "versions": counts[0], "finalized_versions": counts[1],
+            "average_completeness": avg(one[3]), "average_satisfaction": avg(one[4]),
+            "average_success_score": avg(one[5]), "average_confidence": avg(one[6]),
+            "by_status": by("status"), "by_completion_status": by("completion_status"),
+            "by_provider": by("provider")}
+
+
+def search(cx: sqlite3.Connection, query: str, limit: int = 20) -> list[dict[str, Any]]:
+    """Turns matching the FTS5 ``query`` (from ``fts_query``; not empty), best first;
+    each names the first version that contains the turn."""
+    rows = cx.execute(
+        "SELECT t.customer, t.scenario, t.turn_id, t.timestamp, "
+        "coalesce((SELECT v.version FROM versions v WHERE v.customer = t.customer AND "
+        "v.scenario = t.scenario AND v.turns >= t.turn_id ORDER BY v.major, v.minor, "
+        "v.patch LIMIT 1), s.version) AS version, "
+        "snippet(turns_fts, -1, '[', ']', '...', 16) AS snippet, "
+        "round(bm25(turns_fts), 4) AS score "
+        "FROM turns_fts JOIN turns t ON t.id = turns_fts.rowid "
+        "LEFT JOIN scenarios s ON s.customer = t.customer AND s.scenario = t.scenario "
+        "WHERE turns_fts MATCH ? ORDER BY bm25(turns_fts), t.customer, t.scenario, "
+        "t.turn_id LIMIT ?", (query, max(int(limit), 0))).fetchall()
+    return [public(r) for r in rows]
+
+
+def similar(cx: sqlite3.Connection, customer: str, key: str, where: str,
+            limit: int = 10) -> list[dict[str, Any]]:
+    """Other sessions sharing the pattern hash or complexity profile of the version of
+    ``customer`` selected by ``where`` (``version = ?`` or ``scenario = ? AND latest =
+    1``, bound to ``key``); both matching ranks above one."""
+    me = cx.execute(f"SELECT scenario, pattern_hash, complexity_profile FROM versions "
+                    f"WHERE customer = ? AND {where}", (customer, key)).fetchone()
+    if me is None:
+        raise NotFoundError(f"the index has no {key} of customer {customer}")
+    rows = cx.execute(
+        f"SELECT * FROM (SELECT {SELECT}, (pattern_hash IS NOT NULL AND pattern_hash = ?)"
+        " + (complexity_profile IS NOT NULL AND complexity_profile = ?) AS score FROM "
+        "versions WHERE latest = 1 AND NOT (customer = ? AND scenario = ?)) WHERE score > 0"
+        " ORDER BY score DESC, updated DESC, customer, major LIMIT ?",
+        (me["pattern_hash"], me["complexity_profile"], customer, me["scenario"],
+         max(int(limit), 0))).fetchall()
+    return [{**public(r), "matched": [k for k in ("pattern_hash", "complexity_profile")
+                                      if r[k] is not None and r[k] == me[k]]}
+            for r in rows]
+
+
+def active(cx: sqlite3.Connection, moment: datetime, span: timedelta) -> list[dict[str, Any]]:
+    """Open sessions whose last commit lies within ``span`` before ``moment``, with
+    ``idle_seconds`` since it; a naive ``moment`` is taken as UTC."""
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    rows = cx.execute(
+        f"SELECT {SELECT} FROM versions WHERE latest = 1 AND status = 'open' AND "
+        "updated >= ? ORDER BY updated DESC, customer, major", (iso(moment - span),))
+    return [{**public(r), "idle_seconds": max(int(
+        (moment - parse_rfc3339(r["updated"], what="indexed time")).total_seconds()), 0)}
+        for r in rows]
+
+
+def find_session(cx: sqlite3.Connection, session_id: str, customer: str | None,
+                 root: Path) -> tuple[str, str]:
+    """``(customer, scenario)`` of the session ``session_id`` (in ``customer`` if given);
+    NotFoundError if none, UsageError if it is in several scenarios."""
+    rows = cx.execute("SELECT customer, scenario FROM scenarios WHERE session_id = ?"
+                      + (" AND customer = ?" if customer else "") + " ORDER BY 1, 2",
+                      (session_id, customer) if customer else (session_id,)).fetchall()
+    if not rows:
+        raise NotFoundError(f"no session {session_id!r} in {root}")
+    if len(rows) > 1:
+        where = ", ".join(f"{c} {s}" for c, s in rows)
+        raise UsageError(f"session {session_id!r} is in {len(rows)} scenarios ({where}); "
+                         "name the customer")
+    return rows[0][0], rows[0][1]
