@@ -1,5 +1,6 @@
-"""``python -m gitstore``: the command line."""
+"""``python -m gitstore``: the command line (:func:`gitstore.cli.app.main`)."""
 
 from gitstore.cli.app import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -24,10 +24,10 @@ import click
 import pytest
 from conftest import CUSTOMER, EXAMPLES, ROOT, SESSION_ID, git, load_example
 
-from gitstore.core import canonical
 from gitstore.cli import app as cli_mod
-from gitstore.errors import EXIT_CODES
+from gitstore.core import canonical
 from gitstore.core.names import DOCUMENTS, MANIFEST
+from gitstore.errors import EXIT_CODES
 
 AGENT = "cli-advisor <cli-advisor@agents.example.invalid>"
 SHA12 = r"[0-9a-f]{12}"
@@ -387,7 +387,10 @@ def test_errors_go_to_stderr_with_the_documented_code(reads: dict[str, Any]) -> 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found = []
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         if command.hidden:
             continue
         found.append((*prefix, name))

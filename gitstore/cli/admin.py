@@ -1,7 +1,9 @@
-"""Administrative commands: verify, audit, quarantine, repair, git hooks.
+"""Administrative commands: init, audit, verify, hooks, quarantine, repair, maintain.
 
-Registered on the ``gitstore`` group by :mod:`gitstore.cli.app`; errors propagate
-to :func:`gitstore.cli.app.main`, the one place that maps them to exit codes.
+Plain click commands, attached to the ``gitstore`` group by the registry in
+:mod:`gitstore.cli.app`; errors propagate to :func:`gitstore.cli.app.main`, the one
+place that maps them to exit codes. Nothing here deletes data: quarantine and repair
+move damaged files aside, maintain removes only loose objects a pack holds.
 """
 
 from __future__ import annotations
@@ -14,11 +16,45 @@ from typing import Any
 
 import click
 
-from gitstore.cli.app import Ctx, _emit_json, _note, cli, output_option
+from gitstore.cli.app import Ctx, emit_json, note, output_option
 from gitstore.errors import IntegrityError, NotFoundError
+from gitstore.store import config as config_mod
+from gitstore.store.facade import Store
 
 
-@cli.command()
+@click.command()
+@click.option("--templates", type=click.Path(file_okay=False), metavar="DIR",
+              help="Directory of templates that override the packaged SOW template.")
+@click.option("--max-document-bytes", type=click.IntRange(min=1), metavar="N",
+              help="Largest accepted document, in bytes.")
+@click.option("--signing-key", type=click.Path(dir_okay=False, exists=True), metavar="KEY",
+              help="SSH private key that signs every commit and version tag from now on.")
+@click.option("--hash-names", is_flag=True,
+              help="Name customer repositories by a keyed hash of the api_key, so keys never "
+                   "appear in paths, logs or history (only on a store without customers).")
+@click.pass_obj
+def init(obj: Ctx, templates: str | None, max_document_bytes: int | None,
+         signing_key: str | None, hash_names: bool) -> None:
+    """Create the store root (idempotent) and optionally record settings.
+
+    With --signing-key, gitstore signs commits and tags the way git's
+    gpg.format=ssh does, writes <root>/.gitstore/allowed_signers and configures
+    every customer repository so that plain `git verify-tag` checks them."""
+    existed = Path(obj.root).is_dir()
+    store = Store.init(obj.root, agent=obj.agent, templates=templates,
+                       max_document_bytes=max_document_bytes)
+    if templates or max_document_bytes:
+        config_mod.save(store.root, store.config)
+    if hash_names:
+        store.enable_hashed_names()
+        note("customer repositories are named by a keyed hash of the api_key")
+    if signing_key:
+        store.configure_signing(signing_key)
+        note(f"signing with {signing_key}; allowed signers in {store.config.allowed_signers}")
+    note(f"{'Reinitialized' if existed else 'Initialized'} gitstore in {store.root}")
+
+
+@click.command()
 @click.argument("customer")
 @click.option("--verify", "check", is_flag=True,
               help="Check the hash chain; exit 7 and name each edited or missing record.")
@@ -30,15 +66,13 @@ def audit(obj: Ctx, customer: str, check: bool, limit: int | None, output: str) 
 
     The log is append-only and hash-chained; --verify reports any record that was
     edited, deleted or inserted."""
-    from gitstore.errors import IntegrityError
-
     cust = obj.store().customer(customer)
     customer = cust.name  # with hashed names, never echo the api_key
     log_ = cust.audit_log
     if check:
         problems = log_.verify()
         if output == "json":
-            _emit_json({"customer": customer, "ok": not problems,
+            emit_json({"customer": customer, "ok": not problems,
                         "problems": [str(p) for p in problems]})
         else:
             for p in problems:
@@ -46,13 +80,13 @@ def audit(obj: Ctx, customer: str, check: bool, limit: int | None, output: str) 
         if problems:
             raise IntegrityError(f"audit log of {customer}: {len(problems)} problem(s)")
         if output == "text":
-            _note(f"{customer}: audit log intact")
+            note(f"{customer}: audit log intact")
         return
     records = list(log_.records())
     if limit is not None:
         records = records[-limit:]
     if output == "json":
-        _emit_json(records)
+        emit_json(records)
         return
     for r in records:
         target = " ".join(str(x) for x in (r.get("rev"), r.get("document")) if x)
@@ -61,7 +95,7 @@ def audit(obj: Ctx, customer: str, check: bool, limit: int | None, output: str) 
                    f"pid {r.get('pid')})")
 
 
-@cli.command()
+@click.command()
 @click.argument("customer", required=False)
 @output_option
 @click.pass_obj
@@ -71,7 +105,6 @@ def verify(obj: Ctx, customer: str | None, output: str) -> None:
     Checks files present, cross-file consistency, manifest checksums, tags, git
     object integrity, the audit log's hash chain and, when the store signs, every
     version's signatures. Exits 7 if anything is wrong."""
-    from gitstore.errors import IntegrityError
     from gitstore.ops.verify import check_customer
 
     store = obj.store()
@@ -85,7 +118,7 @@ def verify(obj: Ctx, customer: str | None, output: str) -> None:
             reports.append(check_customer(store.customer(name)))
     bad = [r for r in reports if r.problems]
     if output == "json":
-        _emit_json([r.to_json() for r in reports])
+        emit_json([r.to_json() for r in reports])
     else:
         for r in reports:
             if r.problems:
@@ -109,7 +142,7 @@ def _progress(items: list[str], label: str) -> Iterator[Any]:
 
 # -- git hooks ---------------------------------------------------------------
 
-@cli.group()
+@click.group()
 def hooks() -> None:
     """Install and run the real git hooks that enforce gitstore's checks."""
 
@@ -129,7 +162,7 @@ def hooks_install(repo: str, force: bool, customer: str | None, extra: tuple[str
     from gitstore.ops.githooks import install
 
     for path in install(Path(repo), force=force, customer=customer, hooks=extra):
-        _note(f"installed {path}")
+        note(f"installed {path}")
 
 
 @hooks.command("run", hidden=True)
@@ -141,9 +174,7 @@ def hooks_run(hook: str) -> None:
     sys.exit(run(hook))
 
 
-
-
-@cli.command()
+@click.command()
 @click.argument("customer")
 @click.pass_obj
 def quarantine(obj: Ctx, customer: str) -> None:
@@ -157,10 +188,10 @@ def quarantine(obj: Ctx, customer: str) -> None:
     customer = cust.name
     dest = move_aside(cust)
     click.echo(str(dest))
-    _note(f"{customer} quarantined to {dest}")
+    note(f"{customer} quarantined to {dest}")
 
 
-@cli.command()
+@click.command()
 @click.argument("customer")
 @click.option("--from", "source", required=True, type=click.Path(exists=True), metavar="SOURCE",
               help="A repository that still has the objects (another clone, a quarantined "
@@ -179,7 +210,7 @@ def repair(obj: Ctx, customer: str, source: str, output: str) -> None:
     customer = cust.name
     report = fix(cust, Path(source))
     if output == "json":
-        _emit_json(report.to_json())
+        emit_json(report.to_json())
     else:
         for line in report.set_aside:
             click.echo(f"set aside   {line}")
@@ -191,10 +222,10 @@ def repair(obj: Ctx, customer: str, source: str, output: str) -> None:
     if not report.ok:
         raise IntegrityError(f"{customer}: {len(report.remaining)} problem(s) remain after "
                              "repair")
-    _note(f"{customer}: repaired")
+    note(f"{customer}: repaired")
 
 
-@cli.command()
+@click.command()
 @click.argument("customer", required=False)
 @click.option("--full", is_flag=True, help="Repack everything into one pack (default: pack "
               "only loose objects unless there are many packs).")
@@ -219,7 +250,7 @@ def maintain(obj: Ctx, customer: str | None, full: bool, output: str) -> None:
         for name in items:
             reports.append(compact(store.customer(name), full=full))
     if output == "json":
-        _emit_json([r.to_json() for r in reports])
+        emit_json([r.to_json() for r in reports])
         return
     for r in reports:
         click.echo(f"{r.customer}: {r.kind}, {r.objects_packed} object(s) packed, "

@@ -1,9 +1,10 @@
 """Data commands: export, import, escalate, expire and retention.
 
-Registered on the ``gitstore`` group by :mod:`gitstore.cli.app` (``from . import
-cli_data``); errors propagate to :func:`gitstore.cli.app.main`, the one place that
-maps them to exit codes. Formats and policies are documented in
-:mod:`gitstore.ops.exporting` and :mod:`gitstore.ops.retention`.
+Plain click commands, attached to the ``gitstore`` group by the registry in
+:mod:`gitstore.cli.app`; errors propagate to :func:`gitstore.cli.app.main`, the one
+place that maps them to exit codes. Formats and policies are documented in
+:mod:`gitstore.ops.exporting` and :mod:`gitstore.ops.retention`. A file written
+with ``-O PATH`` appears only complete: it is a temp file renamed into place.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
 import click
 
-from gitstore.cli.app import Ctx, _emit_json, _note, cli, output_option
+from gitstore.cli.app import Ctx, emit_json, note, output_option
+from gitstore.core.time import format_rfc3339, parse_duration
 from gitstore.errors import NotFoundError, StorageError, UsageError
 from gitstore.store.facade import Store
 
@@ -63,7 +66,7 @@ def _umask() -> int:
 
 # -- export, import, escalate ---------------------------------------------------
 
-@cli.command()
+@click.command()
 @click.argument("customer", required=False)
 @click.argument("version", required=False, metavar="[VERSION|SCENARIO]")
 @click.option("--all", "everything", is_flag=True, help="Every customer in the store.")
@@ -93,15 +96,15 @@ def export(obj: Ctx, customer: str | None, version: str | None, everything: bool
         path = out or default_name(store.now(), f"export-{names[0]}", ".bundle")
         with _output(path, binary=True) as f:
             refs = write_git_bundle(store.customer(names[0]), f)
-        _note(f"wrote {path}: git bundle of {names[0]}, {len(refs)} ref(s)")
+        note(f"wrote {path}: git bundle of {names[0]}, {len(refs)} ref(s)")
         return
     path = out or default_name(store.now())
     with _output(path, binary=False) as f:
         count = write_json_export(store, f, names, version)
-    _note(f"wrote {path}: {count} customer(s)" + (f", {version} only" if version else ""))
+    note(f"wrote {path}: {count} customer(s)" + (f", {version} only" if version else ""))
 
 
-@cli.command("import")
+@click.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--customer", metavar="NAME",
               help="Git bundles: the customer to restore as (default: the api_key its "
@@ -115,20 +118,20 @@ def import_(obj: Ctx, file: str, customer: str | None, output: str) -> None:
     version by version through the normal checks (same versions, tags and
     documents; new commit ids). A git bundle restores the exact repository (same
     commit ids; needs git on PATH), which must pass `gitstore verify`."""
-    from gitstore.ops.exporting import import_file
+    from gitstore.ops.importing import import_file
 
     path = Path(file)
     if not path.is_file():
         raise NotFoundError(f"no such file: {file}")
     names = import_file(obj.store(), path, customer)
     if output == "json":
-        _emit_json({"imported": names})
+        emit_json({"imported": names})
     else:
         for name in names:
             click.echo(f"imported {name}")
 
 
-@cli.command()
+@click.command()
 @click.argument("customer")
 @click.argument("scenario", required=False, metavar="[SCENARIO]")
 @click.option("-O", "--out", metavar="PATH",
@@ -140,7 +143,8 @@ def escalate(obj: Ctx, customer: str, scenario: str | None, out: str | None) -> 
 
     Every version with its tag message, the conversation turn by turn, all
     documents, the history and the newest finalized version's SOW."""
-    from gitstore.ops.exporting import default_name, escalation
+    from gitstore.ops.escalation import escalation
+    from gitstore.ops.exporting import default_name
 
     store = obj.store()
     cust = store.customer(_existing(store, customer))
@@ -150,23 +154,24 @@ def escalate(obj: Ctx, customer: str, scenario: str | None, out: str | None) -> 
     with _output(path, binary=False) as f:
         f.write(text if text.endswith("\n") else text + "\n")
     if path != "-":
-        _note(f"wrote {path}")
+        note(f"wrote {path}")
 
 
 # -- expiry and retention --------------------------------------------------------
 
-def _duration(text: str | None) -> Any:
-    from gitstore.ops.retention import parse_duration
-
+def _duration(text: str | None) -> timedelta | None:
+    """``--older-than``: a finite duration of the one grammar (:mod:`gitstore.core.time`),
+    longer than zero (zero would expire every open version at once)."""
     if text is None:
         return None
-    value = parse_duration(text, "--older-than")
-    if value is None:
-        raise UsageError("--older-than needs a finite duration, e.g. 2h, 7d or 30d")
+    value = parse_duration(text, what="--older-than")
+    if not value:
+        raise UsageError(f"invalid --older-than {text!r}: must be longer than zero, "
+                         "e.g. 2h, 7d or 30d")
     return value
 
 
-@cli.command()
+@click.command()
 @click.argument("customers", nargs=-1)
 @click.option("--older-than", metavar="DURATION",
               help="Inactivity timeout (2h, 7d, 30d); default: \"expiry\" in "
@@ -182,24 +187,23 @@ def expire(obj: Ctx, customers: tuple[str, ...], older_than: str | None, dry_run
     (Change: expire) setting workflow_tracking.completion_status to "expired".
     Nothing is deleted; the version stays open and can be resumed."""
     from gitstore.ops.retention import expire as run
-    from gitstore.ops.retention import iso
 
     store = obj.store()
     names = [_existing(store, c) for c in customers] or None
     found = run(store, older_than=_duration(older_than), dry_run=dry_run, customers=names)
     if output == "json":
-        _emit_json([e.to_json() for e in found])
+        emit_json([e.to_json() for e in found])
         return
     for e in found:
         what = "would expire" if dry_run else \
             f"skipped ({e.skipped})" if e.skipped else f"expired in {(e.commit or '')[:12]}"
         click.echo(f"{e.customer} {e.scenario} {e.version}: idle since "
-                   f"{iso(e.last_activity)} ({e.last_commit[:12]}): {what}")
+                   f"{format_rfc3339(e.last_activity)} ({e.last_commit[:12]}): {what}")
     if not found:
-        _note("nothing to expire")
+        note("nothing to expire")
 
 
-@cli.group()
+@click.group()
 def retention() -> None:
     """Retention policies (seed 000): plan and apply purges.
 
@@ -210,7 +214,7 @@ def retention() -> None:
 
 def _show(items: list[Any], output: str, echo: Callable[[str], None]) -> None:
     if output == "json":
-        _emit_json([i.to_json() for i in items])
+        emit_json([i.to_json() for i in items])
         return
     for i in items:
         versions = f" [{', '.join(i.versions)}]" if i.versions else ""
@@ -233,7 +237,7 @@ def retention_plan(obj: Ctx, customers: tuple[str, ...], show_all: bool, output:
     _show(shown, output, click.echo)
     if output == "text":
         policy = load_policy(store.root).to_json()["retention_policies"]
-        _note(f"{sum(i.goes for i in items)} to purge, {sum(not i.goes for i in items)} kept; "
+        note(f"{sum(i.goes for i in items)} to purge, {sum(not i.goes for i in items)} kept; "
               "policy " + ", ".join(f"{k}={v}" for k, v in policy.items()))
 
 
@@ -256,13 +260,13 @@ def retention_apply(obj: Ctx, customers: tuple[str, ...], yes: bool, output: str
     if not yes:
         pending = [i for i in plan(store, names) if i.goes]
         if not pending:
-            _note("nothing to purge")
+            note("nothing to purge")
             return
-        _show(pending, "text", _note)
+        _show(pending, "text", note)
         if not sys.stdin.isatty():
             raise UsageError("retention apply deletes data for good; pass --yes to confirm")
         click.confirm(f"purge these {len(pending)} item(s)?", abort=True, err=True)
     done = apply(store, names)
     _show(done, output, click.echo)
     if output == "text":
-        _note(f"purged {len(done)} item(s)" if done else "nothing to purge")
+        note(f"purged {len(done)} item(s)" if done else "nothing to purge")

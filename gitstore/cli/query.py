@@ -1,9 +1,10 @@
 """Query commands over the derived index: list, stats, search, similar, active,
 resume, reindex.
 
-Registered on the ``gitstore`` group by :mod:`gitstore.cli.app`; errors propagate
-to :func:`gitstore.cli.app.main`, the one place that maps them to exit codes. Every
-query refreshes the index from git first (see :mod:`gitstore.catalog.index`).
+Plain click commands, attached to the ``gitstore`` group by the registry in
+:mod:`gitstore.cli.app`; errors propagate to :func:`gitstore.cli.app.main`, the one
+place that maps them to exit codes. Every query refreshes the index from git first
+(see :mod:`gitstore.catalog.index`); the index is derived data, never the truth.
 """
 
 from __future__ import annotations
@@ -17,18 +18,19 @@ from typing import Any
 import click
 
 from gitstore.catalog.index import SORT_FIELDS, Index, Progress
-from gitstore.cli.app import Ctx, _emit_json, _note, _when, cli, output_option
+from gitstore.cli.app import Ctx, emit_json, note, output_option, parse_when
 from gitstore.core import canonical
 from gitstore.core.names import DOCUMENTS, JSON_DOCUMENTS
 from gitstore.core.versions import Scenario
 from gitstore.errors import NotFoundError
+from gitstore.store.facade import Store
 
 
 @contextmanager
-def _index(obj: Ctx, label: str = "indexing") -> Iterator[tuple[Index, Progress | None]]:
+def _index(store: Store, label: str = "indexing") -> Iterator[tuple[Index, Progress | None]]:
     """The store's index and a progress callback (a bar on a terminal, else None).
     Problems the index met are reported on stderr afterwards."""
-    index = Index(obj.store())
+    index = Index(store)
     bars: list[Any] = []
 
     def progress(done: int, total: int, name: str) -> None:
@@ -45,7 +47,7 @@ def _index(obj: Ctx, label: str = "indexing") -> Iterator[tuple[Index, Progress 
             bars[0].__exit__(None, None, None)
         index.close()
         for problem in index.problems:
-            _note(f"gitstore: warning: {problem}")
+            note(f"gitstore: warning: {problem}")
 
 
 def _cell(value: Any, fmt: str = "{}") -> str:
@@ -80,7 +82,7 @@ def _sessions_table(rows: list[dict[str, Any]]) -> None:
            right=frozenset({5, 6, 7, 8}))
 
 
-@cli.command("list")
+@click.command("list")
 @click.option("--customer", help="Only this customer.")
 @click.option("--status", help="open, finalized, or a completion_status (completed, ...).")
 @click.option("--provider", help="Only this primary cloud provider (aws, azure, gcp, ...).")
@@ -104,29 +106,32 @@ def list_sessions(obj: Ctx, customer: str | None, status: str | None, provider: 
 
     Filters combine; --since/--until apply to the last activity (the newest
     commit's time)."""
-    with _index(obj) as (index, _):
-        rows = index.list_sessions(customer=customer, status=status, provider=provider,
-                                   since=_when(since), until=_when(until, end=True), sort=sort,
-                                   descending=descending, limit=limit, service=service,
-                                   all_versions=all_versions)
+    store = obj.store()
+    now = store.now()
+    with _index(store) as (index, _):
+        rows = index.list_sessions(
+            customer=customer, status=status, provider=provider,
+            since=parse_when(since, what="--since", now=now),
+            until=parse_when(until, what="--until", end=True, now=now), sort=sort,
+            descending=descending, limit=limit, service=service, all_versions=all_versions)
     if output == "json":
-        _emit_json(rows)
+        emit_json(rows)
     elif rows:
         _sessions_table(rows)
     else:
-        _note("no sessions match")
+        note("no sessions match")
 
 
-@cli.command()
+@click.command()
 @output_option
 @click.pass_obj
 def stats(obj: Ctx, output: str) -> None:
     """Totals and averages over every session, by status and by provider."""
-    with _index(obj) as (index, progress):
+    with _index(obj.store()) as (index, progress):
         index.refresh(progress=progress)
         data = index.stats()
     if output == "json":
-        _emit_json(data)
+        emit_json(data)
         return
     pairs = [("customers", data["customers"]), ("sessions", data["sessions"]),
              ("versions", data["versions"]), ("finalized versions", data["finalized_versions"]),
@@ -143,7 +148,7 @@ def stats(obj: Ctx, output: str) -> None:
                right=frozenset({1}))
 
 
-@cli.command()
+@click.command()
 @click.argument("text")
 @click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True,
               help="Show at most N turns.")
@@ -152,20 +157,20 @@ def stats(obj: Ctx, output: str) -> None:
 def search(obj: Ctx, text: str, limit: int, output: str) -> None:
     """Full-text search of the conversation turns (every word must match; word*
     matches a prefix). Best matches first."""
-    with _index(obj) as (index, progress):
+    with _index(obj.store()) as (index, progress):
         index.refresh(progress=progress)
         rows = index.search(text, limit=limit)
     if output == "json":
-        _emit_json(rows)
+        emit_json(rows)
     elif rows:
         _table(["CUSTOMER", "VERSION", "TURN", "SNIPPET"],
                [[r["customer"], _cell(r["version"]), str(r["turn_id"]),
                  " ".join(r["snippet"].split())] for r in rows], right=frozenset({2}))
     else:
-        _note("no turns match")
+        note("no turns match")
 
 
-@cli.command()
+@click.command()
 @click.argument("customer")
 @click.argument("version", metavar="VERSION|vN")
 @click.option("-n", "--limit", type=click.IntRange(min=1), default=10, show_default=True)
@@ -174,39 +179,39 @@ def search(obj: Ctx, text: str, limit: int, output: str) -> None:
 def similar(obj: Ctx, customer: str, version: str, limit: int, output: str) -> None:
     """Sessions like CUSTOMER's VERSION: same architecture pattern hash and/or
     complexity profile (both matching first)."""
-    with _index(obj) as (index, progress):
+    with _index(obj.store()) as (index, progress):
         index.refresh(progress=progress)
         rows = index.similar(customer, version, limit=limit)
     if output == "json":
-        _emit_json(rows)
+        emit_json(rows)
     elif rows:
         _table(["CUSTOMER", "VERSION", "SCORE", "MATCHED", "PATTERN", "PROFILE", "UPDATED"],
                [[r["customer"], r["version"], str(r["score"]), ",".join(r["matched"]),
                  _cell(r["pattern_hash"]), _cell(r["complexity_profile"]), r["updated"]]
                 for r in rows], right=frozenset({2}))
     else:
-        _note("no similar sessions")
+        note("no similar sessions")
 
 
-@cli.command()
+@click.command()
 @click.option("--timeout", metavar="DURATION",
               help="Activity window: 30m, 2h, 7d (default 2h, or GITSTORE_ACTIVE_TIMEOUT).")
 @output_option
 @click.pass_obj
 def active(obj: Ctx, timeout: str | None, output: str) -> None:
     """Open sessions with activity within the timeout, most recent first."""
-    with _index(obj) as (index, progress):
+    with _index(obj.store()) as (index, progress):
         index.refresh(progress=progress)
         rows = index.active(timeout)
     if output == "json":
-        _emit_json(rows)
+        emit_json(rows)
     elif rows:
         _table(["CUSTOMER", "VERSION", "SESSION", "LAST ACTIVITY", "IDLE", "TURNS"],
                [[r["customer"], r["version"], _cell(r["session_id"]), r["updated"],
                  _idle(r["idle_seconds"]), str(r["turns"])] for r in rows],
                right=frozenset({4, 5}))
     else:
-        _note("no active sessions")
+        note("no active sessions")
 
 
 def _idle(seconds: int) -> str:
@@ -214,7 +219,7 @@ def _idle(seconds: int) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-@cli.command()
+@click.command()
 @click.argument("session_id")
 @click.option("--customer", help="The customer, when the session id is not unique.")
 @output_option
@@ -222,13 +227,14 @@ def _idle(seconds: int) -> str:
 def resume(obj: Ctx, session_id: str, customer: str | None, output: str) -> None:
     """Find a session by its id alone and print its full context: customer,
     scenario, version, status and every document of its newest state."""
-    with _index(obj) as (index, _):
+    store = obj.store()
+    with _index(store) as (index, _):
         name, scenario = index.find_session(session_id, customer)
         rows = [r for r in index.list_sessions(customer=name) if r["scenario"] == scenario]
     if not rows:
         raise NotFoundError(f"session {session_id!r} of {name} changed while being read; retry")
     info = rows[0]
-    snap = index.store.customer(name).read(Scenario.parse(scenario))
+    snap = store.customer(name).read(Scenario.parse(scenario))
     docs: dict[str, Any] = {}
     for doc in DOCUMENTS:
         if doc in snap.files:
@@ -239,7 +245,7 @@ def resume(obj: Ctx, session_id: str, customer: str | None, output: str) -> None
             "status": info["status"], "completion_status": info["completion_status"],
             "commit": snap.commit, "updated": info["updated"], "turns": info["turns"]}
     if output == "json":
-        _emit_json({**head, "documents": docs})
+        emit_json({**head, "documents": docs})
         return
     _table(["FIELD", "VALUE"], [[k, _cell(v)] for k, v in head.items()])
     for doc in DOCUMENTS:
@@ -248,13 +254,13 @@ def resume(obj: Ctx, session_id: str, customer: str | None, output: str) -> None
             click.echo(snap.files[doc].decode("utf-8"), nl=False)
 
 
-@cli.command()
+@click.command()
 @click.pass_obj
 def reindex(obj: Ctx) -> None:
     """Rebuild the index from git (a progress bar on a terminal)."""
     start = time.monotonic()
-    with _index(obj, "reindexing") as (index, progress):
+    with _index(obj.store(), "reindexing") as (index, progress):
         count = index.rebuild(progress=progress)
         totals = index.stats()
-    _note(f"indexed {count} customer(s), {totals['versions']} version(s), "
+    note(f"indexed {count} customer(s), {totals['versions']} version(s), "
           f"{totals['turns']} turn(s) in {time.monotonic() - start:.2f}s")
