@@ -1,38 +1,87 @@
-"""The exception hierarchy of gitstore.
+"""The exception hierarchy of gitstore and its one exit-code table.
 
 Every error a user can cause is a :class:`GitStoreError`. Each subclass carries
-``exit_code``, the process exit status the CLI uses for it; only
-:mod:`gitstore.cli.app` turns exceptions into exit codes and messages. ``str(error)``
-is always a single line suitable for a terminal; structured details (for example
-the list of violations of an :class:`InvalidDocumentError`) live on attributes.
+``exit_code``, the process exit status the CLI uses for it, and ``code_name``, a
+stable short name for programs (both from its :class:`ExitStatus`); only
+:mod:`gitstore.cli.app` turns exceptions into exit codes and messages.
+``str(error)`` is always a single line suitable for a terminal; structured details
+(for example the violations of an :class:`InvalidDocumentError`) live on attributes.
 
-Exit codes (documented in the README and ``gitstore --help``):
+The exception tree (exit code, code name)::
 
-==  ==========================  =====================================================
-0   success
-1   differences found           (``diff --exit-code``)
-2   usage error                 bad arguments, bad customer name, bad version string
-3   not found                   store, customer, scenario, version or document
-4   invalid document            parse, schema, integrity or completeness violations
-5   version-rule violation      out-of-order version, write to a finalized version
-6   conflict                    a concurrent writer won and the change could not apply
-7   integrity failure           corruption, checksum mismatch, failed ``verify``
-8   input too large             a document over the configured size limit
-9   storage error               store root unusable (not a directory, read-only, I/O)
-10  render error                the SOW template could not render the session data
-==  ==========================  =====================================================
+    GitStoreError                       1  error   (the root: gitstore raises only subclasses)
+    ├── UsageError                      2  usage
+    │   └── InvalidNameError            2  usage   (a usage error, on purpose)
+    ├── NotFoundError                   3  not_found
+    ├── InvalidDocumentError            4  invalid_document
+    ├── VersionRuleError                5  version_rule
+    ├── ConflictError                   6  conflict
+    ├── IntegrityError                  7  integrity
+    ├── InputTooLargeError              8  too_large
+    ├── StorageError                    9  storage
+    └── RenderError                    10  render
+
+Exit codes, :func:`exit_code_table` (``gitstore --help`` and the README show the
+same table; a test keeps all three equal to the data below)::
+
+      0  success
+      1  differences (diff --exit-code)
+      2  usage error (bad arguments, bad customer name, bad version string)
+      3  not found (store, customer, scenario, version, document, file)
+      4  invalid document (parse, schema, integrity, completeness)
+      5  version-rule violation (out-of-order version, write to a finalized version)
+      6  conflict (another writer; lock timeout)
+      7  integrity failure (corruption, checksum mismatch, verify found damage)
+      8  input too large (max_document_bytes, default 8 MiB)
+      9  storage error (root not a directory, read-only, I/O)
+     10  render error (the SOW template could not render the session data)
+     70  internal error (a bug, please report it)
+
+Invariants: every subclass that declares its own ``status`` has a code no other
+class has; a subclass without one (``InvalidNameError``) shares its parent's code on
+purpose. Codes 0, 1 and 70 belong to no exception (:data:`OK`,
+:data:`DIFFERENCES`, :data:`INTERNAL`). This module imports nothing from gitstore.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """One row of the exit-code table: ``code``, stable ``name``, ``meaning`` and an
+    optional ``detail`` (Markdown: backticks mark literals)."""
+
+    code: int
+    name: str
+    meaning: str
+    detail: str = ""
+
+    def describe(self, *, markdown: bool = False) -> str:
+        """``meaning (detail)``; plain text unless ``markdown``."""
+        text = f"{self.meaning} ({self.detail})" if self.detail else self.meaning
+        return text if markdown else text.replace("`", "")
+
+
+OK = ExitStatus(0, "ok", "success")
+DIFFERENCES = ExitStatus(1, "differences", "differences", "`diff --exit-code`")
+INTERNAL = ExitStatus(70, "internal", "internal error", "a bug, please report it")
 
 
 class GitStoreError(Exception):
-    """Root of every error gitstore raises on purpose."""
+    """Root of every error gitstore raises on purpose (it raises only subclasses)."""
 
-    exit_code: int = 1
+    status: ClassVar[ExitStatus] = ExitStatus(1, "error", "error")
+    exit_code: ClassVar[int] = 1
+    code_name: ClassVar[str] = "error"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.exit_code = cls.status.code
+        cls.code_name = cls.status.name
 
     def __init__(self, message: str) -> None:
         # Keep the message on one line: the CLI prints str(error) verbatim.
@@ -46,7 +95,8 @@ class GitStoreError(Exception):
 class UsageError(GitStoreError):
     """The request itself is malformed (bad name, bad version string, bad option)."""
 
-    exit_code = 2
+    status = ExitStatus(2, "usage", "usage error",
+                        "bad arguments, bad customer name, bad version string")
 
 
 class InvalidNameError(UsageError):
@@ -56,7 +106,8 @@ class InvalidNameError(UsageError):
 class NotFoundError(GitStoreError):
     """A store, customer, scenario, version, revision or document does not exist."""
 
-    exit_code = 3
+    status = ExitStatus(3, "not_found", "not found",
+                        "store, customer, scenario, version, document, file")
 
 
 @dataclass(frozen=True, order=True)
@@ -87,7 +138,8 @@ class InvalidDocumentError(GitStoreError):
     ``violations`` lists every problem found, not just the first.
     """
 
-    exit_code = 4
+    status = ExitStatus(4, "invalid_document", "invalid document",
+                        "parse, schema, integrity, completeness")
 
     def __init__(self, violations: Iterable[Violation], summary: str | None = None) -> None:
         self.violations: Sequence[Violation] = tuple(violations)
@@ -105,19 +157,21 @@ class InvalidDocumentError(GitStoreError):
 class VersionRuleError(GitStoreError):
     """The requested version change breaks the semver session rules."""
 
-    exit_code = 5
+    status = ExitStatus(5, "version_rule", "version-rule violation",
+                        "out-of-order version, write to a finalized version")
 
 
 class ConflictError(GitStoreError):
     """A concurrent writer changed the scenario and the change could not be re-applied."""
 
-    exit_code = 6
+    status = ExitStatus(6, "conflict", "conflict", "another writer; lock timeout")
 
 
 class IntegrityError(GitStoreError):
     """Stored data is damaged: corruption, checksum mismatch, failed health check."""
 
-    exit_code = 7
+    status = ExitStatus(7, "integrity", "integrity failure",
+                        "corruption, checksum mismatch, `verify` found damage")
 
     def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
         self.problems = tuple(problems)
@@ -127,31 +181,50 @@ class IntegrityError(GitStoreError):
 class InputTooLargeError(GitStoreError):
     """An input document exceeds the store's configured size limit."""
 
-    exit_code = 8
+    status = ExitStatus(8, "too_large", "input too large", "`max_document_bytes`, default 8 MiB")
 
 
 class StorageError(GitStoreError):
     """The store root or a repository cannot be used (not a directory, read-only, I/O)."""
 
-    exit_code = 9
+    status = ExitStatus(9, "storage", "storage error", "root not a directory, read-only, I/O")
 
 
 class RenderError(GitStoreError):
     """The SOW template failed to render (missing data, template not found, bad template)."""
 
-    exit_code = 10
+    status = ExitStatus(10, "render", "render error",
+                        "the SOW template could not render the session data")
 
 
-EXIT_CODES: dict[str, int] = {
-    "ok": 0,
-    "differences": 1,
-    "usage": UsageError.exit_code,
-    "not_found": NotFoundError.exit_code,
-    "invalid_document": InvalidDocumentError.exit_code,
-    "version_rule": VersionRuleError.exit_code,
-    "conflict": ConflictError.exit_code,
-    "integrity": IntegrityError.exit_code,
-    "too_large": InputTooLargeError.exit_code,
-    "storage": StorageError.exit_code,
-    "render": RenderError.exit_code,
-}
+def error_classes() -> Iterator[type[GitStoreError]]:
+    """Every :class:`GitStoreError` subclass defined here, depth first, in source order."""
+    def walk(cls: type[GitStoreError]) -> Iterator[type[GitStoreError]]:
+        for sub in cls.__subclasses__():
+            if sub.__module__ == __name__:
+                yield sub
+                yield from walk(sub)
+    return walk(GitStoreError)
+
+
+#: The exit-code table, ordered by code: generated from the exception classes.
+EXIT_STATUSES: tuple[ExitStatus, ...] = tuple(sorted(
+    {OK, DIFFERENCES, INTERNAL, *(c.status for c in error_classes())}, key=lambda s: s.code))
+
+#: ``code_name -> exit code`` for every row of :data:`EXIT_STATUSES`.
+EXIT_CODES: dict[str, int] = {s.name: s.code for s in EXIT_STATUSES}
+
+
+def exit_code_table(fmt: Literal["text", "markdown"] = "text") -> str:
+    """The exit-code table, one line per code, no trailing newline.
+
+    ``text`` (for ``gitstore --help`` and this module's docstring) is
+    ``"  2  usage error (bad arguments, ...)"``, codes right-aligned; ``markdown`` (for
+    the README) is a ``| code | name | meaning |`` table.
+    """
+    if fmt == "markdown":
+        rows = [f"| {s.code} | `{s.name}` | {s.describe(markdown=True)} |" for s in EXIT_STATUSES]
+        return "\n".join(["| code | name | meaning |", "|---:|---|---|", *rows])
+    if fmt != "text":
+        raise ValueError(f"unknown exit-code table format {fmt!r}")
+    return "\n".join(f"{s.code:>3}  {s.describe()}" for s in EXIT_STATUSES)

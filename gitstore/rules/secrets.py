@@ -6,7 +6,8 @@
 the value. A pointer segment (object key) holding a caught value is shown masked,
 as :func:`apply` renames the key when it redacts.
 
-* Credentials: the detect-secrets plugins, created once and driven through their
+* Credentials: the detect-secrets plugins (all use of detect-secrets goes through
+  :mod:`gitstore.rules.detectors`), created once and driven through their
   side-effect-free ``analyze_string`` line by line (``scan_line``/``analyze_line``
   use global settings and may verify over the network), with detect-secrets'
   heuristic filters (sequential, UUID, ``${X}``/``<x>``, ``$VAR``, non-alphanumeric,
@@ -32,27 +33,33 @@ span with ``[REDACTED:<kind>]``; a key is renamed likewise (`` #2`` if taken).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import bisect
 import dataclasses
 import re
 from collections import Counter
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import lru_cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import phonenumbers
-from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-from detect_secrets.filters import heuristic
-from detect_secrets.plugins import keyword
-from detect_secrets.plugins.base import BasePlugin, RegexBasedDetector
-from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
 
 from gitstore.core.names import SOW_DOCUMENT
 from gitstore.errors import UsageError, Violation
+from gitstore.rules.detectors import (
+    ENTROPY_CHARSET,
+    ENTROPY_DETECTOR,
+    ENTROPY_LIMIT,
+    KEYWORD_DENYLIST,
+    KEYWORD_PATTERNS,
+    KEYWORD_SECRET,
+    PLUGIN_KINDS,
+    is_false_positive,
+    is_indirect_reference,
+    plugins,
+    shannon_entropy,
+)
 
 if TYPE_CHECKING:
     from gitstore.rules.proposal import Proposal
@@ -62,20 +69,6 @@ Rule = Action | Mapping[str, Action]
 ACTIONS: tuple[str, ...] = ("block", "redact", "allow")
 CREDENTIAL, PII = "credential", "pii"
 
-#: detect-secrets plugin class -> our short, stable kind.
-PLUGIN_KINDS: dict[str, str] = {
-    "AWSKeyDetector": "aws_access_key", "ArtifactoryDetector": "artifactory_token",
-    "AzureStorageKeyDetector": "azure_storage_key", "BasicAuthDetector": "password_in_url",
-    "CloudantDetector": "cloudant_credential", "DiscordBotTokenDetector": "discord_token",
-    "GitHubTokenDetector": "github_token", "GitLabTokenDetector": "gitlab_token",
-    "IbmCloudIamDetector": "ibm_cloud_iam_key", "IbmCosHmacDetector": "ibm_cos_hmac",
-    "JwtTokenDetector": "jwt", "MailchimpDetector": "mailchimp_key", "NpmDetector": "npm_token",
-    "OpenAIDetector": "openai_key", "PrivateKeyDetector": "private_key",
-    "PypiTokenDetector": "pypi_token", "SendGridDetector": "sendgrid_key",
-    "SlackDetector": "slack_token", "SoftlayerDetector": "softlayer_credential",
-    "SquareOAuthDetector": "square_oauth_secret", "StripeDetector": "stripe_key",
-    "TelegramBotTokenDetector": "telegram_token", "TwilioKeyDetector": "twilio_key",
-}
 KEYWORD, ENTROPY = "generic_secret_keyword", "high_entropy_string"
 CREDENTIAL_KINDS = frozenset({*PLUGIN_KINDS.values(), "basic_auth", "bearer_token", KEYWORD,
                               ENTROPY})
@@ -118,51 +111,8 @@ def category_of(kind: str) -> str:
 
 
 _DIGIT = re.compile(r"\d")
-
-
-class AuthorizationDetector(RegexBasedDetector):
-    """``Authorization: Basic <base64 user:pass>`` or ``Bearer <16+ chars, with digits>``."""
-
-    secret_type = "Authorization Header"
-
-    def __init__(self, scheme: str) -> None:
-        self.scheme = scheme
-        self._denylist = (re.compile(rf"\bAuthorization\s*[:=]\s*['\"]?{scheme}\s+"
-                                     r"([A-Za-z0-9._~+/=-]{4,})", re.IGNORECASE),)
-
-    @property
-    def denylist(self) -> tuple[re.Pattern[str], ...]:
-        return self._denylist
-
-    def analyze_string(self, string: str) -> Generator[str, None, None]:
-        for token in super().analyze_string(string):
-            if (b":" in _b64decode(token) if self.scheme == "Basic" else
-                    len(token) >= 16 and _DIGIT.search(token) and re.search("[A-Za-z]", token)):
-                yield token
-
-
-def _b64decode(token: str) -> bytes:
-    try:
-        return base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        return b""
-
-
-@cache
-def _plugins() -> tuple[tuple[str, BasePlugin], ...]:
-    """The detect-secrets plugins, instantiated once per process."""
-    mapping: dict[str, Any] = dict(get_mapping_from_secret_type_to_class())
-    classes: dict[str, type[BasePlugin]] = {c.__name__: c for c in mapping.values()}
-    found = [(kind, classes[name]()) for name, kind in PLUGIN_KINDS.items() if name in classes]
-    return (*found, ("basic_auth", AuthorizationDetector("Basic")),
-            ("bearer_token", AuthorizationDetector("(?:Bearer|Token)")))
-
-
-_ENTROPY_PLUGIN = Base64HighEntropyString(limit=4.5)
-_ENTROPY_TOKEN = re.compile(f"[{re.escape(_ENTROPY_PLUGIN.charset)}]{{32,}}")
-_KEYWORD_PATTERNS: dict[re.Pattern[str], int] = {
-    **keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP, keyword.FOLLOWED_BY_EQUAL_SIGNS_REGEX: 5}
-_DENY = "|".join(keyword.DENYLIST)
+_ENTROPY_TOKEN = re.compile(f"[{re.escape(ENTROPY_CHARSET)}]{{32,}}")
+_DENY = "|".join(KEYWORD_DENYLIST)
 _KEYWORD_NAME = re.compile(rf"(?:{_DENY})(?:[_-]?(?:key|token|value|string))?$", re.IGNORECASE)
 _KEYWORD_HINT = re.compile(r"key|pass|pwd|secret|contras", re.IGNORECASE)  # in each DENYLIST entry
 _NAME_AROUND = re.compile(rf"[\w.-]*(?:{_DENY})[\w.-]*", re.IGNORECASE)
@@ -176,29 +126,20 @@ _LOWER_RUN = re.compile(r"[a-z]+")
 _PEM_END = re.compile(r"-----END[A-Z0-9 ]*-----")
 
 
-def _filtered(secret: str, line: str, plugin: BasePlugin | None) -> bool:
-    """detect-secrets' default heuristic filters (the value-based ones)."""
-    return bool(heuristic.is_sequential_string(secret) or heuristic.is_potential_uuid(secret)
-                or heuristic.is_templated_secret(secret)
-                or heuristic.is_prefixed_with_dollar_sign(secret)
-                or heuristic.is_not_alphanumeric_string(secret)
-                or heuristic.is_likely_id_string(secret, line, plugin))
-
-
 def _random_token(token: str) -> bool:
     """A long token that looks random rather than made of words or a path."""
     lower_runs = _LOWER_RUN.findall(token)
     return (_DIGIT.search(token) is not None and not token.isupper() and not token.islower()
             and not token.startswith("/")
             and sum(map(len, lower_runs)) < 3 * len(lower_runs)   # mean run of a-z < 3
-            and _ENTROPY_PLUGIN.calculate_shannon_entropy(token) > _ENTROPY_PLUGIN.entropy_limit)
+            and shannon_entropy(token) > ENTROPY_LIMIT)
 
 
 def _keyword_hits(line: str) -> Iterator[tuple[int, int]]:
     """detect-secrets' keyword patterns (every match, exact span), name-end guarded."""
     if not _KEYWORD_HINT.search(line):
         return
-    for pattern, group in _KEYWORD_PATTERNS.items():
+    for pattern, group in KEYWORD_PATTERNS.items():
         for m in pattern.finditer(line):
             start, end = m.span(group)
             name = _NAME_AROUND.search(line[m.start():start] + " " + line[end:m.end()])
@@ -207,8 +148,8 @@ def _keyword_hits(line: str) -> Iterator[tuple[int, int]]:
                 value = value.split()[0] if value.split() else ""
             if (name and _KEYWORD_NAME.search(name.group()) and value
                     and value.lower() not in _PLACEHOLDER_WORDS
-                    and not _filtered(value, line, None)
-                    and not heuristic.is_indirect_reference(line)):
+                    and not is_false_positive(value, line)
+                    and not is_indirect_reference(line)):
                 yield start, start + len(value)
 
 
@@ -229,15 +170,16 @@ def _credential_hits(text: str) -> Iterator[_Hit]:
     offset = 0
     for line in text.splitlines(keepends=True):
         if len(line) >= 8:
-            for kind, plugin in _plugins():
+            for kind, plugin in plugins():
                 for value in set(plugin.analyze_string(line)):
-                    if value and not _filtered(value, line, plugin):
+                    if value and not is_false_positive(value, line, plugin):
                         for m in re.finditer(re.escape(value), line):
                             yield _extend(text, offset + m.start(), offset + m.end(), kind)
             for start, end in _keyword_hits(line):
                 yield _Hit(offset + start, offset + end, KEYWORD)
             for m in _ENTROPY_TOKEN.finditer(line):
-                if _random_token(m.group()) and not _filtered(m.group(), line, _ENTROPY_PLUGIN):
+                if _random_token(m.group()) and not is_false_positive(m.group(), line,
+                                                                     ENTROPY_DETECTOR):
                     yield _Hit(offset + m.start(), offset + m.end(), ENTROPY)
         offset += len(line)
 
@@ -277,7 +219,7 @@ def _hits(text: str, region: str, named: bool = False) -> tuple[_Hit, ...]:
     ``named``: the string is the value of a member whose key names a secret."""
     raw = [*_credential_hits(text), *_pii_hits(text, region)]
     if (named and text.lower() not in _PLACEHOLDER_WORDS and not any(c.isspace() for c in text)
-            and re.fullmatch(keyword.SECRET, text) and not _filtered(text, "", None)):
+            and re.fullmatch(KEYWORD_SECRET, text) and not is_false_positive(text, "")):
         raw.append(_Hit(0, len(text), KEYWORD))
     creds = [h for h in raw if category_of(h.kind) == CREDENTIAL]
     guards = _merged([m.span() for m in _PLACEHOLDER.finditer(text)])

@@ -1,0 +1,142 @@
+"""The one adapter to detect-secrets: every ``detect_secrets`` import lives here.
+
+:mod:`gitstore.rules.secrets` needs five things from detect-secrets (pinned to 1.5.0,
+its last release), and this module exposes exactly those, under names of our own:
+
+* its credential plugins (:func:`plugins`, one instance each per process, named by
+  :data:`PLUGIN_KINDS`), driven only through the side-effect-free
+  ``analyze_string(text) -> Iterable[str]``; never ``scan_line``/``analyze_line``, which
+  read detect-secrets' global settings and may verify a secret over the network;
+* two plugins of our own on its :class:`RegexBasedDetector` base
+  (:class:`AuthorizationDetector`: ``Authorization: Basic``/``Bearer`` headers);
+* its value-based heuristic filters (:func:`is_false_positive`,
+  :func:`is_indirect_reference`);
+* its keyword regexes (:data:`KEYWORD_PATTERNS`, :data:`KEYWORD_DENYLIST`,
+  :data:`KEYWORD_SECRET`);
+* its base64 charset and Shannon entropy (:data:`ENTROPY_DETECTOR`,
+  :data:`ENTROPY_CHARSET`, :data:`ENTROPY_LIMIT`, :func:`shannon_entropy`).
+
+None of these is a documented API of detect-secrets. ``tests/test_detectors_contract.py``
+pins each one (names, signatures, and behaviour on known secrets), so an upgrade that
+changes them fails there, loudly, before a scan silently finds less.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Generator
+from functools import cache
+from typing import Any, TypeAlias
+
+from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+from detect_secrets.filters import heuristic
+from detect_secrets.plugins import keyword
+from detect_secrets.plugins.base import BasePlugin, RegexBasedDetector
+from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
+
+__all__ = [
+    "ENTROPY_CHARSET", "ENTROPY_DETECTOR", "ENTROPY_LIMIT", "KEYWORD_DENYLIST",
+    "KEYWORD_PATTERNS", "KEYWORD_SECRET", "PLUGIN_KINDS", "AuthorizationDetector", "Detector",
+    "is_false_positive", "is_indirect_reference", "plugins", "shannon_entropy",
+]
+
+#: A detect-secrets plugin: ``analyze_string(text)`` yields the secret values found.
+Detector: TypeAlias = BasePlugin
+
+#: detect-secrets plugin class -> our short, stable kind.
+PLUGIN_KINDS: dict[str, str] = {
+    "AWSKeyDetector": "aws_access_key", "ArtifactoryDetector": "artifactory_token",
+    "AzureStorageKeyDetector": "azure_storage_key", "BasicAuthDetector": "password_in_url",
+    "CloudantDetector": "cloudant_credential", "DiscordBotTokenDetector": "discord_token",
+    "GitHubTokenDetector": "github_token", "GitLabTokenDetector": "gitlab_token",
+    "IbmCloudIamDetector": "ibm_cloud_iam_key", "IbmCosHmacDetector": "ibm_cos_hmac",
+    "JwtTokenDetector": "jwt", "MailchimpDetector": "mailchimp_key", "NpmDetector": "npm_token",
+    "OpenAIDetector": "openai_key", "PrivateKeyDetector": "private_key",
+    "PypiTokenDetector": "pypi_token", "SendGridDetector": "sendgrid_key",
+    "SlackDetector": "slack_token", "SoftlayerDetector": "softlayer_credential",
+    "SquareOAuthDetector": "square_oauth_secret", "StripeDetector": "stripe_key",
+    "TelegramBotTokenDetector": "telegram_token", "TwilioKeyDetector": "twilio_key",
+}
+
+_DIGIT = re.compile(r"\d")
+
+
+class AuthorizationDetector(RegexBasedDetector):
+    """``Authorization: Basic <base64 user:pass>`` or ``Bearer <16+ chars, with digits>``."""
+
+    secret_type = "Authorization Header"
+
+    def __init__(self, scheme: str) -> None:
+        self.scheme = scheme
+        self._denylist = (re.compile(rf"\bAuthorization\s*[:=]\s*['\"]?{scheme}\s+"
+                                     r"([A-Za-z0-9._~+/=-]{4,})", re.IGNORECASE),)
+
+    @property
+    def denylist(self) -> tuple[re.Pattern[str], ...]:
+        return self._denylist
+
+    def analyze_string(self, string: str) -> Generator[str, None, None]:
+        for token in super().analyze_string(string):
+            if (b":" in _b64decode(token) if self.scheme == "Basic" else
+                    len(token) >= 16 and _DIGIT.search(token) and re.search("[A-Za-z]", token)):
+                yield token
+
+
+def _b64decode(token: str) -> bytes:
+    try:
+        return base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+@cache
+def plugins() -> tuple[tuple[str, Detector], ...]:
+    """``(kind, detector)`` for every plugin of :data:`PLUGIN_KINDS` that detect-secrets
+    has, then ``basic_auth`` and ``bearer_token``; instantiated once per process."""
+    mapping: dict[str, Any] = dict(get_mapping_from_secret_type_to_class())
+    classes: dict[str, type[BasePlugin]] = {c.__name__: c for c in mapping.values()}
+    found = [(kind, classes[name]()) for name, kind in PLUGIN_KINDS.items() if name in classes]
+    return (*found, ("basic_auth", AuthorizationDetector("Basic")),
+            ("bearer_token", AuthorizationDetector("(?:Bearer|Token)")))
+
+
+def is_false_positive(secret: str, line: str, detector: Detector | None = None) -> bool:
+    """detect-secrets' default heuristic filters (the value-based ones): sequential,
+    UUID, ``{x}``/``<x>``/``${X}``, ``$VAR``, no letter, and id-like (``user_id=...``;
+    skipped when ``detector`` is regex-based, as detect-secrets does)."""
+    return bool(heuristic.is_sequential_string(secret) or heuristic.is_potential_uuid(secret)
+                or heuristic.is_templated_secret(secret)
+                or heuristic.is_prefixed_with_dollar_sign(secret)
+                or heuristic.is_not_alphanumeric_string(secret)
+                or heuristic.is_likely_id_string(secret, line, detector))
+
+
+def is_indirect_reference(line: str) -> bool:
+    """``secret = get_secret_key()`` or ``= request.headers['apikey']``: no value here."""
+    return bool(heuristic.is_indirect_reference(line))
+
+
+#: Bits of entropy per character above which a random-looking token is a secret.
+ENTROPY_LIMIT: float = 4.5
+_ENTROPY = Base64HighEntropyString(limit=ENTROPY_LIMIT)
+#: The base64 high-entropy plugin at :data:`ENTROPY_LIMIT` (for :func:`is_false_positive`).
+ENTROPY_DETECTOR: Detector = _ENTROPY
+#: The base64 alphabet (with ``-_`` and ``=``) the entropy plugin measures over.
+ENTROPY_CHARSET: str = _ENTROPY.charset
+
+
+def shannon_entropy(text: str) -> float:
+    """Shannon entropy of ``text`` over :data:`ENTROPY_CHARSET`, as detect-secrets computes it."""
+    return float(_ENTROPY.calculate_shannon_entropy(text))
+
+
+#: Keyword patterns (``password = "..."``, ``"secret": "..."``, ...) -> the group holding
+#: the value: detect-secrets' quotes-required set plus its unquoted ``name = value``.
+KEYWORD_PATTERNS: dict[re.Pattern[str], int] = {
+    **keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP, keyword.FOLLOWED_BY_EQUAL_SIGNS_REGEX: 5}
+#: Regexes of secret-naming words (``pass(word|wd)?``, ``secret``, ``api_?key``, ...).
+KEYWORD_DENYLIST: tuple[str, ...] = tuple(keyword.DENYLIST)
+#: Regex of a keyword's value.
+KEYWORD_SECRET: str = keyword.SECRET
