@@ -524,8 +524,7 @@ class GitCliWriter(Baseline):
 def _validate_changed(files: Mapping[str, bytes], changed: set[str]) -> None:
     """Parse and schema-validate the changed JSON documents with gitstore's own
     validator (the same one its pipeline uses)."""
-    from gitstore.core import canonical
-    from gitstore.core import schema
+    from gitstore.core import canonical, schema
 
     for name in sorted(changed):
         if name in JSON_DOCS:

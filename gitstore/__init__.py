@@ -14,10 +14,9 @@ release; submodules are implementation details unless documented.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib as _importlib
+import typing as _typing
 
-from gitstore.core.commits import Identity
-from gitstore.core.versions import Scenario, Version
 from gitstore.errors import (
     ConflictError,
     GitStoreError,
@@ -32,12 +31,54 @@ from gitstore.errors import (
     VersionRuleError,
     Violation,
 )
-from gitstore.rules.pipeline import Pipeline
-from gitstore.rules.proposal import Hook, Proposal
-from gitstore.store.facade import Customer, LogEntry, Snapshot, Store, VersionInfo
-from gitstore.store.session import Session, Written
+from gitstore.version import __version__
+
+if _typing.TYPE_CHECKING:
+    from gitstore.core.commits import Identity
+    from gitstore.core.versions import Scenario, Version
+    from gitstore.rules.pipeline import Pipeline
+    from gitstore.rules.proposal import Hook, Proposal
+    from gitstore.store.facade import Customer, LogEntry, Snapshot, Store, VersionInfo
+    from gitstore.store.session import Session
+    from gitstore.store.writer import Authorship, Plan, Writer, Written
+
+#: Where each lazily imported public name lives: ``import gitstore`` (and so the
+#: CLI's start-up) loads none of the library until a name is first used.
+_LAZY = {
+    "Identity": "gitstore.core.commits",
+    "Scenario": "gitstore.core.versions",
+    "Version": "gitstore.core.versions",
+    "Pipeline": "gitstore.rules.pipeline",
+    "Hook": "gitstore.rules.proposal",
+    "Proposal": "gitstore.rules.proposal",
+    "Customer": "gitstore.store.facade",
+    "LogEntry": "gitstore.store.facade",
+    "Snapshot": "gitstore.store.facade",
+    "Store": "gitstore.store.facade",
+    "VersionInfo": "gitstore.store.facade",
+    "Session": "gitstore.store.session",
+    "Authorship": "gitstore.store.writer",
+    "Plan": "gitstore.store.writer",
+    "Writer": "gitstore.store.writer",
+    "Written": "gitstore.store.writer",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gitstore' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
+    "Authorship",
     "ConflictError",
     "Customer",
     "GitStoreError",
@@ -50,6 +91,7 @@ __all__ = [
     "LogEntry",
     "NotFoundError",
     "Pipeline",
+    "Plan",
     "Proposal",
     "RenderError",
     "Scenario",
@@ -62,6 +104,7 @@ __all__ = [
     "VersionInfo",
     "VersionRuleError",
     "Violation",
+    "Writer",
     "Written",
     "__version__",
 ]

@@ -31,8 +31,8 @@ from conftest import CUSTOMER, ROOT, Clock, git, load_example, record_example_se
 
 from gitstore import ConflictError, InvalidDocumentError, Store, Violation
 from gitstore.core import canonical
-from gitstore.ops import verify as health
 from gitstore.core import manifest as manifest_mod
+from gitstore.ops import verify as health
 
 CREATED = "2020-01-01T00:00:00Z"
 

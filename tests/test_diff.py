@@ -44,8 +44,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gitstore import Store
-from gitstore.core import canonical
-from gitstore.core import diffformat
+from gitstore.core import canonical, diffformat
 from gitstore.core.diff import (
     MISSING,
     NATURAL_KEYS,

@@ -29,9 +29,9 @@ from conftest import (
 )
 
 from gitstore import ConflictError, IntegrityError, InvalidDocumentError, Store
-from gitstore.ops import exporting
-from gitstore.ops.verify import check_customer
 from gitstore.core.names import JSON_DOCUMENTS
+from gitstore.ops import exporting, importing
+from gitstore.ops.verify import check_customer
 
 VERSIONS = ["v1.0.0", "v1.1.0", "v1.1.1"]
 
@@ -90,14 +90,15 @@ def test_json_round_trip_keeps_versions_tags_and_documents(source: Path, target:
     out = tmp_path / "export.json"
     with out.open("w", encoding="utf-8") as f:
         exporting.write_json_export(Store(source), f, [CUSTOMER])
-    assert exporting.import_file(target, out) == [CUSTOMER]
+    assert importing.import_file(target, out) == [CUSTOMER]
     a, b = source / CUSTOMER, target.root / CUSTOMER
     assert git(a, "tag", "-l") == git(b, "tag", "-l") == "".join(f"{v}\n" for v in VERSIONS)
     for version in VERSIONS:
         assert files_at(a, version) == files_at(b, version)  # SHA256SUMS included
         assert tag_without_commit(a, version) == tag_without_commit(b, version)
-        assert git(a, "rev-parse", f"{version}^{{commit}}") != \
-            git(b, "rev-parse", f"{version}^{{commit}}")  # replayed: new commit ids
+        # replayed commit by commit with the same authors, times and committer
+        assert git(a, "rev-parse", f"{version}^{{commit}}") == \
+            git(b, "rev-parse", f"{version}^{{commit}}")
     assert files_at(a, "v2") == files_at(b, "v2")  # the open version too
     assert git(b, "symbolic-ref", "HEAD").strip() == "refs/heads/v2"
     mine = [(v.version, v.status) for v in target.customer(CUSTOMER).versions()]
@@ -111,7 +112,7 @@ def test_json_round_trip_keeps_versions_tags_and_documents(source: Path, target:
 def test_json_bundle_format(source: Path, tmp_path: Path) -> None:
     proc = cli("--root", str(source), "export", CUSTOMER, "-O", "-")
     data = json.loads(proc.stdout)
-    assert data["format"] == "gitstore-export" and data["format_version"] == 1
+    assert data["format"] == "gitstore-export" and data["format_version"] == 2
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", data["exported_at"])
     (cust,) = data["customers"]
     assert cust["customer"] == CUSTOMER
@@ -179,9 +180,9 @@ def test_import_refuses_an_existing_customer(source: Path, tmp_path: Path) -> No
         exporting.write_git_bundle(Store(copy).customer(CUSTOMER), fb)
     before = repo_state(copy / CUSTOMER)
     with pytest.raises(ConflictError):
-        exporting.import_file(Store(copy), out)
+        importing.import_file(Store(copy), out)
     with pytest.raises(ConflictError):
-        exporting.import_file(Store(copy), bundle)
+        importing.import_file(Store(copy), bundle)
     cli("--root", str(copy), "import", str(out), code=6)
     assert repo_state(copy / CUSTOMER) == before
     assert not list(copy.glob(".import-*"))
@@ -190,13 +191,14 @@ def test_import_refuses_an_existing_customer(source: Path, tmp_path: Path) -> No
 def test_json_import_that_fails_a_check_leaves_nothing(source: Path, target: Store,
                                                        tmp_path: Path) -> None:
     data = json.loads(cli("--root", str(source), "export", CUSTOMER, "-O", "-").stdout)
-    turns = data["customers"][0]["scenarios"][0]["versions"][1]["documents"][
-        "conversation.json"]["conversation_turns"]
-    turns[-1]["turn_id"] = 99  # v1.1.0 would be refused by the integrity check
+    commits = data["customers"][0]["scenarios"][0]["commits"]
+    added = [c["changes"]["conversation.json"]["turns_added"] for c in commits
+             if c["changes"].get("conversation.json", {}).get("turns_added")]
+    added[-1][-1]["turn_id"] = 99  # that turn would be refused by the integrity check
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(data))
     with pytest.raises(InvalidDocumentError, match="turn_id"):
-        exporting.import_file(target, bad)
+        importing.import_file(target, bad)
     assert not (target.root / CUSTOMER).exists()
     assert target.customers() == []
 
@@ -211,7 +213,7 @@ def test_bundle_import_that_fails_verify_is_removed(source: Path, target: Store,
     bundle = tmp_path / "bad.bundle"
     git(work, "bundle", "create", str(bundle), "v1", "--tags")
     with pytest.raises(IntegrityError, match="failed verification"):
-        exporting.import_file(target, bundle)
+        importing.import_file(target, bundle)
     assert not (target.root / CUSTOMER).exists()
     assert not list(target.root.glob(".import-*"))
     cli("--root", str(target.root), "import", str(bundle), code=7)
@@ -290,7 +292,7 @@ def test_round_trips_after_a_retention_purge(source: Path, tmp_path: Path) -> No
     assert scenario["state"] == "retained" and scenario["versions"] == []
     assert list(scenario["retained"]["documents"]) == ["session_analytics.json"]
     restored = Store.init(tmp_path / "restored")
-    exporting.import_file(restored, out)
+    importing.import_file(restored, out)
     a, b = copy / CUSTOMER, restored.root / CUSTOMER
     # the analytics-only root commit comes back identical; the open v2 is replayed
     assert git(a, "rev-parse", "v1") == git(b, "rev-parse", "v1")
@@ -300,5 +302,5 @@ def test_round_trips_after_a_retention_purge(source: Path, tmp_path: Path) -> No
     with bundle.open("wb") as fb:
         exporting.write_git_bundle(Store(copy).customer(CUSTOMER), fb)
     again = Store.init(tmp_path / "again")
-    exporting.import_file(again, bundle)
+    importing.import_file(again, bundle)
     assert repo_state(a) == repo_state(again.root / CUSTOMER)

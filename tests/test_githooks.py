@@ -22,9 +22,9 @@ import pytest
 from conftest import CUSTOMER, ROOT, git, repo_state
 
 from gitstore import Store, UsageError
+from gitstore.core.versions import Version
 from gitstore.ops import githooks
 from gitstore.ops.verify import check_customer
-from gitstore.core.versions import Version
 
 CLI = [sys.executable, "-m", "gitstore"]
 TOTAL_TURNS = "conversation.json#/conversation_summary/total_turns"

@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
 
 from gitstore.core import canonical
-from gitstore.errors import InvalidDocumentError, Violation
 from gitstore.core.models import (
     MODELS,
     Conversation,
@@ -42,6 +41,7 @@ from gitstore.core.schema import (
     schema_filename,
     validate,
 )
+from gitstore.errors import InvalidDocumentError, Violation
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -39,7 +39,15 @@ from hypothesis.stateful import (
     rule,
 )
 
-from gitstore import GitStoreError, InvalidDocumentError, NotFoundError, Store, UsageError, Version, VersionRuleError
+from gitstore import (
+    GitStoreError,
+    InvalidDocumentError,
+    NotFoundError,
+    Store,
+    UsageError,
+    Version,
+    VersionRuleError,
+)
 from gitstore.ops import verify as health
 
 CUSTOMER = "prop-customer"

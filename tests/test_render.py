@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitstore.errors import RenderError, UsageError
 from gitstore.core.render import render_sow
 from gitstore.core.versions import Version
+from gitstore.errors import RenderError, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "session"

@@ -18,9 +18,9 @@ import pytest
 from conftest import CUSTOMER, EXAMPLES
 
 from gitstore.core import canonical
+from gitstore.core.render import render_sow
 from gitstore.errors import InvalidDocumentError, UsageError
 from gitstore.rules.pipeline import Pipeline, Proposal
-from gitstore.core.render import render_sow
 from gitstore.rules.secrets import (
     DEFAULT_POLICY,
     Finding,

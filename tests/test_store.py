@@ -33,11 +33,19 @@ from conftest import (
     repo_state,
 )
 
-from gitstore import GitStoreError, InvalidDocumentError, Store, Version, VersionRuleError, Violation, Written
+from gitstore import (
+    GitStoreError,
+    InvalidDocumentError,
+    Store,
+    Version,
+    VersionRuleError,
+    Violation,
+    Written,
+)
 from gitstore.core import canonical
-from gitstore.ops import verify as health
 from gitstore.core.models import Conversation, SessionMetadata
 from gitstore.core.names import DOCUMENTS, MANIFEST
+from gitstore.ops import verify as health
 
 ADVISOR = "advisor <advisor@agents.example.invalid>"
 COMMITTER = "gitstore <gitstore@gitstore.invalid>"

@@ -50,7 +50,7 @@ import sysconfig
 from collections.abc import Iterable
 from pathlib import Path
 
-from gitstore.core.commits import CommitInfo
+from gitstore.core.commits import CommitInfo, metadata_version, version_of
 from gitstore.core.names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, check_customer
 from gitstore.core.versions import Scenario, Version, parse_branch_ref, parse_tag_ref
 from gitstore.errors import (
@@ -63,9 +63,8 @@ from gitstore.errors import (
 from gitstore.git import repo as backend
 from gitstore.rules.pipeline import Pipeline, load_hook
 from gitstore.rules.proposal import Proposal
+from gitstore.rules.secrets import Policy, SecretsHook
 from gitstore.store import config as config_mod
-from gitstore.store.facade import metadata_version, version_of
-from gitstore.store.tip import FINAL_CHANGES
 
 MARKER = "# gitstore-hook: installed by `gitstore hooks install`; reinstall, do not edit"
 HOOKS = ("pre-receive", "pre-commit")
@@ -182,7 +181,6 @@ def _pipeline(repo: backend.Repo) -> Pipeline:
     """The pipeline with the user's hooks: those of the store the repository sits
     in, and those named in its git config ``gitstore.hooks`` (comma-separated
     ``module:function``; install copies the store's there for clones)."""
-    from gitstore.rules.secrets import Policy, SecretsHook
 
     specs = [h.strip() for h in (repo.config_get(HOOKS_KEY) or "").split(",") if h.strip()]
     root = config_mod.store_root_of(repo.path)
@@ -307,7 +305,7 @@ class _Receive:
         if own and session_id and own != session_id:
             self.refuse(ref, info.id, f"Session-Id trailer is {own!r} but this scenario's "
                         f"session is {session_id!r}")
-        found += self.check(info.id, files, version, info.trailer("Change") in FINAL_CHANGES,
+        found += self.check(info.id, files, version, info.finalizes,
                             session_id or own)
         for v in found:
             self.refuse(ref, info.id, v)

@@ -1,103 +1,44 @@
-"""Expiry of idle sessions and the seed's retention policies.
+"""Expiry of idle sessions and the seed's retention policies (``docs/retention.md``
+describes the policy file, the decisions and what a purge leaves).
 
-Settings live in ``<root>/.gitstore/policy.json`` (optional; unknown keys are
-refused, so a typo never silently does nothing)::
+Invariants:
 
-    {
-      "expiry": "7d",
-      "retention_policies": {
-        "active_customer_sessions": "indefinite_retention",
-        "completed_sessions": "2_year_retention",
-        "error_logs": "1_year_retention",
-        "analytics_summaries": "5_year_retention"
-      }
-    }
-
-A duration is ``<n><unit>`` with unit ``s``, ``min``, ``h``, ``d``, ``w`` or ``y``
-(365 days), spelled short or long (``2h``, ``30d``, ``2 years``), optionally in
-the seed's style ``2_year_retention``; ``indefinite`` (or ``indefinite_retention``,
-``null``) means never. Defaults: no ``expiry``; the retention periods above
-(seed 000). ``m`` alone is refused (minutes or months?).
-
-**Expiry** (``gitstore expire``): an *open* version whose last commit is older
-than the timeout gets one commit, ``Change: expire``, that sets
-``workflow_tracking.completion_status`` to ``expired`` (creating
-``workflow_tracking`` if absent). Nothing is deleted, and the version stays
-open: an agent may still resume it (seed 004), and a later commit makes it
-active again.
-
-**Retention** (``gitstore retention plan|apply``) decides per scenario, from
-its branch tip:
-
-* *active* (newest version open and not expired): ``active_customer_sessions``
-  (default indefinite), aged from the last commit;
-* *completed* (newest version finalized and ``completion_status`` not
-  ``in_progress``): ``completed_sessions``, aged from the **tag time of the
-  newest version** (the moment the store cut it; ``completed_timestamp`` is
-  agent-supplied and a correction republishes the data, so the store's own
-  time is the basis; the finalize commit's time if the tag is missing). A
-  finalized version still marked ``in_progress`` (only plain git can write one)
-  counts as active;
-* *expired* (newest version open, tip is an ``expire`` commit): an abandoned
-  session counts as ended, so ``completed_sessions`` applies, aged from the
-  expiry commit;
-* *retained*: what a purge left (below): ``analytics_summaries``, aged from
-  the same basis as the session it came from (``Retention-Basis``).
-
-Purging a scenario removes its tags and its branch. If the tip has
-``session_analytics.json`` and ``analytics_summaries`` keeps it longer, the
-branch is instead moved to a new **root commit** holding only that file and its
-``SHA256SUMS`` (``Change: retention``; trailers ``Retention-Policy``,
-``Retention-Basis``, ``Retained-Until``, ``Purged-Versions``; no
-``Session-Version``, so no version exists and nothing can be written on it;
-``gitstore verify`` and ``git fsck`` accept it). Its own policy removes it
-later. Then reflog entries naming purged commits are dropped and
-:func:`gitstore.ops.maintenance.maintain` prunes every unreachable object, so the
-purged data is gone from the repository (``git cat-file -e`` fails). A
-tombstone (what, when, which policy, no content) goes to the customer's
-audit log as ``retention:purge``. It all runs under the customer's writer lock,
-and the plan is recomputed under it: a scenario that became active meanwhile
-is kept. Tags go before the branch, so after a crash in between, running
-``retention apply`` again finishes the purge (``gitstore verify`` reports the
-missing tag meanwhile).
-
-**Error logs**: gitstore keeps no error logs of its own (errors go to the
-caller). Its only error artifacts are the damaged object files that
-``gitstore repair`` sets aside in ``<repo>/gitstore-damaged/<UTC time>/``;
-``error_logs`` deletes those sets once older than the period. The audit log is
-an access log, not an error log, and is never compacted: its hash chain is its
-value, and the purge tombstones live there. Quarantined repositories
-(``.gitstore/quarantine``) are outside retention.
-
-After a scenario's branch is removed entirely its number may be taken again
-by ``gitstore new`` if it was the highest (the tombstone records the purge).
+* expiry never deletes: it is one ``Change: expire`` commit, written through the
+  writer, on an open version whose last commit is older than the timeout;
+* a purge runs under the customer's writer lock and recomputes its plan there,
+  so a scenario that became active meanwhile is kept; tags go before the branch,
+  so a purge interrupted by a crash is finished by running it again;
+* what a purge keeps (the analytics summary, while its own period lasts) is a
+  root commit without ``Session-Version``: no version exists on it and nothing
+  can be written on top of it;
+* after a purge no object, ref or reflog entry reaches the purged data, and
+  every purge leaves a content-free tombstone in the audit log.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gitstore.core import canonical
-from gitstore.core.commits import Identity, Message, trailers
-from gitstore.core.names import JSON_DOCUMENTS, MANIFEST
+from gitstore.core import canonical, manifest
+from gitstore.core.commits import FINALIZING, Identity, Message, trailers, version_of
+from gitstore.core.names import JSON_DOCUMENTS, MANIFEST, STORE_DIR
+from gitstore.core.time import format_duration, from_timestamp, parse_duration, try_parse_rfc3339
+from gitstore.core.time import format_rfc3339 as iso
 from gitstore.core.versions import Scenario, parse_branch_ref, parse_tag_ref
 from gitstore.errors import ConflictError, NotFoundError, UsageError
 from gitstore.git import repo as backend
 from gitstore.git.locking import writer_lock
+from gitstore.ops.maintenance import maintain_locked
 from gitstore.rules.proposal import Proposal
-from gitstore.store import config as config_mod
-from gitstore.store.facade import version_of
-from gitstore.store.tip import FINAL_CHANGES, State, load_doc, read_state
-
-if TYPE_CHECKING:
-    from gitstore.store.facade import Customer, Store
+from gitstore.store.facade import Customer, Store
+from gitstore.store.tip import State, load_doc, read_state
+from gitstore.store.writer import Authorship, Plan, Writer
 
 CONV, CTX, META, ANA = JSON_DOCUMENTS
 POLICY_FILE = "policy.json"
@@ -106,36 +47,22 @@ EXPIRE_CHANGE = "expire"
 DAMAGED_DIR = "gitstore-damaged"
 YEAR = timedelta(days=365)
 
-_UNITS = {"s": 1, "sec": 1, "second": 1, "min": 60, "minute": 60, "h": 3600, "hr": 3600,
-          "hour": 3600, "d": 86400, "day": 86400, "w": 604800, "week": 604800,
-          "y": 31536000, "yr": 31536000, "year": 31536000}
-_DURATION = re.compile(r"(\d{1,9})\s*_?([a-z]+?)s?(?:_retention)?")
-_INDEFINITE = {"indefinite", "indefinite_retention", "never", "none", "forever"}
 
 
-def parse_duration(value: Any, what: str = "duration") -> timedelta | None:
-    """``"7d"`` -> 7 days; ``"2_year_retention"`` -> 730 days; ``indefinite``/None -> None."""
+def parse_period(value: Any, what: str = "duration") -> timedelta | None:
+    """A policy period in the store's one duration grammar
+    (:func:`gitstore.core.time.parse_duration`): ``"7d"``, ``"2_year_retention"``;
+    ``indefinite`` or None mean keep forever. A period must be a string and
+    longer than zero."""
     if value is None:
         return None
-    text = str(value).strip().lower() if isinstance(value, str) else None
-    if text in _INDEFINITE:
-        return None
-    m = _DURATION.fullmatch(text) if text else None
-    if not m or m[2] not in _UNITS or int(m[1]) == 0:
-        raise UsageError(f"invalid {what} {value!r}: expected e.g. 2h, 7d, 30d, 2y, "
-                         "2_year_retention or indefinite")
-    return timedelta(seconds=int(m[1]) * _UNITS[m[2]])
-
-
-def format_duration(delta: timedelta | None) -> str:
-    if delta is None:
-        return "indefinite"
-    secs = int(delta.total_seconds())
-    for unit, size in (("y", 31536000), ("w", 604800), ("d", 86400), ("h", 3600),
-                       ("min", 60)):
-        if secs >= size and secs % size == 0:
-            return f"{secs // size}{unit}"
-    return f"{secs}s"
+    if not isinstance(value, str):
+        raise UsageError(f"invalid {what} {value!r}: write a duration such as 7d, 2y or "
+                         "2_year_retention")
+    delta = parse_duration(value, what=what, allow_indefinite=True)
+    if delta is not None and delta <= timedelta(0):
+        raise UsageError(f"invalid {what} {value!r}: a period must be longer than zero")
+    return delta
 
 
 def _age(delta: timedelta) -> str:
@@ -144,23 +71,7 @@ def _age(delta: timedelta) -> str:
         return f"{secs // 86400}d"
     if secs >= 3600:
         return f"{secs // 3600}h"
-    return f"{secs // 60}min"
-
-
-def iso(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _from_ts(ts: int) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
-def _parse_iso(text: str | None) -> datetime | None:
-    try:
-        when = datetime.fromisoformat((text or "").replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return f"{secs // 60}m"
 
 
 @dataclass(frozen=True)
@@ -185,7 +96,7 @@ class Policy:
 
 def load_policy(root: Path) -> Policy:
     """The store's policy: ``<root>/.gitstore/policy.json`` over the defaults."""
-    path = root / config_mod.CONFIG_DIR / POLICY_FILE
+    path = root / STORE_DIR / POLICY_FILE
     policy = Policy()
     if not path.is_file():
         return policy
@@ -198,13 +109,13 @@ def load_policy(root: Path) -> Policy:
                          "'retention_policies'")
     changes: dict[str, timedelta | None] = {}
     if "expiry" in data:
-        changes["expiry"] = parse_duration(data["expiry"], f"{path}: expiry")
+        changes["expiry"] = parse_period(data["expiry"], f"{path}: expiry")
     periods = data.get("retention_policies", {})
     known = {f.name for f in fields(Policy)} - {"expiry"}
     if not isinstance(periods, dict) or set(periods) - known:
         raise UsageError(f"{path}: retention_policies may only set {', '.join(sorted(known))}")
     for key, value in periods.items():
-        changes[key] = parse_duration(value, f"{path}: {key}")
+        changes[key] = parse_period(value, f"{path}: {key}")
     return replace(policy, **changes)
 
 
@@ -252,9 +163,10 @@ def idle_versions(store: Store, timeout: timedelta, customers: Iterable[str] | N
                 state = read_state(customer.repo, scenario)
             except NotFoundError:  # a retained analytics summary: no version
                 continue
-            if _expirable(state) and now - _from_ts(state.info.time) >= timeout:
+            if _expirable(state) and now - from_timestamp(state.info.time) >= timeout:
                 found.append(Expiry(customer.name, str(scenario), str(state.version), state.tip,
-                                    _from_ts(state.info.time), now - _from_ts(state.info.time)))
+                                    from_timestamp(state.info.time),
+                                    now - from_timestamp(state.info.time)))
     return found
 
 
@@ -272,12 +184,11 @@ def expire(store: Store, *, older_than: timedelta | None = None, dry_run: bool =
     """Record expiry on every idle open version (see the module docstring).
 
     ``older_than`` overrides the policy's ``expiry``; with neither, refuses."""
-    from gitstore.store.session import Session, _Plan
 
     timeout = older_than if older_than is not None else load_policy(store.root).expiry
     if timeout is None:
         raise UsageError("no expiry timeout: pass --older-than (e.g. 7d) or set \"expiry\" in "
-                         f"{store.root / config_mod.CONFIG_DIR / POLICY_FILE}")
+                         f"{store.root / STORE_DIR / POLICY_FILE}")
     now = store.now()
     found = idle_versions(store, timeout, customers, now)
     if dry_run:
@@ -285,10 +196,10 @@ def expire(store: Store, *, older_than: timedelta | None = None, dry_run: bool =
     done = []
     for item in found:
         customer = store.customer(item.customer)
-        session = Session(customer, Scenario.parse(item.scenario))
+        writer = Writer(customer)
 
-        def build(state: State, timeout: timedelta = timeout) -> _Plan:
-            last = _from_ts(state.info.time)
+        def build(state: State, timeout: timedelta = timeout) -> Plan:
+            last = from_timestamp(state.info.time)
             if not _expirable(state) or now - last < timeout:
                 raise _Skip(f"new activity at {iso(last)}")
             meta = load_doc(state, META)
@@ -297,14 +208,14 @@ def expire(store: Store, *, older_than: timedelta | None = None, dry_run: bool =
                 workflow = meta["workflow_tracking"] = {}
             workflow["completion_status"] = "expired"
             files = {**state.files, META: canonical.dumps(meta)}
-            return _Plan(files, state.version, EXPIRE_CHANGE,
+            return Plan(files, state.version, EXPIRE_CHANGE,
                          f"{state.version}: expire after {_age(now - last)} without activity",
                          frozenset({META}),
                          reason=f"no activity since {iso(last)}; expiry timeout "
                                 f"{format_duration(timeout)}")
 
         try:
-            written = session._write(build)
+            written = writer.write(Scenario.parse(item.scenario), build, Authorship())
         except _Skip as skip:
             done.append(replace(item, skipped=str(skip)))
             continue
@@ -388,7 +299,7 @@ def plan_customer(customer: Customer, policy: Policy, now: datetime) -> list[Ite
         try:
             since = datetime.strptime(entry.name, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
         except ValueError:
-            since = _from_ts(int(entry.stat().st_mtime))
+            since = from_timestamp(int(entry.stat().st_mtime))
         period = policy.error_logs
         goes = period is not None and now - since >= period
         items.append(Item(customer.name, f"{DAMAGED_DIR}/{entry.name}",
@@ -407,7 +318,7 @@ def _scenario_item(customer: Customer, repo: backend.Repo, scenario: Scenario, t
     has_analytics = repo.read_file(tip, ANA) is not None
     if change == RETENTION_CHANGE:
         status, name = "retained", "analytics_summaries"
-        since = _parse_iso(info.trailer("Retention-Basis")) or _from_ts(info.time)
+        since = try_parse_rfc3339(info.trailer("Retention-Basis")) or from_timestamp(info.time)
         basis = "session ended"
         versions = tuple(v.strip() for v in (info.trailer("Purged-Versions") or "").split(",")
                          if v.strip())
@@ -419,16 +330,16 @@ def _scenario_item(customer: Customer, repo: backend.Repo, scenario: Scenario, t
         except canonical.JSONParseError:
             meta = None
         version = version_of(info, {META: meta_raw} if meta_raw is not None else {})
-        finalized = (version is not None and version in tagged) or change in FINAL_CHANGES
+        finalized = (version is not None and version in tagged) or change in FINALIZING
         if version is not None and version not in tagged:
             versions += (str(version),)
         status_field = _completion_status(meta)
-        since, basis = _from_ts(info.time), "last commit"
+        since, basis = from_timestamp(info.time), "last commit"
         if finalized and status_field != "in_progress":
             status, name, basis = "completed", "completed_sessions", "finalize commit"
             tag = repo.tag(str(version)) if version is not None else None
             if tag is not None and tag.time:
-                since, basis = _from_ts(tag.time), f"tag {version}"
+                since, basis = from_timestamp(tag.time), f"tag {version}"
         elif not finalized and change == EXPIRE_CHANGE:
             status, name, basis = "expired", "completed_sessions", "expired"
         else:
@@ -457,7 +368,6 @@ def apply(store: Store, customers: Iterable[str] | None = None,
     Per customer, under its writer lock: the plan is recomputed, each item is
     purged and recorded in the audit log, reflogs are cleaned and unreachable
     objects pruned. Returns the items that went."""
-    from gitstore.ops.maintenance import _maintain_locked
 
     policy = policy or load_policy(store.root)
     done: list[Item] = []
@@ -473,7 +383,7 @@ def apply(store: Store, customers: Iterable[str] | None = None,
             for item in items:
                 if item.action == "delete":
                     shutil.rmtree(customer.path / item.target)
-                    customer._audit("retention:purge", rev=item.target,
+                    customer.audit("retention:purge", rev=item.target,
                                     detail=_tombstone(item, None))
                 else:
                     try:
@@ -481,14 +391,14 @@ def apply(store: Store, customers: Iterable[str] | None = None,
                     except backend.RefConflict as exc:
                         raise ConflictError(f"{customer.name} {item.target} changed during "
                                             f"the purge ({exc}); run it again") from None
-                    customer._audit("retention:purge", rev=item.target, commit=kept,
+                    customer.audit("retention:purge", rev=item.target, commit=kept,
                                     detail=_tombstone(item, kept))
                 done.append(item)
             if any(i.action != "delete" for i in items):
                 _fix_head(repo)
                 repo.drop_unreachable_reflog_entries()
-                _maintain_locked(customer, full=True, prune=True)
-                customer.__dict__.pop("repo", None)
+                maintain_locked(customer, full=True, prune=True)
+                customer.reopen()
     return done
 
 
@@ -522,7 +432,6 @@ def _purge_scenario(customer: Customer, repo: backend.Repo, item: Item) -> str |
 
 def retained_message(item: Item, analytics: bytes, author: Identity) -> str:
     """The message of the analytics-only root commit that a purge leaves."""
-    from gitstore.core import manifest
 
     until = iso(item.keep_until) if item.keep_until else "indefinite"
     body = (f"Purged under {item.policy} ({format_duration(item.period)}): the session "

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from gitstore.core.commits import version_of
 from gitstore.core.versions import Version, parse_branch_ref, parse_tag_ref
 from gitstore.errors import GitStoreError, InvalidDocumentError
 from gitstore.git import repo as backend
+from gitstore.git import signing
 from gitstore.rules.proposal import Proposal
-from gitstore.store.facade import version_of
-from gitstore.store.tip import FINAL_CHANGES
-
-if TYPE_CHECKING:
-    from gitstore.store.facade import Customer
+from gitstore.store.facade import Customer
 
 
 @dataclass
@@ -51,7 +49,7 @@ def check_customer(customer: Customer) -> Report:
         _checks(customer, report)
     except GitStoreError as exc:  # damage that stops the remaining checks
         report.problems.append(str(exc))
-    customer._audit("verify", detail=f"{len(report.problems)} problem(s)")
+    customer.audit("verify", detail=f"{len(report.problems)} problem(s)")
     return report
 
 
@@ -93,7 +91,7 @@ def _checks(customer: Customer, report: Report) -> None:
         except GitStoreError as exc:
             problems.append(f"{scenario}: tip {tip[:12]} unreadable: {exc}")
             continue
-        finalized = info.trailer("Change") in FINAL_CHANGES
+        finalized = info.finalizes
         if version is not None and finalized and version not in tags:
             problems.append(f"{scenario}: tag {version} is missing for finalize commit "
                             f"{tip[:12]} (the next write recreates it)")
@@ -168,7 +166,6 @@ def _check_tree(customer: Customer, repo: backend.Repo, where: str, commit: str,
 
 def _check_signature(repo: backend.Repo, where: str, oid: str, allowed: Path,
                      problems: list[str]) -> None:
-    from gitstore.git import signing
 
     found = repo.signature(oid)
     if found is None:

@@ -11,6 +11,7 @@ from typing import Any
 from gitstore.core.versions import Version
 from gitstore.errors import Violation
 
+#: A pre-commit check: reads a proposal, returns (or yields) the violations it finds.
 Hook = Callable[["Proposal"], Iterable[Violation]]
 
 

@@ -15,7 +15,9 @@ from typing import Any
 
 from gitstore.core.commits import Identity
 from gitstore.core.names import STORE_DIR
+from gitstore.core.time import format_duration, parse_duration
 from gitstore.errors import UsageError
+from gitstore.rules.secrets import Policy
 
 CONFIG_DIR = STORE_DIR
 CONFIG_FILE = "config.json"
@@ -131,13 +133,9 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
                 raise UsageError(f"{origin}: hooks must be a list of 'module:function' strings")
             changes[key] = tuple(value)
         elif key == "active_timeout":
-            from gitstore.catalog.index import parse_duration
-
-            parse_duration(str(value))  # refuses a bad duration now
-            changes[key] = str(value)
+            delta = parse_duration(value, what="active_timeout")  # refuses a bad one now
+            changes[key] = value if isinstance(value, str) else format_duration(delta)
         elif key == "secrets":
-            from gitstore.rules.secrets import Policy
-
             changes[key] = Policy.from_json(value).to_json()  # refuses a bad policy now
         elif key in ("fsync", "hash_names"):
             if not isinstance(value, bool):

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitstore.core import canonical, manifest
-from gitstore.core.commits import CommitInfo, Message, trailers
+from gitstore.core.commits import (
+    ChangeKind,
+    CommitInfo,
+    Identity,
+    Message,
+    Trailer,
+    trailers,
+    version_of,
+)
 from gitstore.core.names import JSON_DOCUMENTS
 from gitstore.core.versions import Scenario, ScenarioState, Version, parse_tag_ref
 from gitstore.errors import (
@@ -26,7 +34,6 @@ from gitstore.errors import (
 from gitstore.git import repo as backend
 
 CONV, CTX, META, ANA = JSON_DOCUMENTS
-FINAL_CHANGES = ("finalize", "correction")
 
 
 @dataclass(frozen=True)
@@ -66,12 +73,10 @@ def read_state(repo: backend.Repo, scenario: Scenario) -> State:
     if tip is None:
         raise NotFoundError(f"{repo.path.name} has no scenario {scenario}")
     info = repo.commit(tip)
-    if info.trailer("Change") == "retention":
+    if info.change == ChangeKind.RETENTION:
         raise VersionRuleError(f"scenario {scenario} of {repo.path.name} was purged by its "
                                "retention policy; only its analytics summary remains")
     files = repo.read_tree(tip)
-    from gitstore.store.facade import version_of
-
     version = version_of(info)
     session_id = info.trailer("Session-Id")
     if version is None or session_id is None:  # written with plain git: trust the documents
@@ -85,7 +90,7 @@ def read_state(repo: backend.Repo, scenario: Scenario) -> State:
                                 "session_metadata.json") from None
     tags = tuple(sorted(v for ref in repo.refs(f"refs/tags/v{scenario.major}.")
                         if (v := parse_tag_ref(ref)) is not None and v.major == scenario.major))
-    finalized = version in tags or info.trailer("Change") in FINAL_CHANGES
+    finalized = version in tags or info.finalizes
     assert session_id is not None
     return State(tip, info, version, session_id, finalized, files, tags)
 
@@ -127,10 +132,14 @@ def tag_message(info: CommitInfo) -> str:
 
 
 def cut_tag(repo: backend.Repo, commit: str, info: CommitInfo, ts: int, offset: int,
-             sign: Callable[[bytes], bytes] | None) -> str:
-    version = info.trailer("Session-Version") or "?"
+            sign: Callable[[bytes], bytes] | None, *, message: str | None = None,
+            tagger: Identity | None = None) -> str:
+    """Create the version tag of a finalizing commit (message and tagger derived
+    from the commit unless given, as an import replays them)."""
+    version = info.trailer(Trailer.SESSION_VERSION) or "?"
     try:
-        return repo.create_tag(version, commit, tagger=info.author, message=tag_message(info),
+        return repo.create_tag(version, commit, tagger=tagger or info.author,
+                               message=message or tag_message(info),
                                time=ts, offset=offset, sign=sign)
     except backend.RefConflict:
         raise ConflictError(f"tag {version} already exists; versions are never reused") from None
@@ -139,5 +148,5 @@ def cut_tag(repo: backend.Repo, commit: str, info: CommitInfo, ts: int, offset: 
 def repair_tag(repo: backend.Repo, state: State,
                 sign: Callable[[bytes], bytes] | None) -> None:
     """Recreate the tag of a finalize/correction commit left untagged by a crash."""
-    if state.info.trailer("Change") in FINAL_CHANGES and state.version not in state.tags:
+    if state.info.finalizes and state.version not in state.tags:
         cut_tag(repo, state.tip, state.info, state.info.time, state.info.offset, sign)

@@ -1,0 +1,263 @@
+"""What every store-layer module works with: the store's settings and one
+customer's repository, audit log and writer lock.
+
+:class:`StoreContext` holds a store's root, configuration, pipeline, clock,
+signer and catalog; :class:`CustomerContext` one customer's repository. The
+facades (:mod:`gitstore.store.facade`) extend both with the session and read
+API; the writer, history and session modules depend only on these contexts.
+
+Invariants: a customer name always passes :func:`gitstore.core.names.check_customer`
+(or is the keyed hash of an api_key) before it is joined to the root, so no
+request can reach outside its own repository; every repository access goes
+through :attr:`CustomerContext.repo`, opened once and reopened only through
+:meth:`CustomerContext.reopen`; every access that reveals or changes session
+data appends a record with :meth:`CustomerContext.audit`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+
+from gitstore.catalog.index import Index
+from gitstore.core.commits import Identity
+from gitstore.core.names import STORE_DIR, check_customer
+from gitstore.core.versions import Scenario, parse_branch_ref
+from gitstore.errors import InvalidNameError, NotFoundError, StorageError, UsageError
+from gitstore.git import repo as backend
+from gitstore.git import signing
+from gitstore.git.locking import writer_lock
+from gitstore.rules.pipeline import Pipeline, load_hook
+from gitstore.rules.proposal import Hook
+from gitstore.rules.secrets import DEFAULT_POLICY, Policy
+from gitstore.store import config as config_mod
+from gitstore.store.audit import AuditLog
+
+Clock = Callable[[], datetime]
+
+NAME_KEY_FILE = "name-key"
+HASHED_NAME = re.compile(r"k[0-9a-f]{40}")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class StoreContext:
+    """A directory of customer repositories and its settings.
+
+    ``StoreContext(root)`` opens an existing store; with ``create=True`` it
+    creates the directory first. Keyword arguments override the store's
+    configuration (see :class:`gitstore.store.config.Config`); ``hooks`` are
+    extra pre-commit checks run after the built-in ones.
+    """
+
+    customer_class: type[CustomerContext]
+
+    def __init__(self, root: str | os.PathLike[str] = "sessions", *, create: bool = False,
+                 agent: str | Identity | None = None, templates: str | Path | None = None,
+                 max_document_bytes: int | None = None, lock_timeout: float | None = None,
+                 fsync: bool | None = None, signing_key: str | Path | None = None,
+                 maintenance_bytes: int | None = None, hooks: Iterable[Hook] = (),
+                 clock: Clock | None = None) -> None:
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise StorageError(f"store root {self.root} exists and is not a directory")
+        if not self.root.exists():
+            if not create:
+                raise NotFoundError(f"no store at {self.root}; create it with `gitstore init`")
+            try:
+                self.root.mkdir(parents=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create store root {self.root}: {exc.strerror}") \
+                    from None
+        self.config = config_mod.load(
+            self.root, agent=agent, templates=templates, max_document_bytes=max_document_bytes,
+            lock_timeout=lock_timeout, fsync=fsync, signing_key=signing_key,
+            maintenance_bytes=maintenance_bytes)
+        if self.config.fsync:
+            backend.enable_fsync()
+        self.pipeline = Pipeline([*(load_hook(h) for h in self.config.hooks), *hooks])
+        self.clock: Clock = clock or utcnow
+
+    @cached_property
+    def secrets_policy(self) -> Policy:
+        """The credentials/personal-data policy of this store."""
+        return Policy.from_json(self.config.secrets) if self.config.secrets else DEFAULT_POLICY
+
+    @cached_property
+    def signer(self) -> Callable[[bytes], bytes] | None:
+        """Signs commit and tag payloads when the store has a signing key."""
+        key = self.config.signing_key
+        return signing.signer(key) if key is not None else None
+
+    @cached_property
+    def catalog(self) -> Index:
+        """The store's catalog (the SQLite index), shared by this object's writes
+        and queries."""
+        return Index(self)
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.root / STORE_DIR / "locks"
+
+    def now(self) -> datetime:
+        now = self.clock()
+        return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+    def hashed_name(self, api_key: object) -> str:
+        """The repository name of ``api_key`` in a store with hashed names."""
+        if not isinstance(api_key, str) or not api_key or len(api_key) > 4096 \
+                or "\x00" in api_key:
+            raise InvalidNameError("invalid api_key: 1-4096 characters, no NUL "
+                                   "(the key itself is not shown)")
+        key_file = self.root / STORE_DIR / NAME_KEY_FILE
+        try:
+            secret = bytes.fromhex(key_file.read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            raise StorageError(f"store uses hashed names but its key {key_file} is missing or "
+                               "unreadable") from None
+        digest = hmac.new(secret, api_key.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        return "k" + digest.hexdigest()[:40]
+
+    def customer(self, name: str) -> CustomerContext:
+        """The customer ``name`` (its api_key; the repository need not exist yet).
+
+        Normally the name must pass the allowlist and names the repository. In a
+        store with ``hash_names``, the repository is named by a keyed hash of the
+        api_key instead, so the key never appears in a path, a log line, an
+        error message or the history; the hash is the customer's name."""
+        if self.config.hash_names:
+            if isinstance(name, str) and HASHED_NAME.fullmatch(name):
+                return self.customer_class(self, name)  # already the hash
+            return self.customer_class(self, self.hashed_name(name), api_key=name)
+        return self.customer_class(self, check_customer(name))
+
+    def customers(self) -> list[str]:
+        """Names of all customers that have a repository, sorted."""
+        out = []
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.root}: {exc.strerror}") from None
+        for entry in entries:
+            try:
+                check_customer(entry.name)
+            except UsageError:
+                continue
+            if entry.is_dir(follow_symlinks=False) and backend.is_repository(Path(entry.path)):
+                out.append(entry.name)
+        return sorted(out)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.root)!r})"
+
+
+class CustomerContext:
+    """One customer: a bare repository ``<root>/<name>``, created on first write.
+
+    ``api_key`` is the real key when the store hashes names (then ``name`` is
+    the hash), else None. It is kept in memory only. ``catalogued`` is false
+    for a repository not yet in place (an import being staged)."""
+
+    catalogued = True
+
+    def __init__(self, store: StoreContext, name: str, api_key: str | None = None) -> None:
+        self.store = store
+        self.name = name
+        self.path = store.root / name
+        self.api_key = api_key
+
+    def __repr__(self) -> str:
+        return f"Customer({self.name!r})"
+
+    @property
+    def exists(self) -> bool:
+        return not self.path.is_symlink() and backend.is_repository(self.path)
+
+    @cached_property
+    def repo(self) -> backend.Repo:
+        if self.path.is_symlink():
+            raise StorageError(f"{self.path} is a symbolic link; a customer repository must be "
+                               "a real directory inside the store")
+        if not self.exists:
+            raise NotFoundError(f"unknown customer {self.name!r} in {self.store.root}")
+        return backend.Repo.open(self.path)
+
+    def reopen(self) -> None:
+        """Forget the open repository (it was replaced, moved or removed on disk)."""
+        self.__dict__.pop("repo", None)
+
+    def require(self) -> None:
+        """Raise NotFoundError unless the customer's repository exists."""
+        if not self.exists:
+            raise NotFoundError(f"unknown customer {self.name!r} in {self.store.root}")
+
+    def audit(self, op: str, *, rev: str | None = None, commit: str | None = None,
+              document: str | None = None, detail: str | None = None) -> None:
+        """Append a record to this customer's access log (see :mod:`gitstore.store.audit`)."""
+        if self.exists:
+            AuditLog(self.path).append(actor=str(self.store.config.agent), op=op,
+                                       customer=self.name, rev=rev, commit=commit,
+                                       document=document, detail=detail)
+
+    @property
+    def audit_log(self) -> AuditLog:
+        self.require()
+        return AuditLog(self.path)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold this customer's writer lock (every change to the repository's refs
+        happens under it)."""
+        with writer_lock(self.store.lock_dir, self.name, self.store.config.lock_timeout):
+            yield
+
+    def ensure_repo(self) -> backend.Repo:
+        """Create the repository if it does not exist (callers hold the writer lock)."""
+        if not self.exists:
+            if self.path.exists() or self.path.is_symlink():
+                raise StorageError(f"{self.path} exists but is not a gitstore repository")
+            self.__dict__["repo"] = backend.Repo.create(
+                self.path, description=f"gitstore sessions of customer {self.name}",
+                head=Scenario(1).branch_ref, committer=self.store.config.committer)
+            self.configure_repo()
+        return self.repo
+
+    def configure_repo(self) -> None:
+        """Point the repository's git config at the store's allowed signers."""
+        allowed = self.store.config.allowed_signers
+        if allowed is not None:
+            self.repo.config_set("gpg.format", "ssh")
+            self.repo.config_set("gpg.ssh.allowedSignersFile", str(allowed.resolve()))
+
+    def clear_stale_locks(self) -> None:
+        """Remove lock files left by dead processes (audited); writers call it."""
+        for name in self.repo.clear_stale_locks():
+            self.audit("repair:stale-lock", document=name,
+                       detail="removed a lock file left by a dead process")
+
+    def scenarios(self) -> list[Scenario]:
+        """All scenarios (deployment scenarios), oldest first."""
+        if not self.exists:
+            return []
+        found = (parse_branch_ref(ref) for ref in self.repo.refs("refs/heads/"))
+        return sorted(s for s in found if s is not None)
+
+    def retired_scenarios(self) -> list[Scenario]:
+        """The highest scenario number ever opened here (kept in the repository's
+        config), so that numbers of scenarios removed by retention are not reused."""
+        if not self.exists:
+            return []
+        last = self.repo.config_get("gitstore.lastScenario")
+        return [Scenario(int(last))] if last and last.isdigit() and int(last) > 0 else []
+
+
+StoreContext.customer_class = CustomerContext

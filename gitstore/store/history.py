@@ -1,0 +1,340 @@
+"""Reading a customer's history: snapshots, versions, log, diff, time travel.
+
+Pure reads over a :class:`~gitstore.store.context.CustomerContext`: they take no
+lock (a reader never sees a half-written commit: refs move only after their
+objects are complete) and each appends one access-log record.
+
+A revision is a version (``v1.0.0``: its tag; an open or untagged version: the
+scenario's tip when the tip is that version), a scenario (``v1``: its newest
+state), ``HEAD``, or any git revision (``v1~2``, a commit id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from gitstore.core import canonical, schema
+from gitstore.core.commits import CommitInfo, Identity, TagInfo, metadata_version, version_of
+from gitstore.core.diff import Diff, compute
+from gitstore.core.names import JSON_DOCUMENTS, MANIFEST, check_document
+from gitstore.core.time import format_rfc3339, from_timestamp, parse_rfc3339
+from gitstore.core.versions import Scenario, Version, parse_tag_ref
+from gitstore.errors import NotFoundError, UsageError
+from gitstore.store.context import CustomerContext
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The session files at one commit: immutable, read-only.
+
+    ``files`` maps file names to their exact stored bytes; :meth:`document`
+    parses a JSON document, :meth:`model` returns its pydantic model.
+    """
+
+    customer: str
+    commit: str
+    version: Version | None
+    change: str | None
+    files: dict[str, bytes]
+    info: CommitInfo
+
+    def raw(self, name: str) -> bytes:
+        name = check_document(name, allow_manifest=True)
+        try:
+            return self.files[name]
+        except KeyError:
+            where = str(self.version) if self.version else self.commit[:12]
+            hint = " (rendered at finalize)" if name == "sow_document.md" else ""
+            raise NotFoundError(f"{self.customer} {where} has no {name}{hint}") from None
+
+    def document(self, name: str) -> Any:
+        name = check_document(name, allow_sow=False)
+        return canonical.loads(self.raw(name))
+
+    def model(self, name: str) -> BaseModel:
+        name = check_document(name, allow_sow=False)
+        return schema.parse_model(name, self.document(name))
+
+    def documents(self) -> dict[str, Any]:
+        """Every JSON document present, parsed."""
+        return {n: canonical.loads(self.files[n]) for n in JSON_DOCUMENTS if n in self.files}
+
+    @property
+    def session_id(self) -> str | None:
+        return self.info.trailer("Session-Id")
+
+    def label(self) -> dict[str, Any]:
+        """Identifies this snapshot in diff output."""
+        return {"customer": self.customer, "commit": self.commit,
+                "version": str(self.version) if self.version else None,
+                "change": self.change}
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A version of a scenario: finalized (tagged) or still open."""
+
+    version: Version
+    commit: str
+    status: str  # "finalized" | "open" | "expired" (open, recorded as expired)
+    change: str | None
+    time: int
+    author: Identity
+    summary: str
+    tag: TagInfo | None = None
+    manifest: str | None = None
+    completeness: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": str(self.version), "status": self.status, "commit": self.commit,
+            "change": self.change, "time": _iso(self.time), "author": str(self.author),
+            "summary": self.summary, "tag": self.tag.id if self.tag else None,
+            "manifest": self.manifest, "completeness": self.completeness,
+        }
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One commit of a scenario's history, as ``gitstore log`` shows it."""
+
+    commit: str
+    version: Version | None
+    change: str | None
+    turn: int | None
+    agent: str | None
+    time: int
+    summary: str
+    tags: tuple[str, ...] = field(default=())
+    trailers: tuple[tuple[str, str], ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit, "version": str(self.version) if self.version else None,
+            "change": self.change, "turn": self.turn, "agent": self.agent,
+            "time": _iso(self.time), "summary": self.summary, "tags": list(self.tags),
+            "trailers": {k: v for k, v in self.trailers},
+        }
+
+
+def _iso(ts: int) -> str:
+    return format_rfc3339(from_timestamp(ts))
+
+
+def resolve(customer: CustomerContext, rev: str | Version | Scenario | None = None) -> str:
+    """Resolve a revision to a commit id.
+
+    Accepts a version (``v1.0.0``: its tag), a scenario (``v1``: its newest
+    state), ``HEAD`` (default), or any git revision (``v1~2``, a commit id).
+    """
+    repo = customer.repo
+    if rev is None:
+        rev = "HEAD"
+    if isinstance(rev, Version):
+        rev = str(rev)
+    if isinstance(rev, Scenario):
+        rev = str(rev)
+    if Version.is_version(rev):
+        version = Version.parse(rev)
+        tag = repo.tag(str(version))
+        if tag is None:  # an open version (or one a crash left untagged) is its scenario's tip
+            tip = repo.ref_target(version.scenario.branch_ref)
+            if tip is not None:
+                info = repo.commit(tip)
+                if (version_of(info) or metadata_version(repo.read_tree(tip))) == version:
+                    return tip
+            known = ", ".join(str(v.version) for v in versions(customer)) or "none"
+            raise NotFoundError(f"customer {customer.name} has no version {version} "
+                                f"(versions: {known})")
+        return tag.target
+    return repo.resolve(rev)
+
+
+def read(customer: CustomerContext, rev: str | Version | Scenario | None = None) -> Snapshot:
+    """The session files at ``rev`` (see :meth:`resolve`)."""
+    commit = resolve(customer, rev)
+    info = customer.repo.commit(commit)
+    files = customer.repo.read_tree(commit)
+    customer.audit("read", rev=str(rev) if rev is not None else "HEAD", commit=commit)
+    return Snapshot(customer=customer.name, commit=commit, version=version_of(info, files),
+                    change=info.trailer("Change"), files=files, info=info)
+
+
+def diff(customer: CustomerContext, a: str | Version | Scenario,
+         b: str | Version | Scenario | None = None, *,
+         documents: Iterable[str] | None = None) -> tuple[Diff, Snapshot, Snapshot]:
+    """Semantic diff from ``a`` to ``b`` (default: the newest state of ``a``'s
+    scenario). Returns the diff and both snapshots. ``documents`` limits it."""
+    snap_a = read(customer, a)
+    if b is None:
+        b = snap_a.version.scenario if snap_a.version else "HEAD"
+    snap_b = read(customer, b)
+    files_a, files_b = snap_a.files, snap_b.files
+    manifest = False
+    if documents is not None:
+        keep = {check_document(d, allow_manifest=True) for d in documents}
+        files_a = {k: v for k, v in files_a.items() if k in keep}
+        files_b = {k: v for k, v in files_b.items() if k in keep}
+        manifest = MANIFEST in keep
+    customer.audit("diff", rev=f"{a}..{b}", commit=f"{snap_a.commit}..{snap_b.commit}",
+                document=",".join(sorted(documents)) if documents else None)
+    return compute(files_a, files_b, include_manifest=manifest), snap_a, snap_b
+
+
+def versions(customer: CustomerContext, scenario: str | Scenario | None = None
+             ) -> list[VersionInfo]:
+    """Every finalized version, plus each scenario's open version, oldest first."""
+    customer.require()
+    if scenario is not None:
+        scenario = pick_scenario(customer, scenario)
+    repo = customer.repo
+    out: list[VersionInfo] = []
+    for ref in repo.refs("refs/tags/"):
+        v = parse_tag_ref(ref)
+        if v is None or (scenario is not None and v.major != scenario.major):
+            continue
+        tag = repo.tag(str(v))
+        assert tag is not None
+        info = repo.commit(tag.target)
+        out.append(_version_info(v, info, "finalized", tag))
+    tagged = {vi.version for vi in out}
+    for s in customer.scenarios():
+        if scenario is not None and s != scenario:
+            continue
+        tip = repo.ref_target(s.branch_ref)
+        if tip is None:
+            continue
+        info = repo.commit(tip)
+        v = version_of(info) or metadata_version(repo.read_tree(tip))
+        if v is not None and v not in tagged:
+            change = info.trailer("Change")
+            status = "finalized" if change in ("finalize", "correction") else \
+                "expired" if change == "expire" else "open"
+            out.append(_version_info(v, info, status, None))
+    customer.audit("versions", rev=str(scenario) if scenario else None)
+    return sorted(out, key=lambda vi: vi.version)
+
+
+def log(customer: CustomerContext, rev: str | Scenario | None = None, *, limit: int | None = None,
+        document: str | None = None, since: datetime | str | None = None,
+        until: datetime | str | None = None, change: str | None = None,
+        agent: str | None = None) -> list[LogEntry]:
+    """Commits reachable from ``rev`` (default: every scenario), newest first.
+
+    Filters: ``document`` (commits that changed it), ``since``/``until``
+    (commit time, inclusive), ``change`` (the Change trailer: turn, update,
+    create, finalize, follow-up, correction), ``agent`` (Agent trailer or
+    author name). ``limit`` applies after filtering.
+    """
+    repo = customer.repo
+    starts = [resolve(customer, rev)] if rev is not None else \
+        [t for s in customer.scenarios() if (t := repo.ref_target(s.branch_ref))]
+    doc = check_document(document, allow_manifest=True) if document else None
+    lo = moment(since, "since").timestamp() if since is not None else None
+    hi = moment(until, "until").timestamp() if until is not None else None
+    tags: dict[str, list[str]] = {}
+    for ref in repo.refs("refs/tags/"):
+        tag = repo.tag(ref[len("refs/tags/"):])
+        if tag is not None:
+            tags.setdefault(tag.target, []).append(tag.name)
+    entries: list[LogEntry] = []
+    seen: set[str] = set()
+    for start in starts:
+        for info in repo.walk(start):
+            if info.id in seen:
+                continue
+            seen.add(info.id)
+            if (lo is not None and info.time < lo) or (hi is not None and info.time > hi):
+                continue
+            kind = info.trailer("Change")
+            if change is not None and kind != change:
+                continue
+            who = info.trailer("Agent") or info.author.name
+            if agent is not None and who != agent:
+                continue
+            if doc is not None and doc not in repo.changed_files(info.id):
+                continue
+            turn = info.trailer("Turn")
+            version = version_of(info)
+            if version is None:  # a plain-git commit: ask its metadata
+                version = metadata_version(repo.read_tree(info.id))
+            entries.append(LogEntry(
+                commit=info.id, version=version, change=kind,
+                turn=int(turn) if turn and turn.isdigit() else None,
+                agent=who, time=info.time,
+                summary=info.parsed.summary, tags=tuple(sorted(tags.get(info.id, []))),
+                trailers=info.parsed.trailers))
+    entries.sort(key=lambda e: e.time, reverse=True)
+    customer.audit("log", rev=str(rev) if rev is not None else None, document=doc)
+    return entries[:limit] if limit is not None else entries
+
+
+def read_at(customer: CustomerContext, scenario: str | Scenario | None,
+            when: datetime | str) -> Snapshot:
+    """The state of a scenario as it stood at ``when``: its newest commit
+    made at or before that moment."""
+    chosen = pick_scenario(customer, scenario)
+    tip = customer.repo.ref_target(chosen.branch_ref)
+    assert tip is not None
+    when = moment(when, "time")
+    ts = when.timestamp()
+    for info in customer.repo.walk(tip, first_parent=True):
+        if info.time <= ts:
+            return read(customer, info.id)
+    raise NotFoundError(f"scenario {chosen} of {customer.name} did not exist yet at "
+                        f"{when.isoformat()}")
+
+
+def _version_info(v: Version, info: CommitInfo, status: str, tag: TagInfo | None) -> VersionInfo:
+    completeness = info.trailer("Completeness")
+    return VersionInfo(
+        version=v, commit=info.id, status=status, change=info.trailer("Change"),
+        time=tag.time if tag and tag.time else info.time,
+        author=tag.tagger if tag and tag.tagger else info.author,
+        summary=info.parsed.summary, tag=tag, manifest=info.trailer("Manifest"),
+        completeness=int(completeness.rstrip("%")) if completeness and
+        completeness.rstrip("%").isdigit() else None)
+
+
+def pick_scenario(customer: CustomerContext, scenario: str | int | Scenario | None = None
+                  ) -> Scenario:
+    """The scenario named by ``scenario`` (``"v2"``, ``2``, ``"v2.1.0"``); default:
+    the newest. Raises NotFoundError for an unknown customer or scenario."""
+    customer.require()
+    scenarios = customer.scenarios()
+    if not scenarios:
+        raise NotFoundError(f"customer {customer.name} has no sessions yet")
+    if scenario is None:
+        chosen = scenarios[-1]
+    elif isinstance(scenario, Scenario):
+        chosen = scenario
+    elif isinstance(scenario, int) and not isinstance(scenario, bool):
+        chosen = Scenario(scenario)
+    elif isinstance(scenario, str) and Version.is_version(scenario):
+        chosen = Version.parse(scenario).scenario
+    elif isinstance(scenario, str):
+        chosen = Scenario.parse(scenario)
+    else:
+        raise UsageError(f"a scenario is a name like 'v2' or a number, not "
+                         f"{type(scenario).__name__}")
+    if chosen not in scenarios:
+        have = ", ".join(str(s) for s in scenarios)
+        raise NotFoundError(f"customer {customer.name} has no scenario {chosen} (has {have})")
+    return chosen
+
+
+def moment(value: datetime | str, what: str) -> datetime:
+    """A point in time from an aware datetime (naive ones are taken as UTC) or an
+    RFC 3339 string; anything else is a UsageError."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        return parse_rfc3339(value, what=what)
+    raise UsageError(f"{what} must be an RFC 3339 string or a datetime, not "
+                     f"{type(value).__name__}")

@@ -1,0 +1,410 @@
+"""The write seam: the one way anything is written to a customer repository.
+
+Every change (a turn, a document, a finalize, a follow-up, a correction, an
+expiry, a retention summary, an import replay) is a :class:`Plan` built from the
+scenario's tip and handed to :class:`Writer`, which
+
+1. takes the customer's writer lock and clears lock files left by dead processes,
+2. returns the earlier result when the :class:`Authorship` carries an
+   idempotency key that a commit of the scenario already records,
+3. reads the branch tip (:mod:`gitstore.store.tip`), refuses a tip whose files
+   do not match its manifest, and recreates a version tag a crash left uncut,
+4. builds the plan (a pure function of the tip) and runs the whole pre-commit
+   pipeline over the complete tree (nothing is written if it fails),
+5. writes blobs, tree and commit, with the explicit author, author time and
+   trailers, and moves the branch with a compare-and-swap from the tip it read
+   (losing the swap rebuilds the plan on the new tip; never forced),
+6. for a finalizing change cuts the version's annotated tag, and
+7. after the commit: records it in the catalog, counts it for maintenance and
+   appends the audit record. These steps never turn a committed write into a
+   failure: a step that fails adds a warning to :class:`Written` and is
+   repaired later (``gitstore reindex``, the next maintenance, ``verify``).
+
+Invariants: the branch only moves forward from the tip a plan was built on; a
+commit's ``Manifest`` trailer is the digest of the ``SHA256SUMS`` in its tree;
+a given ``idempotency_key`` names at most one commit of a scenario.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gitstore.core import canonical, manifest
+from gitstore.core.commits import ChangeKind, Identity, Message, Trailer, trailers
+from gitstore.core.documents import offset_minutes
+from gitstore.core.names import MANIFEST, META, SOW_DOCUMENT
+from gitstore.core.schema import SCHEMA_VERSION
+from gitstore.core.time import check_commit_time, parse_rfc3339
+from gitstore.core.versions import Scenario, Version
+from gitstore.errors import (
+    ConflictError,
+    GitStoreError,
+    InputTooLargeError,
+    InvalidDocumentError,
+    RenderError,
+    UsageError,
+    Violation,
+)
+from gitstore.git import housekeeping
+from gitstore.git import repo as backend
+from gitstore.rules import secrets
+from gitstore.rules.proposal import Proposal
+from gitstore.store.context import CustomerContext
+from gitstore.store.tip import State, check_tip, cut_tag, read_state, repair_tag
+
+MAX_ATTEMPTS = 8
+IDEMPOTENCY_SCAN = 512
+"""How many commits back from a tip a repeated idempotency key is looked for."""
+
+
+@dataclass(frozen=True)
+class Authorship:
+    """Who made a change, when, and under which idempotency key.
+
+    ``author`` defaults to the store's agent, ``time`` to the store's clock
+    (an aware datetime; its offset is kept). ``idempotency_key`` makes a retried
+    write return the first result instead of writing twice. ``message`` and
+    ``tag_message``, when given, replace the generated commit and tag messages
+    verbatim (an import replaying history); the writer still checks that the
+    message's ``Manifest`` trailer matches the tree it wrote."""
+
+    author: Identity | None = None
+    time: datetime | None = None
+    idempotency_key: str | None = None
+    message: str | None = None
+    tag_message: str | None = None
+    tagger: Identity | None = None
+    tag_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a write produced: the new commit, its version and change kind.
+
+    ``tag`` is the annotated tag's object id when the write finalized a version;
+    ``manifest`` is the ``sha256:`` digest of the commit's SHA256SUMS.
+    ``replayed`` is true when an idempotency key matched an earlier write (then
+    nothing new was written); ``warnings`` lists after-commit steps that failed
+    (the write itself stands)."""
+
+    commit: str
+    version: Version
+    change: str
+    manifest: str
+    completeness: int | None = None
+    turn: int | None = None
+    tag: str | None = None
+    replayed: bool = False
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"commit": self.commit, "version": str(self.version), "change": self.change,
+                "turn": self.turn, "completeness": self.completeness,
+                "manifest": self.manifest, "tag": self.tag, "replayed": self.replayed,
+                "warnings": list(self.warnings)}
+
+
+@dataclass
+class Plan:
+    """A change to write: the complete new tree and what it means.
+
+    ``files`` is the whole tree without the manifest (the pipeline adds it);
+    ``changed`` names the files the change writes; ``parsed`` may hand over
+    documents already parsed (their bytes in ``files`` are canonical);
+    ``changed_turns`` limits the schema check of ``conversation.json`` to those
+    turns; ``render_error`` carries a failed SOW render to the pipeline, which
+    reports it with the violations that explain it."""
+
+    files: dict[str, bytes]
+    version: Version
+    change: str
+    summary: str
+    changed: frozenset[str]
+    finalizing: bool = False
+    turn: int | None = None
+    reason: str | None = None
+    redacted: str | None = None
+    parsed: dict[str, Any] = field(default_factory=dict)
+    changed_turns: tuple[int, ...] | None = None
+    render_error: str | None = None
+    extra_trailers: tuple[tuple[str, str], ...] = ()
+
+
+Build = Callable[[State], Plan]
+
+
+def authorship(author: str | Identity | None = None, at: datetime | str | None = None,
+               idempotency_key: str | None = None) -> Authorship:
+    """An :class:`Authorship` from the forms callers use: ``author`` as
+    ``"Name <email>"`` or an :class:`Identity`, ``at`` as an aware datetime or an
+    RFC 3339 string, ``idempotency_key`` as 1-200 printable characters."""
+    who = author if isinstance(author, Identity) or author is None else \
+        Identity.parse(author) if isinstance(author, str) else None
+    if author is not None and who is None:
+        raise UsageError(f"author must be 'Name <email>' or an Identity, not "
+                         f"{type(author).__name__}")
+    when: datetime | None
+    if at is None or isinstance(at, datetime):
+        when = at
+        if when is not None and when.tzinfo is None:
+            raise UsageError("a write time needs a UTC offset (an aware datetime)")
+    elif isinstance(at, str):
+        when = parse_rfc3339(at, what="write time")
+    else:
+        raise UsageError(f"at must be an RFC 3339 string or a datetime, not {type(at).__name__}")
+    if when is not None:
+        when = check_commit_time(when)
+    if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200
+            or not idempotency_key.isprintable() or idempotency_key != idempotency_key.strip()):
+        raise UsageError("an idempotency key is 1-200 printable characters without "
+                         "surrounding spaces")
+    return Authorship(author=who, time=when, idempotency_key=idempotency_key)
+
+
+class Writer:
+    """Writes plans to one customer's repository (see the module docstring)."""
+
+    def __init__(self, customer: CustomerContext) -> None:
+        self.customer = customer
+        self.store = customer.store
+
+    # -- entry guard ---------------------------------------------------------
+    def scrub(self, name: str, data: Any, base: str = "") -> tuple[Any, str | None]:
+        """Apply the store's secrets policy to incoming data, before anything is
+        built from it: ``block`` findings refuse the write (values never shown),
+        ``redact`` findings are replaced by ``[REDACTED:<kind>]``. With hashed
+        customer names the real api_key is blocked wherever it appears. Returns
+        the data to store and a summary of what was redacted (kinds, no values)."""
+        key = self.customer.api_key
+        info = data.get("session_info") if name == META and isinstance(data, dict) else None
+        if key and isinstance(info, dict) and info.get("api_key") == key:
+            data = {**data, "session_info": {**info, "api_key": self.customer.name}}
+        clean, redacted, blocked = secrets.apply(data, name, self.store.secrets_policy,
+                                                 base=base)
+        found = [Violation(f.file, f.pointer, secrets.message(f, "block"), "secrets")
+                 for f in blocked]
+        if key and key in canonical.dumps(clean).decode("utf-8"):
+            found.append(Violation(name, base, "contains the customer's api_key, which this "
+                                   "store never stores (the value is not shown)", "secrets"))
+        if found:
+            raise InvalidDocumentError(found)
+        return clean, secrets.summary(redacted) if redacted else None
+
+    # -- writing -------------------------------------------------------------
+    def write(self, scenario: Scenario, build: Build, by: Authorship | None = None) -> Written:
+        """Build ``build(tip state)`` and write it on top of the scenario's tip."""
+        by = by or Authorship()
+        with self.customer.locked():
+            repo = self.customer.repo
+            self.customer.clear_stale_locks()
+            if by.idempotency_key is not None:
+                earlier = self._earlier(repo, scenario.branch_ref, by.idempotency_key)
+                if earlier is not None:
+                    return earlier
+            for _ in range(MAX_ATTEMPTS):
+                state = read_state(repo, scenario)
+                check_tip(self.customer.name, state)
+                repair_tag(repo, state, self.store.signer)
+                plan = build(state)
+                written = self.commit(repo, state, state.session_id, plan, by)
+                if written is not None:
+                    return written
+        raise ConflictError(f"scenario {scenario} of {self.customer.name} kept moving "
+                            f"under a writer outside gitstore; gave up after {MAX_ATTEMPTS} tries")
+
+    def create(self, session_id: str, build: Callable[[list[Scenario]], Plan],
+               by: Authorship | None = None) -> Written:
+        """Open a new scenario: ``build(scenarios ever used)`` returns the first
+        commit's plan (its version names the new scenario). Creates the
+        repository when needed; moves HEAD to the newest scenario."""
+        by = by or Authorship()
+        customer = self.customer
+        with customer.locked():
+            if by.idempotency_key is not None and customer.exists:
+                for s in customer.scenarios():
+                    earlier = self._earlier(customer.repo, s.branch_ref, by.idempotency_key)
+                    if earlier is not None:
+                        return earlier
+            existing = customer.scenarios()
+            plan = build([*existing, *customer.retired_scenarios()])
+            checked = self.check(session_id, plan)  # before the repository is created
+            repo = customer.ensure_repo()
+            customer.clear_stale_locks()
+            repo.config_set("gitstore.lastScenario", str(plan.version.major))
+            written = self.commit(repo, None, session_id, plan, by, checked)
+            if written is None:
+                raise ConflictError(f"scenario {plan.version.scenario} of {customer.name} was "
+                                    "created by a writer outside gitstore")
+            newest = max([*existing, plan.version.scenario])
+            repo.set_head(newest.branch_ref)
+        return written
+
+    def check(self, session_id: str, plan: Plan) -> tuple[dict[str, bytes], Proposal]:
+        """Run the pre-commit pipeline over the planned tree (writes nothing).
+
+        Returns the complete tree, manifest included, and the proposal the
+        hooks saw (for its completeness)."""
+        store = self.store
+        proposal = Proposal(customer=self.customer.name, files=plan.files,
+                            version=plan.version, change=plan.change, session_id=session_id,
+                            finalizing=plan.finalizing, changed=plan.changed,
+                            changed_turns=plan.changed_turns, parsed=plan.parsed)
+        try:
+            store.pipeline.run(proposal)
+        except InvalidDocumentError as exc:
+            if store.config.hash_names:
+                exc = InvalidDocumentError(_without_key_values(exc.violations))
+            if plan.render_error is None:
+                raise exc from None
+            found = [v for v in exc.violations if v.file != SOW_DOCUMENT]
+            found.append(Violation(SOW_DOCUMENT, "", plan.render_error, "render"))
+            raise InvalidDocumentError(found) from None
+        if plan.render_error is not None:
+            raise RenderError(plan.render_error)
+        assert proposal.manifest is not None
+        files = {**plan.files, MANIFEST: proposal.manifest}
+        limit = store.config.max_document_bytes
+        for name, data in files.items():
+            if len(data) > limit:
+                raise InputTooLargeError(f"{name} would be {len(data)} bytes; the store's limit "
+                                         f"is {limit} (max_document_bytes)")
+        return files, proposal
+
+    def commit(self, repo: backend.Repo, state: State | None, session_id: str, plan: Plan,
+               by: Authorship, checked: tuple[dict[str, bytes], Proposal] | None = None
+               ) -> Written | None:
+        """Check (unless already ``checked``), write and publish one commit; the
+        caller holds the writer lock. Returns None when the compare-and-swap lost
+        to another writer."""
+        store = self.store
+        files, proposal = checked or self.check(session_id, plan)
+        if state is not None and files == state.files and not plan.finalizing \
+                and plan.change in (ChangeKind.UPDATE, ChangeKind.TURN) and by.message is None:
+            return Written(state.tip, state.version, "unchanged",
+                           manifest.digest(files[MANIFEST]))
+        tree = repo.write_tree(files)
+        digest = manifest.digest(files[MANIFEST])
+        agent = by.author or store.config.agent
+        text = by.message if by.message is not None else self.message(
+            plan, session_id, agent, proposal.completeness, digest, by.idempotency_key)
+        if by.message is not None:
+            claimed = Message.parse(text).get(Trailer.MANIFEST)
+            if claimed is not None and claimed != digest:
+                raise UsageError(f"replayed commit {plan.summary!r} does not reproduce its "
+                                 f"content (manifest {digest}, recorded {claimed})")
+        when = by.time or store.now()
+        ts, offset = int(when.timestamp()), offset_minutes(when)
+        commit = repo.write_commit(tree=tree, parents=[state.tip] if state else [],
+                                   author=agent, committer=store.config.committer,
+                                   message=text, time=ts, offset=offset, sign=store.signer)
+        try:
+            repo.update_ref(plan.version.scenario.branch_ref, commit,
+                            state.tip if state else None, f"gitstore: {plan.summary}")
+        except backend.RefConflict:
+            return None
+        tag_id = None
+        if plan.finalizing:
+            tag_when = by.tag_time or when
+            tag_id = cut_tag(repo, commit, repo.commit(commit), int(tag_when.timestamp()),
+                             offset_minutes(tag_when), store.signer,
+                             message=_retarget(by.tag_message, commit), tagger=by.tagger)
+        warnings = self._after_commit(plan, commit, files)
+        return Written(commit, plan.version, plan.change, digest, proposal.completeness,
+                       plan.turn, tag_id, warnings=warnings)
+
+    @staticmethod
+    def message(plan: Plan, session_id: str, agent: Identity, completeness: int | None,
+                digest: str, key: str | None = None) -> str:
+        """The commit message of a plan: its summary and the standard trailers."""
+        return Message(plan.summary, trailers([
+            (Trailer.SESSION_ID, session_id),
+            (Trailer.SESSION_VERSION, plan.version),
+            (Trailer.CHANGE, plan.change),
+            (Trailer.TURN, plan.turn),
+            (Trailer.DOCUMENTS, ", ".join(sorted(n for n in plan.changed
+                                                 if n in plan.files)) or None),
+            (Trailer.REASON, plan.reason),
+            (Trailer.REDACTED, plan.redacted),
+            *plan.extra_trailers,
+            (Trailer.AGENT, agent.name),
+            (Trailer.IDEMPOTENCY_KEY, key),
+            (Trailer.COMPLETENESS, completeness),
+            (Trailer.SCHEMA_VERSION, SCHEMA_VERSION),
+            (Trailer.MANIFEST, digest),
+        ])).format()
+
+    # -- after the commit ------------------------------------------------------
+    def _after_commit(self, plan: Plan, commit: str, files: dict[str, bytes]
+                      ) -> tuple[str, ...]:
+        """Catalog, maintenance counter and audit record; each may fail without
+        failing the write (the branch has moved: the change is committed)."""
+        customer = self.customer
+        warnings: list[str] = []
+        try:  # the catalog learns of the write from its files
+            if customer.catalogued:
+                self.store.catalog.record(customer.name, plan.version.scenario, commit, files)
+        except (GitStoreError, OSError, sqlite3.Error) as exc:
+            warnings.append(f"catalog not updated ({exc}); `gitstore reindex` repairs it")
+        try:
+            self._maintain(sum(len(files[n]) for n in (*plan.changed, MANIFEST) if n in files))
+        except (GitStoreError, OSError) as exc:
+            warnings.append(f"automatic maintenance failed ({exc}); run `gitstore maintain`")
+        try:
+            customer.audit(f"write:{plan.change}", rev=str(plan.version), commit=commit)
+        except (GitStoreError, OSError) as exc:
+            warnings.append(f"access log not appended ({exc})")
+        return tuple(warnings)
+
+    def _maintain(self, nbytes: int) -> None:
+        """Automatic maintenance, under the writer lock the caller holds."""
+        customer = self.customer
+        limit = self.store.config.maintenance_bytes
+        if not housekeeping.count_write(customer.path, nbytes + 1024, limit):
+            return
+        report = housekeeping.compact(customer.repo, customer.path, full=False)
+        customer.audit("maintain", detail=report.summary())
+
+    def _earlier(self, repo: backend.Repo, ref: str, key: str) -> Written | None:
+        """The write an idempotency key already produced on ``ref``, if any."""
+        tip = repo.ref_target(ref)
+        if tip is None:
+            return None
+        for n, info in enumerate(repo.walk(tip, first_parent=True)):
+            if n >= IDEMPOTENCY_SCAN:
+                break
+            if info.trailer(Trailer.IDEMPOTENCY_KEY) == key:
+                version = Version.parse(info.trailer(Trailer.SESSION_VERSION) or "v1.0.0")
+                turn = info.trailer(Trailer.TURN)
+                completeness = (info.trailer(Trailer.COMPLETENESS) or "").rstrip("%")
+                tag = repo.tag(str(version)) if info.finalizes else None
+                self.customer.audit("write:replayed", rev=str(version), commit=info.id,
+                                    detail=f"idempotency key matched {info.id[:12]}")
+                return Written(info.id, version, info.change or "", info.trailer(
+                    Trailer.MANIFEST) or "", int(completeness) if completeness.isdigit()
+                    else None, int(turn) if turn and turn.isdigit() else None,
+                    tag.id if tag and tag.target == info.id else None, replayed=True)
+        return None
+
+
+def _retarget(tag_message: str | None, commit: str) -> str | None:
+    """A replayed tag message names the commit it now points at."""
+    if tag_message is None:
+        return None
+    m = Message.parse(tag_message)
+    if m.get(Trailer.COMMIT) is None:
+        return tag_message
+    pairs = tuple((k, commit if k == Trailer.COMMIT else v) for k, v in m.trailers)
+    return Message(m.summary, pairs, m.body).format()
+
+
+def _without_key_values(violations: Any) -> list[Violation]:
+    """In a store with hashed names an api_key is a secret: a violation about
+    the ``api_key`` field never repeats the value it found."""
+    return [Violation(v.file, v.pointer, "does not match this customer (the value is not "
+                      "shown)", v.hook) if v.pointer == "/session_info/api_key" else v
+            for v in violations]
