@@ -148,8 +148,9 @@ def test_parse_duration() -> None:
     assert parse_duration("7d") == timedelta(days=7)
     assert parse_duration("30m") == timedelta(minutes=30)
     assert parse_duration("1h30m") == timedelta(minutes=90)
-    assert parse_duration("90") == timedelta(seconds=90)
-    for bad in ("", "2x", "h", "2h garbage", "-1h"):
+    assert parse_duration(90) == timedelta(seconds=90)  # a number (config JSON) is seconds
+    # one grammar everywhere: typed text needs a unit ("90" could be minutes or seconds)
+    for bad in ("", "2x", "h", "2h garbage", "-1h", "90"):
         with pytest.raises(UsageError):
             parse_duration(bad)
 
@@ -328,10 +329,12 @@ def test_find_session(world: tuple[Store, Index]) -> None:
 def test_a_session_id_in_two_customers_needs_the_customer(tmp_path: Path) -> None:
     store = Store.init(tmp_path / "s", clock=Clock(), fsync=False)
     record_example_session(store)
-    store.customer("customer-other").new_session(session_id=SESSION_ID)
+    # `new` refuses a used id; a copy made behind the store's back still has it
+    shutil.copytree(store.root / CUSTOMER, store.root / "customer-other")
     index = Index(store)
-    with pytest.raises(UsageError, match="2 scenarios"):
+    with pytest.raises(UsageError, match="2 scenarios") as caught:
         index.find_session(SESSION_ID)
+    assert CUSTOMER not in str(caught.value) and "customer-other" not in str(caught.value)
     assert index.find_session(SESSION_ID, "customer-other") == ("customer-other", "v1")
 
 
