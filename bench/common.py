@@ -328,13 +328,21 @@ def open_store(root: Path, *, fsync: bool = True) -> Any:
     return Store.init(root, fsync=fsync)
 
 
-def seed_session(store: Any, name: str, n_turns: int) -> Any:
+def session_id_for(name: str) -> str:
+    """A session id of its own for ``name`` (session ids are unique per store)."""
+    return f"{SESSION_ID}-{name}"
+
+
+def seed_session(store: Any, name: str, n_turns: int, *,
+                 session_id: str = SESSION_ID) -> Any:
     """A customer with an open v1.0.0 holding ``n_turns`` turns, built in two
-    gitstore commits (create + one put of the whole conversation), not n appends."""
+    gitstore commits (create + one put of the whole conversation), not n appends.
+    Session ids are unique per store: a second customer in one store needs its
+    own ``session_id`` (:func:`session_id_for`)."""
     customer = store.customer(name)
-    session = customer.new_session(session_id=SESSION_ID, created=stamp(BASE_TIME))
+    session = customer.new_session(session_id=session_id, created=stamp(BASE_TIME))
     if n_turns:
-        session.put("conversation.json", conversation(n_turns))
+        session.put("conversation.json", conversation(n_turns, session_id=session_id))
     return session
 
 

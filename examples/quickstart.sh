@@ -10,7 +10,13 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export GITSTORE_ROOT="${GITSTORE_ROOT:-sessions}"
 customer=customer-xyz789
 sid=orchestrator-session-4f1c2d9e-8b7a-4e21-9c3d-5a6b7c8d9e0f
-step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+# Headings go to stderr, in bold only when stderr is a terminal (and NO_COLOR is unset):
+# a log file or a pipe gets plain text, no escape sequences.
+if [ -t 2 ] && [ -z "${NO_COLOR:-}" ]; then
+    step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+else
+    step() { printf '\n== %s\n' "$*" >&2; }
+fi
 
 gitstore init
 if gitstore versions "$customer" >/dev/null 2>&1; then

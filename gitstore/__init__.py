@@ -38,7 +38,8 @@ if _typing.TYPE_CHECKING:
     from gitstore.core.versions import Scenario, Version
     from gitstore.rules.pipeline import Pipeline
     from gitstore.rules.proposal import Hook, Proposal
-    from gitstore.store.facade import Customer, LogEntry, Snapshot, Store, VersionInfo
+    from gitstore.store.facade import Customer, LogEntry, Resumed, Snapshot, Store, VersionInfo
+    from gitstore.store.merges import PendingMerge
     from gitstore.store.session import Session
     from gitstore.store.writer import Authorship, Plan, Writer, Written
 
@@ -52,6 +53,8 @@ _LAZY = {
     "Hook": "gitstore.rules.proposal",
     "Proposal": "gitstore.rules.proposal",
     "Customer": "gitstore.store.facade",
+    "Resumed": "gitstore.store.facade",
+    "PendingMerge": "gitstore.store.merges",
     "LogEntry": "gitstore.store.facade",
     "Snapshot": "gitstore.store.facade",
     "Store": "gitstore.store.facade",
@@ -90,10 +93,12 @@ __all__ = [
     "InvalidNameError",
     "LogEntry",
     "NotFoundError",
+    "PendingMerge",
     "Pipeline",
     "Plan",
     "Proposal",
     "RenderError",
+    "Resumed",
     "Scenario",
     "Session",
     "Snapshot",

@@ -197,6 +197,12 @@ class RenderError(GitStoreError):
                         "the SOW template could not render the session data")
 
 
+class GitStoreWarning(UserWarning):
+    """Something the caller should know that did not stop the operation (the CLI
+    prints it once on stderr as ``gitstore: warning: ...``). Not an error: it has no
+    exit code."""
+
+
 def error_classes() -> Iterator[type[GitStoreError]]:
     """Every :class:`GitStoreError` subclass defined here, depth first, in source order."""
     def walk(cls: type[GitStoreError]) -> Iterator[type[GitStoreError]]:

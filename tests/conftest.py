@@ -6,6 +6,7 @@ identities, so the developer's own git setup can neither help nor break a test.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import json
@@ -92,10 +93,20 @@ def store(tmp_path: Path) -> Store:
     return Store.init(tmp_path / "sessions", clock=Clock())
 
 
+def example_session_id(customer: str = CUSTOMER) -> str:
+    """The example's session id for ``customer``: SESSION_ID for CUSTOMER, a derived
+    one for any other (session ids are unique per store; the name itself is not in it,
+    as a store with hashed names refuses documents holding the api_key)."""
+    digest = hashlib.sha256(customer.encode()).hexdigest()[:12]
+    return SESSION_ID if customer == CUSTOMER else f"{SESSION_ID}-{digest}"
+
+
 def record_example_session(store: Store, customer: str = CUSTOMER) -> Any:
-    """Record examples/session turn by turn and finalize v1.0.0; returns the Session."""
+    """Record examples/session turn by turn and finalize v1.0.0; returns the Session.
+    The session id is :func:`example_session_id` of ``customer``."""
+    sid = example_session_id(customer)
     session = store.customer(customer).new_session(
-        session_id=SESSION_ID, created="2025-01-15T10:30:00Z")
+        session_id=sid, created="2025-01-15T10:30:00Z")
     for path in sorted((EXAMPLES / "session" / "turns").glob("turn-*.json")):
         session.append_turn(path.read_bytes())
     conversation = load_example("session", "conversation.json")
@@ -104,6 +115,7 @@ def record_example_session(store: Store, customer: str = CUSTOMER) -> Any:
         doc = load_example("session", name)
         if name == "session_metadata.json":
             doc["session_info"]["api_key"] = customer
+            doc["session_info"]["session_id"] = sid
         session.put(name, doc)
     session.finalize(message="deployment plan agreed")
     return session

@@ -104,7 +104,7 @@ def test_every_api_read_and_write_appends_a_record(finalized: Any) -> None:
         ("summary", lambda: session.set_summary(
             load_example("session", "conversation.json")["conversation_summary"]
             | {"total_turns": 6, "total_duration_minutes": 230}), ["write:update"]),
-        ("new scenario", lambda: cust.new_session(), ["write:create"]),
+        ("new scenario", lambda: cust.new_session(allow_open=True), ["write:create"]),
     ]
     for label, action, expected in cases:
         assert ops_of(store, CUSTOMER, action) == expected, label

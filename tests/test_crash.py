@@ -355,7 +355,8 @@ def _write_turn_cli(store: Store) -> None:
 
 
 def _new_scenario_api(store: Store) -> None:
-    Store(store.root, lock_timeout=30).customer(CUSTOMER).new_session(created=CREATED)
+    Store(store.root, lock_timeout=30).customer(CUSTOMER).new_session(created=CREATED,
+                                                                      allow_open=True)
 
 
 WRITERS = {"turn-api": _write_turn_api, "turn-cli": _write_turn_cli, "new-api": _new_scenario_api}

@@ -124,7 +124,7 @@ def test_every_plugin_we_name_exists() -> None:
     names = {cls.__name__ for cls in get_mapping_from_secret_type_to_class().values()}
     assert not set(PLUGIN_KINDS) - names, f"plugins gone: {sorted(set(PLUGIN_KINDS) - names)}"
     kinds = [kind for kind, _ in plugins()]
-    assert kinds == [*PLUGIN_KINDS.values(), "basic_auth", "bearer_token"]
+    assert kinds == [*PLUGIN_KINDS.values(), "basic_auth", "bearer_token", "connection_string"]
     assert len(set(kinds)) == len(kinds)
 
 

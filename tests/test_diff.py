@@ -747,12 +747,11 @@ def test_cli_patch_applies_with_git(env: Env, tmp_path: Path, a: str, b: str) ->
     assert check.returncode == 0, check.stderr
     git(work, "apply", str(patch))
     snap_b = env.store.customer(CUSTOMER).read(b)
-    for name, data in snap_b.files.items():
-        if name != MANIFEST:
-            assert (work / name).read_bytes() == data, name
-    # git itself sees the same change between the two trees (outside the manifest)
+    for name, data in snap_b.files.items():  # the manifest too (issue 10, item 6)
+        assert (work / name).read_bytes() == data, name
+    # git itself sees the same change between the two trees
     names = git(env.repo, "diff", "--name-only", a, b).split()
-    assert sorted(n for n in names if n != MANIFEST) == sorted(
+    assert MANIFEST in names and sorted(names) == sorted(
         line[len("diff --git a/"):].split(" ")[0] for line in r.text.splitlines()
         if line.startswith("diff --git a/"))
 

@@ -284,7 +284,9 @@ def test_the_same_key_always_reaches_the_same_repository(hashed: Hashed) -> None
     assert tags == [b"v1.0.0", b"v1.1.0", b"v1.1.1"]
 
 
-def test_customers_lists_hashes_and_each_hash_is_a_customer_name(hashed: Hashed) -> None:
+def test_customers_lists_hashes_and_each_hash_is_a_repository_name(hashed: Hashed) -> None:
+    """A hash that ``customers`` lists names the repository with ``--by-name`` (and
+    ``Store.customer_named``), never as an api_key (tests/test_secrets_everywhere.py)."""
     listing = next(r for r in hashed.runs if r.args == ("customers",))
     names = listing.stdout.decode().split()
     expected = sorted([hashed.name, Store(hashed.root).customer(OTHER).name])
@@ -294,15 +296,18 @@ def test_customers_lists_hashes_and_each_hash_is_a_customer_name(hashed: Hashed)
     assert json.loads(listing_json.stdout) == expected
     name = hashed.name
     h = Hashed(hashed.root, hashed.inputs, [])
-    shown = json.loads(h.run("show", name, "v1.1.1", "-o", "json", process=True).stdout)
+    shown = json.loads(h.run("--by-name", "show", name, "v1.1.1", "-o", "json",
+                             process=True).stdout)
     assert shown["customer"] == name and shown["version"] == "v1.1.1"
-    versions = json.loads(h.run("versions", name, "-o", "json").stdout)
+    versions = json.loads(h.run("--by-name", "versions", name, "-o", "json").stdout)
     assert [v["version"] for v in versions] == ["v1.0.0", "v1.1.0", "v1.1.1", "v2.0.0"]
-    assert h.run("verify", name).stdout.decode().startswith(f"{name}: ok")
+    assert h.run("--by-name", "verify", name).stdout.decode().startswith(f"{name}: ok")
     turn = load_example("session", "turns", "turn-01.json")
     turn["timestamp"] = "2025-02-01T09:05:00Z"
     del turn["turn_id"]
-    h.run("turn", name, "-", stdin=json.dumps(turn).encode())
+    h.run("--by-name", "turn", name, "-", stdin=json.dumps(turn).encode())
+    assert Store(hashed.root).customer_named(name).name == name
+    h.run("versions", name, code=3)  # the hash as an api_key: another (unknown) customer
     conv = Store(hashed.root).customer(KEY).read("v2").document("conversation.json")
     assert [t["turn_id"] for t in conv["conversation_turns"]] == [1]
     assert not any(_leaks(r.stdout + r.stderr) for r in h.runs)

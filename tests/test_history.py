@@ -249,7 +249,7 @@ def test_log_text_marks_versions(env: Env) -> None:
 @pytest.mark.parametrize(("args", "code"), [
     (["--since", "yesterday"], 2),
     (["--until", "2025-13-01"], 2),
-    (["--change", "merge"], 2),
+    (["--change", "rebase"], 2),
     (["-n", "0"], 2),
     (["--document", "notes.txt"], 2),
     (["v7"], 3),
@@ -261,7 +261,7 @@ def test_log_cli_errors(env: Env, args: list[str], code: int) -> None:
     assert r.out == b""
 
 
-# =========================================================================== show --at
+# ====================================================== show --as-of (commit time)
 
 def test_read_at_every_commit_time(env: Env) -> None:
     cust = env.customer
@@ -271,27 +271,30 @@ def test_read_at_every_commit_time(env: Env) -> None:
             assert older.time < newer.time
         for c in commits:
             when = datetime.fromtimestamp(c.time, UTC)
-            assert cust.read_at(scenario, when).commit == c.id
+            assert cust.read_at(scenario, when, by="commit").commit == c.id
             # half a second later it is still that commit
-            assert cust.read_at(scenario, when + timedelta(milliseconds=500)).commit == c.id
+            later = when + timedelta(milliseconds=500)
+            assert cust.read_at(scenario, later, by="commit").commit == c.id
         # one second before the first commit there was nothing
         first = datetime.fromtimestamp(commits[-1].time, UTC)
         with pytest.raises(NotFoundError, match="did not exist yet"):
-            cust.read_at(scenario, first - timedelta(seconds=1))
+            cust.read_at(scenario, first - timedelta(seconds=1), by="commit")
         # long after the last commit: the tip
-        assert cust.read_at(scenario, datetime(2030, 1, 1, tzinfo=UTC)).commit == commits[0].id
+        future = datetime(2030, 1, 1, tzinfo=UTC)
+        assert cust.read_at(scenario, future, by="commit").commit == commits[0].id
 
 
 def test_read_at_gives_the_state_of_that_moment(env: Env) -> None:
     cust = env.customer
-    mid = cust.read_at("v1", at(T15, 1))                     # turn 6 of the follow-up added
+    mid = cust.read_at("v1", at(T15, 1), by="commit")        # turn 6 of the follow-up added
     assert str(mid.version) == "v1.1.0" and mid.change == "turn"
     turns = mid.document("conversation.json")["conversation_turns"]
     assert [t["turn_id"] for t in turns] == [1, 2, 3, 4, 5, 6]
     assert "sow_document.md" not in mid.files
-    between = cust.read_at("v1", datetime(2025, 1, 15, 13, 0, tzinfo=UTC))
+    between = cust.read_at("v1", datetime(2025, 1, 15, 13, 0, tzinfo=UTC), by="commit")
     assert between.commit == git(env.repo, "rev-parse", "v1.0.0^{commit}").strip()
-    assert cust.read_at("v1.0.0", T17).commit == git(env.repo, "rev-parse", "v1").strip()
+    assert cust.read_at("v1.0.0", T17, by="commit").commit == \
+        git(env.repo, "rev-parse", "v1").strip()
 
 
 @pytest.mark.parametrize(("rev", "when", "expected"), [
@@ -306,14 +309,14 @@ def test_read_at_gives_the_state_of_that_moment(env: Env) -> None:
     ("v1.1.0", "2025-01-15T15:00:02Z", "v1.1.0~2"),             # a version names its scenario
 ])
 def test_show_at(env: Env, rev: str | None, when: str, expected: str) -> None:
-    args = ["show", CUSTOMER, *([rev] if rev else []), "--at", when, "-o", "json"]
+    args = ["show", CUSTOMER, *([rev] if rev else []), "--as-of", when, "-o", "json"]
     r = run(env.root, *args)
     assert r.code == 0, r.err
     assert r.json()["commit"] == git(env.repo, "rev-parse", f"{expected}^{{commit}}").strip()
 
 
 def test_show_at_a_document(env: Env) -> None:
-    r = run(env.root, "show", CUSTOMER, "v1", "conversation.json", "--at",
+    r = run(env.root, "show", CUSTOMER, "v1", "conversation.json", "--as-of",
             "2025-01-15T11:00:02Z")
     assert r.code == 0, r.err
     assert r.out == git(env.repo, "show", "v1~14:conversation.json").encode()
@@ -321,13 +324,13 @@ def test_show_at_a_document(env: Env) -> None:
 
 
 @pytest.mark.parametrize(("args", "code"), [
-    (["v1", "--at", "2025-01-15T10:59:59Z"], 3),                 # before the scenario existed
-    (["v1", "--at", "2025-01-15"], 3),                           # midnight: before it too
-    (["--at", "2025-01-15T16:59:59Z"], 3),                       # v2 did not exist yet
-    (["v2", "--at", "2025-01-15T12:00:00Z"], 3),
-    (["v5", "--at", "2025-01-15T12:00:00Z"], 3),
-    (["v1", "--at", "noon"], 2),
-    (["v1", "sow_document.md", "--at", "2025-01-15T11:00:09Z"], 3),  # not rendered yet
+    (["v1", "--as-of", "2025-01-15T10:59:59Z"], 3),                 # before the scenario existed
+    (["v1", "--as-of", "2025-01-15"], 3),                           # midnight: before it too
+    (["--as-of", "2025-01-15T16:59:59Z"], 3),                       # v2 did not exist yet
+    (["v2", "--as-of", "2025-01-15T12:00:00Z"], 3),
+    (["v5", "--as-of", "2025-01-15T12:00:00Z"], 3),
+    (["v1", "--as-of", "noon"], 2),
+    (["v1", "sow_document.md", "--as-of", "2025-01-15T11:00:09Z"], 3),  # not rendered yet
 ])
 def test_show_at_errors(env: Env, args: list[str], code: int) -> None:
     r = run(env.root, "show", CUSTOMER, *args)

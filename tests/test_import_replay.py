@@ -122,7 +122,7 @@ def make_history(root: Path, ops: list[tuple[str, str]]) -> Store:
             session.follow_up(author=who, at=when)
         elif op == "new":
             session = customer.new_session(created=when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                           author=who, at=when)
+                                           author=who, at=when, allow_open=True)
     return store
 
 

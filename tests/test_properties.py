@@ -185,7 +185,12 @@ class StoreMachine(RuleBasedStateMachine):
     def new_scenario(self) -> None:
         major = len(self.scenarios) + 1
         created = self.tick()
-        session = self.store.customer(CUSTOMER).new_session(created=iso(created))
+        customer = self.store.customer(CUSTOMER)
+        if any(not sc.finalized for sc in self.scenarios):  # one open scenario at a time...
+            self.expect_refusal(VersionRuleError,
+                                lambda: customer.new_session(created=iso(created)))
+        # ... unless asked for
+        session = customer.new_session(created=iso(created), allow_open=True)
         sc = Scenario(major, created, Version(major, 0, 0))
         assert session.version == sc.version
         self.scenarios.append(sc)
@@ -216,6 +221,9 @@ class StoreMachine(RuleBasedStateMachine):
         is before a finalized version's turns."""
         sc = self.pick(index)
         turn = {**copy.deepcopy(TURN), "timestamp": iso(sc.created)}
+        # the same turn sent twice is stored once (a retry): make each one distinct
+        turn["user_input"] = {**turn["user_input"],
+                              "query": f"{turn['user_input']['query']} #{sc.turns}"}
         pos, in_order = sc.place(sc.created)
         if sc.finalized:
             self.expect_refusal(VersionRuleError, lambda: self.session(sc).append_turn(turn))

@@ -155,8 +155,8 @@ _names = (f"rt-{n}" for n in itertools.count())
 def test_turns_read_back_exactly(rt_store: Store, turns: list[dict[str, Any]]) -> None:
     customer = rt_store.customer(next(_names))
     session = customer.new_session(created=CREATED.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    for turn in turns:
-        session.append_turn(turn)
+    for i, turn in enumerate(turns):  # each its own write, even two equal turns:
+        session.append_turn(turn, idempotency_key=f"turn-{i}")  # (no retry to collapse)
     expected = [{**turn, "turn_id": i} for i, turn in enumerate(turns, 1)]
     assert same(session.history(), expected)
     for n in range(len(expected) + 2):
@@ -268,7 +268,7 @@ components = st.integers(0, 999_999_999)
 def test_version_parse_str_round_trip(major: int, minor: int, patch: int) -> None:
     v = Version(major, minor, patch)
     assert Version.parse(str(v)) == v
-    assert Version.parse(v.document_version) == v
+    assert not Version.is_version(v.document_version)  # one grammar: the v is required
     assert Version.parse(str(v)).tag_ref == f"refs/tags/{v}"
     assert Scenario.parse(str(v.scenario)) == v.scenario
 
@@ -282,7 +282,7 @@ def test_version_parse_accepts_only_canonical_spellings(text: str) -> None:
     except Exception as exc:
         assert type(exc).__name__ == "UsageError"
         return
-    assert text.strip() in (str(v), v.document_version)
+    assert text == str(v)
     assert v.major >= 1
 
 

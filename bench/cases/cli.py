@@ -19,7 +19,7 @@ unless said otherwise):
   of one changed file in a non-bare scratch repository and vs a Python process
   that commits one changed file with pygit2 (fsync like the store, unless
   ``--no-fsync``);
-* ``python -X importtime -c 'import gitstore.cli'``: the total and the five
+* ``python -X importtime -c 'import gitstore.cli.app'``: the total and the five
   modules with the largest self time (informational; importtime's own overhead
   inflates every figure a little), next to ``import pygit2`` the same way;
 * ``list`` and ``stats`` over N customers (10,000; quick: 200) with a warm
@@ -267,7 +267,7 @@ def _subtree(lines: list[tuple[float, float, int, str]], name: str
 
 
 def _imports(ctx: Context, res: CaseResult, sh: Runner, py: str) -> None:
-    parsed: dict[str, list[tuple[float, dict[str, float]]]] = {"gitstore.cli": [],
+    parsed: dict[str, list[tuple[float, dict[str, float]]]] = {"gitstore.cli.app": [],
                                                                "pygit2": []}
 
     def importtime(module: str) -> Callable[[], None]:
@@ -276,31 +276,33 @@ def _imports(ctx: Context, res: CaseResult, sh: Runner, py: str) -> None:
             parsed[module].append(_subtree_of(err.decode(errors="replace"), module))
         return go
 
-    common.log("cli: python -X importtime -c 'import gitstore.cli'")
+    common.log("cli: python -X importtime -c 'import gitstore.cli.app'")
     common.interleaved(ctx.runs, {m: importtime(m) for m in parsed})
     runs = {m: v[1:] for m, v in parsed.items()}  # drop the warm-up round
     total = {m: statistics.median(t for t, _ in v) for m, v in runs.items()}
     modules: dict[str, float] = {}
-    for name in {k for _, selfs in runs["gitstore.cli"] for k in selfs}:
+    for name in {k for _, selfs in runs["gitstore.cli.app"] for k in selfs}:
         modules[name] = statistics.median(selfs.get(name, 0.0)
-                                          for _, selfs in runs["gitstore.cli"])
+                                          for _, selfs in runs["gitstore.cli.app"])
     check("gitstore" in modules and "click" in modules,
-          "import gitstore.cli imported neither gitstore nor click")
-    res.verified(f"import gitstore.cli loads {len(modules)} modules (median of {ctx.runs} runs)")
-    res.rows.append(common.time_row(NAME, "-", "import gitstore.cli (-X importtime, total)",
-                                    total["gitstore.cli"], "import pygit2 (same way)",
+          "import gitstore.cli.app imported neither gitstore nor click")
+    res.verified(f"import gitstore.cli.app loads {len(modules)} modules "
+                 f"(median of {ctx.runs} runs)")
+    res.rows.append(common.time_row(NAME, "-", "import gitstore.cli.app (-X importtime, total)",
+                                    total["gitstore.cli.app"], "import pygit2 (same way)",
                                     total["pygit2"]))
     for name, seconds in sorted(modules.items(), key=lambda kv: -kv[1])[:5]:
-        share = seconds / total["gitstore.cli"]
+        share = seconds / total["gitstore.cli.app"]
         res.rows.append(common.Row(NAME, "-", f"import self time: {name}", "s", seconds,
-                                   "import gitstore.cli total", total["gitstore.cli"], share,
+                                   "import gitstore.cli.app total", total["gitstore.cli.app"],
+                                   share,
                                    "share of the total import time"))
     packages: dict[str, float] = {}
     for name, seconds in modules.items():
         top = name.split(".")[0]
         packages[top] = packages.get(top, 0.0) + seconds
     top_packages = sorted(packages.items(), key=lambda kv: -kv[1])[:8]
-    res.note("import gitstore.cli by top-level package (self times summed): " + ", ".join(
+    res.note("import gitstore.cli.app by top-level package (self times summed): " + ", ".join(
         f"{p} {common.fmt_seconds(s)}" for p, s in top_packages))
     res.data["importtime"] = {
         "total": {m: [t for t, _ in v] for m, v in runs.items()},
@@ -322,7 +324,7 @@ def _subtree_of(stderr: str, module: str) -> tuple[float, dict[str, float]]:
 
 def _writes(ctx: Context, res: CaseResult, sh: Runner, gs: str, floor: Callable[[], bytes],
             store: Any, work: Path) -> None:
-    common.seed_session(store, WRITE, WRITE_TURNS)
+    common.seed_session(store, WRITE, WRITE_TURNS, session_id=common.session_id_for(WRITE))
     repo_path = Path(store.root) / WRITE
     rounds = ctx.runs + 1
     files = work / "inputs"
@@ -336,7 +338,8 @@ def _writes(ctx: Context, res: CaseResult, sh: Runner, gs: str, floor: Callable[
         doc["bench_revision"] = k
         contexts.append(doc)
         (files / f"context-{k}.json").write_text(json.dumps(doc), encoding="utf-8")
-        conv = common.canonical_bytes(common.conversation(WRITE_TURNS + k + 1))
+        conv = common.canonical_bytes(common.conversation(
+            WRITE_TURNS + k + 1, session_id=common.session_id_for(WRITE)))
         convs.append(conv)
         (files / f"conv-{k}.json").write_bytes(conv)
 

@@ -78,14 +78,16 @@ def _child(root: str, n: int, every: int, customers: int, cap: int, out: Any) ->
 
         store = common.open_store(Path(root), fsync=False)
         names = [f"customer-m{i:03d}" for i in range(customers)]
-        sessions = [common.seed_session(store, name, 0) for name in names]
+        sessions = [common.seed_session(store, name, 0, session_id=common.session_id_for(name))
+                    for name in names]
         start = time.monotonic()
         samples = [_sample(0, start)]
         for i in range(n):
             c, done = i % customers, i // customers  # turns customer c already has
             if done and done % cap == 0:  # this scenario is full: open the next one
                 sessions[c] = store.customer(names[c]).new_session(
-                    session_id=common.SESSION_ID, created=common.stamp(common.BASE_TIME))
+                    session_id=f"{common.session_id_for(names[c])}-{done // cap}",
+                    created=common.stamp(common.BASE_TIME), allow_open=True)
             sessions[c].append_turn(common.make_turn(i))
             if (i + 1) % every == 0:
                 samples.append(_sample(i + 1, start))

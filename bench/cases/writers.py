@@ -59,7 +59,7 @@ def _scenario(ctx: Context, label: str, plan: list[tuple[list[str], int]],
     root = ctx.tmpdir(f"writers-{label.replace(' ', '')}")
     store = common.open_store(root, fsync=ctx.fsync)
     for name in all_customers:
-        store.customer(name).new_session(session_id=common.SESSION_ID,
+        store.customer(name).new_session(session_id=common.session_id_for(name),
                                          created=common.stamp(common.BASE_TIME))
     mpc = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     barrier = mpc.Barrier(len(plan))

@@ -10,6 +10,10 @@ only written after it has been read and found to be ours (a foreign file is set
 aside untouched). Errors of the environment (locks, permissions, a full disk) are
 not damage: they raise :class:`~gitstore.errors.StorageError` and leave the file.
 
+Privacy: the file holds every customer's turn text, so it is created with mode 0600
+(and its ``-wal``/``-shm``, which SQLite creates with the database's mode), in a
+directory created 0700, as the customer repositories are; a stricter umask wins.
+
 One connection per thread (autocommit; explicit ``BEGIN IMMEDIATE`` transactions in
 :meth:`Database.write`), WAL journal, so processes and threads can share the file;
 writers serialise on SQLite's lock.
@@ -85,6 +89,19 @@ def _not_damage(exc: sqlite3.DatabaseError) -> bool:
                                    "full", "unable to open", "permission"))
 
 
+def _create_private(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 (less under a stricter umask) unless it
+    exists: SQLite would create it 0644, and gives its ``-wal``/``-shm`` files the
+    mode of the database file. An empty file is an empty SQLite database."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # sqlite3.connect reports it (an environment error, not damage)
+    os.close(fd)
+
+
 class Database:
     """The SQLite file at ``path``. ``moved_aside`` lists files found unusable and set
     aside; ``problems`` collects one line per trouble worth telling the user (the sync
@@ -114,6 +131,7 @@ class Database:
             self._local.cx = None
 
     def _connect(self) -> sqlite3.Connection:
+        _create_private(self.path)
         cx = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                              check_same_thread=False)
         cx.row_factory = sqlite3.Row
@@ -121,7 +139,7 @@ class Database:
 
     def _open(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create {self.path.parent}: {exc.strerror}") from None
         cx = None

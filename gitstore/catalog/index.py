@@ -13,6 +13,12 @@ cannot read, that fails ``quick_check`` or has another schema version is moved a
 (never deleted) and rebuilt (:mod:`gitstore.catalog.db`); a query that meets a damaged
 file mid-way runs once more on a fresh one.
 
+Audit: every query that returns session data appends one record to the access log
+of each customer whose data it returned (``CustomerView.audit``): ``list``,
+``stats``, ``search``, ``similar`` and ``active``, with what was shown in ``detail``.
+``stats`` answers with every indexed customer's data in its totals, so each of them
+gets a record.
+
 The parts: :mod:`~gitstore.catalog.rows` (what a row holds, pure),
 :mod:`~gitstore.catalog.db` (the file), :mod:`~gitstore.catalog.sync` (keeping it equal
 to git), :mod:`~gitstore.catalog.queries` (the questions). The store is seen only
@@ -42,7 +48,7 @@ from gitstore.catalog.view import CustomerView, StoreView
 from gitstore.core.names import STORE_DIR
 from gitstore.core.time import parse_duration
 from gitstore.core.versions import Scenario, Version
-from gitstore.errors import NotFoundError
+from gitstore.errors import NotFoundError, UsageError
 
 __all__ = ["DEFAULT_ACTIVE_TIMEOUT", "SORT_FIELDS", "CustomerView", "Index", "Progress",
            "StoreView", "fts_query", "satisfaction", "version_row"]
@@ -57,6 +63,18 @@ def _span(value: str | int | float | timedelta, what: str) -> timedelta:
     if span is None:  # pragma: no cover - parse_duration gives None only with allow_indefinite
         raise AssertionError(f"{what}: no duration")
     return span
+
+
+def _scenario_name(value: str | Scenario) -> str:
+    """``"v2"`` from a Scenario, ``"v2"``, ``2`` or a version of it (``"v2.1.0"``)."""
+    if isinstance(value, Scenario):
+        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(Scenario(value))
+    if isinstance(value, str):
+        return str(Version.parse(value).scenario if Version.is_version(value)
+                   else Scenario.parse(value))
+    raise UsageError(f"a scenario is a name like 'v2', not {type(value).__name__}")
 
 
 def _configured_timeout(store: StoreView) -> timedelta:
@@ -133,35 +151,56 @@ class Index:
         index trouble: returns False, and the next :meth:`refresh` catches up."""
         return self._sync.record(customer_name, scenario, tip_commit, files)
 
-    def _known(self, customer: str) -> str:
-        cust = self.store.customer(customer)
+    def _known(self, customer: str | CustomerView) -> str:
+        """The repository name of ``customer``: an api_key as a caller names it, or
+        a customer object the store handed out (e.g. one found by repository name)."""
+        cust = self.store.customer(customer) if isinstance(customer, str) else customer
         if not cust.exists:
             raise NotFoundError(f"unknown customer {cust.name!r} in {self.store.root}")
         return cust.name
 
     # -- queries -----------------------------------------------------------------
     @guarded
-    def list_sessions(self, customer: str | None = None, status: str | None = None,
+    def list_sessions(self, customer: str | CustomerView | None = None,
+                      status: str | None = None,
                       provider: str | None = None, since: datetime | None = None,
                       until: datetime | None = None, sort: str = "updated",
                       descending: bool = True, limit: int | None = None, *,
                       service: str | None = None,
                       all_versions: bool = False) -> list[dict[str, Any]]:
         """Sessions (each scenario's newest version; every version with
-        ``all_versions``) filtered and sorted. ``status`` is ``open``/``finalized``
-        or a ``completion_status``; ``since``/``until`` bound the last activity."""
+        ``all_versions``) filtered and sorted. ``status`` is ``open``/``finalized``/
+        ``retained`` (purged, analytics summary kept) or a ``completion_status``;
+        ``since``/``until`` bound the last activity."""
         queries.sort_columns(sort)  # refuses an unknown sort key before any work
         name = self._known(customer) if customer is not None else None
         self.refresh([name] if name else None)
-        return queries.list_sessions(self.cx, name, status, provider, since, until, sort,
+        rows = queries.list_sessions(self.cx, name, status, provider, since, until, sort,
                                      descending, limit, service=service,
                                      all_versions=all_versions)
+        self._audit("list", rows, "session(s)")
+        return rows
 
     @guarded
     def stats(self) -> dict[str, Any]:
-        """Totals, averages and breakdowns over the sessions (newest versions)."""
+        """Totals, averages and breakdowns over the sessions (newest versions).
+        Each customer counted gets one ``stats`` record in its access log."""
         self.refresh()
-        return queries.stats(self.cx)
+        result = queries.stats(self.cx)
+        for name in queries.counted_customers(self.cx):
+            self.store.customer_named(name).audit("stats",
+                                                  detail="counted in store-wide totals")
+        return result
+
+    def _audit(self, op: str, rows: list[dict[str, Any]], what: str) -> None:
+        """One ``op`` record for each customer with rows in a query's answer."""
+        shown: dict[str, list[str]] = {}
+        for row in rows:
+            shown.setdefault(row["customer"], []).append(str(row.get("version")))
+        for name, versions in sorted(shown.items()):
+            listed = ", ".join(versions[:8]) + (", ..." if len(versions) > 8 else "")
+            self.store.customer_named(name).audit(
+                op, detail=f"{len(versions)} {what} shown ({listed})")
 
     @guarded
     def search(self, text: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -172,9 +211,7 @@ class Index:
         if not query:
             return []
         results = queries.search(self.cx, query, limit)
-        for name in sorted({r["customer"] for r in results}):
-            hits = sum(r["customer"] == name for r in results)
-            self.store.customer(name).audit("search", detail=f"{hits} matching turn(s) shown")
+        self._audit("search", results, "matching turn(s)")
         return results
 
     @guarded
@@ -188,7 +225,12 @@ class Index:
             key, where = str(Version.parse(version)), "version = ?"
         else:
             key, where = str(Scenario.parse(version)), "scenario = ? AND latest = 1"
-        return queries.similar(self.cx, name, key, where, limit)
+        rows = queries.similar(self.cx, name, key, where, limit)
+        self.store.customer_named(name).audit("similar", rev=key,
+                                        detail=f"{len(rows)} similar session(s) found")
+        self._audit("similar", [r for r in rows if r["customer"] != name],
+                    f"session(s) similar to {name} {key}")
+        return rows
 
     @guarded
     def active(self, timeout: str | timedelta | None = None,
@@ -197,11 +239,27 @@ class Index:
         (default: the index's ``active_timeout``, 2 hours unless configured)."""
         self.refresh()
         span = _span(timeout, "timeout") if timeout is not None else self.active_timeout
-        return queries.active(self.cx, now or self.store.now(), span)
+        rows = queries.active(self.cx, now or self.store.now(), span)
+        self._audit("active", rows, "active session(s)")
+        return rows
 
     @guarded
-    def find_session(self, session_id: str, customer: str | None = None) -> tuple[str, str]:
-        """``(customer, scenario)`` of the session ``session_id``."""
+    def find_session(self, session_id: str, customer: str | None = None,
+                     scenario: str | Scenario | None = None) -> tuple[str, str]:
+        """``(customer, scenario)`` of the session ``session_id``, looked for in
+        ``customer`` and ``scenario`` when given (``"v2"``, a version of it, or a
+        Scenario). An error names no customer the caller did not name."""
+        if not isinstance(session_id, str):
+            raise UsageError(f"a session id is a str, not {type(session_id).__name__}")
         name = self._known(customer) if customer is not None else None
+        wanted = _scenario_name(scenario) if scenario is not None else None
         self.refresh([name] if name else None)
-        return queries.find_session(self.cx, session_id, name, self.store.root)
+        return queries.find_session(self.cx, session_id, name, self.store.root, wanted)
+
+    @guarded
+    def session_owners(self, session_id: str) -> list[tuple[str, str]]:
+        """Every ``(customer, scenario)`` that records ``session_id``, from an index
+        brought up to date with git first (for the writer's uniqueness check: the
+        answer names other customers, so it is never shown to a user)."""
+        self.refresh()
+        return queries.session_owners(self.cx, session_id)

@@ -20,8 +20,8 @@ from gitstore.catalog.rows import iso
 from gitstore.core.time import parse_rfc3339
 from gitstore.errors import NotFoundError, UsageError
 
-__all__ = ["SORT_FIELDS", "active", "find_session", "list_sessions", "public", "search",
-           "similar", "sort_columns", "stats"]
+__all__ = ["SORT_FIELDS", "active", "counted_customers", "find_session", "list_sessions",
+           "public", "search", "session_owners", "similar", "sort_columns", "stats"]
 
 #: ``list_sessions`` sort keys and the columns they order by.
 SORT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -64,7 +64,7 @@ def list_sessions(cx: sqlite3.Connection, customer: str | None = None,
         where.append("customer = ?")
         args.append(customer)
     if status is not None:
-        where.append("status = ?" if status in ("open", "finalized")
+        where.append("status = ?" if status in ("open", "finalized", "retained")
                      else "completion_status = ?")
         args.append(status)
     if provider is not None:
@@ -111,6 +111,12 @@ def stats(cx: sqlite3.Connection) -> dict[str, Any]:
             "average_success_score": avg(one[5]), "average_confidence": avg(one[6]),
             "by_status": by("status"), "by_completion_status": by("completion_status"),
             "by_provider": by("provider")}
+
+
+def counted_customers(cx: sqlite3.Connection) -> list[str]:
+    """The customers whose sessions :func:`stats` counts, sorted."""
+    return [c for (c,) in cx.execute("SELECT DISTINCT customer FROM versions WHERE "
+                                     "latest = 1 ORDER BY customer")]
 
 
 def search(cx: sqlite3.Connection, query: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -163,17 +169,34 @@ def active(cx: sqlite3.Connection, moment: datetime, span: timedelta) -> list[di
         for r in rows]
 
 
+def session_owners(cx: sqlite3.Connection, session_id: str) -> list[tuple[str, str]]:
+    """Every ``(customer, scenario)`` whose session id is ``session_id``, sorted."""
+    return [(r[0], r[1]) for r in cx.execute(
+        "SELECT customer, scenario FROM scenarios WHERE session_id = ? ORDER BY 1, 2",
+        (session_id,))]
+
+
 def find_session(cx: sqlite3.Connection, session_id: str, customer: str | None,
-                 root: Path) -> tuple[str, str]:
-    """``(customer, scenario)`` of the session ``session_id`` (in ``customer`` if given);
-    NotFoundError if none, UsageError if it is in several scenarios."""
-    rows = cx.execute("SELECT customer, scenario FROM scenarios WHERE session_id = ?"
-                      + (" AND customer = ?" if customer else "") + " ORDER BY 1, 2",
-                      (session_id, customer) if customer else (session_id,)).fetchall()
+                 root: Path, scenario: str | None = None) -> tuple[str, str]:
+    """``(customer, scenario)`` of the session ``session_id`` (in ``customer`` and
+    ``scenario`` if given); NotFoundError if none, UsageError if several match.
+
+    Isolation: a message names only the customer the caller gave; without one, it
+    names no customer and no scenario (session ids are unique per store, so several
+    matches come only from a store written before that rule or behind its back)."""
+    rows = [(c, s) for c, s in session_owners(cx, session_id)
+            if (customer is None or c == customer) and (scenario is None or s == scenario)]
     if not rows:
-        raise NotFoundError(f"no session {session_id!r} in {root}")
+        where = f"customer {customer}" if customer is not None else str(root)
+        if scenario is not None:
+            where = f"scenario {scenario} of {where}" if customer is not None else \
+                f"any scenario {scenario} in {root}"
+        raise NotFoundError(f"no session {session_id!r} in {where}")
     if len(rows) > 1:
-        where = ", ".join(f"{c} {s}" for c, s in rows)
-        raise UsageError(f"session {session_id!r} is in {len(rows)} scenarios ({where}); "
-                         "name the customer")
-    return rows[0][0], rows[0][1]
+        if customer is not None:
+            raise UsageError(
+                f"session {session_id!r} is in {len(rows)} scenarios of {customer} "
+                f"({', '.join(s for _, s in rows)}); name the scenario (--scenario)")
+        raise UsageError(f"session {session_id!r} is in {len(rows)} scenarios of this store; "
+                         "name the customer (--customer) and the scenario (--scenario)")
+    return rows[0]

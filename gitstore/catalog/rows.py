@@ -1,10 +1,13 @@
 """What the index keeps of a version and of a turn, derived from git data alone (pure).
 
 Invariants: every function here is pure (no I/O, no clock) and total: a document
-that is absent, unreadable or of the wrong shape yields None/empty fields, never
-an exception. :func:`version_row` returns exactly the keys :data:`COLUMNS`, the
-columns of the ``versions`` table in table order. Equal turn text gives an equal
-:func:`turn_digest` (the index re-indexes a turn exactly when its digest changes).
+that is absent, unreadable or of the wrong shape, or holds values no layer should
+see (a time outside years 0001..9999 in UTC, an integer too large for a float, a
+lone surrogate a plain-git writer left) yields None/empty fields, never an
+exception; every text is storable in SQLite. :func:`version_row` returns exactly
+the keys :data:`COLUMNS`, the columns of the ``versions`` table in table order.
+Equal turn text gives an equal :func:`turn_digest` (the index re-indexes a turn
+exactly when its digest changes).
 
 Satisfaction (0..1) is derived from ``user_satisfaction_indicators``: the
 weighted mean, over the indicators present, of ``explicit_positive_feedback``
@@ -17,26 +20,33 @@ text Python reads, a naive time taken as UTC, or epoch seconds), since the index
 must describe whatever git holds, including documents written before the strict
 RFC 3339 rule or with plain git; what it stores is always RFC 3339 UTC
 (``YYYY-MM-DDTHH:MM:SSZ``), so stored values compare as text.
+
+A scenario purged by retention whose analytics summary is kept (its branch holds one
+``Change: retention`` commit) is indexed as one row of status :data:`RETAINED`, named
+by :func:`retained_version`: it has no turns and no metadata, but its analytics
+(pattern hash, complexity profile) still count in ``stats`` and ``similar``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from gitstore.core.commits import CommitInfo, Trailer
+from gitstore.core.commits import ChangeKind, CommitInfo, Trailer
 from gitstore.core.names import JSON_DOCUMENTS
 from gitstore.core.time import format_rfc3339, from_timestamp
 from gitstore.core.versions import Version
 from gitstore.errors import UsageError
 
-__all__ = ["ANA", "COLUMNS", "CONV", "CTX", "META", "SATISFACTION_WEIGHTS", "Docs", "fts_query",
-           "iso", "parse", "satisfaction", "scenario_session_id", "turn_digest", "turn_text",
-           "turns_of", "version_row"]
+__all__ = ["ANA", "COLUMNS", "CONV", "CTX", "META", "PURGED_VERSIONS", "RETAINED",
+           "SATISFACTION_WEIGHTS", "Docs", "fts_query", "iso", "parse", "retained_version",
+           "satisfaction", "scenario_session_id", "turn_digest", "turn_text", "turns_of",
+           "version_row"]
 
 CONV, CTX, META, ANA = JSON_DOCUMENTS
 SATISFACTION_WEIGHTS = (("explicit_positive_feedback", 0.4),
@@ -50,6 +60,11 @@ COLUMNS = ("customer", "scenario", "version", "major", "minor", "patch", "latest
            "commit_id", "tag")
 #: The parsed documents of one commit, by file name (see :func:`parse`).
 Docs = dict[str, dict[str, Any]]
+#: The trailer of a retention commit naming the versions it purged
+#: (written by :mod:`gitstore.ops.retention`).
+PURGED_VERSIONS = "Purged-Versions"
+#: The status of a scenario purged by retention whose analytics summary is kept.
+RETAINED = "retained"
 
 
 def fts_query(text: str) -> str:
@@ -69,9 +84,10 @@ def satisfaction(indicators: Any) -> float | None:
     for key, w in SATISFACTION_WEIGHTS:
         value = indicators.get(key)
         if key == "follow_up_questions_answered":
-            if not isinstance(value, int | float) or isinstance(value, bool):
+            number = _number(value)
+            if number is None:
                 continue
-            part = min(max(float(value), 0.0), 3.0) / 3.0
+            part = min(max(number, 0.0), 3.0) / 3.0
         elif isinstance(value, bool):
             part = 1.0 if value else 0.0
         else:
@@ -113,12 +129,29 @@ def _get(doc: Any, *path: str) -> Any:
 
 
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return _storable(value) if isinstance(value, str) and value else None
+
+
+def _storable(text: str) -> str:
+    """``text`` as SQLite can store it: a lone surrogate (which a document written
+    with plain git may hold) becomes U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-        else None
+    """A JSON number as a finite float; None for anything else (a bool, an integer
+    too large for a float, NaN or an infinity a plain-git document may hold)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def parse(files: Mapping[str, bytes]) -> Docs:
@@ -155,14 +188,29 @@ def turn_text(turn: Any) -> tuple[str, str, str]:
                      if isinstance(t, str) and t)
     response = answer.get("orchestrator_response") if isinstance(answer, dict) else None
     stamp = turn.get("timestamp")
-    return query, response if isinstance(response, str) else "", \
-        stamp if isinstance(stamp, str) else ""
+    return _storable(query), _storable(response) if isinstance(response, str) else "", \
+        _storable(stamp) if isinstance(stamp, str) else ""
 
 
 def turn_digest(text: tuple[str, str, str]) -> str:
     """Of exactly what the index keeps of a turn: equal digests, equal rows."""
     data = "\x1f".join(text).encode("utf-8", "surrogatepass")
     return hashlib.sha256(data).hexdigest()[:24]
+
+
+def retained_version(info: CommitInfo, major: int) -> Version | None:
+    """The version a retention commit (``Change: retention``: a purged scenario's
+    kept analytics summary) is indexed as: the newest version of scenario ``major``
+    it purged, or ``vMAJOR.0.0`` when it names none. None for any other commit."""
+    if info.change != ChangeKind.RETENTION:
+        return None
+    purged = []
+    for text in (info.trailer(PURGED_VERSIONS) or "").split(","):
+        if Version.is_version(text.strip()):
+            v = Version.parse(text.strip())
+            if v.major == major:
+                purged.append(v)
+    return max(purged) if purged else Version(major)
 
 
 def version_row(customer: str, version: Version, info: CommitInfo, docs: Docs, status: str,
@@ -187,7 +235,8 @@ def version_row(customer: str, version: Version, info: CommitInfo, docs: Docs, s
         "provider": _text(_get(summary, "primary_cloud_provider")),
         "services": json.dumps(services, ensure_ascii=False),
         "final_recommendation": _text(_get(summary, "final_recommendation")),
-        "completeness": int(completeness) if completeness.isdigit() else None,
+        "completeness": int(completeness) if completeness.isascii() and completeness.isdigit()
+        and len(completeness) <= 3 else None,
         "confidence": _number(_get(meta, "quality_metrics", "recommendation_confidence_average")),
         "success": _number(_get(meta, "quality_metrics", "session_success_score")),
         "satisfaction": satisfaction(

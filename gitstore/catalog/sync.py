@@ -27,9 +27,11 @@ from typing import Any
 from gitstore.catalog.db import SELECT, TABLES, Database
 from gitstore.catalog.rows import (
     COLUMNS,
+    RETAINED,
     Docs,
     iso,
     parse,
+    retained_version,
     scenario_session_id,
     turn_digest,
     turn_text,
@@ -109,8 +111,8 @@ class Sync:
         if customers is None:
             present, stored = self.store.customers(), self._stored_refs()
         else:
-            names = sorted({self.store.customer(c).name for c in customers})
-            present = [n for n in names if self.store.customer(n).exists]
+            names = sorted({self.store.customer_named(c).name for c in customers})
+            present = [n for n in names if self.store.customer_named(n).exists]
             stored = self._stored_refs(*names)
         gone = [n for n in stored if n not in present]
         known = dict(self.db.cx.execute("SELECT customer, fp FROM fingerprints"))
@@ -160,7 +162,7 @@ class Sync:
                files: Mapping[str, bytes]) -> bool:
         """Index the commit a write just made, from its files (see ``Index.record``)."""
         try:
-            cust = self.store.customer(customer_name)
+            cust = self.store.customer_named(customer_name)
             scen = scenario if isinstance(scenario, Scenario) else Scenario.parse(str(scenario))
             if not cust.exists:
                 return False
@@ -180,16 +182,19 @@ class Sync:
             finally:
                 cx.execute("PRAGMA busy_timeout = 30000")
             return True
-        except (sqlite3.Error, GitStoreError, OSError):
+        except (sqlite3.Error, GitStoreError, OSError,  # underivable rows: refresh skips
+                ValueError, TypeError, ArithmeticError, RecursionError):
             return False
 
     def _sync_safely(self, name: str, old: dict[str, str], cur: dict[str, str]) -> None:
-        """A customer git cannot read is left out, named in ``problems``, retried later."""
+        """A customer git cannot read, or whose rows cannot be derived, is left out,
+        named in ``problems`` (one warning), retried later: one customer's bad data
+        never takes the queries of the others down."""
         cx = self.db.cx
         cx.execute("SAVEPOINT sync")
         try:
             self._sync_customer(name, old, cur)
-        except GitStoreError as exc:
+        except (GitStoreError, ValueError, TypeError, ArithmeticError, RecursionError) as exc:
             cx.execute("ROLLBACK TO sync")
             self._drop_customer(name)
             self.db.problems.append(f"{name}: not indexed: {exc}")
@@ -260,15 +265,16 @@ class Sync:
         if tip is not None:
             info, files, docs = read(tip)
             version = version_of(info, files)
+            status = "finalized" if info.finalizes else "open"
+            if version is None:  # a purged scenario's kept analytics summary?
+                version, status = retained_version(info, major), RETAINED
             if version is None or version.major != major:
                 problems.append(f"{name} {scen}: cannot tell the version of {tip[:12]}; "
                                 "not indexed")
                 version = None
             else:
                 if version not in tags:
-                    self._put_version(version_row(name, version, info, docs,
-                                                  "finalized" if info.finalizes else "open",
-                                                  None))
+                    self._put_version(version_row(name, version, info, docs, status, None))
                 turns = turns_of(docs)
                 cx.execute("INSERT OR REPLACE INTO scenarios VALUES (?, ?, ?, ?, ?, ?)",
                            (name, str(scen), tip, str(version), scenario_session_id(info, docs),

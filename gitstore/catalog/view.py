@@ -56,7 +56,13 @@ class StoreView(Protocol):
         ...
 
     def customer(self, name: str) -> CustomerView:
-        """The customer ``name`` (raises a GitStoreError for an invalid name)."""
+        """The customer a caller names (its api_key; raises a GitStoreError for an
+        invalid name)."""
+        ...
+
+    def customer_named(self, name: str) -> CustomerView:
+        """The customer whose repository is ``name``, as :meth:`customers` lists it
+        and the catalog records it (the hash in a store with hashed names)."""
         ...
 
     def now(self) -> datetime:

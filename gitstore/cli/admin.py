@@ -65,12 +65,16 @@ def audit(obj: Ctx, customer: str, check: bool, limit: int | None, output: str) 
     """Show CUSTOMER's access log: every read and write through gitstore.
 
     The log is append-only and hash-chained; --verify reports any record that was
-    edited, deleted or inserted."""
+    edited, deleted or inserted, and checks the log against the newest Audit-Head
+    anchor the writer keeps in git (so records cut off the end are found even with
+    the head file gone)."""
+    from gitstore.ops.verify import audit_problems
+
     cust = obj.store().customer(customer)
     customer = cust.name  # with hashed names, never echo the api_key
     log_ = cust.audit_log
     if check:
-        problems = log_.verify()
+        problems = audit_problems(cust)
         if output == "json":
             emit_json({"customer": customer, "ok": not problems,
                         "problems": [str(p) for p in problems]})
@@ -97,38 +101,61 @@ def audit(obj: Ctx, customer: str, check: bool, limit: int | None, output: str) 
 
 @click.command()
 @click.argument("customer", required=False)
+@click.option("--catalog", "catalog", is_flag=True,
+              help="Also check the index (<root>/.gitstore/index.sqlite) against git: a row "
+                   "git does not back (forged, or left stale) is a problem; `gitstore "
+                   "reindex` rebuilds it.")
 @output_option
 @click.pass_obj
-def verify(obj: Ctx, customer: str | None, output: str) -> None:
+def verify(obj: Ctx, customer: str | None, catalog: bool, output: str) -> None:
     """Run the health checks on CUSTOMER (default: every customer).
 
     Checks files present, cross-file consistency, manifest checksums, tags, git
-    object integrity, the audit log's hash chain and, when the store signs, every
-    version's signatures. Exits 7 if anything is wrong."""
-    from gitstore.ops.verify import check_customer
+    object integrity, the audit log's hash chain, permissions (customer isolation:
+    no repository, index or name key open to group or others) and, when the store
+    signs, every version's signatures. What must exist is checked against what the
+    history and the access log record (a deleted tag, branch or packed-refs is
+    found), and a directory in the store that is not a repository (emptied, its
+    objects/ or refs/ gone) is a problem too. Exits 7 if anything is wrong."""
+    from gitstore.ops.verify import (
+        check_catalog,
+        check_customer,
+        check_permissions,
+        stray_directories,
+    )
 
     store = obj.store()
     one = store.customer(customer) if customer else None
     names = [one.name] if one else store.customers()
-    if one and not one.exists:
+    if one and not one.exists and (one.path.is_symlink() or not one.path.is_dir()):
         raise NotFoundError(f"unknown customer {one.name!r} in {store.root}")
+    shared = check_permissions(store)  # store-wide files: the index, the name key
     reports = []
     with _progress(names, "verifying") as items:
         for name in items:
-            reports.append(check_customer(store.customer(name)))
+            reports.append(check_customer(store.customer_named(name)))
+    if one is None:  # directories customers() leaves out because they are not repositories
+        reports = sorted([*reports, *stray_directories(store)], key=lambda r: r.customer)
+    rows = check_catalog(store) if catalog else []
+    shared += [f"catalog: {p}" for p in rows]
     bad = [r for r in reports if r.problems]
     if output == "json":
-        emit_json([r.to_json() for r in reports])
+        store_report = [{"customer": None, "ok": False, "problems": shared, "scenarios": 0,
+                         "versions": 0}] if shared else []
+        emit_json(store_report + [r.to_json() for r in reports])
     else:
+        for p in shared:
+            click.echo(p if p.startswith("catalog: ") else f"store: {p}")
         for r in reports:
             if r.problems:
                 for p in r.problems:
                     click.echo(f"{r.customer}: {p}")
             else:
                 click.echo(f"{r.customer}: ok ({r.checked})")
-    if bad:
-        total = sum(len(r.problems) for r in bad)
-        raise IntegrityError(f"{total} problem(s) in {len(bad)} of {len(reports)} customer(s)")
+    if bad or shared:
+        total = sum(len(r.problems) for r in bad) + len(shared)
+        where = f"the store's shared files and {len(bad)}" if shared else f"{len(bad)}"
+        raise IntegrityError(f"{total} problem(s) in {where} of {len(reports)} customer(s)")
 
 
 @contextmanager
@@ -201,9 +228,13 @@ def quarantine(obj: Ctx, customer: str) -> None:
 def repair(obj: Ctx, customer: str, source: str, output: str) -> None:
     """Repair CUSTOMER's repository from SOURCE.
 
-    Damaged object files are moved aside (never deleted), missing objects are
-    copied from SOURCE by content, broken refs restored; then the repository is
-    checked again. Exits 7 if problems remain."""
+    Damaged object files, a damaged packed-refs (its readable lines are kept) and
+    an unreadable HEAD are moved aside (never deleted), missing objects are copied
+    from SOURCE by content, broken and missing refs restored (never one the access
+    log records as purged), a finalized version's lost tag is recreated from its
+    commit and HEAD points at the newest scenario; then the repository is checked
+    again. SOURCE must be a copy of CUSTOMER: one whose sessions name another
+    api_key or session id is refused (exit 2). Exits 7 if problems remain."""
     from gitstore.ops.recovery import repair as fix
 
     cust = obj.store().customer(customer)
@@ -248,7 +279,7 @@ def maintain(obj: Ctx, customer: str | None, full: bool, output: str) -> None:
     reports = []
     with _progress(names, "maintaining") as items:
         for name in items:
-            reports.append(compact(store.customer(name), full=full))
+            reports.append(compact(store.customer_named(name), full=full))
     if output == "json":
         emit_json([r.to_json() for r in reports])
         return

@@ -12,7 +12,8 @@ Invariants:
   (or its own ``--help`` is asked for), so ``gitstore --help`` and ``--version`` load
   no command module, no store and no validation libraries.
 * Command modules (:mod:`~gitstore.cli.session`, :mod:`~gitstore.cli.read`,
-  :mod:`~gitstore.cli.admin`, :mod:`~gitstore.cli.data`, :mod:`~gitstore.cli.query`)
+  :mod:`~gitstore.cli.admin`, :mod:`~gitstore.cli.data`, :mod:`~gitstore.cli.query`,
+  :mod:`~gitstore.cli.serve`)
   define plain click commands and import from the cli only this module's helpers,
   never the group; this module imports none of them except through the registry.
 * This module stays light: click, :mod:`gitstore.errors`, :mod:`gitstore.version`
@@ -57,14 +58,35 @@ EXIT_HELP = "\b\nExit codes:\n" + exit_code_table() + "\n"
 class Ctx:
     """The group's options, handed to every command (``click.pass_obj``)."""
 
-    def __init__(self, root: str, agent: str | None) -> None:
+    def __init__(self, root: str, agent: str | None, lock_timeout: float | None = None,
+                 by_name: bool = False) -> None:
         self.root = root
         self.agent = agent
+        self.lock_timeout = lock_timeout
+        self.by_name = by_name
+        self.said: set[str] = set()
+
+    def warning(self, text: str) -> None:
+        """A warning from the library (a read-only store: access not recorded),
+        said once per command on stderr."""
+        if text not in self.said:
+            self.said.add(text)
+            note(f"gitstore: warning: {text}")
 
     def store(self, *, create: bool = False) -> Store:
         from gitstore.store.facade import Store
 
-        return Store(self.root, create=create, agent=self.agent)
+        store = Store(self.root, create=create, agent=self.agent,
+                      lock_timeout=self.lock_timeout)
+        store.lock_wait = waiting_note
+        store.warn = self.warning
+        store.by_name = self.by_name
+        return store
+
+
+def waiting_note(customer: str) -> None:
+    """Said once when a write has waited a second for another writer's lock."""
+    note(f"gitstore: waiting for another writer of {customer}…")
 
 
 def output_option(f: F) -> F:
@@ -77,6 +99,12 @@ def scenario_option(f: F) -> F:
     """``-s/--scenario vN``: the scenario to act on (default: the newest)."""
     return click.option("-s", "--scenario", metavar="vN",
                         help="Scenario (major version) to act on; default: the newest.")(f)
+
+
+def scenario_filter_option(f: F) -> F:
+    """``-s/--scenario vN`` on a listing: only that scenario (default: every one)."""
+    return click.option("-s", "--scenario", metavar="vN",
+                        help="Only this scenario (major version); default: every scenario.")(f)
 
 
 def emit_json(data: Any) -> None:
@@ -183,6 +211,16 @@ COMMANDS: dict[str, Entry] = {
         "repair": ("repair", "Repair CUSTOMER's repository from SOURCE."),
         "maintain": ("maintain", "Compact CUSTOMER's repository (default: every customer)."),
     }),
+    **_entries("merge", {
+        "merge": ("merge", "Merge SOURCE (a scenario v2, a version or any revision) of "
+                           "CUSTOMER into another scenario, field by field; conflicts wait "
+                           "for review (`gitstore conflicts`, `gitstore resolve`, then "
+                           "`gitstore merge CUSTOMER --continue`)."),
+        "conflicts": ("conflicts", "List the conflicts of CUSTOMER's pending merge, each "
+                                   "with its stable label."),
+        "resolve": ("resolve", "Decide one conflict (LABEL, from `gitstore conflicts`) of "
+                               "CUSTOMER's pending merge."),
+    }),
     **_entries("data", {
         "export": ("export", "Export one version (v1.0.0), one scenario (v1), one customer "
                              "or --all."),
@@ -206,8 +244,15 @@ COMMANDS: dict[str, Entry] = {
                              "first."),
         "resume": ("resume", "Find a session by its id alone and print its full context: "
                              "customer, scenario, version, status and every document of its "
-                             "newest state."),
+                             "newest state (the conversation cut to its last N turns with "
+                             "--turns)."),
         "reindex": ("reindex", "Rebuild the index from git (a progress bar on a terminal)."),
+    }),
+    **_entries("serve", {
+        "mcp": ("mcp_server", "Serve the store to AI agents as MCP tools, over stdio "
+                              "(default) or HTTP."),
+        "web": ("web", "Serve a read-only web viewer of the store for auditors and support "
+                       "staff."),
     }),
 }
 
@@ -266,15 +311,24 @@ class LazyGroup(click.Group):
               metavar="DIR", help="Store root directory (env GITSTORE_ROOT).")
 @click.option("--agent", envvar="GITSTORE_AGENT", metavar="'NAME <EMAIL>'",
               help="Agent identity that authors commits (env GITSTORE_AGENT).")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="How long a write waits for another writer of the same customer before "
+                   "it gives up (exit 6); default: lock_timeout in the store config, 60.")
+@click.option("--by-name", is_flag=True,
+              help="Take each CUSTOMER as the repository name that `gitstore customers` "
+                   "lists (in a store with --hash-names, the hash) instead of an api_key.")
 @click.version_option(__version__, prog_name="gitstore")
 @click.pass_context
-def cli(ctx: click.Context, root: str, agent: str | None) -> None:
+def cli(ctx: click.Context, root: str, agent: str | None, lock_timeout: float | None,
+        by_name: bool) -> None:
     """gitstore: a Git-backed versioned document store for AI-agent sessions.
 
     Each customer is a bare git repository under the store root; each deployment
     scenario is a branch; each finalized version is an annotated tag vX.Y.Z.
+    A write that waits more than a second for another writer of the same customer
+    says so on stderr.
     """
-    ctx.obj = Ctx(root, agent)
+    ctx.obj = Ctx(root, agent, lock_timeout, by_name)
 
 
 # -- entry point -------------------------------------------------------------------

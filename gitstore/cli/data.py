@@ -4,12 +4,16 @@ Plain click commands, attached to the ``gitstore`` group by the registry in
 :mod:`gitstore.cli.app`; errors propagate to :func:`gitstore.cli.app.main`, the one
 place that maps them to exit codes. Formats and policies are documented in
 :mod:`gitstore.ops.exporting` and :mod:`gitstore.ops.retention`. A file written
-with ``-O PATH`` appears only complete: it is a temp file renamed into place.
+with ``-O PATH`` appears only complete: it is a temp file renamed into place. Only a
+regular file (or an absent path) is ever replaced that way: a character device
+(``/dev/null``, a terminal), a FIFO and ``-`` (stdout) are written in place, and any
+other kind of path (a directory, a socket, a block device) is refused.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -35,15 +39,34 @@ def _existing(store: Store, name: str) -> str:
 
 @contextmanager
 def _output(path: str, binary: bool) -> Iterator[IO[Any]]:
-    """Write to stdout (``-``) or atomically to ``path`` (a temp file renamed
-    into place only when the writer finished without error)."""
+    """Write to stdout (``-``); in place to a character device or a FIFO (what a
+    symbolic link there names, e.g. ``/dev/stdout``), which is never replaced; or
+    atomically to a regular file or an absent path (a temp file renamed into place
+    only when the writer finished without error; a symbolic link to a regular file
+    keeps pointing at it). Anything else is a UsageError, before anything is written."""
     if path == "-":
         yield sys.stdout.buffer if binary else sys.stdout
         sys.stdout.flush()
         return
-    target = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
+        st: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror}") from None
+    if st is not None and (stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+        with _in_place(path, binary) as f:
+            yield f
+        return
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a socket" \
+            if stat.S_ISSOCK(st.st_mode) else "a block device" \
+            if stat.S_ISBLK(st.st_mode) else "not a regular file"
+        raise UsageError(f"-O {path}: is {kind}; give a regular file (replaced whole), a "
+                         "FIFO or a character device (written in place), or - for stdout")
+    target = Path(os.path.realpath(path))  # a link to a regular file: replace the file
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror}") from None
     try:
@@ -53,9 +76,28 @@ def _output(path: str, binary: bool) -> Iterator[IO[Any]]:
             yield f
         os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def _in_place(path: str, binary: bool) -> Iterator[IO[Any]]:
+    """Write to a character device or a FIFO as it is (no temp file, no rename)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        stream: IO[Any] = os.fdopen(fd, "wb") if binary else \
+            os.fdopen(fd, "w", encoding="utf-8")
+        with stream as f:
+            yield f
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _umask() -> int:
@@ -71,8 +113,9 @@ def _umask() -> int:
 @click.argument("version", required=False, metavar="[VERSION|SCENARIO]")
 @click.option("--all", "everything", is_flag=True, help="Every customer in the store.")
 @click.option("-O", "--out", metavar="PATH",
-              help="Output file, or - for stdout; default gitstore-export-<UTC time>.json "
-                   "(.bundle for git bundles) in the current directory.")
+              help="Output file (replaced whole, atomically), a FIFO or character device "
+                   "(written in place), or - for stdout; default gitstore-export-<UTC "
+                   "time>.json (.bundle for git bundles) in the current directory.")
 @click.option("--format", "fmt", type=click.Choice(["json", "git-bundle"]), default="json",
               show_default=True, help="A JSON bundle, or a git bundle of one whole customer.")
 @click.pass_obj
@@ -95,7 +138,7 @@ def export(obj: Ctx, customer: str | None, version: str | None, everything: bool
                              "CUSTOMER --format git-bundle")
         path = out or default_name(store.now(), f"export-{names[0]}", ".bundle")
         with _output(path, binary=True) as f:
-            refs = write_git_bundle(store.customer(names[0]), f)
+            refs = write_git_bundle(store.customer_named(names[0]), f)
         note(f"wrote {path}: git bundle of {names[0]}, {len(refs)} ref(s)")
         return
     path = out or default_name(store.now())
@@ -108,16 +151,18 @@ def export(obj: Ctx, customer: str | None, version: str | None, everything: bool
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--customer", metavar="NAME",
               help="Git bundles: the customer to restore as (default: the api_key its "
-                   "metadata names).")
+                   "metadata names). Another name rewrites every commit with NAME as its "
+                   "api_key (new commit ids; a Renamed-From trailer records the old name).")
 @output_option
 @click.pass_obj
 def import_(obj: Ctx, file: str, customer: str | None, output: str) -> None:
     """Restore customers from FILE, a JSON bundle or a git bundle from `export`.
 
     Only customers absent from the store are restored. A JSON bundle is replayed
-    version by version through the normal checks (same versions, tags and
-    documents; new commit ids). A git bundle restores the exact repository (same
-    commit ids; needs git on PATH), which must pass `gitstore verify`."""
+    commit by commit through the normal checks (same versions, tags, documents,
+    authors and times). A git bundle restores the exact repository (same commit
+    ids; needs git on PATH), which must pass `gitstore verify`; with --customer
+    naming another customer, its history is rewritten through the same checks."""
     from gitstore.ops.importing import import_file
 
     path = Path(file)
@@ -135,7 +180,8 @@ def import_(obj: Ctx, file: str, customer: str | None, output: str) -> None:
 @click.argument("customer")
 @click.argument("scenario", required=False, metavar="[SCENARIO]")
 @click.option("-O", "--out", metavar="PATH",
-              help="Output file, or - for stdout; default "
+              help="Output file (replaced whole, atomically), a FIFO or character device "
+                   "(written in place), or - for stdout; default "
                    "gitstore-escalation-<customer>-<scenario>-<UTC time>.md.")
 @click.pass_obj
 def escalate(obj: Ctx, customer: str, scenario: str | None, out: str | None) -> None:

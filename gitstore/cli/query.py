@@ -20,9 +20,7 @@ import click
 from gitstore.catalog.index import SORT_FIELDS, Index, Progress
 from gitstore.cli.app import Ctx, emit_json, note, output_option, parse_when
 from gitstore.core import canonical
-from gitstore.core.names import DOCUMENTS, JSON_DOCUMENTS
-from gitstore.core.versions import Scenario
-from gitstore.errors import NotFoundError
+from gitstore.core.names import CONV, JSON_DOCUMENTS
 from gitstore.store.facade import Store
 
 
@@ -84,7 +82,8 @@ def _sessions_table(rows: list[dict[str, Any]]) -> None:
 
 @click.command("list")
 @click.option("--customer", help="Only this customer.")
-@click.option("--status", help="open, finalized, or a completion_status (completed, ...).")
+@click.option("--status", help="open, finalized, retained (purged; analytics summary kept), "
+                               "or a completion_status (completed, ...).")
 @click.option("--provider", help="Only this primary cloud provider (aws, azure, gcp, ...).")
 @click.option("--service", help="Only sessions that discussed this service.")
 @click.option("--since", metavar="TIME", help="Only sessions active at or after TIME.")
@@ -221,37 +220,34 @@ def _idle(seconds: int) -> str:
 
 @click.command()
 @click.argument("session_id")
-@click.option("--customer", help="The customer, when the session id is not unique.")
+@click.option("--customer", help="Look only in this customer's sessions.")
+@click.option("-s", "--scenario", metavar="vN",
+              help="Look only in this scenario (with --customer: when the customer has "
+                   "the id in more than one).")
+@click.option("--turns", type=click.IntRange(min=0), metavar="N",
+              help="Only the last N conversation turns (default: every turn).")
 @output_option
 @click.pass_obj
-def resume(obj: Ctx, session_id: str, customer: str | None, output: str) -> None:
+def resume(obj: Ctx, session_id: str, customer: str | None, scenario: str | None,
+           turns: int | None, output: str) -> None:
     """Find a session by its id alone and print its full context: customer,
-    scenario, version, status and every document of its newest state."""
-    store = obj.store()
-    with _index(store) as (index, _):
-        name, scenario = index.find_session(session_id, customer)
-        rows = [r for r in index.list_sessions(customer=name) if r["scenario"] == scenario]
-    if not rows:
-        raise NotFoundError(f"session {session_id!r} of {name} changed while being read; retry")
-    info = rows[0]
-    snap = store.customer(name).read(Scenario.parse(scenario))
-    docs: dict[str, Any] = {}
-    for doc in DOCUMENTS:
-        if doc in snap.files:
-            docs[doc] = canonical.loads(snap.files[doc]) if doc in JSON_DOCUMENTS \
-                else snap.files[doc].decode("utf-8")
-    head = {"customer": name, "scenario": scenario, "session_id": session_id,
-            "version": str(snap.version) if snap.version else info["version"],
-            "status": info["status"], "completion_status": info["completion_status"],
-            "commit": snap.commit, "updated": info["updated"], "turns": info["turns"]}
+    scenario, version, status and every document of its newest state (the
+    conversation cut to its last N turns with --turns).
+
+    Session ids are unique per store; an error never names a customer you did not
+    name."""
+    found = obj.store().resume(session_id, customer=customer, scenario=scenario, turns=turns)
     if output == "json":
-        emit_json({**head, "documents": docs})
+        emit_json(found.to_json())
         return
-    _table(["FIELD", "VALUE"], [[k, _cell(v)] for k, v in head.items()])
-    for doc in DOCUMENTS:
-        if doc in snap.files:
-            click.echo(f"\n== {doc} ==")
-            click.echo(snap.files[doc].decode("utf-8"), nl=False)
+    _table(["FIELD", "VALUE"], [[k, _cell(v)] for k, v in found.head().items()])
+    for doc, data in found.documents.items():
+        title = doc
+        if doc == CONV and turns is not None:
+            title += f" (last {len(found.turns)} of {found.total_turns} turns)"
+        click.echo(f"\n== {title} ==")
+        click.echo(canonical.dumps(data).decode("utf-8") if doc in JSON_DOCUMENTS else data,
+                   nl=False)
 
 
 @click.command()

@@ -16,7 +16,14 @@ from typing import Any
 
 import click
 
-from gitstore.cli.app import Ctx, emit_json, note, output_option, parse_when, scenario_option
+from gitstore.cli.app import (
+    Ctx,
+    emit_json,
+    note,
+    output_option,
+    parse_when,
+    scenario_filter_option,
+)
 from gitstore.core import canonical
 from gitstore.core.commits import ChangeKind
 from gitstore.core.names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, SOW_DOCUMENT, check_document
@@ -47,20 +54,42 @@ def _rev_and_document(args: tuple[str, ...]) -> tuple[str | None, str | None]:
 @click.argument("customer")
 @click.argument("args", nargs=-1, metavar="[REV] [DOCUMENT]")
 @click.option("--at", metavar="TIME",
-              help="The state of the scenario REV (default: newest) as it stood at TIME.")
+              help="The state of the scenario REV (default: newest) at TIME in session "
+                   "time: the newest commit whose session data is stamped at or before "
+                   "TIME.")
+@click.option("--as-of", "as_of", metavar="TIME",
+              help="The state of the scenario REV (default: newest) at TIME in commit "
+                   "time: the newest commit written at or before TIME.")
 @output_option
 @click.pass_obj
-def show(obj: Ctx, customer: str, args: tuple[str, ...], at: str | None, output: str) -> None:
+def show(obj: Ctx, customer: str, args: tuple[str, ...], at: str | None, as_of: str | None,
+         output: str) -> None:
     """Show a version (v1.0.0), scenario (v1), or any revision; or one DOCUMENT of it.
 
-    REV defaults to HEAD, the newest scenario's latest state. With --at, REV names a
-    scenario and the state shown is the one it had at that time. With a DOCUMENT,
-    text output is the stored file byte for byte."""
+    REV defaults to HEAD, the newest scenario's latest state. With a DOCUMENT, text
+    output is the stored file byte for byte.
+
+    Time travel: with --at or --as-of, REV names a scenario (a version names its
+    scenario) and the state shown is the one it had at TIME. --at uses session time:
+    a commit's session time is the newest of the metadata's created_timestamp and
+    completed_timestamp and the last turn's timestamp, in that commit or any
+    earlier one of the scenario (a follow-up's opening counts from its first newer
+    timestamp), so a session recorded today from a transcript stamped last year is
+    found at last year's times. --as-of uses commit time: when
+    each commit was written (the API write's at= time, default the moment of the
+    write)."""
     rev, document = _rev_and_document(args)
+    if at is not None and as_of is not None:
+        raise UsageError("give --at (session time) or --as-of (commit time), not both")
     store = obj.store()
     cust = store.customer(customer)
-    when = parse_when(at, what="--at", now=store.now()) if at is not None else None
-    snap = cust.read_at(rev, when) if when is not None else cust.read(rev)
+    if at is not None or as_of is not None:
+        flag, by = ("--at", "session") if at is not None else ("--as-of", "commit")
+        when = parse_when(at if at is not None else as_of, what=flag, now=store.now())
+        assert when is not None
+        snap = cust.read_at(rev, when, by=by)
+    else:
+        snap = cust.read(rev)
     if document:
         data = snap.raw(document)
         if output == "json":
@@ -146,7 +175,7 @@ def diff(obj: Ctx, customer: str, a: str, b: str | None, output: str, stat: bool
 
 @click.command()
 @click.argument("customer")
-@scenario_option
+@scenario_filter_option
 @output_option
 @click.pass_obj
 def versions(obj: Ctx, customer: str, scenario: str | None, output: str) -> None:

@@ -8,15 +8,31 @@ Invariants:
   and ``git diff`` shows one change per line;
 * ``loads`` is strict: invalid UTF-8, a byte-order mark, duplicate object keys,
   ``NaN``/``Infinity`` and trailing garbage are all refused with the line and
-  column of the problem.
+  column of the problem;
+* ``loads`` is bounded, so every layer above can handle what it returns: arrays
+  and objects nest at most ``max_depth`` levels (:data:`MAX_DEPTH` for anything
+  gitstore reads, such as an export bundle; :data:`MAX_DOCUMENT_DEPTH` for a session
+  document, counted as it is stored, so a turn may nest two levels less than
+  ``conversation.json``), a number must be a finite double (``1e400`` is refused, not turned into
+  infinity) and an integer has at most :data:`MAX_INT_DIGITS` digits; ``dumps``
+  refuses the same values. Every refusal is a one-line :class:`JSONParseError`,
+  never ``RecursionError``, ``OverflowError`` or a bare ``ValueError``.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 from typing import Any
+
+MAX_DEPTH = 128
+"""How deeply arrays and objects may nest in any JSON gitstore parses."""
+MAX_DOCUMENT_DEPTH = 64
+"""How deeply arrays and objects may nest in a session document (as stored)."""
+MAX_INT_DIGITS = 4300
+"""The most digits a JSON integer may have (Python's own conversion limit)."""
 
 
 class JSONParseError(ValueError):
@@ -39,8 +55,41 @@ def _no_constants(name: str) -> Any:
     raise JSONParseError(f"{name} is not valid JSON")
 
 
-def loads(data: bytes | str) -> Any:
-    """Parse JSON strictly (see module docstring)."""
+def _shown(text: str) -> str:
+    return text if len(text) <= 24 else f"{text[:12]}...{text[-6:]} ({len(text)} characters)"
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JSONParseError(f"number {_shown(text)} is out of range (JSON numbers must "
+                             "fit a 64-bit float)")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_INT_DIGITS:
+        raise JSONParseError(f"integer with {digits} digits is too long (at most "
+                             f"{MAX_INT_DIGITS})")
+    return int(text)
+
+
+def check_depth(value: Any, max_depth: int = MAX_DEPTH) -> None:
+    """Raise :class:`JSONParseError` if arrays/objects in ``value`` nest deeper
+    than ``max_depth`` levels (a scalar is 0 levels, ``[]`` and ``{}`` are 1)."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise JSONParseError(f"nested more than {max_depth} levels deep")
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+
+
+def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse JSON strictly and within bounds (see module docstring)."""
     if isinstance(data, bytes):
         if data.startswith(b"\xef\xbb\xbf"):
             raise JSONParseError("starts with a UTF-8 byte-order mark")
@@ -53,7 +102,9 @@ def loads(data: bytes | str) -> Any:
     if not text.strip():
         raise JSONParseError("empty document")
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
+                           parse_float=_finite, parse_int=_bounded_int)
+        check_depth(value, max_depth)
         if _SURROGATE_ESCAPE.search(text):
             try:
                 json.dumps(value, ensure_ascii=False).encode("utf-8")
@@ -64,7 +115,11 @@ def loads(data: bytes | str) -> Any:
     except json.JSONDecodeError as exc:
         raise JSONParseError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
-        raise JSONParseError("nested too deeply") from None
+        raise JSONParseError(f"nested more than {max_depth} levels deep") from None
+    except JSONParseError:
+        raise
+    except ValueError as exc:  # the int/float conversions of a hostile number
+        raise JSONParseError(str(exc).splitlines()[0][:120]) from None
 
 
 def loads_stored(data: bytes) -> Any:
@@ -78,11 +133,14 @@ def loads_stored(data: bytes) -> Any:
 
 def dumps(value: Any) -> bytes:
     """Serialise ``value`` canonically (see module docstring)."""
+    check_depth(value)
     try:
         text = json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False,
                           allow_nan=False, separators=(",", ": "))
-    except ValueError as exc:
-        raise JSONParseError(str(exc)) from None
+    except RecursionError:
+        raise JSONParseError(f"nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as exc:  # NaN/infinity, an integer too long to print
+        raise JSONParseError(str(exc).splitlines()[0][:120]) from None
     try:
         return (text + "\n").encode("utf-8")
     except UnicodeEncodeError:

@@ -19,6 +19,7 @@ and a trailing ``(cherry picked from ...)`` line that plain-git writers produce.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -47,6 +48,9 @@ class Trailer:
     IDEMPOTENCY_KEY = "Idempotency-Key"
     IMPORTED_FROM = "Imported-From"
     RENAMED_FROM = "Renamed-From"
+    MERGED_FROM = "Merged-From"
+    RESOLVED = "Resolved"
+    REVIEWED_BY = "Reviewed-By"
 
 
 class ChangeKind(StrEnum):
@@ -60,6 +64,7 @@ class ChangeKind(StrEnum):
     CORRECTION = "correction"
     EXPIRE = "expire"
     RETENTION = "retention"
+    MERGE = "merge"
 
 
 FINALIZING: frozenset[str] = frozenset({ChangeKind.FINALIZE, ChangeKind.CORRECTION})
@@ -68,22 +73,80 @@ FINALIZING: frozenset[str] = frozenset({ChangeKind.FINALIZE, ChangeKind.CORRECTI
 _TRAILER_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*):[ \t]?(.*)")
 
 
+MAX_NAME = 256
+"""The longest name an identity may have (characters)."""
+MAX_EMAIL = 254
+"""The longest email an identity may have (characters, as RFC 5321 allows)."""
+_IDENTITY_FORM = "expected 'Name <email>' or a bare name"
+
+
+def _identity_problem(text: object, what: str, limit: int) -> str | None:
+    """Why ``text`` cannot be the ``what`` (name/email) of a git identity, or None.
+
+    As git's own ``fsck`` sees an ident line: no ``<``, ``>``, line break or NUL
+    (nor any other control character, or a Unicode line/paragraph separator), not
+    empty, and bounded; an email also has no whitespace."""
+    if not isinstance(text, str):
+        return f"the {what} is not text"
+    if not text.strip():
+        return f"the {what} is empty"
+    if len(text) > limit:
+        return f"the {what} is longer than {limit} characters"
+    if text != text.strip():
+        return f"the {what} has surrounding whitespace"
+    for ch in text:
+        if ch in "<>":
+            return f"the {what} contains {ch!r}"
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            return f"the {what} contains a control character or line break"
+        if what == "email" and ch.isspace():
+            return "the email contains whitespace"
+    return None
+
+
+def _shown(text: object) -> str:
+    shown = repr(text) if isinstance(text, str) else f"(a {type(text).__name__})"
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
 @dataclass(frozen=True)
 class Identity:
-    """A git identity: who authored a change (the agent) or committed it (gitstore)."""
+    """A git identity: who authored a change (the agent) or committed it (gitstore).
+
+    Every identity that enters from outside (``GITSTORE_AGENT``, ``--agent``,
+    ``Store(agent=...)``, a write's ``author``, the store config, an import) is
+    :meth:`parse`-d or :meth:`checked`, so a commit or tag gitstore writes always
+    has an ident line that ``git fsck --strict`` accepts; identities read back
+    from git are taken as they are."""
 
     name: str
     email: str
 
     @classmethod
     def parse(cls, text: str) -> Identity:
-        """``"Name <email>"`` or a bare name (email derived from it)."""
-        m = re.fullmatch(r"\s*([^<>]+?)\s*<([^<>\s]+)>\s*", text)
+        """``"Name <email>"`` or a bare name (email derived from it), checked as
+        :meth:`checked`; anything else is a UsageError."""
+        if not isinstance(text, str):
+            raise UsageError(f"invalid identity {_shown(text)}: {_IDENTITY_FORM}")
+        m = re.fullmatch(r"[ \t]*([^<>]+?)[ \t]*<([^<>]*)>[ \t]*", text)
         if m:
-            return cls(m[1], m[2])
-        name = text.strip()
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-").lower() or "agent"
-        return cls(name or "agent", f"{slug}@agents.gitstore.invalid")
+            return cls(m[1], m[2]).checked(text)
+        name = text.strip(" \t")
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-").lower()[:64] or "agent"
+        return cls(name, f"{slug}@agents.gitstore.invalid").checked(text)
+
+    def checked(self, given: object = None) -> Identity:
+        """This identity if git can record it (see :func:`_identity_problem`);
+        else a one-line UsageError showing ``given`` (default: the identity)."""
+        problem = _identity_problem(self.name, "name", MAX_NAME) or \
+            _identity_problem(self.email, "email", MAX_EMAIL)
+        if problem:
+            shown = _shown(given if given is not None else
+                           f"{self.name} <{self.email}>" if isinstance(self.name, str)
+                           and isinstance(self.email, str) else self.name)
+            raise UsageError(f"invalid identity {shown}: {problem}; {_IDENTITY_FORM} "
+                             "without <, >, line breaks or control characters")
+        return self
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>"

@@ -131,9 +131,15 @@ class DocumentDiff:
 
 @dataclass(frozen=True)
 class Diff:
-    """The differences between two session states, one entry per differing file."""
+    """The differences between two session states, one entry per differing file.
+
+    ``manifest`` is how ``SHA256SUMS`` differs when :func:`compute` left it out of
+    ``documents`` (the default): it says nothing of its own, so the text, JSON
+    and stat formats do not show it, but a patch carries it so that the patched
+    tree verifies with ``sha256sum -c``, and :func:`apply` applies it."""
 
     documents: tuple[DocumentDiff, ...] = field(default=())
+    manifest: DocumentDiff | None = None
 
     @property
     def empty(self) -> bool:
@@ -152,19 +158,22 @@ def compute(a: Mapping[str, bytes], b: Mapping[str, bytes], *,
             include_manifest: bool = False) -> Diff:
     """Diff two states given as ``{file name: bytes}``.
 
-    The manifest is left out unless ``include_manifest``: it changes whenever
-    anything does, and says nothing of its own.
+    The manifest is left out of ``documents`` unless ``include_manifest``: it
+    changes whenever anything does, and says nothing of its own. Its change is
+    kept in :attr:`Diff.manifest` (for patches) all the same.
     """
     names = sorted(set(a) | set(b))
     docs = []
+    manifest = None
     for name in names:
-        if name == MANIFEST and not include_manifest:
-            continue
         old, new = a.get(name), b.get(name)
         if old == new:
             continue
+        if name == MANIFEST and not include_manifest:
+            manifest = _diff_file(name, old, new)
+            continue
         docs.append(_diff_file(name, old, new))
-    return Diff(tuple(docs))
+    return Diff(tuple(docs), manifest)
 
 
 def _diff_file(name: str, old: bytes | None, new: bytes | None) -> DocumentDiff:
@@ -351,10 +360,11 @@ def apply(a: Mapping[str, bytes], diff: Diff) -> dict[str, bytes]:
     """Apply ``diff`` to state ``a``; ``apply(a, compute(a, b)) == b``.
 
     JSON documents are rebuilt from the changes and serialised canonically;
-    text files are rebuilt from their line edits.
+    text files (and the manifest, :attr:`Diff.manifest`) from their line edits.
     """
     out = dict(a)
-    for d in diff.documents:
+    extra = (diff.manifest,) if diff.manifest is not None else ()
+    for d in (*diff.documents, *extra):
         if d.status == "removed":
             out.pop(d.name, None)
             continue

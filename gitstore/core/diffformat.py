@@ -129,9 +129,14 @@ def _unified(d: DocumentDiff, context: int = 3) -> str:
 
 
 def to_patch(diff: Diff, style: Style = _plain) -> str:
-    """A git-style unified diff of the stored (canonical) files."""
+    """A git-style unified diff of the stored (canonical) files, ``SHA256SUMS``
+    included (:attr:`Diff.manifest`): ``git apply`` turns the old tree into the
+    new one, and ``sha256sum -c SHA256SUMS`` then passes there."""
     out = []
-    for d in diff.documents:
+    names = {d.name for d in diff.documents}
+    extra = (diff.manifest,) if diff.manifest is not None and diff.manifest.name not in names \
+        else ()
+    for d in (*diff.documents, *extra):
         header = f"diff --git a/{d.name} b/{d.name}\n"
         if d.status == "added":
             header += "new file mode 100644\n"

@@ -60,6 +60,7 @@ class Conflict:
     base_present: bool = True
     ours_present: bool = True
     theirs_present: bool = True
+    path: tuple[Any, ...] = ()
 
     @property
     def label(self) -> str:
@@ -68,13 +69,29 @@ class Conflict:
 
     def swapped(self) -> Conflict:
         return Conflict(self.document, self.pointer, self.base, self.theirs, self.ours,
-                        self.base_present, self.theirs_present, self.ours_present)
+                        self.base_present, self.theirs_present, self.ours_present, self.path)
+
+    def side(self, which: str) -> Any:
+        """The value of ``base``, ``ours`` or ``theirs`` (MISSING where that side has none)."""
+        value, present = {"base": (self.base, self.base_present),
+                          "ours": (self.ours, self.ours_present),
+                          "theirs": (self.theirs, self.theirs_present)}[which]
+        return value if present else MISSING
 
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "document": self.document, "pointer": self.pointer,
                 "base": self.base, "ours": self.ours, "theirs": self.theirs,
                 "present": {"base": self.base_present, "ours": self.ours_present,
-                            "theirs": self.theirs_present}}
+                            "theirs": self.theirs_present},
+                "path": [list(p) if isinstance(p, tuple) else p for p in self.path]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Conflict:
+        present = data["present"]
+        return cls(data["document"], data["pointer"], data["base"], data["ours"],
+                   data["theirs"], bool(present["base"]), bool(present["ours"]),
+                   bool(present["theirs"]),
+                   tuple(tuple(p) if isinstance(p, list) else p for p in data["path"]))
 
 
 @dataclass(frozen=True)
@@ -86,14 +103,33 @@ class MergeResult:
     conflicts: tuple[Conflict, ...] = field(default=())
 
 
-def merge(base: Mapping[str, Any], ours: Mapping[str, Any],
-          theirs: Mapping[str, Any]) -> MergeResult:
-    """Merge three session states given as ``{document name: parsed JSON}``."""
+class _Found:
+    """Collects conflicts; a conflict a person already decided takes their value."""
+
+    def __init__(self, decisions: Mapping[tuple[str, str], Any]) -> None:
+        self.conflicts: list[Conflict] = []
+        self.decisions = decisions
+
+    def conflict(self, doc: str, path: tuple[Any, ...], b: Any, o: Any, t: Any) -> Any:
+        at = (doc, pointer(path))
+        if at in self.decisions:
+            return self.decisions[at]
+        self.conflicts.append(_conflict(doc, path, b, o, t))
+        return o
+
+
+def merge(base: Mapping[str, Any], ours: Mapping[str, Any], theirs: Mapping[str, Any],
+          decisions: Mapping[tuple[str, str], Any] | None = None) -> MergeResult:
+    """Merge three session states given as ``{document name: parsed JSON}``.
+
+    ``decisions`` maps ``(document, pointer)`` of conflicts a person resolved to
+    the value to take there (:data:`~gitstore.core.diff.MISSING`: no value);
+    those are no longer conflicts."""
     documents: dict[str, Any] = {}
     conflicts: list[Conflict] = []
     for name in sorted(set(base) | set(ours) | set(theirs)):
         b, o, t = base.get(name, MISSING), ours.get(name, MISSING), theirs.get(name, MISSING)
-        found: list[Conflict] = []
+        found = _Found(decisions or {})
         if name == CONV and all(isinstance(x, dict) or x is MISSING for x in (b, o, t)) \
                 and not (_same(o, t) or _same(o, b) or _same(t, b)):
             value = _merge_conversation(name, b, o, t, found)
@@ -101,7 +137,7 @@ def merge(base: Mapping[str, Any], ours: Mapping[str, Any],
             value = _merge_value(name, (), b, o, t, found)
         if value is not MISSING:
             documents[name] = _managed_from_ours(name, value, o)
-        conflicts.extend(c for c in found if not _is_managed(name, c.pointer))
+        conflicts.extend(c for c in found.conflicts if not _is_managed(name, c.pointer))
     return MergeResult(documents, tuple(sorted(conflicts, key=lambda c: (c.document,
                                                                           c.pointer))))
 
@@ -109,7 +145,7 @@ def merge(base: Mapping[str, Any], ours: Mapping[str, Any],
 # -- values ------------------------------------------------------------------------
 
 def _merge_value(doc: str, path: tuple[Any, ...], b: Any, o: Any, t: Any,
-                 found: list[Conflict]) -> Any:
+                 found: _Found) -> Any:
     if _same(o, t):
         return o
     if _same(o, b):
@@ -129,12 +165,11 @@ def _merge_value(doc: str, path: tuple[Any, ...], b: Any, o: Any, t: Any,
         key = _record_key([*(b if isinstance(b, list) else []), *o, *t], b, o, t)
         if key is not None:
             return _merge_records(doc, path, key, b if isinstance(b, list) else [], o, t, found)
-    found.append(_conflict(doc, path, b, o, t))
-    return o
+    return found.conflict(doc, path, b, o, t)
 
 
 def _merge_records(doc: str, path: tuple[Any, ...], key: str, b: list[Any], o: list[Any],
-                   t: list[Any], found: list[Conflict]) -> list[Any]:
+                   t: list[Any], found: _Found) -> list[Any]:
     by_b, by_o, by_t = (_index(x, key) for x in (b, o, t))
     order = [k for k in by_o] + [k for k in by_t if k not in by_o]
     out = []
@@ -167,7 +202,7 @@ def _index(items: list[Any], key: str) -> dict[tuple[str, Any], Any]:
 
 # -- the conversation ------------------------------------------------------------------
 
-def _merge_conversation(doc: str, b: Any, o: Any, t: Any, found: list[Conflict]) -> Any:
+def _merge_conversation(doc: str, b: Any, o: Any, t: Any, found: _Found) -> Any:
     base = b if isinstance(b, dict) else {}
     ours = o if isinstance(o, dict) else {}
     theirs = t if isinstance(t, dict) else {}
@@ -195,7 +230,7 @@ def _content(turn: Any) -> bytes:
 
 
 def _merge_turns(doc: str, b: list[Any], o: list[Any], t: list[Any],
-                 found: list[Conflict]) -> list[Any]:
+                 found: _Found) -> list[Any]:
     base_content = {_content(x) for x in b}
     sides = [{_content(x): x for x in side} for side in (o, t)]
     used: set[bytes] = set()
@@ -265,7 +300,7 @@ def _is_managed(name: str, at: str) -> bool:
 def _conflict(doc: str, path: tuple[Any, ...], b: Any, o: Any, t: Any) -> Conflict:
     return Conflict(doc, pointer(path), None if b is MISSING else b,
                     None if o is MISSING else o, None if t is MISSING else t,
-                    b is not MISSING, o is not MISSING, t is not MISSING)
+                    b is not MISSING, o is not MISSING, t is not MISSING, path)
 
 
 def _same(a: Any, b: Any) -> bool:

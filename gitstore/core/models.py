@@ -25,9 +25,15 @@ Invariants:
   the first moment is required; everything else is optional. An optional field
   is *nullable* (accepts JSON ``null``) only where the spec shows ``null`` or a
   value that is unknown until later (summary fields, ``completed_timestamp``,
-  ``session_duration_minutes``, the ``actual_*`` prediction outcomes); other
-  optional fields may be absent but not ``null``. Completeness of a finalized
-  session is checked elsewhere, not by these models.
+  ``session_duration_minutes``, the ``actual_*`` prediction outcomes, an error
+  resolution's ``resolution_applied``, ``success`` and
+  ``resolution_time_minutes`` while the error is unresolved); other optional
+  fields may be absent but not ``null``. Completeness of a finalized session is
+  checked elsewhere, not by these models.
+* **Renderable.** Every document these models accept renders the SOW
+  (``templates/sow_document.md.j2`` tests each optional field it reads with
+  ``is defined`` / ``is none``); ``tests/test_defects_render.py`` proves it with
+  documents generated from the schemas.
 * **Ranges.** Probabilities are in ``[0, 1]``, scores in ``[0, 10]``,
   percentages in ``[0, 100]``, durations and counts are ``>= 0``, ``turn_id``
   is ``>= 1``.
@@ -48,6 +54,7 @@ __all__ = [
     "MODELS",
     "OVERALL_STATUSES",
     "SESSION_VERSION_PATTERN",
+    "TIMESTAMP_RANGE",
     "USER_EXPERTISE_LEVELS",
     "AgentPerformance",
     "AgentResponse",
@@ -77,6 +84,7 @@ __all__ = [
     "WorkflowTracking",
     "is_timestamp",
     "parse_timestamp",
+    "timestamp_problem",
 ]
 
 # --------------------------------------------------------------------------- timestamps
@@ -95,8 +103,11 @@ def parse_timestamp(value: object) -> datetime:
     seconds 00-59, at most nine fraction digits (kept to microseconds) and an
     offset below 24 hours. Refused: anything that is not a ``str``, a missing
     timezone (naive times), a space instead of ``T``, lowercase ``t``/``z``,
-    leap seconds (``:60``, which :class:`datetime` cannot hold) and any
-    surrounding whitespace. Raises :class:`ValueError` (never ``TypeError``, so
+    leap seconds (``:60``, which :class:`datetime` cannot hold), any
+    surrounding whitespace and an instant outside years 0001..9999 in UTC
+    (``0001-01-01T00:00:00+14:00`` is in year 0: the same bound as
+    :func:`gitstore.core.time.parse_rfc3339`, so every layer can convert and
+    compare what passes). Raises :class:`ValueError` (never ``TypeError``, so
     pydantic reports it as a validation error).
     """
     if not isinstance(value, str):
@@ -116,9 +127,28 @@ def parse_timestamp(value: object) -> datetime:
         delta = timedelta(hours=off_h, minutes=off_m)
         tz = timezone(-delta if zone[0] == "-" else delta) if delta else UTC
     try:
-        return datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
+        parsed = datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
     except ValueError as exc:
         raise ValueError(f"invalid date-time: {exc}") from None
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(TIMESTAMP_RANGE) from None
+    return parsed
+
+
+TIMESTAMP_RANGE = "outside years 0001..9999 in UTC"
+"""Why :func:`parse_timestamp` refuses a well-formed time whose UTC instant no
+``datetime`` can hold."""
+
+
+def timestamp_problem(value: object) -> str | None:
+    """Why :func:`parse_timestamp` refuses ``value`` (one line), or None."""
+    try:
+        parse_timestamp(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def is_timestamp(value: object) -> bool:
@@ -299,10 +329,14 @@ class ErrorResolution(Record):
     """An error met during the session and how it was resolved."""
 
     error_description: Name = Field(description="The error as reported.")
-    resolution_applied: Opt[str] = Field(None, description="What was done about it.")
-    success: Opt[bool] = Field(None, description="Whether the resolution worked.")
-    resolution_time_minutes: Opt[NonNegative] = Field(
-        None, description="Time taken to resolve, in minutes."
+    resolution_applied: str | None = Field(
+        None, description="What was done about it; null while nothing has been applied."
+    )
+    success: bool | None = Field(
+        None, description="Whether the resolution worked; null until it is known."
+    )
+    resolution_time_minutes: NonNegative | None = Field(
+        None, description="Time taken to resolve, in minutes; null while unresolved."
     )
 
 

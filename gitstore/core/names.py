@@ -31,6 +31,11 @@ SOW_DOCUMENT = "sow_document.md"
 MANIFEST = "SHA256SUMS"
 DOCUMENTS: tuple[str, ...] = (*JSON_DOCUMENTS, SOW_DOCUMENT)
 
+MERGES = "refs/gitstore/merges/"
+"""Pending merges: ``refs/gitstore/merges/<target scenario>``."""
+MERGED = "refs/gitstore/merged/"
+"""Scenarios merged away: ``refs/gitstore/merged/<scenario>`` names the merge commit."""
+
 STORE_DIR = ".gitstore"
 """The store's own directory under its root (config, locks, catalog, keys)."""
 

@@ -17,6 +17,13 @@ Invariants:
   Every failure is a one-line :class:`~gitstore.errors.RenderError` (exit code
   10) naming what is missing and where, e.g. ``SOW template needs
   deployment_context.json: 'deployment_recommendations' is undefined``.
+* **Escaped.** Document text is literal text in the SOW, never Markdown or HTML
+  markup: the text filters (``inline``, ``md_escape``, ``term``, ``label``,
+  ``provider``, ``code``) escape ``& < > [ ] ` \\`` (so ``<script>``,
+  ``<img onerror=...>``, HTML comments, ``[x](javascript:...)`` links and
+  ``![x](http://...)`` images show as the characters they are), ``code`` spans
+  only text without ``<``/``>``, and every expression's output that no filter
+  escaped is escaped on the way out (the template's own ``<br>`` excepted).
 
 Template variables: ``conversation``, ``deployment_context``,
 ``session_metadata``, ``session_analytics`` (one per document; a document not
@@ -143,9 +150,12 @@ def _defined(value: Any) -> Any:
 
 
 def _number(value: Any) -> str:
-    """``3`` -> ``3``, ``3.50`` -> ``3.5``, ``2.0`` -> ``2``; at most two decimals."""
+    """``3`` -> ``3``, ``3.50`` -> ``3.5``, ``2.0`` -> ``2``; at most two decimals.
+    Integers print exactly, however large (JSON integers have no size limit)."""
     if isinstance(_defined(value), bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {value!r}")
+    if isinstance(value, int):
+        return str(value)
     text = f"{value:.2f}".rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
 
@@ -158,14 +168,44 @@ def _percent(value: Any) -> str:
     return _number(round(value * 100, 1)) + "%"
 
 
-def _inline(value: Any) -> str:
-    """One line of Markdown text: whitespace (including newlines) collapsed."""
+class _Escaped(str):
+    """Text already escaped for Markdown and HTML (a filter's result): never escaped
+    twice, so filters chain (``provider|md_escape``)."""
+
+    __slots__ = ()
+
+
+#: Characters that could make document text into markup: raw HTML, comments and
+#: autolinks (``<``), entities (``&``), links and images (``[``, ``]``), code spans
+#: (a backtick) and escapes (a backslash). ``>`` too, for viewers that are lax.
+_MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\",
+                         "`": "\\`", "[": "\\[", "]": "\\]"})
+#: Markup the template itself writes through an expression (never escaped).
+_TEMPLATE_MARKUP = frozenset({"<br>"})
+
+
+def _one_line(value: Any) -> str:
     return " ".join(str(value).split())
 
 
+def _escape(text: str) -> _Escaped:
+    """``text`` as literal Markdown text: HTML and Markdown markup characters escaped,
+    so ``<script>``, ``<img onerror=...>``, ``<!-- -->``, ``[x](javascript:...)`` and
+    ``![x](http://...)`` show as the characters they are and never become markup."""
+    return _Escaped(text.translate(_MARKUP))
+
+
+def _inline(value: Any) -> str:
+    """One line of literal Markdown text: whitespace (including newlines) collapsed,
+    markup escaped (see :func:`_escape`)."""
+    if isinstance(value, _Escaped):
+        return _Escaped(_one_line(value))
+    return _escape(_one_line(value))
+
+
 def _md_escape(value: Any) -> str:
-    """A Markdown table cell: one line, ``|`` escaped."""
-    return _inline(value).replace("|", "\\|")
+    """A Markdown table cell: :func:`_inline`, and ``|`` escaped."""
+    return _Escaped(_inline(value).replace("|", "\\|"))
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@+-]*")
@@ -174,39 +214,89 @@ _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@+-]*")
 def _term(value: Any) -> str:
     """A lower-case identifier (``cloudwatch_role``) as a code span; other text as
     :func:`_md_escape` (so it is safe in a table cell too)."""
-    text = _inline(value)
-    return f"`{text}`" if _IDENTIFIER.fullmatch(text) and text == text.lower() else _md_escape(text)
+    text = _one_line(value)
+    if _IDENTIFIER.fullmatch(text) and text == text.lower():
+        return _Escaped(f"`{text}`")
+    return _md_escape(text)
 
 
 def _code(value: Any) -> str:
     """Any JSON value as a code span for a table cell: strings as they are, other values
-    as compact JSON (``false``, ``[...]``), ``|`` escaped."""
+    as compact JSON (``false``, ``[...]``), ``|`` escaped. A value with ``<`` or ``>``
+    is escaped text instead (:func:`_md_escape`): no markup reaches the file verbatim,
+    not even inside a code span."""
     text = value if isinstance(_defined(value), str) else json.dumps(
         value, sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
-    text = _md_escape(text)
+    text = _one_line(text)
+    if "<" in text or ">" in text:
+        return _md_escape(text)
+    text = text.replace("|", "\\|")
     fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
+    return _Escaped(f"{fence}{pad}{text}{pad}{fence}")
 
 
 def _label(value: Any) -> str:
     """``PARTIAL_SUCCESS`` / ``partial-success`` -> ``Partial success``."""
-    text = _inline(str(value).replace("_", " ").replace("-", " "))
-    return text[:1].upper() + text[1:].lower() if text.isupper() or text.islower() else text
+    text = _one_line(str(value).replace("_", " ").replace("-", " "))
+    text = text[:1].upper() + text[1:].lower() if text.isupper() or text.islower() else text
+    return _escape(text)
 
 
 def _provider(value: Any) -> str:
-    return _PROVIDERS.get(str(value).lower(), _inline(value))
+    known = _PROVIDERS.get(str(value).lower())
+    return _Escaped(known) if known is not None else _inline(value)
+
+
+def _finalize(value: Any) -> Any:
+    """Every expression's output: text no filter escaped is escaped here, so document
+    text never reaches the SOW as markup, whatever the template forgets."""
+    if isinstance(value, str) and not isinstance(value, _Escaped) \
+            and value not in _TEMPLATE_MARKUP:
+        return value.translate(_MARKUP)
+    return value
 
 
 # --- environment --------------------------------------------------------------------
 
+class _ChoiceLoader(jinja2.ChoiceLoader):
+    """A ChoiceLoader whose cached templates also go stale when a template of the
+    same name appears in an earlier directory (a store's own template added while
+    the process runs wins at once, as it would in a new process)."""
+
+    load = jinja2.BaseLoader.load  # through get_source below, not each loader's own load
+
+    def get_source(self, environment: jinja2.Environment, template: str
+                   ) -> tuple[str, str | None, Any]:
+        for i, loader in enumerate(self.loaders):
+            try:
+                source, filename, uptodate = loader.get_source(environment, template)
+            except jinja2.TemplateNotFound:
+                continue
+            earlier = self.loaders[:i]
+
+            def fresh(uptodate: Any = uptodate, earlier: Any = earlier) -> bool:
+                if uptodate is not None and not uptodate():
+                    return False
+                for other in earlier:
+                    try:
+                        other.get_source(environment, template)
+                    except jinja2.TemplateNotFound:
+                        continue
+                    return False
+                return True
+
+            return source, filename, fresh
+        raise jinja2.TemplateNotFound(template)
+
+
 @lru_cache(maxsize=32)
 def _environment(search_path: tuple[str, ...]) -> jinja2.Environment:
     env = _SessionEnvironment(
-        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(p) for p in search_path]),
+        loader=_ChoiceLoader([jinja2.FileSystemLoader(p) for p in search_path]),
         undefined=_SessionUndefined,
         autoescape=False,
+        finalize=_finalize,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,

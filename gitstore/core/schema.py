@@ -54,7 +54,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from gitstore.core import canonical
-from gitstore.core.models import MODELS, is_timestamp
+from gitstore.core.models import MODELS, TIMESTAMP_RANGE, is_timestamp, timestamp_problem
 from gitstore.core.names import check_document
 from gitstore.core.resources import schemas_dir
 from gitstore.errors import InvalidDocumentError, Violation
@@ -222,6 +222,8 @@ def _message(error: SchemaError, or_null: bool = False) -> str:
     if kind == "enum" and isinstance(value, list):
         return f"{_short(instance)} is not one of {', '.join(map(str, value))}{nor_null}"
     if kind == "format":
+        if timestamp_problem(instance) == TIMESTAMP_RANGE:
+            return f"{_short(instance)} is {TIMESTAMP_RANGE}{nor_null}"
         return f"{_short(instance)} is not an RFC 3339 date-time with timezone{nor_null}"
     if kind == "pattern":
         return f"{_short(instance)} does not match {value}"

@@ -13,6 +13,11 @@ versions form a single line:
 A version is *open* while commits are being added to it and *finalized* once
 its annotated tag ``vN.M.P`` exists; tags are never moved or reused.
 
+One grammar for every version and scenario argument, the tag and branch name's:
+``vMAJOR.MINOR.PATCH`` and ``vN``, the ``v`` required (``1.0.0`` is refused with
+a message showing ``v1.0.0``), no leading zeros, majors from 1, at most nine
+digits per number; metadata's ``session_version`` follows it too.
+
 Corrections to an older minor (``v1.0.0`` when ``v1.1.0`` exists) are refused:
 a scenario is one line of history in which every version contains all the data
 of the ones before it, so a correction belongs on the newest version, where it
@@ -27,8 +32,24 @@ from dataclasses import dataclass, field
 
 from gitstore.errors import UsageError, VersionRuleError
 
-_VERSION_RE = re.compile(r"v?(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})")
-_SCENARIO_RE = re.compile(r"v?([1-9][0-9]{0,8})")
+_VERSION_RE = re.compile(r"v(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})")
+_SCENARIO_RE = re.compile(r"v([1-9][0-9]{0,8})")
+_NO_V = re.compile(r"[0-9][0-9.]*")
+
+
+def _hint(text: object, grammar: re.Pattern[str], what: str = "version") -> str:
+    """``; a version starts with v: v1.0.0`` for ``1.0.0``; else empty."""
+    if isinstance(text, str) and _NO_V.fullmatch(text) and grammar.fullmatch("v" + text):
+        return f"; a {what} starts with v: v{text}"
+    return ""
+
+
+def _shown(text: object) -> str:
+    """``text`` for a message: its repr, cut short (never a huge or multi-line echo)."""
+    if not isinstance(text, str):
+        return f"(a {type(text).__name__})"
+    shown = repr(text)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
 @dataclass(frozen=True, order=True)
@@ -41,10 +62,12 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        """Parse ``v1.2.3`` (the ``v`` is optional); refuse anything else."""
+        """Parse ``v1.2.3``; refuse anything else (``1.2.3`` too: one grammar for
+        every version argument, the tag name's)."""
         m = _VERSION_RE.fullmatch(text) if isinstance(text, str) else None
         if not m:
-            raise UsageError(f"invalid version {text!r}: expected vMAJOR.MINOR.PATCH, e.g. v1.0.0")
+            raise UsageError(f"invalid version {_shown(text)}: expected vMAJOR.MINOR.PATCH, "
+                             f"e.g. v1.0.0{_hint(text, _VERSION_RE)}")
         version = cls(int(m[1]), int(m[2]), int(m[3]))
         if version.major < 1:
             raise UsageError(f"invalid version {text!r}: major versions start at 1")
@@ -85,7 +108,8 @@ class Scenario:
     def parse(cls, text: str) -> Scenario:
         m = _SCENARIO_RE.fullmatch(text) if isinstance(text, str) else None
         if not m:
-            raise UsageError(f"invalid scenario {text!r}: expected vN, e.g. v1")
+            raise UsageError(f"invalid scenario {_shown(text)}: expected vN, e.g. "
+                             f"v1{_hint(text, _SCENARIO_RE, 'scenario')}")
         return cls(int(m[1]))
 
     def __str__(self) -> str:
@@ -94,6 +118,15 @@ class Scenario:
     @property
     def branch_ref(self) -> str:
         return f"refs/heads/v{self.major}"
+
+
+def refuse_bare_version(text: object, what: str = "revision") -> None:
+    """Refuse ``1.0.0`` given where a version or revision is expected: a revision is
+    never read as a version without its ``v``, and the message shows the spelling
+    meant (``v1.0.0``). (A bare ``2`` may be a commit id's prefix: left to git.)"""
+    hint = _hint(text, _VERSION_RE)
+    if hint:
+        raise UsageError(f"invalid {what} {_shown(text)}{hint}")
 
 
 def parse_tag_ref(ref: str) -> Version | None:

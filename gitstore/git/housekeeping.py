@@ -23,12 +23,14 @@ record (:mod:`gitstore.ops.maintenance`). Invariants:
   into one;
 * :func:`count_write` keeps the bytes written since the last run in
   :data:`STATE_FILE`, so between runs the loose objects hold at most the limit
-  plus one write (a crash can lose the count, never data).
+  plus one write (a crash can lose the count, never data). The file is opened
+  with ``O_NOFOLLOW``: a symbolic link there is refused, never written through.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import time
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gitstore.errors import StorageError
 from gitstore.git.packs import loose_objects, pack_ids, pack_indexes
 from gitstore.git.repo import Repo
 
@@ -145,15 +148,27 @@ def count_write(path: Path, nbytes: int, limit: int) -> bool:
 
 def _load_count(path: Path) -> int:
     try:
-        return int((path / STATE_FILE).read_bytes().split()[0])
+        fd = os.open(path / STATE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        return int(os.read(fd, 64).split()[0])
     except (OSError, ValueError, IndexError):
         return 0
+    finally:
+        os.close(fd)
 
 
 def _save_count(path: Path, pending: int) -> None:
     """Overwrite the counter in place with one small write (this runs on every
     write to the store; a crash can at worst lose the count, never data)."""
-    fd = os.open(path / STATE_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:  # never through a symbolic link: it could point anywhere outside the store
+        fd = os.open(path / STATE_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+    except OSError as exc:
+        raise StorageError(f"cannot write {path / STATE_FILE}: {exc.strerror}"
+                           + (" (a symbolic link?)" if exc.errno == errno.ELOOP else "")) \
+            from None
     try:
         line = f"{pending}\n".encode("ascii")
         os.pwrite(fd, line, 0)

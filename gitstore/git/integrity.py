@@ -1,5 +1,6 @@
-"""Finding and mending damage: unreadable objects, broken refs, stray locks,
-reflog entries that would name pruned commits.
+"""Finding and mending damage: unreadable objects, broken refs, a damaged
+``packed-refs`` or ``HEAD``, stray locks, symbolic links, reflog entries that
+would name pruned commits.
 
 Functions here take a pygit2 repository handle and its git directory; the
 :class:`gitstore.git.repo.Repo` methods of the same names are the way in from
@@ -11,19 +12,30 @@ above the git layer. Invariants:
   removed);
 * an object copied from a repair source is written by content and its id
   checked, so a source cannot put different data under a known id;
-* every walk over the object graph is the one of :mod:`gitstore.git.walk`.
+* every walk over the object graph is the one of :mod:`gitstore.git.walk`;
+* nothing here follows a symbolic link inside a repository: :func:`symlinks`
+  names them, and files are moved aside as links, never through them;
+* a ``packed-refs`` file that does not parse is never trusted in part by
+  libgit2 (it refuses every ref): :func:`packed_refs_problems` names the bad
+  lines and :func:`salvage_packed_refs` keeps the good ones (the original goes
+  aside).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import stat
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pygit2
 
 from gitstore.errors import StorageError
 from gitstore.git.packs import pack_ids, pack_indexes
+from gitstore.git.refs import loose_ref_files
 from gitstore.git.walk import UNREADABLE, reachable
 
 
@@ -40,7 +52,11 @@ def check_objects(repo: pygit2.Repository) -> list[str]:
         obj.read_raw()
         return obj
 
-    for name in list(repo.references):
+    try:
+        names = list(repo.references)
+    except pygit2.GitError as exc:  # a damaged packed-refs: no ref can be listed
+        return [f"refs cannot be listed ({exc}): no object was checked"]
+    for name in names:
         try:
             start = repo.references[name].resolve().target
         except (pygit2.GitError, KeyError) as exc:
@@ -59,11 +75,12 @@ def check_objects(repo: pygit2.Repository) -> list[str]:
     return problems
 
 
-def copy_reachable(repo: pygit2.Repository, source: pygit2.Repository) -> int:
+def copy_reachable(repo: pygit2.Repository, source: pygit2.Repository,
+                   also: Iterable[str] = ()) -> int:
     """Copy into ``repo`` every object reachable from its refs (or, for a ref
-    it cannot resolve, from the source's ref of that name) that it lacks and
-    ``source`` has. Returns the count."""
-    starts = []
+    it cannot resolve, from the source's ref of that name) and from the ids in
+    ``also`` that it lacks and ``source`` has. Returns the count."""
+    starts: list[pygit2.Oid | str] = list(also)
     for name in list(repo.references):
         try:
             starts.append(repo.references[name].resolve().target)
@@ -116,11 +133,12 @@ def _pack_of(git_dir: Path, hexid: str) -> Path:
 
 
 def broken_refs(repo: pygit2.Repository, git_dir: Path) -> list[str]:
-    """Refs that cannot be read or point at objects that do not exist."""
+    """Refs that cannot be read or point at objects that do not exist (with a
+    damaged ``packed-refs``, only loose refs can be judged)."""
     broken = []
-    names = {str(p.relative_to(git_dir)) for p in (git_dir / "refs").rglob("*")
-             if p.is_file() and not p.name.endswith(".lock")}
-    names |= set(repo.references)
+    names = set(loose_ref_files(git_dir))
+    with contextlib.suppress(pygit2.GitError):  # a damaged packed-refs: named elsewhere
+        names |= set(repo.references)
     for name in sorted(names):
         try:
             target = repo.references[name].resolve().target
@@ -139,12 +157,151 @@ def restore_ref(repo: pygit2.Repository, git_dir: Path, name: str,
         return False
     target = ref.resolve().target
     path = git_dir / name
-    if path.is_file():
+    if path.is_file() or path.is_symlink():
         dest = aside / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, dest)
     repo.create_reference_direct(name, target, True, message="gitstore: repair")
     return True
+
+
+# -- packed-refs and HEAD ---------------------------------------------------------
+
+_PACKED_LINE = re.compile(rb"([0-9a-f]{40}|[0-9a-f]{64}) (refs/[^\x00- \x7f~^:?*\[\\]+)")
+_PEELED_LINE = re.compile(rb"\^([0-9a-f]{40}|[0-9a-f]{64})")
+
+
+def _packed_lines(git_dir: Path) -> list[tuple[bytes, bool]] | None:
+    """Each line of ``packed-refs`` with whether it is valid; None without the file."""
+    path = git_dir / "packed-refs"
+    try:
+        data = path.read_bytes() if not path.is_symlink() else b"\x00"
+    except FileNotFoundError:
+        return None
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    out: list[tuple[bytes, bool]] = []
+    after_ref = False
+    for n, line in enumerate(lines):
+        if n == 0 and line.startswith(b"# pack-refs with:"):
+            ok, after_ref = True, False
+        elif _PACKED_LINE.fullmatch(line):
+            ok, after_ref = True, True
+        elif _PEELED_LINE.fullmatch(line) and after_ref:
+            ok, after_ref = True, False
+        else:
+            ok, after_ref = False, False
+        out.append((line, ok))
+    if data and not data.endswith(b"\n"):
+        out[-1] = (out[-1][0], False)  # a cut-off last line
+    return out
+
+
+def packed_refs_problems(git_dir: Path) -> list[str]:
+    """One line per damaged line of ``packed-refs`` (empty if it parses or is absent)."""
+    if (git_dir / "packed-refs").is_symlink():
+        return ["packed-refs is a symbolic link"]
+    lines = _packed_lines(git_dir) or []
+    bad = [n for n, (_, ok) in enumerate(lines, 1) if not ok]
+    if not bad:
+        return []
+    shown = ", ".join(str(n) for n in bad[:5]) + (", ..." if len(bad) > 5 else "")
+    return [f"packed-refs is damaged: line(s) {shown} of {len(lines)} are not refs, so git "
+            "can read none of its refs"]
+
+
+def salvage_packed_refs(git_dir: Path, aside: Path) -> int | None:
+    """Move a damaged ``packed-refs`` into ``aside`` and write back only its valid
+    ref lines; returns how many refs were kept, None if it was not damaged."""
+    if not packed_refs_problems(git_dir):
+        return None
+    lines = [] if (git_dir / "packed-refs").is_symlink() else _packed_lines(git_dir) or []
+    good: list[bytes] = []
+    for line, ok in lines:
+        if ok and not (line.startswith(b"^") and not good):
+            good.append(line)
+    dest = aside / "packed-refs"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(git_dir / "packed-refs", dest)
+    if any(_PACKED_LINE.fullmatch(line) for line in good):
+        tmp = git_dir / "packed-refs.gitstore-tmp"
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"".join(line + b"\n" for line in good))
+        os.replace(tmp, git_dir / "packed-refs")
+    return sum(1 for line in good if _PACKED_LINE.fullmatch(line))
+
+
+def head_problem(repo: pygit2.Repository, git_dir: Path) -> str | None:
+    """What is wrong with ``HEAD``, if anything: unreadable, detached, or a symbolic
+    link. (Pointing at a branch that does not exist yet is normal in a new
+    repository; callers judge that.)"""
+    if (git_dir / "HEAD").is_symlink():
+        return "HEAD is a symbolic link"
+    try:
+        head = repo.references["HEAD"]
+    except KeyError:
+        return "HEAD is missing"
+    except pygit2.GitError as exc:
+        return f"HEAD is unreadable ({exc})"
+    if not isinstance(head.target, str):
+        return f"HEAD is detached at {str(head.target)[:12]} instead of naming a scenario branch"
+    return None
+
+
+def restore_head(git_dir: Path, ref: str, aside: Path) -> None:
+    """Point ``HEAD`` at ``ref`` by writing the file itself (libgit2 refuses to
+    touch an unreadable HEAD); the old file goes into ``aside``."""
+    head = git_dir / "HEAD"
+    if head.exists() or head.is_symlink():
+        aside.mkdir(parents=True, exist_ok=True)
+        os.replace(head, aside / "HEAD")
+    tmp = git_dir / "HEAD.gitstore-tmp"
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(f"ref: {ref}\n")
+    os.replace(tmp, head)
+
+
+def repository_problem(git_dir: Path) -> str | None:
+    """Why ``git_dir`` is not a usable repository (None if it looks like one)."""
+    if git_dir.is_symlink():
+        return "is a symbolic link, not a repository directory"
+    if not git_dir.is_dir():
+        return "is not a directory"
+    try:
+        entries = {e.name for e in os.scandir(git_dir)}
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror}"
+    if not entries:
+        return "is an empty directory, not a git repository (its contents are gone)"
+    missing = [n for n in ("HEAD", "objects", "refs") if n not in entries]
+    if len(missing) == 3:
+        return "is a plain directory, not a git repository (no HEAD, objects/ or refs/)"
+    kinds = {"HEAD": stat.S_ISREG, "objects": stat.S_ISDIR, "refs": stat.S_ISDIR}
+    wrong = [n for n in kinds if n not in missing
+             and not kinds[n](os.lstat(git_dir / n).st_mode)]
+    if missing or wrong:
+        parts = [f"{n}{'/' if n != 'HEAD' else ''} is missing" for n in missing]
+        parts += [f"{n} is not a {'file' if n == 'HEAD' else 'directory'}" for n in wrong]
+        return f"is a damaged git repository: {', '.join(parts)}"
+    return None
+
+
+def symlinks(git_dir: Path) -> list[str]:
+    """Every symbolic link inside the repository directory, relative to it
+    (gitstore writes no links and follows none)."""
+    found = []
+    for dirpath, dirs, names in os.walk(git_dir):
+        for n in [*dirs, *names]:
+            path = os.path.join(dirpath, n)
+            if os.path.islink(path):
+                found.append(os.path.relpath(path, git_dir))
+    return sorted(found)
 
 
 def stray_locks(git_dir: Path) -> list[str]:
@@ -209,6 +366,8 @@ def drop_unreachable_reflog_entries(repo: pygit2.Repository, git_dir: Path) -> i
     for dirpath, _dirs, files in os.walk(logs):
         for file in files:
             path = Path(dirpath) / file
+            if path.is_symlink():  # never read or rewrite through a link
+                continue
             ref = str(path.relative_to(logs))
             lines = path.read_bytes().splitlines(keepends=True)
             keep = [line for line in lines
@@ -220,6 +379,10 @@ def drop_unreachable_reflog_entries(repo: pygit2.Repository, git_dir: Path) -> i
             elif len(keep) != len(lines):
                 dropped += len(lines) - len(keep)
                 tmp = path.with_name(path.name + ".gitstore-tmp")
-                tmp.write_bytes(b"".join(keep))
+                tmp.unlink(missing_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o644)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(b"".join(keep))
                 os.replace(tmp, path)
     return dropped

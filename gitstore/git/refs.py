@@ -10,10 +10,19 @@ is the way in from above the git layer. Invariants:
   object the database does not hold;
 * libgit2 writes the reflog entry with the update (branches and ``HEAD``: see
   ``core.logAllRefUpdates`` in :meth:`gitstore.git.repo.Repo.create`), and
-  deletes a ref's reflog with the ref.
+  deletes a ref's reflog with the ref;
+* an update that fails while the ref still has the value the caller read was
+  not lost to another writer: it is damage (an unreadable ``HEAD``, a garbage
+  ``packed-refs``) and raises :class:`IntegrityError` at once, so a writer never
+  retries it as a race;
+* :func:`unlisted_loose_refs` names the ref files on disk that libgit2 does not
+  list (it skips a loose ref it cannot parse), so no damaged ref goes unseen.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pygit2
 
@@ -34,17 +43,46 @@ def update_ref(repo: pygit2.Repository, name: str, new: str, old: str | None,
             repo.create_reference_direct(name, target, False, message=reflog)
         except pygit2.AlreadyExistsError as exc:
             raise RefConflict(f"{name} was created by another writer") from exc
+        except pygit2.GitError as exc:
+            _not_a_race(repo, name, old, exc)
+            raise RefConflict(f"{name} was created by another writer") from exc
         return
     try:
         ref = repo.references[name]
     except KeyError as exc:
         raise RefConflict(f"{name} was deleted by another writer") from exc
+    except pygit2.GitError as exc:
+        raise _damaged(repo, f"cannot read {name}: {exc}") from None
     if str(ref.target) != old:
         raise RefConflict(f"{name} was moved by another writer")
     try:
         ref.set_target(target, reflog)
     except pygit2.GitError as exc:
+        _not_a_race(repo, name, old, exc)
         raise RefConflict(f"{name} was moved by another writer") from exc
+
+
+def _damaged(repo: pygit2.Repository, what: str) -> IntegrityError:
+    name = Path(repo.path).name
+    return IntegrityError(f"repository {name} is damaged: {what}; run `gitstore verify {name}`")
+
+
+def _not_a_race(repo: pygit2.Repository, name: str, old: str | None, exc: Exception) -> None:
+    """Raise IntegrityError if ``name`` still has the value ``old`` (None: absent)
+    after an update of it failed: then no other writer moved it, and trying again
+    cannot help (an unreadable ``HEAD``, a damaged ``packed-refs``, a lock file
+    left by a dead process: writers clear those first). A ref that did move, or
+    that another process holds locked right now, was a race: return."""
+    git_dir = Path(repo.path)
+    if any((git_dir / lock).exists() for lock in (f"{name}.lock", "packed-refs.lock")):
+        return
+    try:
+        ref = repo.references.get(name)
+        now = str(ref.resolve().target) if ref is not None else None
+    except pygit2.GitError as err:
+        raise _damaged(repo, f"cannot update {name}: {err}") from None
+    if now == old:
+        raise _damaged(repo, f"cannot update {name}: {exc}") from None
 
 
 def delete_ref(repo: pygit2.Repository, name: str, old: str) -> None:
@@ -84,3 +122,32 @@ def head_ref(repo: pygit2.Repository) -> str | None:
         return None
     target = head.target
     return target if isinstance(target, str) else None
+
+
+def loose_ref_files(git_dir: Path, prefix: str = "refs/") -> list[str]:
+    """Names of the loose ref files under ``prefix`` (lock files excluded), as
+    ``refs/heads/v1``; whether they parse or not."""
+    top = prefix if prefix.endswith("/") else prefix.rsplit("/", 1)[0] + "/"
+    found = []
+    for dirpath, _dirs, names in os.walk(git_dir / top):
+        for n in names:
+            rel = os.path.relpath(os.path.join(dirpath, n), git_dir).replace(os.sep, "/")
+            if not n.endswith(".lock") and rel.startswith(prefix):
+                found.append(rel)
+    return sorted(found)
+
+
+def unlisted_loose_refs(repo: pygit2.Repository, git_dir: Path, prefix: str,
+                        listed: set[str]) -> list[str]:
+    """Loose ref files under ``prefix`` that are not in ``listed`` (the names
+    libgit2 listed) and cannot be read: libgit2 silently skips a loose ref whose
+    content it cannot parse."""
+    out = []
+    for name in loose_ref_files(git_dir, prefix):
+        if name in listed:
+            continue
+        try:
+            repo.references[name].resolve()
+        except (KeyError, ValueError, pygit2.GitError):
+            out.append(name)
+    return out

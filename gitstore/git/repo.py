@@ -19,7 +19,12 @@ hands each other job to the module that does it: :mod:`~gitstore.git.objects`
   it with the ``files`` ref format (repositories the git binary creates:
   :mod:`gitstore.git.binary`);
 * libgit2's errors on damaged data surface as :class:`IntegrityError` naming
-  the repository and ``gitstore verify``.
+  the repository and ``gitstore verify``;
+* the refs a caller is given are all sound: :meth:`Repo.refs` and
+  :meth:`Repo.ref_target` raise :class:`IntegrityError` for a ref file libgit2
+  cannot parse (it would silently skip it) or a ref naming an object the
+  database does not hold, so a read never silently omits a version; only
+  ``verify`` and ``repair`` ask for the lenient view (``strict=False``).
 """
 
 from __future__ import annotations
@@ -28,19 +33,25 @@ import functools
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, BinaryIO, TypeVar
 
 import pygit2
 
 from gitstore.core.commits import CommitInfo, Identity, TagInfo
-from gitstore.errors import IntegrityError, NotFoundError, StorageError, UsageError
+from gitstore.errors import (
+    ConflictError,
+    IntegrityError,
+    NotFoundError,
+    StorageError,
+    UsageError,
+)
 from gitstore.git import binary, integrity, objects, packs
 from gitstore.git import refs as ref_ops
 from gitstore.git.refs import RefConflict
 
-__all__ = ["RefConflict", "Repo", "enable_fsync", "is_repository"]
+__all__ = ["RefConflict", "Repo", "enable_fsync", "is_repository", "repository_problem"]
 
 _fsync_enabled = False
 
@@ -278,6 +289,13 @@ class Repo:
         old = {e.name: e.id for e in c.parents[0].tree} if c.parent_ids else {}
         return {str(n) for n in set(new) | set(old) if new.get(n) != old.get(n)}
 
+    @_damage_is_integrity_error
+    def merge_base(self, a: str, b: str) -> str | None:
+        """The best common ancestor of two commits, or None (unrelated histories)."""
+        found = self._repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
+        return str(found) if found is not None else None
+
+    @_damage_is_integrity_error
     def is_ancestor(self, ancestor: str, commit: str) -> bool:
         """True if ``ancestor`` is ``commit`` or reachable from it."""
         if ancestor == commit:
@@ -297,29 +315,53 @@ class Repo:
         """The ref ``HEAD`` names, or None if it is detached or absent."""
         return ref_ops.head_ref(self._repo)
 
+    @_damage_is_integrity_error
     def set_head(self, ref: str) -> None:
         if self.head_ref() != ref:
             self._repo.set_head(ref)
 
     @_damage_is_integrity_error
     def ref_target(self, name: str) -> str | None:
-        """The object id a ref points at (not peeled), or None if it does not exist."""
-        return ref_ops.ref_target(self._repo, name)
+        """The object id a ref points at (not peeled), or None if it does not exist.
+        A ref naming a missing object is damage (IntegrityError)."""
+        target = ref_ops.ref_target(self._repo, name)
+        if target is not None and pygit2.Oid(hex=target) not in self._repo:
+            raise self._damaged(f"{name} points at {target[:12]}, which is missing")
+        return target
 
     def source_ref(self, name: str) -> str | None:
         """Like :meth:`ref_target`, for a repair source (libgit2's errors as they are)."""
         return ref_ops.ref_target(self._repo, name)
 
     @_damage_is_integrity_error
-    def refs(self, prefix: str = "refs/") -> dict[str, str]:
-        """Every ref under ``prefix`` with the object id it points at."""
+    def refs(self, prefix: str = "refs/", *, strict: bool = True) -> dict[str, str]:
+        """Every ref under ``prefix`` with the object id it points at.
+
+        ``strict`` (the default) raises IntegrityError rather than leave out a
+        ref that cannot be read or that names a missing object; without it such
+        refs are simply left out (``verify`` and ``repair`` report them)."""
         out: dict[str, str] = {}
         for name in self._repo.references:
             if name.startswith(prefix):
-                target = ref_ops.ref_target(self._repo, name)
+                try:
+                    target = ref_ops.ref_target(self._repo, name)
+                except pygit2.GitError:
+                    if strict:
+                        raise
+                    continue
                 if target is not None:
                     out[name] = target
+        if strict:
+            bad = ref_ops.unlisted_loose_refs(self._repo, self.path, prefix, set(out))
+            bad += [f"{n} (points at missing {t[:12]})" for n, t in out.items()
+                    if pygit2.Oid(hex=t) not in self._repo]
+            if bad:
+                raise self._damaged(f"ref {', '.join(bad)} cannot be read")
         return out
+
+    def _damaged(self, what: str) -> IntegrityError:
+        return IntegrityError(f"repository {self.path.name} is damaged: {what}; run "
+                              f"`gitstore verify {self.path.name}`")
 
     def update_ref(self, name: str, new: str, old: str | None, reflog: str) -> None:
         """Point ``name`` at ``new`` if and only if it currently points at ``old``
@@ -381,8 +423,17 @@ class Repo:
         return packs.write_pack(self._repo, self.path, oids)
 
     def compress_refs(self) -> None:
-        """Move loose refs into ``packed-refs`` (what ``git pack-refs --all`` does)."""
-        self._repo.compress_references()
+        """Move loose refs into ``packed-refs`` (what ``git pack-refs --all`` does).
+
+        ConflictError while another process holds ``packed-refs.lock`` (clear a
+        stale one first: :meth:`clear_stale_locks`); IntegrityError on damage."""
+        try:
+            self._repo.compress_references()
+        except (OSError, pygit2.GitError) as exc:
+            if (self.path / "packed-refs.lock").exists():
+                raise ConflictError(f"cannot pack the refs of {self.path.name}: another "
+                                    "process holds packed-refs.lock") from None
+            raise self._damaged(f"cannot pack refs: {exc}") from None
 
     @_damage_is_integrity_error
     def write_bundle(self, out: IO[bytes]) -> dict[str, str]:
@@ -411,9 +462,31 @@ class Repo:
         """Refs that cannot be read or point at objects that do not exist."""
         return integrity.broken_refs(self._repo, self.path)
 
-    def copy_reachable_from(self, source: Repo) -> int:
-        """Copy in every reachable object this database lacks and ``source`` has."""
-        return integrity.copy_reachable(self._repo, source._repo)
+    def copy_reachable_from(self, source: Repo, also: Iterable[str] = ()) -> int:
+        """Copy in every object reachable from this repository's refs (and from the
+        ids ``also``) that this database lacks and ``source`` has."""
+        return integrity.copy_reachable(self._repo, source._repo, also)
+
+    def packed_refs_problems(self) -> list[str]:
+        """Damaged lines of ``packed-refs`` (libgit2 then reads none of its refs)."""
+        return integrity.packed_refs_problems(self.path)
+
+    def salvage_packed_refs(self, aside: Path) -> int | None:
+        """Set a damaged ``packed-refs`` aside, keeping its valid lines; the refs kept,
+        or None if it was sound."""
+        return integrity.salvage_packed_refs(self.path, aside)
+
+    def head_problem(self) -> str | None:
+        """What is wrong with ``HEAD`` (unreadable, detached, a link), if anything."""
+        return integrity.head_problem(self._repo, self.path)
+
+    def restore_head(self, ref: str, aside: Path) -> None:
+        """Point a damaged ``HEAD`` at ``ref`` (the old file goes to ``aside``)."""
+        integrity.restore_head(self.path, ref, aside)
+
+    def symlinks(self) -> list[str]:
+        """Symbolic links inside the repository directory, relative to it."""
+        return integrity.symlinks(self.path)
 
     def restore_ref(self, name: str, source: Repo, aside: Path) -> bool:
         """Set a broken ref to the source's value of it (the broken file goes to ``aside``)."""
@@ -448,3 +521,9 @@ class Repo:
 
 def is_repository(path: Path) -> bool:
     return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
+
+
+def repository_problem(path: Path) -> str | None:
+    """Why the directory ``path`` is not a usable repository (None if it looks like one):
+    empty, a plain directory, or ``HEAD``, ``objects/`` or ``refs/`` missing."""
+    return integrity.repository_problem(path)

@@ -74,7 +74,9 @@ def write_allowed_signers(path: Path, principal: str, key: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     line = f'{principal} namespaces="{NAMESPACE}" {public_key(key)}\n'
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(line, encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(line)
     os.replace(tmp, path)
 
 

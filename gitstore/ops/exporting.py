@@ -104,13 +104,15 @@ def _scenario_entry(repo: backend.Repo, scenario: Scenario, tip: str,
                          "version": c.trailer("Session-Version"), "change": c.change,
                          "author": str(c.author), "summary": c.parsed.summary}
                         for c in walked]
-    if entry["retained"] is None:
-        entry["commits"] = _commits(repo, [c for c in reversed(walked)])
+    if entry["retained"] is None:  # the first-parent line: what the writer wrote here
+        entry["commits"] = _commits(repo, list(reversed(list(repo.walk(tip,
+                                                                         first_parent=True)))))
     return entry
 
 
 def _commits(repo: backend.Repo, oldest_first: list[CommitInfo]) -> list[dict[str, Any]]:
-    """Every commit of a scenario's history, oldest first, with its delta."""
+    """A scenario's first-parent line, oldest first, each commit with its delta
+    from its first parent (a merge's other parents are named in ``parents``)."""
     out: list[dict[str, Any]] = []
     before: dict[str, bytes] = {}
     for c in oldest_first:
@@ -152,7 +154,7 @@ def write_json_export(store: Store, out: IO[str], customers: Iterable[str],
     out.write(text[:-2] + ',\n  "customers": [')
     count = 0
     for name in customers:
-        entry = export_customer(store.customer(name), selection)
+        entry = export_customer(store.customer_named(name), selection)
         body = json.dumps(entry, indent=2, sort_keys=True, ensure_ascii=False)
         out.write(("," if count else "") + "\n    " + body.replace("\n", "\n    "))
         count += 1

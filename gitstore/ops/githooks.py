@@ -22,6 +22,16 @@ push (git updates no ref at all) if any ref update breaks a rule:
   ``session_version``) whose major is the branch's N, not lower than its
   parent's and not already finalized (tagged): finalized versions are
   immutable; its ``Session-Id`` trailer, if any, is the scenario's session id;
+* versions follow the store's rules (:mod:`gitstore.core.versions`), never
+  skipping: a scenario's first commit is a root commit of ``vN.0.0``; after an
+  open version comes the same version; after a finalized one (a finalize or
+  correction commit, or a tagged version) only its follow-up ``vN.(M+1).0`` or
+  its correction ``vN.M.(P+1)``, and a correction finalizes in its own commit;
+  a commit whose parent is another scenario's (a branch forked from ``v1``'s
+  history) is refused;
+* a new branch opens the next scenario: ``vN`` with N one more than the
+  highest scenario the repository ever had (its branches and
+  ``gitstore.lastScenario``), so scenario numbers never skip or come back;
 * its tree passes the pipeline with ``verify_manifest=True`` (an existing
   ``SHA256SUMS`` must match, nothing is written) and ``finalizing`` when its
   ``Change`` trailer is ``finalize`` or ``correction``;
@@ -50,8 +60,8 @@ import sysconfig
 from collections.abc import Iterable
 from pathlib import Path
 
-from gitstore.core.commits import CommitInfo, metadata_version, version_of
-from gitstore.core.names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, check_customer
+from gitstore.core.commits import ChangeKind, CommitInfo, Trailer, metadata_version, version_of
+from gitstore.core.names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, MERGED, check_customer
 from gitstore.core.versions import Scenario, Version, parse_branch_ref, parse_tag_ref
 from gitstore.errors import (
     GitStoreError,
@@ -231,6 +241,13 @@ class _Receive:
                 self.pushed_tags[pushed] = tag.target
         self.tips = {ref: tip for ref, tip in existing.items() if ref.startswith("refs/heads/")}
         self.tips.update((ref, new) for _, new, ref in updates if ref.startswith("refs/heads/"))
+        last = repo.config_get("gitstore.lastScenario") or ""
+        used = [s.major for ref in existing if (s := parse_branch_ref(ref)) is not None]
+        self.next_major = max([*used, int(last) if last.isdigit() else 0]) + 1
+        self.new_majors = sorted(s.major for old, new, ref in updates
+                                 if _is_zero(old) and not _is_zero(new)
+                                 and (s := parse_branch_ref(ref)) is not None
+                                 and ref not in existing)
         self.problems: list[str] = []
         self.checked: dict[tuple[str, Version | None, bool, str | None], list[Violation]] = {}
         self.session_ids: dict[str, str | None] = {}
@@ -246,9 +263,27 @@ class _Receive:
             self.branch(old, new, ref)
         elif ref.startswith("refs/tags/"):
             self.tag(old, new, ref)
+        elif ref.startswith(MERGED):
+            self.merged_marker(old, new, ref)
         else:
-            self.refuse(ref, "", "only scenario branches refs/heads/vN and version tags "
-                        "refs/tags/vX.Y.Z may be pushed")
+            self.refuse(ref, "", "only scenario branches refs/heads/vN, version tags "
+                        f"refs/tags/vX.Y.Z and merge markers {MERGED}vN may be pushed")
+
+    def merged_marker(self, old: str, new: str, ref: str) -> None:
+        """``refs/gitstore/merged/vN`` names the merge commit that took scenario vN
+        into another: it is set once, to a merge commit on a pushed branch."""
+        if not _is_zero(old):
+            return self.refuse(ref, new, "a merge marker is never moved or deleted")
+        try:
+            info = self.repo.commit(new)
+        except NotFoundError:
+            return self.refuse(ref, new, "is not a commit")
+        source = (info.trailer(Trailer.MERGED_FROM) or "").split(" ")[0]
+        if info.change != ChangeKind.MERGE or source != ref[len(MERGED):]:
+            self.refuse(ref, new, f"is not the merge commit of {ref[len(MERGED):]}")
+        elif not any(new == tip or self.repo.is_ancestor(new, tip)
+                     for tip in self.tips.values()):
+            self.refuse(ref, new, "the merge commit is on no scenario branch")
 
     def branch(self, old: str, new: str, ref: str) -> None:
         if _is_zero(new):
@@ -264,8 +299,13 @@ class _Receive:
         if not _is_zero(old) and not self.repo.is_ancestor(old, new):
             return self.refuse(ref, new, f"non-fast-forward update from {old[:12]}: history "
                                "is append-only, rebuild your change on the current tip")
+        if _is_zero(old) and scenario.major in self.new_majors:
+            expected = self.next_major + self.new_majors.index(scenario.major)
+            if scenario.major != expected:
+                self.refuse(ref, new, f"a new scenario is the next one, v{expected}, not "
+                            f"{scenario}: scenario numbers never skip or come back")
         walked = 0
-        for info in self.repo.walk(new, self.hide):
+        for info in self.repo.walk(new, self.hide, first_parent=True):
             walked += 1
             self.commit(ref, scenario, info)
         self.commits += walked
@@ -276,9 +316,15 @@ class _Receive:
                 self.refuse(ref, new, _wrong_major(ref, scenario, version))
 
     def commit(self, ref: str, scenario: Scenario, info: CommitInfo) -> None:
-        if len(info.parents) > 1:
-            self.refuse(ref, info.id, "merge commits are refused: a scenario is one line of "
-                        "history; rebase instead")
+        if len(info.parents) > 1:  # only gitstore's reviewed merges, of pushed histories
+            if info.change != ChangeKind.MERGE:
+                self.refuse(ref, info.id, "merge commits are refused unless `gitstore merge` "
+                            "made them (Change: merge): a scenario is one line of history")
+            for other in info.parents[1:]:
+                if not any(other == tip or self.repo.is_ancestor(other, tip)
+                           for tip in [*self.hide, *self.tips.values()]):
+                    self.refuse(ref, info.id, f"merges {other[:12]}, which no branch holds: "
+                                "push that history too")
         files = self.repo.read_tree(info.id)
         version = self.version(info, files)
         found = [Violation(name, "", f"has git mode {mode:o}; session documents are regular "
@@ -300,6 +346,8 @@ class _Receive:
         if version and before and version < before:
             found.append(Violation(META, pointer, f"is {version} but the parent commit is "
                                    f"{before}: versions never go backwards", "version"))
+        elif version is not None and version.major == scenario.major:
+            found += self.sequence(info, version, parent, before)
         own = info.trailer("Session-Id")
         session_id = self.session_id(parent.id) if parent else None
         if own and session_id and own != session_id:
@@ -341,6 +389,54 @@ class _Receive:
                         f"{version.scenario.branch_ref}")
         for v in self.check(info.id, files, version, True, self.session_id(info.id)):
             self.refuse(ref, info.id, v)
+
+    def sequence(self, info: CommitInfo, version: Version, parent: CommitInfo | None,
+                 before: Version | None) -> list[Violation]:
+        """The store's version rules between a commit and its parent: no skipping."""
+        pointer = VERSION_POINTER
+        if parent is None:
+            first = Version(version.major, 0, 0)
+            if version != first:
+                return [Violation(META, pointer, f"is {version} but a scenario's first commit "
+                                  f"is {first}: versions never skip", "version")]
+            return []
+        if before is None:
+            return []  # the parent has no version: reported where it is checked
+        if before.major != version.major:
+            return [Violation(META, pointer, f"is {version} but its parent {parent.id[:12]} is "
+                              f"{before} of scenario v{before.major}: a new scenario starts "
+                              "from a root commit, never from another scenario's history",
+                              "version")]
+        done = parent.finalizes or before in self.tags or self.tagged_at(before, parent.id)
+        follow_up = Version(before.major, before.minor + 1, 0)
+        correction = Version(before.major, before.minor, before.patch + 1)
+        if not done:
+            if version != before:
+                return [Violation(META, pointer, f"is {version} but {before} is still open "
+                                  f"(its parent {parent.id[:12]}): the next commit is "
+                                  f"{before} until it is finalized; versions never skip",
+                                  "version")]
+            return []
+        if version == correction and not info.finalizes:
+            return [Violation(META, pointer, f"is {version}, a correction of {before}, but "
+                              "the commit does not finalize it (Change: correction): a "
+                              "correction is published in one commit", "version")]
+        if version == before:
+            if version in self.tags or self.tagged_before(version, info.id):
+                return []  # refused as a write to a finalized version already
+            return [Violation(META, pointer, f"is {version}, which its parent "
+                              f"{parent.id[:12]} finalized; finalized versions are "
+                              "immutable: write a follow-up or correction version", "version")]
+        if version not in (follow_up, correction):
+            return [Violation(META, pointer, f"is {version} but after finalized {before} "
+                              f"comes its follow-up {follow_up} or its correction "
+                              f"{correction}: versions never skip", "version")]
+        return []
+
+    def tagged_at(self, version: Version, commit: str) -> bool:
+        """True if this push tags ``version`` at ``commit`` or one of its ancestors."""
+        target = self.pushed_tags.get(version)
+        return target is not None and self.repo.is_ancestor(str(target), commit)
 
     def tagged_before(self, version: Version, commit: str) -> bool:
         """True if this push tags ``version`` at a proper ancestor of ``commit``."""

@@ -18,7 +18,17 @@ Invariants:
   and the signing key are the same. Format 1 bundles (versions only) are
   replayed version by version through the session API;
 * a git bundle restores the exact objects and refs, and is verified before it
-  is moved into place.
+  is moved into place;
+* a git bundle restored *as another customer* (``--customer NAME`` naming another
+  customer than the ``api_key`` its metadata records) is first restored and
+  verified as it is, then rewritten commit by commit through the writer into a
+  second staging repository: every document, author, time, message and tag as
+  before, except the store-managed ``session_info.api_key`` (now NAME) and the
+  ``Manifest`` digests that follow from it; each rewritten commit and tag records
+  ``Renamed-From: <old name>`` and ``Imported-From: <original commit id>``. Every
+  check runs on every commit, so the result passes ``gitstore verify`` as NAME.
+  Commit ids change (the content does); the statement of work is kept as it was
+  rendered, naming the customer it was written for.
 """
 
 from __future__ import annotations
@@ -29,13 +39,15 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gitstore.core import canonical, deltas
-from gitstore.core.commits import FINALIZING, ChangeKind, Identity, Message, Trailer
-from gitstore.core.commits import metadata_version as metadata_version_of
+from gitstore.core import canonical
+from gitstore.core.commits import (
+    ChangeKind,
+    Identity,
+)
 from gitstore.core.names import (
     ANA,
     CONV,
@@ -46,21 +58,33 @@ from gitstore.core.names import (
     SOW_DOCUMENT,
     STORE_DIR,
 )
-from gitstore.core.time import parse_rfc3339, try_parse_rfc3339
-from gitstore.core.versions import Scenario, Version, next_scenario, parse_branch_ref
-from gitstore.errors import ConflictError, IntegrityError, NotFoundError, UsageError
+from gitstore.core.time import try_parse_rfc3339
+from gitstore.core.versions import (
+    Scenario,
+    Version,
+    parse_branch_ref,
+)
+from gitstore.errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidDocumentError,
+    NotFoundError,
+    UsageError,
+    Violation,
+)
 from gitstore.git import repo as backend
+from gitstore.git.locking import private_dirs
 from gitstore.ops.exporting import (
     BUNDLE_SIGNATURES,
     FORMAT,
     READABLE_VERSIONS,
     read_bundle_header,
 )
+from gitstore.ops.renaming import api_key_of, restore_as
+from gitstore.ops.replay import replay_history
 from gitstore.ops.retention import write_retained
 from gitstore.ops.verify import check_customer
 from gitstore.store.facade import Customer, Store
-from gitstore.store.tip import State
-from gitstore.store.writer import Authorship, Plan, Writer
 
 STAGING_DIR = "staging"
 
@@ -94,8 +118,9 @@ def import_file(store: Store, path: Path, name: str | None = None) -> list[str]:
         raise UsageError("--customer applies to git bundles only")
     try:
         data = canonical.loads(path.read_bytes())
-    except canonical.JSONParseError as exc:
-        raise UsageError(f"{path} is neither a git bundle nor JSON: {exc}") from None
+    except canonical.JSONParseError as exc:  # hostile JSON too: nested, 1e400, huge ints
+        raise InvalidDocumentError([Violation(path.name, "", "is neither a git bundle nor "
+                                              f"JSON gitstore reads: {exc}", "json")]) from None
     return import_json(store, data)
 
 
@@ -104,7 +129,7 @@ def import_file(store: Store, path: Path, name: str | None = None) -> list[str]:
 def _staging_root(store: Store) -> Path:
     """A fresh staging directory for this import (stale ones of dead importers go)."""
     base = store.root / STORE_DIR / STAGING_DIR
-    base.mkdir(parents=True, exist_ok=True)
+    private_dirs(base, levels=2)  # 0700, like the repositories it will hold
     for old in base.iterdir():
         pid = old.name.split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
@@ -129,7 +154,7 @@ def _publish(store: Store, staged: list[StagingCustomer], what: str) -> None:
     targets = sorted(staged, key=lambda c: c.name)
     with ExitStack() as stack:
         for c in targets:
-            stack.enter_context(store.customer(c.name).locked())
+            stack.enter_context(store.customer_named(c.name).locked())
         present = [c.name for c in targets if (store.root / c.name).exists()
                    or (store.root / c.name).is_symlink()]
         if present:
@@ -138,7 +163,7 @@ def _publish(store: Store, staged: list[StagingCustomer], what: str) -> None:
         for c in targets:
             os.rename(c.path, store.root / c.name)
     for c in targets:
-        placed = store.customer(c.name)
+        placed = store.customer_named(c.name)
         placed.configure_repo()
         placed.audit("import", detail=what)
     with contextlib.suppress(Exception):  # the catalog catches up on its next query
@@ -160,7 +185,7 @@ def import_json(store: Store, data: Any) -> list[str]:
         raise UsageError("a gitstore export needs a list of customers")
     if not all(isinstance(e, dict) and isinstance(e.get("customer"), str) for e in entries):
         raise UsageError("every customer entry needs a customer name")
-    names = [store.customer(e["customer"]).name for e in entries]
+    names = [store.customer_named(e["customer"]).name for e in entries]
     if len(set(names)) != len(names):
         raise UsageError("the export names a customer twice")
     present = [n for n in names if (store.root / n).exists() or (store.root / n).is_symlink()]
@@ -175,7 +200,7 @@ def import_json(store: Store, data: Any) -> list[str]:
         for name, entry in zip(names, entries, strict=True):
             if not entry["scenarios"]:  # every scenario was purged: nothing to restore
                 continue
-            real = store.customer(entry["customer"])
+            real = store.customer_named(entry["customer"])
             customer = StagingCustomer(store, name, stage / name, real.api_key)
             try:
                 _replay_customer(customer, entry, fmt)
@@ -208,64 +233,18 @@ def _check_scenarios(entry: dict[str, Any]) -> None:
 
 
 def _replay_customer(customer: StagingCustomer, entry: dict[str, Any], fmt: int) -> None:
-    for scenario in sorted(entry["scenarios"], key=lambda s: Scenario.parse(s["scenario"])):
-        if scenario.get("retained"):
-            _restore_retained(customer, scenario)
-        elif fmt >= 2 and "commits" in scenario:
-            _replay_commits(customer, scenario)
-        else:
-            _replay_versions(customer, scenario)
+    scenarios = sorted(entry["scenarios"], key=lambda s: Scenario.parse(s["scenario"]))
+    if fmt >= 2 and all("commits" in s or s.get("retained") for s in scenarios):
+        replay_history(customer, scenarios, _restore_retained, _compare)
+    else:  # format 1: versions only
+        for scenario in scenarios:
+            if scenario.get("retained"):
+                _restore_retained(customer, scenario)
+            else:
+                _replay_versions(customer, scenario)
     repo = customer.repo
     branches = sorted(s for r in repo.refs("refs/heads/") if (s := parse_branch_ref(r)))
     repo.set_head(branches[-1].branch_ref)
-
-
-def _moment(text: str, offset: Any = 0) -> datetime:
-    when = parse_rfc3339(text, what="time in the export")
-    minutes = offset if isinstance(offset, int) and not isinstance(offset, bool) else 0
-    return when.astimezone(timezone(timedelta(minutes=minutes)))
-
-
-def _replay_commits(customer: StagingCustomer, scenario: dict[str, Any]) -> None:
-    """Format 2: every commit of the scenario, in order, through the writer."""
-    s = Scenario.parse(scenario["scenario"])
-    tags = {v["commit"]: v["tag"] for v in [*scenario["versions"],
-                                            *([scenario["open"]] if scenario["open"] else [])]
-            if v.get("tag")}
-    writer = Writer(customer)
-    files: dict[str, bytes] = {}
-    for n, c in enumerate(scenario["commits"]):
-        files = deltas.apply(files, c["changes"])
-        m = Message.parse(c["message"])
-        text = m.get(Trailer.SESSION_VERSION)
-        version = Version.parse(text) if text and Version.is_version(text) else \
-            metadata_version_of(files)
-        if version is None or version.scenario != s:
-            raise UsageError(f"{customer.name} {s}: commit {c['commit'][:12]} names no "
-                             "version of this scenario")
-        change = m.get(Trailer.CHANGE) or ChangeKind.UPDATE
-        when = _moment(c["time"], c.get("offset"))
-        tag = tags.get(c["commit"])
-        plan = Plan(dict(files), version, change, m.summary, frozenset(c["changes"]),
-                    finalizing=change in FINALIZING)
-        by = Authorship(author=Identity.parse(c["author"]), time=when, message=c["message"],
-                        tag_message=tag["message"] if tag else None,
-                        tagger=Identity.parse(tag["tagger"]) if tag and tag.get("tagger")
-                        else None,
-                        tag_time=_moment(tag["time"], c.get("offset")) if tag else None)
-        session_id = m.get(Trailer.SESSION_ID) or scenario["session_id"]
-        if n == 0:
-            def first(used: list[Scenario], plan: Plan = plan) -> Plan:
-                if next_scenario(used).scenario != s:
-                    raise UsageError(f"{customer.name}: {s} cannot be the next scenario")
-                return plan
-            writer.create(session_id, first, by)
-        else:
-            def then(state: State, plan: Plan = plan) -> Plan:
-                return plan
-            writer.write(s, then, by)
-    for ver in [*scenario["versions"], *([scenario["open"]] if scenario["open"] else [])]:
-        _compare(customer, ver)  # the file's versions agree with its history
 
 
 def _replay_versions(customer: StagingCustomer, scenario: dict[str, Any]) -> None:
@@ -287,7 +266,7 @@ def _replay_version(customer: StagingCustomer, scenario: dict[str, Any], ver: di
     by: dict[str, Any] = {"author": who, "at": when}
     if version.minor == 0 and version.patch == 0:
         session = customer.new_session(session_id=scenario["session_id"], metadata=docs[META],
-                                       version=version, **by)
+                                       version=version, allow_open=True, **by)
     else:
         session = customer.session(version.scenario)
     if version.patch:
@@ -331,7 +310,7 @@ def _compare(customer: Customer, ver: dict[str, Any]) -> None:
                              f"not come back identical{hint}; nothing imported")
 
 
-def _restore_retained(customer: StagingCustomer, scenario: dict[str, Any]) -> None:
+def _restore_retained(customer: Customer, scenario: dict[str, Any]) -> None:
     kept = scenario["retained"]
     when = try_parse_rfc3339(kept["time"]) or customer.store.now()
     repo = customer.ensure_repo()
@@ -349,10 +328,17 @@ def import_git_bundle(store: Store, path: Path, name: str | None = None) -> str:
 
     The repository is built and verified in staging, then moved into place
     under the customer's writer lock if the customer is absent; a bundle that
-    fails verification raises IntegrityError listing the problems."""
+    fails verification raises IntegrityError listing the problems. ``name``
+    restores it as that customer: when the bundle's metadata names another, its
+    history is rewritten as ``name`` (see the module docstring)."""
     refs, offset = read_bundle_header(path)
     if not any(r.startswith("refs/heads/") for r in refs):
         raise UsageError(f"{path} holds no scenario branch")
+    if name is not None:
+        wanted = store.customer(name)
+        if wanted.path.exists() or wanted.path.is_symlink():
+            raise ConflictError(f"customer {wanted.name} already exists in {store.root}; "
+                                "import only restores absent customers")
     stage = _staging_root(store)
     try:
         repo = backend.Repo.create(stage / "repo", description="gitstore import",
@@ -365,34 +351,54 @@ def import_git_bundle(store: Store, path: Path, name: str | None = None) -> str:
         branches = sorted(s for r in refs if (s := parse_branch_ref(r)) is not None)
         if branches:
             repo.set_head(branches[-1].branch_ref)
-        real = store.customer(name or _bundle_customer(repo, path))
+        keys = _bundle_keys(repo, path)
+        if name is None and len(keys) != 1:
+            raise UsageError(f"cannot tell which customer {path} holds (api_keys: "
+                             f"{', '.join(sorted(keys)) or 'none'}); pass --customer")
+        own = store.customer_named(next(iter(keys))) if len(keys) == 1 else None
+        real = store.customer(name) if name else own
+        assert real is not None
+        what = f"git bundle {path.name}: {len(refs)} ref(s), {count} object(s)"
+        if own is None or own.name != real.name:  # restore as another customer
+            staged = StagingCustomer(store, own.name if own else real.name, stage / "repo")
+            if own is not None:  # the bundle as it is, first (its own name passes)
+                _verified(staged, path)
+            renamed = StagingCustomer(store, real.name, stage / "renamed", real.api_key)
+            olds = restore_as(repo, renamed)
+            del repo
+            _verified(renamed, path)
+            _publish(store, [renamed], f"{what}; restored as {real.name} (was "
+                     f"{', '.join(olds) or 'unnamed'}), every commit rewritten")
+            return real.name
         (stage / "repo" / "description").write_text(
             f"gitstore sessions of customer {real.name}\n", encoding="utf-8")
         del repo
         staged = StagingCustomer(store, real.name, stage / "repo", real.api_key)
-        report = check_customer(staged)
-        if report.problems:
-            raise IntegrityError(f"{path.name} failed verification ("
-                                 f"{'; '.join(report.problems[:3])}); nothing imported",
-                                 report.problems)
-        _publish(store, [staged], f"git bundle {path.name}: {len(refs)} ref(s), "
-                 f"{count} object(s)")
+        _verified(staged, path)
+        _publish(store, [staged], what)
         return real.name
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _bundle_customer(repo: backend.Repo, path: Path) -> str:
-    """The customer a bundle belongs to: the ``api_key`` its metadata names."""
+def _verified(staged: StagingCustomer, path: Path) -> None:
+    report = check_customer(staged)
+    if report.problems:
+        raise IntegrityError(f"{path.name} failed verification ("
+                             f"{'; '.join(report.problems[:3])}); nothing imported",
+                             report.problems)
+
+
+def _bundle_keys(repo: backend.Repo, path: Path) -> set[str]:
+    """The ``api_key``s the bundle's scenario tips name (one for a sound bundle;
+    a tip with unreadable metadata is refused, a retained summary names none)."""
     keys = set()
     for ref, tip in repo.refs("refs/heads/").items():
         data = repo.read_file(tip, META)
-        try:
-            keys.add(canonical.loads(data)["session_info"]["api_key"] if data else None)
-        except (canonical.JSONParseError, KeyError, TypeError):
-            raise UsageError(f"{path}: {ref} has unreadable metadata; pass --customer") from None
-    keys.discard(None)
-    if len(keys) != 1:
-        raise UsageError(f"cannot tell which customer {path} holds (api_keys: "
-                         f"{', '.join(sorted(map(str, keys))) or 'none'}); pass --customer")
-    return str(keys.pop())
+        if data is None and repo.commit(tip).change == ChangeKind.RETENTION:
+            continue
+        key = api_key_of({META: data}) if data is not None else None
+        if key is None:
+            raise UsageError(f"{path}: {ref} has unreadable metadata; pass --customer")
+        keys.add(key)
+    return keys

@@ -8,6 +8,10 @@ The packing itself, its safety rules and the write counter live in
   between writing objects and moving a ref; readers take no lock and are never
   blocked;
 * every run leaves one ``maintain`` record in the customer's audit log;
+* a lock file a dead process left in the repository (``packed-refs.lock`` after
+  a killed ``retention apply``, a ref lock) is cleared first, after the same
+  grace as a writer gives it, and recorded; a lock still held by a live
+  process makes the run a :class:`~gitstore.errors.ConflictError`;
 * automatic maintenance runs after a write once the data written since the last
   run exceeds ``maintenance_bytes`` (default 16 MiB, uncompressed); ``0`` turns
   it off.
@@ -36,6 +40,7 @@ def maintain(customer: CustomerContext, *, full: bool = False,
 def maintain_locked(customer: CustomerContext, *, full: bool,
                     prune: bool = False) -> MaintenanceReport:
     """:func:`maintain` for a caller that already holds the customer's writer lock."""
+    customer.clear_stale_locks()
     report = housekeeping.compact(customer.repo, customer.path, full=full, prune=prune)
     customer.audit("maintain", detail=report.summary())
     return report

@@ -157,7 +157,7 @@ def idle_versions(store: Store, timeout: timedelta, customers: Iterable[str] | N
     now = now or store.now()
     found = []
     for name in customers if customers is not None else store.customers():
-        customer = store.customer(name)
+        customer = store.customer_named(name)
         for scenario in customer.scenarios():
             try:
                 state = read_state(customer.repo, scenario)
@@ -195,7 +195,7 @@ def expire(store: Store, *, older_than: timedelta | None = None, dry_run: bool =
         return found
     done = []
     for item in found:
-        customer = store.customer(item.customer)
+        customer = store.customer_named(item.customer)
         writer = Writer(customer)
 
         def build(state: State, timeout: timedelta = timeout) -> Plan:
@@ -279,7 +279,7 @@ def plan(store: Store, customers: Iterable[str] | None = None,
     now = now or store.now()
     out: list[Item] = []
     for name in customers if customers is not None else store.customers():
-        out.extend(plan_customer(store.customer(name), policy, now))
+        out.extend(plan_customer(store.customer_named(name), policy, now))
     return out
 
 
@@ -372,7 +372,7 @@ def apply(store: Store, customers: Iterable[str] | None = None,
     policy = policy or load_policy(store.root)
     done: list[Item] = []
     for name in list(customers) if customers is not None else store.customers():
-        customer = store.customer(name)
+        customer = store.customer_named(name)
         config = store.config
         with writer_lock(store.lock_dir, customer.name, config.lock_timeout):
             items = [i for i in plan_customer(customer, policy, store.now()) if i.goes]

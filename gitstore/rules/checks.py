@@ -41,7 +41,8 @@ def check_json(p: Proposal) -> Iterator[Violation]:
             if p.changed is not None and name not in p.changed:
                 p.documents[name] = canonical.loads_stored(p.files[name])
             else:
-                p.documents[name] = canonical.loads(p.files[name])
+                p.documents[name] = canonical.loads(p.files[name],
+                                                    max_depth=canonical.MAX_DOCUMENT_DEPTH)
         except canonical.JSONParseError as exc:
             yield Violation(name, "", f"malformed JSON: {exc}", "json")
     if SOW_DOCUMENT in p.files:
@@ -174,7 +175,8 @@ def check_timestamps(p: Proposal) -> Iterator[Violation]:
     Turns are in non-decreasing timestamp order; no turn precedes the session's
     ``created_timestamp`` or follows its ``completed_timestamp``; created is not
     after completed; ``session_duration_minutes`` agrees with completed - created
-    to within one minute.
+    to within one minute (the store computes it when a caller omits it or sends
+    null: :func:`gitstore.core.documents.fill_duration`).
     """
     conv = p.documents.get(CONV) if CONV in p.valid else None
     meta = p.documents.get(META) if META in p.valid else None
@@ -214,7 +216,9 @@ def check_timestamps(p: Proposal) -> Iterator[Violation]:
 
 #: Fields a complete session has filled, per document, as JSON pointers. Each
 #: counts toward the completeness percentage; at finalize every one must be
-#: filled, except those in OPTIONAL_AT_FINALIZE.
+#: filled, except those in OPTIONAL_AT_FINALIZE. The README ("Documents, schemas
+#: and the pre-commit pipeline") lists them; tests/test_defects_render.py keeps the
+#: two in step.
 EXPECTED_FIELDS: dict[str, tuple[str, ...]] = {
     CONV: ("/conversation_turns", "/conversation_summary/total_duration_minutes",
            "/conversation_summary/primary_cloud_provider",
@@ -227,6 +231,10 @@ EXPECTED_FIELDS: dict[str, tuple[str, ...]] = {
     ANA: ("/complexity_analysis", "/prediction_accuracy", "/learning_insights",
           "/similarity_vectors"),
 }
+#: Expected fields a version may be finalized without: a session need not record
+#: its errors (absent reads "not recorded" in the SOW; ``[]`` records that none
+#: were met), so a finalized version has completeness 100, or 95 without them.
+#: Kept optional so that histories finalized so far still pass on import replay.
 OPTIONAL_AT_FINALIZE = frozenset({(CTX, "/error_resolutions")})
 NON_EMPTY = frozenset({(CONV, "/conversation_turns"), (CTX, "/deployment_recommendations")})
 

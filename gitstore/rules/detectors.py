@@ -7,8 +7,10 @@ its last release), and this module exposes exactly those, under names of our own
   :data:`PLUGIN_KINDS`), driven only through the side-effect-free
   ``analyze_string(text) -> Iterable[str]``; never ``scan_line``/``analyze_line``, which
   read detect-secrets' global settings and may verify a secret over the network;
-* two plugins of our own on its :class:`RegexBasedDetector` base
-  (:class:`AuthorizationDetector`: ``Authorization: Basic``/``Bearer`` headers);
+* three plugins of our own on its :class:`RegexBasedDetector` base
+  (:class:`AuthorizationDetector`: ``Authorization: Basic``/``Bearer`` headers;
+  :class:`ConnectionStringDetector`: the password of a ``scheme://user:pass@host``
+  connection string, empty user included);
 * its value-based heuristic filters (:func:`is_false_positive`,
   :func:`is_indirect_reference`);
 * its keyword regexes (:data:`KEYWORD_PATTERNS`, :data:`KEYWORD_DENYLIST`,
@@ -38,8 +40,9 @@ from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
 
 __all__ = [
     "ENTROPY_CHARSET", "ENTROPY_DETECTOR", "ENTROPY_LIMIT", "KEYWORD_DENYLIST",
-    "KEYWORD_PATTERNS", "KEYWORD_SECRET", "PLUGIN_KINDS", "AuthorizationDetector", "Detector",
-    "is_false_positive", "is_indirect_reference", "plugins", "shannon_entropy",
+    "KEYWORD_PATTERNS", "KEYWORD_SECRET", "PLUGIN_KINDS", "AuthorizationDetector",
+    "ConnectionStringDetector", "Detector", "is_false_positive", "is_indirect_reference",
+    "plugins", "shannon_entropy",
 ]
 
 #: A detect-secrets plugin: ``analyze_string(text)`` yields the secret values found.
@@ -84,6 +87,35 @@ class AuthorizationDetector(RegexBasedDetector):
                 yield token
 
 
+#: URL schemes of databases, queues, caches and the web whose ``user:password@`` is a login.
+CONNECTION_SCHEMES = (
+    "postgres", "postgresql", "mysql", "mariadb", "mssql", "sqlserver", "oracle", "db2",
+    "mongodb", "mongodb+srv", "redis", "rediss", "valkey", "memcached", "amqp", "amqps",
+    "mqtt", "mqtts", "nats", "kafka", "couchdb", "cassandra", "neo4j", "neo4j+s", "bolt",
+    "clickhouse", "snowflake", "http", "https", "ftp", "ftps", "sftp", "ssh", "smtp",
+    "smtps", "imap", "imaps", "ldap", "ldaps", "git", "svn", "jdbc:postgresql",
+    "jdbc:mysql", "jdbc:sqlserver", "jdbc:oracle",
+)
+_PLACEHOLDER_PASSWORD = re.compile(r"[*xX.\-_]+|\$\{?\w+\}?|<[^>]*>|\{[^}]*\}|%s", re.ASCII)
+
+
+class ConnectionStringDetector(RegexBasedDetector):
+    """The password of ``scheme://user:password@host`` for a scheme of
+    :data:`CONNECTION_SCHEMES` (the user may be empty: ``redis://:password@host``);
+    placeholders (``***``, ``${DB_PASS}``, ``<password>``, ``{pw}``) are not."""
+
+    secret_type = "Connection String"
+    denylist = (re.compile(
+        r"(?<![\w+.-])(?:" + "|".join(re.escape(s) for s in
+                                     sorted(CONNECTION_SCHEMES, key=len, reverse=True))
+        + r")://[^\s:/@?#]*:([^\s/@?#]+)@[\w\[]", re.IGNORECASE),)
+
+    def analyze_string(self, string: str) -> Generator[str, None, None]:
+        for password in super().analyze_string(string):
+            if not _PLACEHOLDER_PASSWORD.fullmatch(password):
+                yield password
+
+
 def _b64decode(token: str) -> bytes:
     try:
         return base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
@@ -94,12 +126,14 @@ def _b64decode(token: str) -> bytes:
 @cache
 def plugins() -> tuple[tuple[str, Detector], ...]:
     """``(kind, detector)`` for every plugin of :data:`PLUGIN_KINDS` that detect-secrets
-    has, then ``basic_auth`` and ``bearer_token``; instantiated once per process."""
+    has, then ``basic_auth``, ``bearer_token`` and ``connection_string``; instantiated
+    once per process."""
     mapping: dict[str, Any] = dict(get_mapping_from_secret_type_to_class())
     classes: dict[str, type[BasePlugin]] = {c.__name__: c for c in mapping.values()}
     found = [(kind, classes[name]()) for name, kind in PLUGIN_KINDS.items() if name in classes]
     return (*found, ("basic_auth", AuthorizationDetector("Basic")),
-            ("bearer_token", AuthorizationDetector("(?:Bearer|Token)")))
+            ("bearer_token", AuthorizationDetector("(?:Bearer|Token)")),
+            ("connection_string", ConnectionStringDetector()))
 
 
 def is_false_positive(secret: str, line: str, detector: Detector | None = None) -> bool:

@@ -25,6 +25,19 @@ as :func:`apply` renames the key when it redacts.
 * Emails: a small, conservative regex (no maintained library *finds* addresses in
   text; email-validator checks one): dotted domain, alphabetic TLD, not a URL's
   ``user@host`` nor scp-style ``git@host:path``.
+* Connection strings (``postgres://user:pass@host``, ``redis://:pass@host``, ...): the
+  password (:class:`~gitstore.rules.detectors.ConnectionStringDetector`; a span that
+  detect-secrets' ``password_in_url`` also reports keeps that kind).
+
+**Normalised.** A string with non-ASCII characters or ``%`` is also scanned as
+:func:`~gitstore.rules.normalise.normalise` reads it (NFKC, Unicode digits, ``%XX``),
+hits mapped back to the characters they came from. Adjacent string values are also
+scanned *joined* (last line of one, first line of the next): a credential split
+across two fields (a PEM key, ``password=`` and its value) is caught in both (not
+entropy). Cards may be grouped 4-4-4-4(-3) or 4-6-5 by one repeated separator among
+space, no-break or thin space, dot, underscore and dash. :func:`screen` applies a
+policy to a commit's other texts (messages, trailers, ids, identities); :func:`holds`
+finds a string in decoded JSON.
 
 A PII hit inside a credential is reported as the credential. Default policy: block
 credentials, redact card numbers, allow emails and phones. Redaction replaces the
@@ -35,6 +48,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -46,7 +60,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 import phonenumbers
 
 from gitstore.core.names import SOW_DOCUMENT
-from gitstore.errors import UsageError, Violation
+from gitstore.errors import InvalidDocumentError, UsageError, Violation
 from gitstore.rules.detectors import (
     ENTROPY_CHARSET,
     ENTROPY_DETECTOR,
@@ -60,6 +74,7 @@ from gitstore.rules.detectors import (
     plugins,
     shannon_entropy,
 )
+from gitstore.rules.normalise import needs_normalising, normalise
 
 if TYPE_CHECKING:
     from gitstore.rules.proposal import Proposal
@@ -70,8 +85,8 @@ ACTIONS: tuple[str, ...] = ("block", "redact", "allow")
 CREDENTIAL, PII = "credential", "pii"
 
 KEYWORD, ENTROPY = "generic_secret_keyword", "high_entropy_string"
-CREDENTIAL_KINDS = frozenset({*PLUGIN_KINDS.values(), "basic_auth", "bearer_token", KEYWORD,
-                              ENTROPY})
+CREDENTIAL_KINDS = frozenset({*PLUGIN_KINDS.values(), "basic_auth", "bearer_token",
+                              "connection_string", KEYWORD, ENTROPY})
 PII_KINDS = frozenset({"card_number", "email", "phone"})
 _DEFAULTS: dict[str, Action] = {"card_number": "redact", "email": "allow", "phone": "allow"}
 #: Members whose keyword-like key holds no secret: the customer's name.
@@ -170,11 +185,15 @@ def _credential_hits(text: str) -> Iterator[_Hit]:
     offset = 0
     for line in text.splitlines(keepends=True):
         if len(line) >= 8:
+            seen: set[tuple[int, int]] = set()
             for kind, plugin in plugins():
                 for value in set(plugin.analyze_string(line)):
                     if value and not is_false_positive(value, line, plugin):
                         for m in re.finditer(re.escape(value), line):
-                            yield _extend(text, offset + m.start(), offset + m.end(), kind)
+                            hit = _extend(text, offset + m.start(), offset + m.end(), kind)
+                            if kind != "connection_string" or (hit.start, hit.end) not in seen:
+                                seen.add((hit.start, hit.end))
+                                yield hit
             for start, end in _keyword_hits(line):
                 yield _Hit(offset + start, offset + end, KEYWORD)
             for m in _ENTROPY_TOKEN.finditer(line):
@@ -185,10 +204,14 @@ def _credential_hits(text: str) -> Iterator[_Hit]:
 
 
 _CARD = re.compile(r"(?<![\w.])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![ -]?\d)(?!\w)")
+_SEP = "[ ._\u00a0\u2007\u2009\u202f-]"
+_CARD_GROUPED = re.compile(  # 4-4-4-4(-1..3) or 4-6-5, one separator repeated
+    rf"(?<![\w.])(?<!\d{_SEP})(?:\d{{4}}({_SEP})\d{{4}}(?:\1\d{{4}}){{2}}(?:\1\d{{1,3}})?"
+    rf"(?!\1\d|\w)|\d{{4}}({_SEP})\d{{6}}\2\d{{5}}(?!\2\d|\w))")
 _EMAIL = re.compile(r"(?<![\w.%+/-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
                     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
                     r"(?![\w-]|\.[A-Za-z0-9]|:\S)")
-_NUMBER_HINT = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6,}")   # 7+ digits, lightly separated
+_NUMBER_HINT = re.compile(r"\d(?:[\s().\-/_]{0,3}\d){6,}")   # 7+ digits, lightly separated
 
 
 def luhn_valid(digits: str) -> bool:
@@ -204,9 +227,9 @@ def _pii_hits(text: str, region: str) -> Iterator[_Hit]:
         yield from (_Hit(m.start(), m.end(), "email") for m in _EMAIL.finditer(text))
     if not _NUMBER_HINT.search(text):     # neither a card nor a phone number can be here
         return
-    for m in _CARD.finditer(text):
-        digits = re.sub(r"\D", "", m.group())
-        if digits[0] in "23456" and luhn_valid(digits):
+    for m in (*_CARD.finditer(text), *_CARD_GROUPED.finditer(text)):
+        digits = re.sub(r"[^0-9]", "", m.group())
+        if 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_valid(digits):
             yield _Hit(m.start(), m.end(), "card_number")
     for match in phonenumbers.PhoneNumberMatcher(text, region,
                                                  leniency=phonenumbers.Leniency.VALID):
@@ -217,7 +240,7 @@ def _pii_hits(text: str, region: str) -> Iterator[_Hit]:
 def _hits(text: str, region: str, named: bool = False) -> tuple[_Hit, ...]:
     """All hits in one string (cached: re-checking a growing conversation stays cheap).
     ``named``: the string is the value of a member whose key names a secret."""
-    raw = [*_credential_hits(text), *_pii_hits(text, region)]
+    raw = [*_credential_hits(text), *_pii_hits(text, region), *_normalised_hits(text, region)]
     if (named and text.lower() not in _PLACEHOLDER_WORDS and not any(c.isspace() for c in text)
             and re.fullmatch(KEYWORD_SECRET, text) and not is_false_positive(text, "")):
         raw.append(_Hit(0, len(text), KEYWORD))
@@ -237,6 +260,65 @@ def _hits(text: str, region: str, named: bool = False) -> tuple[_Hit, ...]:
         kept.append(hit)
         reach[cat] = max(reach[cat], hit.end)
     return tuple(kept)
+
+
+def _normalised_hits(text: str, region: str) -> list[_Hit]:
+    """Hits in the normalised ``text``, as spans of ``text`` (none when it is its own
+    normal form)."""
+    if not needs_normalising(text):
+        return []
+    norm, starts, ends = normalise(text)
+    if norm == text or not norm:
+        return []
+    return [_Hit(starts[h.start], ends[max(h.start, h.end - 1)], h.kind)
+            for h in (*_credential_hits(norm), *_pii_hits(norm, region)) if h.end > h.start]
+
+
+_WINDOW = 256
+
+
+def _split_hits(document: Any, base: str, region: str) -> dict[str, list[_Hit]]:
+    """Credentials split across two adjacent string values of ``document``: pointer ->
+    the part of each such credential that lies in that value (see the module doc)."""
+    values: list[tuple[str, str]] = []
+
+    def collect(text: str, pointer: str, in_key: bool, hits: tuple[_Hit, ...]) -> str:
+        if not in_key and text:
+            values.append((pointer, text))
+        return text
+
+    _walk(document, base, False, region, collect)
+    extra: dict[str, list[_Hit]] = {}
+    for (p1, a), (p2, b) in itertools.pairwise(values):
+        left = a[max(a.rfind("\n") + 1, len(a) - _WINDOW):]
+        right = b[:min(len(b), _WINDOW) if "\n" not in b[:_WINDOW] else b.index("\n")]
+        if not left or not right:
+            continue
+        cut = len(left)
+        for h in _joined_hits(left + right):
+            if not h.start <= cut < h.end:  # new only if it crosses (or its name is in a)
+                continue
+            end = h.end - cut
+            if h.kind == "private_key":  # the rest of the block, as in one string
+                pem_end = _PEM_END.search(b, end)
+                end = pem_end.end() if pem_end else len(b)
+            head, tail = _Hit(len(a) - cut + h.start, len(a), h.kind), _Hit(0, end, h.kind)
+            if _overlaps(_own(a, region, h.kind), head) or \
+                    _overlaps(_own(b, region, h.kind), tail):
+                continue  # a credential of one value, seen whole there
+            if h.start < cut:
+                extra.setdefault(p1, []).append(head)
+            extra.setdefault(p2, []).append(tail)
+    return extra
+
+
+def _own(text: str, region: str, kind: str) -> list[tuple[int, int]]:
+    return _merged([(h.start, h.end) for h in _hits(text, region) if h.kind == kind])
+
+
+@lru_cache(maxsize=1 << 12)
+def _joined_hits(text: str) -> tuple[_Hit, ...]:
+    return tuple(h for h in _credential_hits(text) if h.kind != ENTROPY)
 
 
 def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -269,11 +351,17 @@ def _mask(text: str, hits: Iterable[_Hit]) -> str:
 Visit = Callable[[str, str, bool, tuple[_Hit, ...]], str]
 
 
-def _walk(value: Any, pointer: str, named: bool, region: str, visit: Visit) -> Any:
+def _walk(value: Any, pointer: str, named: bool, region: str, visit: Visit,
+          extra: Mapping[str, list[_Hit]] | None = None) -> Any:
     if isinstance(value, str):
-        return visit(value, pointer, False, _hits(value, region, named))
+        hits = _hits(value, region, named)
+        if extra and pointer in extra:  # parts of credentials split across values
+            hits = (*hits, *(h for h in extra[pointer] if not _overlaps(
+                _merged([(o.start, o.end) for o in hits if o.kind == h.kind]), h)))
+        return visit(value, pointer, False, hits)
     if isinstance(value, list):
-        return [_walk(v, f"{pointer}/{i}", False, region, visit) for i, v in enumerate(value)]
+        return [_walk(v, f"{pointer}/{i}", False, region, visit, extra)
+                for i, v in enumerate(value)]
     if isinstance(value, int) and not isinstance(value, bool) and value > 10**12:
         text = str(value)                 # a card number written as a JSON number
         hits = tuple(h for h in _hits(text, region) if h.kind == "card_number")
@@ -294,7 +382,7 @@ def _walk(value: Any, pointer: str, named: bool, region: str, visit: Visit) -> A
             n += 1
             new_key = f"{base} #{n}"
         named = bool(_KEYWORD_NAME.search(key)) and child_pointer not in EXEMPT_POINTERS
-        out[new_key] = _walk(child, child_pointer, named, region, visit)
+        out[new_key] = _walk(child, child_pointer, named, region, visit, extra)
     return out
 
 
@@ -308,7 +396,7 @@ def scan(document: Any, file: str, *, region: str = "US", base: str = "") -> lis
                      for h in hits)
         return text
 
-    _walk(document, base, False, region, visit)
+    _walk(document, base, False, region, visit, _split_hits(document, base, region))
     return found
 
 
@@ -390,7 +478,8 @@ def apply(document: Any, file: str, policy: Policy = DEFAULT_POLICY, *, base: st
                 chosen += [h] if action == "redact" else []
         return _mask(text, chosen) if chosen else text
 
-    return _walk(document, base, False, policy.region, visit), redacted, blocked
+    extra = _split_hits(document, base, policy.region)
+    return _walk(document, base, False, policy.region, visit, extra), redacted, blocked
 
 
 def message(finding: Finding, action: Action) -> str:
@@ -440,3 +529,67 @@ def summary(findings: Iterable[Finding]) -> str:
     return "; ".join(", ".join(f"{kind}{times}{n}" for (f, kind), n in sorted(counts.items())
                                if f == file) + f" ({file})"
                      for file in sorted({file for file, _ in counts}))
+
+
+KEY_FOUND = ("contains the customer's api_key, which this store never stores (the value "
+             "is not shown)")
+
+
+def holds(value: Any, needle: str) -> bool:
+    """Whether ``needle`` occurs in a string (value or object key) of decoded JSON
+    ``value`` or in the text of one of its numbers: compared on the values, never on
+    JSON text, so quotes, backslashes and control characters cannot hide it."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if needle in node:
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, int | float) and not isinstance(node, bool) \
+                and needle in repr(node):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Field:
+    """A text a commit or tag records (``label`` names it): a ``redactable`` one has
+    ``redact`` findings masked; any other refuses every finding the policy does not
+    allow, but the kinds in ``allowed`` (an email in an email address)."""
+
+    label: str
+    text: str | None
+    redactable: bool = False
+    allowed: frozenset[str] = frozenset()
+
+
+def screen(fields: Iterable[Field], policy: Policy = DEFAULT_POLICY, *,
+           forbidden: str | None = None) -> tuple[dict[str, str | None], list[Finding]]:
+    """Apply ``policy`` to ``fields`` (each scanned as its own document). Returns each
+    field's text by label (redactable ones masked) and the redacted findings; raises
+    :class:`InvalidDocumentError` listing every blocked finding (values never shown),
+    and when ``forbidden`` (a hashed-names store's api_key) occurs in any field."""
+    texts: dict[str, str | None] = {}
+    masked: list[Finding] = []
+    found: list[Violation] = []
+    for f in fields:
+        texts[f.label] = f.text
+        if f.text is None:
+            continue
+        clean, redacted, blocked = apply(f.text, f.label, policy)
+        refused = [*blocked, *([] if f.redactable else redacted)]
+        found.extend(Violation(f.label, "", message(x, "block"), "secrets")
+                     for x in refused if x.kind not in f.allowed)
+        if f.redactable and redacted:
+            texts[f.label] = clean
+            masked.extend(redacted)
+        if forbidden and forbidden in f.text:
+            found.append(Violation(f.label, "", KEY_FOUND, "secrets"))
+    if found:
+        raise InvalidDocumentError(found)
+    return texts, masked

@@ -22,31 +22,100 @@ Invariants:
   head, leaving the gap in the chain (a head one record behind, left by a
   writer that died between the two writes, simply catches up);
 * appends are serialised by an exclusive ``flock`` on the log file; a record is
-  written with one ``write`` of one line.
+  written with one ``write`` of one line;
+* both files are created with mode 0600 (less under a stricter umask), like
+  everything gitstore creates under the store root.
 
-An attacker who can rewrite both files can forge the whole chain; sign versions
-(``gitstore verify``) where that matters.
+* a head file found missing or unreadable by an append (while the log holds
+  two records or more) is itself recorded, as an ``audit:head-lost`` record,
+  before the append's own: cutting the log's tail and deleting the head stays
+  visible after later accesses;
+* the chain is anchored in git: every commit the writer makes carries an
+  ``Audit-Head: <seq> <hash> <log id>`` trailer (:meth:`AuditLog.anchor`: the
+  log's last record and the first 16 hex digits of record 1's hash, which tell
+  this log from another one whose commits were imported), and
+  :meth:`AuditLog.verify` checks the log against the newest anchor, so records
+  cut off the end (and the head rewritten to match) are found as long as a
+  write came after them;
+* every file here is opened with ``O_NOFOLLOW``: a symbolic link planted in
+  their place is refused, never written through;
+* a read-only store (``EROFS``, ``EACCES``, ``EPERM``) raises
+  :class:`AuditNotRecorded`, so that reads can go on without the record where
+  the store allows it (``require_audit``).
+
+An attacker who can rewrite both files and the history can forge the whole
+chain; sign versions (``gitstore verify``) where that matters.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import getpass
 import hashlib
 import json
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gitstore.core import canonical
-from gitstore.errors import StorageError
+from gitstore.core.versions import Scenario, Version
+from gitstore.errors import GitStoreWarning, StorageError, UsageError
 
 LOG_NAME = "gitstore-audit.jsonl"
 HEAD_NAME = "gitstore-audit.head"
 GENESIS = "0" * 64
+ANCHOR_TRAILER = "Audit-Head"
+HEAD_LOST = "audit:head-lost"
+LOG_ID_DIGITS = 16
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class AuditNotRecorded(StorageError):
+    """The access log cannot be written because the store is read-only here."""
+
+
+class AuditNotRecordedWarning(GitStoreWarning):
+    """A read went ahead without its access-log record (read-only store)."""
+
+
+NOT_RECORDED = ("the store is read-only: access is not being recorded in the access logs "
+                "(set require_audit in the store config to refuse instead)")
+
+
+def record_access(repo_dir: Path, *, required: bool, actor: str, op: str, customer: str,
+                  rev: str | None = None, commit: str | None = None,
+                  document: str | None = None, detail: str | None = None,
+                  notify: Callable[[str], None] | None = None) -> None:
+    """Append one record to the log in ``repo_dir``. Where the store is read-only
+    the access goes ahead unrecorded and :data:`NOT_RECORDED` is said: to
+    ``notify`` (the CLI prints it once), else as an :class:`AuditNotRecordedWarning`;
+    unless the store ``required`` the record: then :class:`AuditNotRecorded` stops it."""
+    try:
+        AuditLog(repo_dir).append(actor=actor, op=op, customer=customer, rev=rev,
+                                  commit=commit, document=document, detail=detail)
+    except AuditNotRecorded as exc:
+        if required:
+            raise AuditNotRecorded(f"{exc}; this store requires an access-log record of every "
+                                   "access (require_audit), so nothing was read") from None
+        if notify is not None:
+            notify(NOT_RECORDED)
+        else:
+            warnings.warn(AuditNotRecordedWarning(NOT_RECORDED), stacklevel=3)
+
+
+def _open_error(path: Path, exc: OSError, what: str) -> StorageError:
+    if exc.errno == errno.ELOOP:
+        return StorageError(f"cannot {what} {path}: it is a symbolic link, which gitstore "
+                            "never writes through; run `gitstore verify`")
+    if exc.errno in _READ_ONLY:
+        return AuditNotRecorded(f"cannot {what} {path}: {exc.strerror} (a read-only store)")
+    return StorageError(f"cannot {what} {path}: {exc.strerror}")
 
 
 def _hash(record: dict[str, Any]) -> str:
@@ -93,11 +162,14 @@ class AuditLog:
     def append(self, *, actor: str, op: str, customer: str, rev: str | None = None,
                commit: str | None = None, document: str | None = None,
                detail: str | None = None, now: datetime | None = None) -> dict[str, Any]:
-        """Append one record; returns it (with its ``seq`` and ``hash``)."""
+        """Append one record; returns it (with its ``seq`` and ``hash``).
+
+        Raises :class:`AuditNotRecorded` when the store is read-only here and
+        :class:`StorageError` for any other failure (a symbolic link included)."""
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | _NOFOLLOW, 0o600)
         except OSError as exc:
-            raise StorageError(f"cannot open audit log {self.path}: {exc.strerror}") from None
+            raise _open_error(self.path, exc, "open audit log") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             seq, prev = self._last(fd)
@@ -109,22 +181,36 @@ class AuditLog:
                 # its record and the head: the log is right, the head catches up.)
                 seq, prev = head
             when = (now or datetime.now(UTC)).astimezone(UTC)
-            record: dict[str, Any] = {
-                "seq": seq + 1,
-                "time": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                "actor": actor, "user": _user(), "pid": os.getpid(), "op": op,
-                "customer": customer, "rev": rev, "commit": commit, "document": document,
-                "detail": detail, "prev": prev,
-            }
-            record["hash"] = _hash(record)
+            fields = {"time": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "actor": actor,
+                      "user": _user(), "pid": os.getpid()}
+            if head is None and seq >= 2:
+                # the head is gone (or garbage) while the log has records: say so in
+                # the chain itself, so that a tail cut with it stays visible
+                lost = self._record(seq, prev, fields, op=HEAD_LOST, customer=customer,
+                                    detail="the head file was missing or unreadable: records "
+                                           "may have been cut off the end before this one")
+                os.write(fd, _line(lost))
+                seq, prev = lost["seq"], lost["hash"]
+            record = self._record(seq, prev, fields, op=op, customer=customer, rev=rev,
+                                  commit=commit, document=document, detail=detail)
             os.write(fd, _line(record))
             self._write_head(record["seq"], record["hash"])
             return record
         except OSError as exc:
-            raise StorageError(f"cannot append to audit log {self.path}: {exc.strerror}") \
-                from None
+            raise _open_error(self.path, exc, "append to audit log") from None
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _record(seq: int, prev: str, fields: dict[str, Any], *, op: str, customer: str,
+                rev: str | None = None, commit: str | None = None,
+                document: str | None = None, detail: str | None = None) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "seq": seq + 1, **fields, "op": op, "customer": customer, "rev": rev,
+            "commit": commit, "document": document, "detail": detail, "prev": prev,
+        }
+        record["hash"] = _hash(record)
+        return record
 
     def _last(self, fd: int) -> tuple[int, str]:
         """seq and hash of the last record (0 and GENESIS for an empty log)."""
@@ -161,36 +247,76 @@ class AuditLog:
         """Overwrite the head in place: one line, one small write
         (no temp file and rename on the path of every read)."""
         line = f"{seq} {digest}\n".encode("ascii")
-        fd = os.open(self.head_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        fd = os.open(self.head_path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
         try:
             os.pwrite(fd, line, 0)
             os.ftruncate(fd, len(line))
         finally:
             os.close(fd)
 
+    def _open_read(self) -> int | None:
+        """A read-only descriptor of the log (None if there is none; StorageError
+        for a symbolic link)."""
+        try:
+            return os.open(self.path, os.O_RDONLY | _NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _open_error(self.path, exc, "read audit log") from None
+
     def records(self) -> Iterator[dict[str, Any]]:
         """Every record that parses, in file order."""
-        if not self.path.exists():
+        fd = self._open_read()
+        if fd is None:
             return
-        with self.path.open("rb") as f:
+        with os.fdopen(fd, "rb") as f:
             for raw in f:
                 try:
                     yield json.loads(raw)
                 except ValueError:
                     continue
 
-    def verify(self) -> list[Problem]:
-        """Check the chain; one :class:`Problem` per edited, missing or extra record."""
+    def anchor(self) -> str | None:
+        """``"<seq> <hash> <log id>"`` of the last record, for a commit to keep (see
+        the module docstring); None for an empty or missing log."""
+        fd = self._open_read()
+        if fd is None:
+            return None
+        try:
+            seq, digest = self._last(fd)
+            first = os.pread(fd, 65536, 0).split(b"\n", 1)[0]
+        finally:
+            os.close(fd)
+        log_id = _log_id(first)
+        if seq == 0 or log_id is None:
+            return None
+        return f"{seq} {digest} {log_id}"
+
+    def verify(self, anchors: Iterable[tuple[str, str]] = ()) -> list[Problem]:
+        """Check the chain; one :class:`Problem` per edited, missing or extra record.
+
+        ``anchors`` are ``(commit id, Audit-Head trailer value)`` pairs found in
+        git; the newest one that belongs to this log must match it."""
         problems: list[Problem] = []
-        if not self.path.exists():
+        fd = self._open_read()
+        if fd is None:
             if self.head_path.exists():
                 problems.append(Problem(None, None, "the log file is missing but its head "
                                         "file exists: the whole log was deleted"))
+            anchor = _newest_anchor(anchors, None)
+            if anchor is not None and not problems:
+                problems.append(Problem(None, None, f"the log file is missing, but commit "
+                                        f"{anchor.commit[:12]} records that it had "
+                                        f"{anchor.seq} record(s): the whole log was deleted"))
             return problems
         expected_seq, prev = 1, GENESIS
         last_seq, last_hash = 0, GENESIS
-        with self.path.open("rb") as f:
+        first: bytes | None = None
+        seen: dict[int, str] = {}
+        with os.fdopen(fd, "rb") as f:
             for n, raw in enumerate(f, 1):
+                if first is None:
+                    first = raw.rstrip(b"\n")
                 try:
                     rec = json.loads(raw)
                     seq, digest = int(rec["seq"]), str(rec["hash"])
@@ -202,6 +328,10 @@ class AuditLog:
                 if _hash(rec) != digest:
                     problems.append(Problem(n, seq, "contents changed after it was written "
                                             "(hash mismatch)"))
+                if rec.get("op") == HEAD_LOST:
+                    problems.append(Problem(n, seq, "the head file had been deleted or damaged "
+                                            "before this record: records may have been cut "
+                                            "off the end of the log"))
                 if seq > expected_seq:
                     missing = (f"record {expected_seq}" if seq == expected_seq + 1
                                else f"records {expected_seq}..{seq - 1}")
@@ -215,6 +345,7 @@ class AuditLog:
                 expected_seq = seq + 1
                 prev = digest
                 last_seq, last_hash = seq, digest
+                seen.setdefault(seq, digest)
         head = self._read_head()
         if head is not None and head != (last_seq, last_hash):
             if head[0] > last_seq:
@@ -223,11 +354,109 @@ class AuditLog:
             else:
                 problems.append(Problem(None, last_seq, "the log's last record does not match "
                                         f"its head file (head says record {head[0]})"))
+        elif head is None and last_seq >= 2:
+            problems.append(Problem(None, None, f"the head file {HEAD_NAME} is missing or "
+                                    "unreadable: records cut off the end would go unseen"))
+        anchor = _newest_anchor(anchors, _log_id(first or b""))
+        if anchor is not None:
+            where = f"commit {anchor.commit[:12]} records record {anchor.seq}"
+            if anchor.seq > last_seq and (head is None or head[0] < anchor.seq):
+                problems.append(Problem(None, anchor.seq, f"records {last_seq + 1}.."
+                                        f"{anchor.seq} deleted from the end of the log "
+                                        f"({where} in git)"))
+            elif anchor.seq in seen and seen[anchor.seq] != anchor.digest:
+                problems.append(Problem(None, anchor.seq, f"does not match its anchor in git "
+                                        f"({where} with another hash): the log was rewritten"))
         return problems
 
     def _read_head(self) -> tuple[int, str] | None:
         try:
-            seq, digest = self.head_path.read_text(encoding="ascii").split()
+            fd = os.open(self.head_path, os.O_RDONLY | _NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            seq, digest = os.read(fd, 256).decode("ascii").split()
             return int(seq), digest
         except (OSError, ValueError):
             return None
+        finally:
+            os.close(fd)
+
+
+def _log_id(first_line: bytes) -> str | None:
+    """The identity of a log: the first hex digits of its first record's hash."""
+    try:
+        digest = json.loads(first_line)["hash"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return digest[:LOG_ID_DIGITS] if isinstance(digest, str) and digest else None
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """An ``Audit-Head`` trailer: the log had record ``seq`` with hash ``digest``."""
+
+    commit: str
+    seq: int
+    digest: str
+    log_id: str
+
+    @classmethod
+    def parse(cls, commit: str, value: str) -> Anchor | None:
+        parts = value.split()
+        if len(parts) != 3 or not parts[0].isdigit():
+            return None
+        return cls(commit, int(parts[0]), parts[1], parts[2])
+
+
+def _newest_anchor(anchors: Iterable[tuple[str, str]], log_id: str | None) -> Anchor | None:
+    """The anchor with the highest ``seq`` that belongs to the log ``log_id`` (any
+    anchor when the log has no first record to tell)."""
+    found = [a for c, v in anchors if (a := Anchor.parse(c, v)) is not None
+             and (log_id is None or a.log_id == log_id)]
+    return max(found, key=lambda a: a.seq, default=None)
+
+
+# -- what the log says must exist -----------------------------------------------------
+
+FINALIZING_OPS = ("write:finalize", "write:correction")
+
+
+@dataclass
+class Recorded:
+    """The refs the access log says a repository has: each scenario branch with the
+    last commit written on it, each version tag with the commit it was cut at.
+    A retention purge (``retention:purge``) takes its scenario's out again."""
+
+    branches: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    purged: set[str] = field(default_factory=set)
+
+
+def recorded_refs(records: Iterable[dict[str, Any]]) -> Recorded:
+    """What :class:`Recorded` the records (in log order) add up to."""
+    out = Recorded()
+    for r in records:
+        op, rev, commit = r.get("op"), r.get("rev"), r.get("commit")
+        if not isinstance(op, str) or not isinstance(rev, str):
+            continue
+        try:
+            if op.startswith("write:") and op != "write:replayed" and isinstance(commit, str):
+                version = Version.parse(rev)
+                out.branches[version.scenario.branch_ref] = commit
+                if op in FINALIZING_OPS:
+                    out.tags[version.tag_ref] = commit
+            elif op == "retention:purge":
+                scenario = Scenario.parse(rev)
+                prefix = f"refs/tags/v{scenario.major}."
+                for ref in [t for t in out.tags if t.startswith(prefix)]:
+                    out.purged.add(ref)
+                    del out.tags[ref]
+                if isinstance(commit, str):
+                    out.branches[scenario.branch_ref] = commit
+                else:
+                    out.branches.pop(scenario.branch_ref, None)
+                    out.purged.add(scenario.branch_ref)
+        except UsageError:
+            continue
+    return out

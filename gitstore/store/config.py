@@ -2,7 +2,10 @@
 
 Precedence, highest first: arguments to :class:`~gitstore.Store`, environment
 (``GITSTORE_AGENT``), the store's config file, built-in defaults. Unknown keys in
-the file are refused, so a typo never silently does nothing.
+the file are refused, so a typo never silently does nothing. Identities (``agent``,
+``committer``) from any source are checked as git records them (no line breaks,
+``<``, ``>`` or control characters; see :meth:`~gitstore.core.commits.Identity.checked`)
+before a store opens, so no write can produce a malformed commit.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from gitstore.core.commits import Identity
 from gitstore.core.names import STORE_DIR
 from gitstore.core.time import format_duration, parse_duration
 from gitstore.errors import UsageError
+from gitstore.git.locking import private_dirs
 from gitstore.rules.secrets import Policy
 
 CONFIG_DIR = STORE_DIR
@@ -47,6 +51,8 @@ class Config:
     default: block credentials, redact card numbers, allow emails and phones).
     ``active_timeout``: a session with activity within it counts as active
     (default 2 hours, seed 003; ``GITSTORE_ACTIVE_TIMEOUT`` overrides it).
+    ``require_audit``: refuse a read that cannot be recorded in the access log
+    (a read-only store); by default such reads go ahead with a warning.
     """
 
     agent: Identity = DEFAULT_AGENT
@@ -62,6 +68,7 @@ class Config:
     maintenance_bytes: int = 16 * 1024 * 1024
     secrets: dict[str, Any] | None = None
     active_timeout: str | None = None
+    require_audit: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +85,7 @@ class Config:
             "maintenance_bytes": self.maintenance_bytes,
             "secrets": self.secrets,
             "active_timeout": self.active_timeout,
+            "require_audit": self.require_audit,
         }
 
 
@@ -92,11 +100,20 @@ def load(root: Path, **overrides: Any) -> Config:
         cfg = _apply(cfg, data, str(path))
     env_agent = os.environ.get("GITSTORE_AGENT")
     if env_agent:
-        cfg = replace(cfg, agent=Identity.parse(env_agent))
+        cfg = replace(cfg, agent=_identity(env_agent, "GITSTORE_AGENT"))
     cfg = _apply(cfg, {k: v for k, v in overrides.items() if v is not None}, "arguments")
     if cfg.signing_key is not None and cfg.allowed_signers is None:
         cfg = replace(cfg, allowed_signers=root / CONFIG_DIR / "allowed_signers")
     return cfg
+
+
+def _identity(value: Any, origin: str) -> Identity:
+    """An agent or committer identity as git can record it (a UsageError naming
+    ``origin`` otherwise), so no store ever writes a malformed ident line."""
+    try:
+        return value.checked() if isinstance(value, Identity) else Identity.parse(value)
+    except UsageError as exc:
+        raise UsageError(f"{origin}: {exc}") from None
 
 
 def _apply(cfg: Config, data: Any, origin: str) -> Config:
@@ -111,7 +128,7 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
         if value is None:
             continue
         if key in ("agent", "committer"):
-            changes[key] = value if isinstance(value, Identity) else Identity.parse(str(value))
+            changes[key] = _identity(value, f"{origin}: {key}")
         elif key in ("templates", "signing_key", "allowed_signers"):
             changes[key] = Path(value)
         elif key == "max_document_bytes":
@@ -137,7 +154,7 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
             changes[key] = value if isinstance(value, str) else format_duration(delta)
         elif key == "secrets":
             changes[key] = Policy.from_json(value).to_json()  # refuses a bad policy now
-        elif key in ("fsync", "hash_names"):
+        elif key in ("fsync", "hash_names", "require_audit"):
             if not isinstance(value, bool):
                 raise UsageError(f"{origin}: {key} must be true or false")
             changes[key] = value
@@ -145,10 +162,14 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
 
 
 def save(root: Path, cfg: Config) -> None:
+    """Write the config file (mode 0600, in a 0700 directory, like every file
+    gitstore creates under the root)."""
     path = root / CONFIG_DIR / CONFIG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(path.parent)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cfg.to_json(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(cfg.to_json(), indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
 

@@ -8,8 +8,11 @@ API; the writer, history and session modules depend only on these contexts.
 
 Invariants: a customer name always passes :func:`gitstore.core.names.check_customer`
 (or is the keyed hash of an api_key) before it is joined to the root, so no
-request can reach outside its own repository; every repository access goes
-through :attr:`CustomerContext.repo`, opened once and reopened only through
+request can reach outside its own repository; api_keys (:meth:`StoreContext.customer`)
+and repository names (:meth:`StoreContext.customer_named`) are separate namespaces:
+with hashed names every key is hashed, and a hash is never taken as a key; every
+repository access goes through :attr:`CustomerContext.repo`, opened once and reopened
+only through
 :meth:`CustomerContext.reopen`; every access that reveals or changes session
 data appends a record with :meth:`CustomerContext.audit`.
 """
@@ -30,13 +33,20 @@ from gitstore.catalog.index import Index
 from gitstore.core.commits import Identity
 from gitstore.core.names import STORE_DIR, check_customer
 from gitstore.core.versions import Scenario, parse_branch_ref
-from gitstore.errors import InvalidNameError, NotFoundError, StorageError, UsageError
+from gitstore.errors import (
+    IntegrityError,
+    InvalidNameError,
+    NotFoundError,
+    StorageError,
+    UsageError,
+)
 from gitstore.git import repo as backend
 from gitstore.git import signing
 from gitstore.git.locking import writer_lock
 from gitstore.rules.pipeline import Pipeline, load_hook
 from gitstore.rules.proposal import Hook
 from gitstore.rules.secrets import DEFAULT_POLICY, Policy
+from gitstore.store import audit as audit_mod
 from gitstore.store import config as config_mod
 from gitstore.store.audit import AuditLog
 
@@ -60,6 +70,15 @@ class StoreContext:
     """
 
     customer_class: type[CustomerContext]
+    #: Whether :meth:`customer` takes repository names instead of api_keys (the
+    #: CLI's ``--by-name``; the two are separate namespaces, never guessed).
+    by_name: bool = False
+    #: Called once with the customer's name when a writer has waited a second for
+    #: another writer's lock (the CLI says so on stderr; the library never prints).
+    lock_wait: Callable[[str], None] | None = None
+    #: Called with a warning the caller should see (a read that went unrecorded on a
+    #: read-only store); None: a :class:`~gitstore.errors.GitStoreWarning` is issued.
+    warn: Callable[[str], None] | None = None
 
     def __init__(self, root: str | os.PathLike[str] = "sessions", *, create: bool = False,
                  agent: str | Identity | None = None, templates: str | Path | None = None,
@@ -128,16 +147,32 @@ class StoreContext:
         return "k" + digest.hexdigest()[:40]
 
     def customer(self, name: str) -> CustomerContext:
-        """The customer ``name`` (its api_key; the repository need not exist yet).
+        """The customer whose api_key is ``name`` (the repository need not exist yet).
 
         Normally the name must pass the allowlist and names the repository. In a
         store with ``hash_names``, the repository is named by a keyed hash of the
-        api_key instead, so the key never appears in a path, a log line, an
-        error message or the history; the hash is the customer's name."""
-        if self.config.hash_names:
-            if isinstance(name, str) and HASHED_NAME.fullmatch(name):
-                return self.customer_class(self, name)  # already the hash
+        api_key instead, so the key never appears in a path, a lock, a log line,
+        an error message, the index or the history; the hash is the customer's
+        name. *Every* key is hashed, one shaped like a hash too: a hash that
+        ``customers`` lists is not an api_key (reach it with
+        :meth:`customer_named`). With :attr:`by_name` set (``gitstore
+        --by-name``), ``name`` is a repository name instead, as for
+        :meth:`customer_named`."""
+        if self.config.hash_names and not self.by_name:
             return self.customer_class(self, self.hashed_name(name), api_key=name)
+        return self.customer_named(name)
+
+    def customer_named(self, name: str) -> CustomerContext:
+        """The customer whose repository is ``name``, as :meth:`customers` lists it
+        and the catalog, the audit log and exports record it: the api_key in a
+        plain store; in a store with hashed names the hash (``k`` and 40 hex
+        digits), never a key. The api_key stays unknown (None)."""
+        if self.config.hash_names:
+            if not isinstance(name, str) or not HASHED_NAME.fullmatch(name):
+                raise InvalidNameError("not a repository name of this store: with hashed "
+                                       "names, one is k and 40 hex digits, as `gitstore "
+                                       "customers` lists them (the value is not shown)")
+            return self.customer_class(self, name)
         return self.customer_class(self, check_customer(name))
 
     def customers(self) -> list[str]:
@@ -152,6 +187,8 @@ class StoreContext:
                 check_customer(entry.name)
             except UsageError:
                 continue
+            if self.config.hash_names and not HASHED_NAME.fullmatch(entry.name):
+                continue  # not a repository of a store with hashed names
             if entry.is_dir(follow_symlinks=False) and backend.is_repository(Path(entry.path)):
                 out.append(entry.name)
         return sorted(out)
@@ -187,8 +224,7 @@ class CustomerContext:
         if self.path.is_symlink():
             raise StorageError(f"{self.path} is a symbolic link; a customer repository must be "
                                "a real directory inside the store")
-        if not self.exists:
-            raise NotFoundError(f"unknown customer {self.name!r} in {self.store.root}")
+        self.require()
         return backend.Repo.open(self.path)
 
     def reopen(self) -> None:
@@ -196,17 +232,25 @@ class CustomerContext:
         self.__dict__.pop("repo", None)
 
     def require(self) -> None:
-        """Raise NotFoundError unless the customer's repository exists."""
+        """Raise NotFoundError unless the customer's repository exists (IntegrityError
+        when its directory is there but is no longer a repository: damage)."""
         if not self.exists:
+            damage = None if self.path.is_symlink() or not self.path.is_dir() \
+                else backend.repository_problem(self.path)
+            if damage is not None:
+                raise IntegrityError(f"customer {self.name}: its directory {damage}; run "
+                                     f"`gitstore verify {self.name}`")
             raise NotFoundError(f"unknown customer {self.name!r} in {self.store.root}")
 
     def audit(self, op: str, *, rev: str | None = None, commit: str | None = None,
               document: str | None = None, detail: str | None = None) -> None:
         """Append a record to this customer's access log (see :mod:`gitstore.store.audit`)."""
-        if self.exists:
-            AuditLog(self.path).append(actor=str(self.store.config.agent), op=op,
-                                       customer=self.name, rev=rev, commit=commit,
-                                       document=document, detail=detail)
+        if self.exists:  # a read-only store: see audit.record_access and require_audit
+            audit_mod.record_access(self.path, required=self.store.config.require_audit,
+                                    actor=str(self.store.config.agent), op=op,
+                                    customer=self.name, rev=rev, commit=commit,
+                                    document=document, detail=detail,
+                                    notify=self.store.warn)
 
     @property
     def audit_log(self) -> AuditLog:
@@ -217,7 +261,8 @@ class CustomerContext:
     def locked(self) -> Iterator[None]:
         """Hold this customer's writer lock (every change to the repository's refs
         happens under it)."""
-        with writer_lock(self.store.lock_dir, self.name, self.store.config.lock_timeout):
+        with writer_lock(self.store.lock_dir, self.name, self.store.config.lock_timeout,
+                         on_wait=self.store.lock_wait):
             yield
 
     def ensure_repo(self) -> backend.Repo:

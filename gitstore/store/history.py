@@ -6,7 +6,20 @@ objects are complete) and each appends one access-log record.
 
 A revision is a version (``v1.0.0``: its tag; an open or untagged version: the
 scenario's tip when the tip is that version), a scenario (``v1``: its newest
-state), ``HEAD``, or any git revision (``v1~2``, a commit id).
+state), ``HEAD``, or any git revision (``v1~2``, a commit id). Every version that
+:func:`versions` lists resolves. Arguments of the wrong type are a UsageError.
+
+Time travel (:func:`read_at`) has two clocks. *Commit time* is when a commit was
+written (its git commit time: the write's ``at=``, default the moment of the
+write). *Session time* is what the session data says: a commit's session time is
+the newest of ``session_info.created_timestamp``, ``session_info.completed_timestamp``
+and the last conversation turn's ``timestamp``, taken over that commit and every
+earlier commit of its scenario (first parents), so it never decreases along a
+scenario; except that the commits from a follow-up's opening up to its first newer
+timestamp (its first turn) count at that timestamp, or at their commit time while
+there is none, so the time between two conversations shows the version that
+concluded, not the follow-up not yet begun. A session recorded today from a
+transcript stamped last year has last year's session time and today's commit time.
 """
 
 from __future__ import annotations
@@ -17,16 +30,30 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gitstore.core import canonical, schema
-from gitstore.core.commits import CommitInfo, Identity, TagInfo, metadata_version, version_of
+from gitstore.core.commits import (
+    ChangeKind,
+    CommitInfo,
+    Identity,
+    TagInfo,
+    metadata_version,
+    version_of,
+)
 from gitstore.core.diff import Diff, compute
-from gitstore.core.names import JSON_DOCUMENTS, MANIFEST, check_document
+from gitstore.core.documents import count, document_name, parse_ts, text_or_none
+from gitstore.core.names import CONV, JSON_DOCUMENTS, MANIFEST, MERGED, META
 from gitstore.core.time import format_rfc3339, from_timestamp, parse_rfc3339
-from gitstore.core.versions import Scenario, Version, parse_tag_ref
+from gitstore.core.versions import Scenario, Version, parse_tag_ref, refuse_bare_version
 from gitstore.errors import NotFoundError, UsageError
+from gitstore.git.repo import Repo
 from gitstore.store.context import CustomerContext
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
+
+#: The clocks :func:`read_at` can travel by (see the module docstring).
+TIME_BASES = ("session", "commit")
+#: The values of the ``Change`` trailer that :func:`log` filters by.
+CHANGE_KINDS = tuple(kind.value for kind in ChangeKind)
 
 
 @dataclass(frozen=True)
@@ -45,7 +72,7 @@ class Snapshot:
     info: CommitInfo
 
     def raw(self, name: str) -> bytes:
-        name = check_document(name, allow_manifest=True)
+        name = document_name(name, allow_manifest=True)
         try:
             return self.files[name]
         except KeyError:
@@ -54,11 +81,11 @@ class Snapshot:
             raise NotFoundError(f"{self.customer} {where} has no {name}{hint}") from None
 
     def document(self, name: str) -> Any:
-        name = check_document(name, allow_sow=False)
+        name = document_name(name, allow_sow=False)
         return canonical.loads(self.raw(name))
 
     def model(self, name: str) -> BaseModel:
-        name = check_document(name, allow_sow=False)
+        name = document_name(name, allow_sow=False)
         return schema.parse_model(name, self.document(name))
 
     def documents(self) -> dict[str, Any]:
@@ -82,7 +109,7 @@ class VersionInfo:
 
     version: Version
     commit: str
-    status: str  # "finalized" | "open" | "expired" (open, recorded as expired)
+    status: str  # "finalized" | "open" | "expired" (open, recorded as expired) | "merged"
     change: str | None
     time: int
     author: Identity
@@ -130,16 +157,18 @@ def _iso(ts: int) -> str:
 def resolve(customer: CustomerContext, rev: str | Version | Scenario | None = None) -> str:
     """Resolve a revision to a commit id.
 
-    Accepts a version (``v1.0.0``: its tag), a scenario (``v1``: its newest
-    state), ``HEAD`` (default), or any git revision (``v1~2``, a commit id).
+    Accepts a version (``v1.0.0``: its tag; an open version: its scenario's
+    tip), a scenario (``v1``: its newest state), ``HEAD`` (default), or any git
+    revision (``v1~2``, a commit id).
     """
-    repo = customer.repo
     if rev is None:
         rev = "HEAD"
-    if isinstance(rev, Version):
+    if isinstance(rev, Version | Scenario):
         rev = str(rev)
-    if isinstance(rev, Scenario):
-        rev = str(rev)
+    if not isinstance(rev, str):
+        raise UsageError(f"a revision is a str like 'v1.0.0', 'v1' or a commit id, not "
+                         f"{type(rev).__name__}")
+    repo = customer.repo
     if Version.is_version(rev):
         version = Version.parse(rev)
         tag = repo.tag(str(version))
@@ -153,6 +182,7 @@ def resolve(customer: CustomerContext, rev: str | Version | Scenario | None = No
             raise NotFoundError(f"customer {customer.name} has no version {version} "
                                 f"(versions: {known})")
         return tag.target
+    refuse_bare_version(rev)  # `1.0.0` is not a version: one grammar, the v required
     return repo.resolve(rev)
 
 
@@ -171,6 +201,14 @@ def diff(customer: CustomerContext, a: str | Version | Scenario,
          documents: Iterable[str] | None = None) -> tuple[Diff, Snapshot, Snapshot]:
     """Semantic diff from ``a`` to ``b`` (default: the newest state of ``a``'s
     scenario). Returns the diff and both snapshots. ``documents`` limits it."""
+    if isinstance(documents, str):
+        documents = (documents,)
+    elif documents is not None:
+        if isinstance(documents, bytes | bytearray) or not isinstance(documents, Iterable):
+            raise UsageError(f"documents must be document names (a list of str), not "
+                             f"{type(documents).__name__}")
+        documents = tuple(documents)
+    keep = {document_name(d, allow_manifest=True) for d in documents or ()}
     snap_a = read(customer, a)
     if b is None:
         b = snap_a.version.scenario if snap_a.version else "HEAD"
@@ -178,7 +216,6 @@ def diff(customer: CustomerContext, a: str | Version | Scenario,
     files_a, files_b = snap_a.files, snap_b.files
     manifest = False
     if documents is not None:
-        keep = {check_document(d, allow_manifest=True) for d in documents}
         files_a = {k: v for k, v in files_a.items() if k in keep}
         files_b = {k: v for k, v in files_b.items() if k in keep}
         manifest = MANIFEST in keep
@@ -213,9 +250,10 @@ def versions(customer: CustomerContext, scenario: str | Scenario | None = None
         info = repo.commit(tip)
         v = version_of(info) or metadata_version(repo.read_tree(tip))
         if v is not None and v not in tagged:
-            change = info.trailer("Change")
-            status = "finalized" if change in ("finalize", "correction") else \
-                "expired" if change == "expire" else "open"
+            change = info.change
+            status = "finalized" if info.finalizes else \
+                "merged" if repo.ref_target(MERGED + str(s)) else \
+                "expired" if change == ChangeKind.EXPIRE else "open"
             out.append(_version_info(v, info, status, None))
     customer.audit("versions", rev=str(scenario) if scenario else None)
     return sorted(out, key=lambda vi: vi.version)
@@ -229,13 +267,18 @@ def log(customer: CustomerContext, rev: str | Scenario | None = None, *, limit: 
 
     Filters: ``document`` (commits that changed it), ``since``/``until``
     (commit time, inclusive), ``change`` (the Change trailer: turn, update,
-    create, finalize, follow-up, correction), ``agent`` (Agent trailer or
-    author name). ``limit`` applies after filtering.
+    create, finalize, follow-up, correction, ...), ``agent`` (Agent trailer or
+    author name). ``limit`` (an int or a string of digits) applies after filtering.
     """
+    limit = count(limit, "limit")
+    if text_or_none(change, "change") is not None and change not in CHANGE_KINDS:
+        raise UsageError(f"unknown change kind {change!r}; expected one of "
+                         f"{', '.join(CHANGE_KINDS)}")
+    agent = text_or_none(agent, "agent")
+    doc = document_name(document, allow_manifest=True) if document is not None else None
     repo = customer.repo
     starts = [resolve(customer, rev)] if rev is not None else \
         [t for s in customer.scenarios() if (t := repo.ref_target(s.branch_ref))]
-    doc = check_document(document, allow_manifest=True) if document else None
     lo = moment(since, "since").timestamp() if since is not None else None
     hi = moment(until, "until").timestamp() if until is not None else None
     tags: dict[str, list[str]] = {}
@@ -276,19 +319,91 @@ def log(customer: CustomerContext, rev: str | Scenario | None = None, *, limit: 
 
 
 def read_at(customer: CustomerContext, scenario: str | Scenario | None,
-            when: datetime | str) -> Snapshot:
-    """The state of a scenario as it stood at ``when``: its newest commit
-    made at or before that moment."""
+            when: datetime | str, *, by: str = "session") -> Snapshot:
+    """The state of a scenario as it stood at ``when``.
+
+    ``by="session"`` (default): its newest commit whose session time is at or
+    before ``when``; ``by="commit"``: its newest commit written at or before
+    ``when`` (see the module docstring for both clocks)."""
+    if by not in TIME_BASES:
+        raise UsageError(f"by must be one of {', '.join(TIME_BASES)}, not {by!r}")
     chosen = pick_scenario(customer, scenario)
-    tip = customer.repo.ref_target(chosen.branch_ref)
+    repo = customer.repo
+    tip = repo.ref_target(chosen.branch_ref)
     assert tip is not None
     when = moment(when, "time")
-    ts = when.timestamp()
-    for info in customer.repo.walk(tip, first_parent=True):
-        if info.time <= ts:
-            return read(customer, info.id)
-    raise NotFoundError(f"scenario {chosen} of {customer.name} did not exist yet at "
-                        f"{when.isoformat()}")
+    found: str | None = None
+    if by == "commit":
+        ts = when.timestamp()
+        found = next((i.id for i in repo.walk(tip, first_parent=True) if i.time <= ts), None)
+    else:
+        found = _at_session_time(repo, tip, when)
+    if found is None:
+        clock = "session time" if by == "session" else "commit time"
+        raise NotFoundError(f"scenario {chosen} of {customer.name} did not exist yet at "
+                            f"{format_rfc3339(when)} ({clock})")
+    return read(customer, found)
+
+
+def _at_session_time(repo: Repo, tip: str, when: datetime) -> str | None:
+    """The newest commit on ``tip``'s first-parent line whose session time is at
+    or before ``when`` (see the module docstring), scanning from the oldest: the
+    scan stops at the first commit whose data is stamped later than ``when``."""
+    chain = list(repo.walk(tip, first_parent=True))
+    stamps: dict[str, datetime | None] = {CONV: None, META: None}
+    reached: datetime | None = None  # the newest stamp so far
+    found = held = None  # held: a follow-up opened, not yet stamped by a newer time
+    for n, info in enumerate(reversed(chain)):
+        changed = {CONV, META} if n == 0 else repo.changed_files(info.id)
+        for name in (CONV, META):
+            if name in changed:
+                stamps[name] = _newest_stamp(name, repo.read_file(info.id, name))
+        own = max((s for s in stamps.values() if s is not None), default=None)
+        if own is not None and (reached is None or own > reached):
+            if own > when:
+                return found
+            reached, found, held = own, info.id, None
+        elif held is not None or info.change == ChangeKind.FOLLOW_UP:
+            held = info
+        else:
+            found = info.id
+    # a follow-up with no newer stamp yet counts from its commit time
+    return held.id if held is not None and held.time <= when.timestamp() else found
+
+
+def _newest_stamp(name: str, data: bytes | None) -> datetime | None:
+    """The newest session timestamp in one document's bytes: the metadata's
+    created/completed timestamps, or the conversation's last turn's timestamp."""
+    if data is None:
+        return None
+    try:
+        if name == META:
+            info = canonical.loads(data).get("session_info")
+            found = [parse_ts(info.get(k)) for k in ("created_timestamp", "completed_timestamp")
+                     ] if isinstance(info, dict) else []
+            return max((t for t in found if t is not None), default=None)
+        turn = _last_turn(data)
+    except (canonical.JSONParseError, AttributeError):
+        return None  # not session data this gitstore can read: no stamp
+    return parse_ts(turn.get("timestamp")) if isinstance(turn, dict) else None
+
+
+def _last_turn(data: bytes) -> Any:
+    """The conversation's last turn, parsing only that turn when the bytes are
+    canonical (its element is the last line indented by exactly four spaces and
+    opening an object inside the top-level ``conversation_turns`` array)."""
+    marker = b'\n  "conversation_turns": [\n'
+    start = data.find(marker)
+    end = data.find(b"\n  ]", start + len(marker) - 1) if start >= 0 else -1
+    if data.startswith(b'{\n  "') and end >= 0:
+        last = data.rfind(b"\n    {", start + len(marker) - 1, end)
+        if last >= 0:
+            try:
+                return canonical.loads(data[last + 1:end + 1])
+            except canonical.JSONParseError:
+                pass
+    turns = canonical.loads(data).get("conversation_turns")
+    return turns[-1] if isinstance(turns, list) and turns else None
 
 
 def _version_info(v: Version, info: CommitInfo, status: str, tag: TagInfo | None) -> VersionInfo:

@@ -11,14 +11,20 @@ Store-managed fields: ``session_id`` (both documents), ``session_info.api_key``,
 ``session_info.session_version`` and ``conversation_summary.total_turns``. A
 caller may omit them and the store fills them in; a caller that supplies them
 must supply the right values, or the integrity check refuses the write.
+Derived fields (:mod:`gitstore.core.documents`): ``session_duration_minutes``
+omitted or null is computed from the timestamps on every metadata write and at
+finalize; ``conversation_summary.total_duration_minutes`` omitted or null is set
+to the session's duration at finalize (and at a correction).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -27,12 +33,16 @@ from gitstore.core.commits import ChangeKind, Identity
 from gitstore.core.documents import (
     as_version,
     check_session_id,
+    count,
+    document_name,
     fill,
+    fill_derived,
     fill_metadata,
     parse_ts,
+    text_or_none,
     to_json,
 )
-from gitstore.core.names import CONV, JSON_DOCUMENTS, META, SOW_DOCUMENT, check_document
+from gitstore.core.names import CONV, JSON_DOCUMENTS, META, SOW_DOCUMENT
 from gitstore.core.time import format_rfc3339
 from gitstore.core.versions import (
     Scenario,
@@ -42,16 +52,26 @@ from gitstore.core.versions import (
     next_follow_up,
     next_scenario,
 )
-from gitstore.errors import InvalidDocumentError, NotFoundError, RenderError, UsageError, Violation
+from gitstore.errors import (
+    InvalidDocumentError,
+    NotFoundError,
+    RenderError,
+    UsageError,
+    VersionRuleError,
+    Violation,
+)
 from gitstore.store import history
 from gitstore.store.context import CustomerContext
 from gitstore.store.history import Snapshot
 from gitstore.store.tip import State, load_doc, read_state, require_open
-from gitstore.store.writer import Authorship, Plan, Writer, Written, authorship
+from gitstore.store.writer import RETRY_WINDOW, Authorship, Plan, Writer, Written, authorship
 
 
 class Session:
     """One deployment scenario of a customer: ``refs/heads/vN``."""
+
+    #: The write that opened the scenario, on a session returned by :meth:`create`.
+    created: Written | None = None
 
     def __init__(self, customer: CustomerContext, scenario: Scenario) -> None:
         self.customer = customer
@@ -86,12 +106,12 @@ class Session:
         return history.read(self.customer, rev if rev is not None else self.scenario)
 
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """The latest ``limit`` turns (all when None), oldest first.
+        """The latest ``limit`` turns (all when None), oldest first. ``limit`` is
+        an int >= 0 or a string of digits; anything else is a UsageError.
 
         For an agent's context window: only ``conversation.json`` is read, and
         of it only the returned turns are parsed (the rest is scanned)."""
-        if limit is not None and limit < 0:
-            raise UsageError("history limit must be >= 0")
+        limit = count(limit, "history limit")
         repo = self.customer.repo
         tip = repo.ref_target(self.scenario.branch_ref)
         if tip is None:
@@ -110,30 +130,43 @@ class Session:
     # -- lifecycle ---------------------------------------------------------
     @classmethod
     def create(cls, customer: CustomerContext, *, session_id: str | None = None,
-               created: str | None = None, metadata: Any = None,
+               created: str | datetime | None = None, metadata: Any = None,
                version: str | Version | None = None, message: str | None = None,
                author: str | Identity | None = None, at: datetime | str | None = None,
-               idempotency_key: str | None = None, by: Authorship | None = None) -> Session:
+               idempotency_key: str | None = None, by: Authorship | None = None,
+               allow_open: bool = False) -> Session:
         """Open the next deployment scenario, ``v(N+1).0.0``, with an empty
         conversation and session metadata (``metadata`` if given, else a minimal
-        ``session_info``). ``version``, if given, must equal the computed one.
-        ``author``, ``at`` and ``idempotency_key`` are as for every write (see
+        ``session_info``). While another scenario of the customer is open (not
+        finalized and not expired) this is refused with a VersionRuleError, so a
+        ``new`` run twice by accident opens one scenario, not two; ``allow_open``
+        starts another anyway (CLI ``--new-scenario``). The new session is the
+        returned session's :attr:`created` write. ``created`` is an RFC 3339
+        string or an aware datetime (default: the write time). ``version``, if
+        given, must equal the computed one. ``author``, ``at`` and
+        ``idempotency_key`` are as for every write (see
         :class:`~gitstore.store.writer.Authorship`)."""
         store = customer.store
         writer = Writer(customer)
         by = by or authorship(author, at, idempotency_key)
         sid = check_session_id(session_id or f"orchestrator-session-{uuid.uuid4()}")
+        expected = as_version(version)  # a bad version string fails before any work
         limit = store.config.max_document_bytes
         meta_doc = to_json(metadata, META, limit) if metadata is not None else None
         redacted = None
         if meta_doc is not None:
             meta_doc, redacted = writer.scrub(META, meta_doc)
-        created_at = created or format_rfc3339(by.time or store.now())
+        message = text_or_none(message, "message")
+        if isinstance(created, datetime):
+            created = format_rfc3339(history.moment(created, "created"))
+        created_at = text_or_none(created, "created") or format_rfc3339(by.time or store.now())
 
         def build(used: list[Scenario]) -> Plan:
+            if not allow_open:  # under the writer lock: two racing `new`s open one
+                _refuse_open(customer)
             # a scenario number is never reused, even after retention removed it
             new = check_expected("new session", next_scenario(used),
-                                 as_version(version), [Version(s.major) for s in used])
+                                 expected, [Version(s.major) for s in used])
             meta = meta_doc if meta_doc is not None else {"session_info": {
                 "created_timestamp": created_at, "completed_timestamp": None,
                 "session_duration_minutes": None}}
@@ -145,7 +178,9 @@ class Session:
                         frozenset(files), redacted=redacted)
 
         written = writer.create(sid, build, by)
-        return cls(customer, written.version.scenario)
+        session = cls(customer, written.version.scenario)
+        session.created = written
+        return session
 
     def append_turn(self, turn: Any, *, message: str | None = None,
                     author: str | Identity | None = None, at: datetime | str | None = None,
@@ -157,13 +192,23 @@ class Session:
         every turn stamped at or before it, and ids are renumbered 1..n behind
         it. Turns of versions already finalized never move: a turn older than
         those is refused by the timestamp check. A given ``turn_id`` must be the
-        next one. ``total_turns`` is kept equal to the number of turns."""
+        next one. ``total_turns`` is kept equal to the number of turns.
+
+        Without an ``idempotency_key`` the turn's content is its key: the same turn
+        (equal canonical JSON, ``turn_id`` aside) sent again within
+        :data:`~gitstore.store.writer.RETRY_WINDOW` of the first (write times, among
+        the scenario's newest :data:`~gitstore.store.writer.RETRY_SCAN` commits)
+        returns the first write (``replayed``) instead of storing a copy."""
+        message = text_or_none(message, "message")
         limit = self.customer.store.config.max_document_bytes
         data = to_json(turn, CONV, limit, pointer="/conversation_turns/-")
         if not isinstance(data, dict):
             raise InvalidDocumentError([Violation(CONV, "/conversation_turns/-",
                                                   "a turn must be a JSON object", "json")])
         data, redacted = self.writer.scrub(CONV, data, "/conversation_turns/-")
+        by = authorship(author, at, idempotency_key)
+        if idempotency_key is None:  # a turn sent twice within the window is stored once
+            by = replace(by, idempotency_key=turn_key(data), idempotency_window=RETRY_WINDOW)
 
         def build(state: State) -> Plan:
             require_open(state, "add a turn to")
@@ -189,8 +234,7 @@ class Session:
                          message or f"{state.version}: add turn {n}", frozenset({CONV}),
                          turn=n, redacted=redacted, parsed={CONV: conv}, changed_turns=(pos,))
 
-        return self.writer.write(self.scenario, build,
-                                 authorship(author, at, idempotency_key))
+        return self.writer.write(self.scenario, build, by)
 
     def _position(self, state: State, turns: list[Any], stamp: Any) -> int:
         """Where a turn stamped ``stamp`` goes: after every turn stamped at or
@@ -225,7 +269,8 @@ class Session:
             author: str | Identity | None = None, at: datetime | str | None = None,
             idempotency_key: str | None = None) -> Written:
         """Replace one JSON document of the open version."""
-        name = check_document(document, allow_sow=False)
+        name = document_name(document, allow_sow=False)
+        message = text_or_none(message, "message")
         doc = to_json(data, name, self.customer.store.config.max_document_bytes)
         doc, redacted = self.writer.scrub(name, doc)
 
@@ -245,6 +290,7 @@ class Session:
                     author: str | Identity | None = None, at: datetime | str | None = None,
                     idempotency_key: str | None = None) -> Written:
         """Replace ``conversation_summary`` (``total_turns`` is filled if omitted)."""
+        message = text_or_none(message, "message")
         data = to_json(summary, CONV, self.customer.store.config.max_document_bytes,
                        pointer="/conversation_summary")
         data, redacted = self.writer.scrub(CONV, data, "/conversation_summary")
@@ -269,14 +315,18 @@ class Session:
                  author: str | Identity | None = None, at: datetime | str | None = None,
                  idempotency_key: str | None = None) -> Written:
         """Conclude the open version: render the SOW, enforce completeness, cut the tag."""
+        message = text_or_none(message, "message")
         expected = as_version(version)
 
         def build(state: State) -> Plan:
             require_open(state, "finalize")
             check_expected("finalize", state.version, expected)
-            files, failed = self._with_sow(dict(state.files), state.version)
+            files = dict(state.files)
+            derived = fill_derived(files)
+            files, failed = self._with_sow(files, state.version)
             return Plan(files, state.version, ChangeKind.FINALIZE, f"{state.version}: finalize",
-                         frozenset({SOW_DOCUMENT}), finalizing=True, render_error=failed,
+                         frozenset({SOW_DOCUMENT, *derived}), finalizing=True,
+                         render_error=failed,
                          reason=message or "conversation concluded")
 
         return self.writer.write(self.scenario, build,
@@ -291,6 +341,7 @@ class Session:
         ``completed_timestamp`` and ``session_duration_minutes`` are cleared and
         ``completion_status`` (if present) becomes ``in_progress``. The SOW is
         dropped until the new version is finalized."""
+        message = text_or_none(message, "message")
         expected = as_version(version)
 
         def build(state: State) -> Plan:
@@ -322,15 +373,18 @@ class Session:
         ``documents`` maps document names to their corrected content. ``base``
         is the version being corrected (must be the scenario's newest);
         ``reason`` says why, and goes into the commit and the tag."""
-        if not reason or not reason.strip():
+        if not text_or_none(reason, "reason") or not reason.strip():
             raise UsageError("a correction needs a reason")
+        if not isinstance(documents, Mapping):
+            raise UsageError(f"a correction's documents map names to content (a dict), not "
+                             f"{type(documents).__name__}")
         if not documents:
             raise UsageError("a correction needs at least one corrected document")
         limit = self.customer.store.config.max_document_bytes
         docs = {}
         redactions = []
         for key, value in documents.items():
-            name = check_document(key, allow_sow=False)
+            name = document_name(key, allow_sow=False)
             docs[name], found = self.writer.scrub(name, to_json(value, name, limit))
             redactions += [found] if found else []
         base_v, expected = as_version(base), as_version(version)
@@ -349,10 +403,11 @@ class Session:
                 files[META] = canonical.dumps(meta)
             if all(files.get(n) == state.files.get(n) for n in docs):
                 raise UsageError(f"the correction changes nothing in {', '.join(sorted(docs))}")
+            derived = fill_derived(files)
             files, failed = self._with_sow(files, new)
             return Plan(files, new, ChangeKind.CORRECTION,
                          f"{new}: correct {', '.join(sorted(docs))} of {state.version}",
-                         frozenset({*docs, META, SOW_DOCUMENT}), finalizing=True,
+                         frozenset({*docs, *derived, META, SOW_DOCUMENT}), finalizing=True,
                         render_error=failed,
                          reason=reason.strip(), redacted="; ".join(redactions) or None)
 
@@ -377,6 +432,27 @@ class Session:
 
 
 # -- helpers -------------------------------------------------------------------
+
+def turn_key(turn: Mapping[str, Any]) -> str:
+    """The default idempotency key of a turn: the SHA-256 of its canonical JSON
+    without ``turn_id`` (the store may renumber it)."""
+    body = {k: v for k, v in turn.items() if k != "turn_id"}
+    return "turn-sha256:" + hashlib.sha256(canonical.dumps(body)).hexdigest()
+
+
+def _refuse_open(customer: CustomerContext) -> None:
+    """VersionRuleError if a scenario of ``customer`` is open (not finalized, not
+    expired, not purged)."""
+    for scenario in customer.scenarios():
+        try:
+            state = read_state(customer.repo, scenario)
+        except (VersionRuleError, NotFoundError):  # purged, or not gitstore's to judge
+            continue
+        if not state.finalized and state.info.change != ChangeKind.EXPIRE:
+            raise VersionRuleError(
+                f"{customer.name} already has an open scenario: {scenario} ({state.version}, "
+                f"session {state.session_id}); add to it, finalize it, or pass --new-scenario "
+                "(allow_open=True) to start another deployment scenario anyway")
 
 
 

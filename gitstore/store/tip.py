@@ -3,7 +3,9 @@
 Invariants: a write builds only on a tip whose files match its manifest
 (:func:`check_tip`); a tip whose commit finalized a version but has no tag (a
 crash between the branch update and the tag) gets its tag recreated from the
-commit itself (:func:`repair_tag`), with the same message.
+commit itself (:func:`repair_tag`), with the same message; a write starts only
+in a repository whose ``HEAD`` is sound (:func:`check_head`), so damage there
+fails it at once, before any object is written, never as a lost race.
 """
 
 from __future__ import annotations
@@ -93,6 +95,17 @@ def read_state(repo: backend.Repo, scenario: Scenario) -> State:
     finalized = version in tags or info.finalizes
     assert session_id is not None
     return State(tip, info, version, session_id, finalized, files, tags)
+
+
+def check_head(repo: backend.Repo) -> None:
+    """Refuse to write to a repository whose ``HEAD`` is unreadable, detached or a
+    symbolic link (libgit2 would fail every ref update, after the objects were
+    written). ``gitstore repair`` points it back at the newest scenario."""
+    problem = repo.head_problem()
+    if problem is not None:
+        name = repo.path.name
+        raise IntegrityError(f"repository {name} is damaged: {problem}; nothing was written; "
+                             f"run `gitstore verify {name}` (`gitstore repair` fixes HEAD)")
 
 
 _verified_trees: set[str] = set()

@@ -4,15 +4,18 @@ Every change (a turn, a document, a finalize, a follow-up, a correction, an
 expiry, a retention summary, an import replay) is a :class:`Plan` built from the
 scenario's tip and handed to :class:`Writer`, which
 
-1. takes the customer's writer lock and clears lock files left by dead processes,
+1. takes the customer's writer lock and clears lock files left by dead processes;
+   a damaged ``HEAD`` fails the write here, before anything is written,
 2. returns the earlier result when the :class:`Authorship` carries an
-   idempotency key that a commit of the scenario already records,
+   idempotency key that a commit of the scenario already records (within its
+   ``idempotency_window`` when it has one: see :data:`RETRY_WINDOW`),
 3. reads the branch tip (:mod:`gitstore.store.tip`), refuses a tip whose files
    do not match its manifest, and recreates a version tag a crash left uncut,
 4. builds the plan (a pure function of the tip) and runs the whole pre-commit
    pipeline over the complete tree (nothing is written if it fails),
 5. writes blobs, tree and commit, with the explicit author, author time and
-   trailers, and moves the branch with a compare-and-swap from the tip it read
+   trailers (``Audit-Head`` anchors the access log in git: see
+   :mod:`gitstore.store.audit`), and moves the branch with a compare-and-swap from the tip it read
    (losing the swap rebuilds the plan on the new tip; never forced),
 6. for a finalizing change cuts the version's annotated tag, and
 7. after the commit: records it in the catalog, counts it for maintenance and
@@ -22,21 +25,22 @@ scenario's tip and handed to :class:`Writer`, which
 
 Invariants: the branch only moves forward from the tip a plan was built on; a
 commit's ``Manifest`` trailer is the digest of the ``SHA256SUMS`` in its tree;
-a given ``idempotency_key`` names at most one commit of a scenario.
+a given ``idempotency_key`` names at most one commit of a scenario (a key with an
+``idempotency_window``, derived from content, at most one within any window).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from gitstore.core import canonical, manifest
 from gitstore.core.commits import ChangeKind, Identity, Message, Trailer, trailers
 from gitstore.core.documents import offset_minutes
-from gitstore.core.names import MANIFEST, META, SOW_DOCUMENT
+from gitstore.core.names import MANIFEST, MERGED, META, SOW_DOCUMENT
 from gitstore.core.schema import SCHEMA_VERSION
 from gitstore.core.time import check_commit_time, parse_rfc3339
 from gitstore.core.versions import Scenario, Version
@@ -47,18 +51,36 @@ from gitstore.errors import (
     InvalidDocumentError,
     RenderError,
     UsageError,
+    VersionRuleError,
     Violation,
 )
 from gitstore.git import housekeeping
 from gitstore.git import repo as backend
+from gitstore.git.locking import writer_lock
 from gitstore.rules import secrets
 from gitstore.rules.proposal import Proposal
+from gitstore.store.audit import ANCHOR_TRAILER, AuditLog
 from gitstore.store.context import CustomerContext
-from gitstore.store.tip import State, check_tip, cut_tag, read_state, repair_tag
+from gitstore.store.tip import (
+    State,
+    check_head,
+    check_tip,
+    cut_tag,
+    read_state,
+    repair_tag,
+)
 
 MAX_ATTEMPTS = 8
+SESSION_IDS_LOCK = ".session-ids"
+"""The store-wide lock under which new scenarios claim their session ids (a
+leading dot: no customer can have this name)."""
 IDEMPOTENCY_SCAN = 512
 """How many commits back from a tip a repeated idempotency key is looked for."""
+RETRY_WINDOW = timedelta(minutes=10)
+"""The default window of a content-derived key (a turn sent twice): it matches only
+a commit made at most this long before or after the retry's write time ..."""
+RETRY_SCAN = 16
+"""... and only among this many commits back from the tip."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +89,12 @@ class Authorship:
 
     ``author`` defaults to the store's agent, ``time`` to the store's clock
     (an aware datetime; its offset is kept). ``idempotency_key`` makes a retried
-    write return the first result instead of writing twice. ``message`` and
+    write return the first result instead of writing twice; it is recorded in the
+    commit's ``Idempotency-Key`` trailer. With ``idempotency_window`` the key
+    matches only a commit among the newest :data:`RETRY_SCAN` whose time lies
+    within that window of this write's time (a key derived from the content, which
+    a later, deliberate write may repeat); without, any of the newest
+    :data:`IDEMPOTENCY_SCAN` commits. ``message`` and
     ``tag_message``, when given, replace the generated commit and tag messages
     verbatim (an import replaying history); the writer still checks that the
     message's ``Manifest`` trailer matches the tree it wrote."""
@@ -75,6 +102,7 @@ class Authorship:
     author: Identity | None = None
     time: datetime | None = None
     idempotency_key: str | None = None
+    idempotency_window: timedelta | None = None
     message: str | None = None
     tag_message: str | None = None
     tagger: Identity | None = None
@@ -116,8 +144,10 @@ class Plan:
     ``changed`` names the files the change writes; ``parsed`` may hand over
     documents already parsed (their bytes in ``files`` are canonical);
     ``changed_turns`` limits the schema check of ``conversation.json`` to those
-    turns; ``render_error`` carries a failed SOW render to the pipeline, which
-    reports it with the violations that explain it."""
+    turns; ``render_error`` carries a failed SOW render to the pipeline: when the
+    documents pass every check, it is a :class:`RenderError` (exit 10, as from
+    ``gitstore render``); when they do not, it is reported with the violations
+    that explain it (:class:`InvalidDocumentError`, exit 4)."""
 
     files: dict[str, bytes]
     version: Version
@@ -132,6 +162,8 @@ class Plan:
     changed_turns: tuple[int, ...] | None = None
     render_error: str | None = None
     extra_trailers: tuple[tuple[str, str], ...] = ()
+    merged: tuple[str, ...] = ()
+    """Further parents of the commit (a merge): commits whose history it joins."""
 
 
 Build = Callable[[State], Plan]
@@ -142,11 +174,13 @@ def authorship(author: str | Identity | None = None, at: datetime | str | None =
     """An :class:`Authorship` from the forms callers use: ``author`` as
     ``"Name <email>"`` or an :class:`Identity`, ``at`` as an aware datetime or an
     RFC 3339 string, ``idempotency_key`` as 1-200 printable characters."""
-    who = author if isinstance(author, Identity) or author is None else \
+    who = author.checked() if isinstance(author, Identity) else None if author is None else \
         Identity.parse(author) if isinstance(author, str) else None
     if author is not None and who is None:
         raise UsageError(f"author must be 'Name <email>' or an Identity, not "
                          f"{type(author).__name__}")
+    if who is not None and not (who.name + who.email).isprintable():
+        raise UsageError("author must be printable 'Name <email>' (no control characters)")
     when: datetime | None
     if at is None or isinstance(at, datetime):
         when = at
@@ -188,12 +222,40 @@ class Writer:
                                                  base=base)
         found = [Violation(f.file, f.pointer, secrets.message(f, "block"), "secrets")
                  for f in blocked]
-        if key and key in canonical.dumps(clean).decode("utf-8"):
-            found.append(Violation(name, base, "contains the customer's api_key, which this "
-                                   "store never stores (the value is not shown)", "secrets"))
+        if key and secrets.holds(clean, key):
+            found.append(Violation(name, base, secrets.KEY_FOUND, "secrets"))
         if found:
             raise InvalidDocumentError(found)
         return clean, secrets.summary(redacted) if redacted else None
+
+    def screen(self, plan: Plan, session_id: str, by: Authorship) -> Plan:
+        """Apply the secrets policy to every text a commit or tag records besides
+        the documents (which :meth:`scrub` saw), before anything is written (see
+        :func:`gitstore.rules.secrets.screen`): the summary and reason (``turn -m``,
+        ``finalize -m``, ``correct -r``; ``redact`` findings masked and counted in
+        the ``Redacted`` trailer), and, never rewritten, extra trailers, the session
+        id, the idempotency key, the author, committer and tagger identities and a
+        replayed message. With hashed names the api_key is refused in all of them."""
+        who = [("author", (by.author or self.store.config.agent).checked()),
+               ("committer", self.store.config.committer.checked()),
+               *([("tagger", by.tagger.checked())] if by.tagger is not None else [])]
+        texts, masked = secrets.screen([
+            secrets.Field("message", plan.summary, redactable=True),
+            secrets.Field("reason", plan.reason, redactable=True),
+            secrets.Field("session id", session_id),
+            secrets.Field("idempotency key", by.idempotency_key),
+            *(secrets.Field(f"trailer {k}", v) for k, v in plan.extra_trailers),
+            *(f for role, ident in who for f in (
+                secrets.Field(f"{role} name", ident.name),
+                secrets.Field(f"{role} email", ident.email, allowed=frozenset({"email"})))),
+            secrets.Field("replayed message", by.message),
+            secrets.Field("replayed tag message", by.tag_message),
+        ], self.store.secrets_policy, forbidden=self.customer.api_key)
+        if not masked:
+            return plan
+        note = "; ".join(filter(None, [plan.redacted, secrets.summary(masked)]))
+        return replace(plan, summary=texts["message"] or plan.summary, reason=texts["reason"],
+                       redacted=note)
 
     # -- writing -------------------------------------------------------------
     def write(self, scenario: Scenario, build: Build, by: Authorship | None = None) -> Written:
@@ -202,15 +264,24 @@ class Writer:
         with self.customer.locked():
             repo = self.customer.repo
             self.customer.clear_stale_locks()
-            if by.idempotency_key is not None:
-                earlier = self._earlier(repo, scenario.branch_ref, by.idempotency_key)
+            check_head(repo)  # damage fails the write now, not as 8 lost races
+            gone = repo.ref_target(MERGED + str(scenario))
+            if gone is not None:
+                raise VersionRuleError(f"scenario {scenario} of {self.customer.name} was merged "
+                                       f"away (merge commit {gone[:12]}); write to the "
+                                       "scenario it was merged into")
+            key = by.idempotency_key
+            if key is not None:
+                if by.idempotency_window is not None and by.time is None:
+                    by = replace(by, time=self.store.now())  # the window's and the commit's
+                earlier = self._earlier(repo, scenario.branch_ref, key, by)
                 if earlier is not None:
                     return earlier
             for _ in range(MAX_ATTEMPTS):
                 state = read_state(repo, scenario)
                 check_tip(self.customer.name, state)
                 repair_tag(repo, state, self.store.signer)
-                plan = build(state)
+                plan = self.screen(build(state), state.session_id, by)
                 written = self.commit(repo, state, state.session_id, plan, by)
                 if written is not None:
                     return written
@@ -230,19 +301,42 @@ class Writer:
                     earlier = self._earlier(customer.repo, s.branch_ref, by.idempotency_key)
                     if earlier is not None:
                         return earlier
-            existing = customer.scenarios()
-            plan = build([*existing, *customer.retired_scenarios()])
-            checked = self.check(session_id, plan)  # before the repository is created
-            repo = customer.ensure_repo()
-            customer.clear_stale_locks()
-            repo.config_set("gitstore.lastScenario", str(plan.version.major))
-            written = self.commit(repo, None, session_id, plan, by, checked)
-            if written is None:
-                raise ConflictError(f"scenario {plan.version.scenario} of {customer.name} was "
-                                    "created by a writer outside gitstore")
-            newest = max([*existing, plan.version.scenario])
-            repo.set_head(newest.branch_ref)
+            # session ids are unique per store: checked and claimed under one
+            # store-wide lock (taken inside the customer's, never the other way round)
+            with writer_lock(self.store.lock_dir, SESSION_IDS_LOCK,
+                             self.store.config.lock_timeout):
+                existing = customer.scenarios()
+                plan = self.screen(build([*existing, *customer.retired_scenarios()]),
+                                   session_id, by)
+                self.require_unused(session_id)
+                checked = self.check(session_id, plan)  # before the repository is created
+                repo = customer.ensure_repo()
+                customer.clear_stale_locks()
+                check_head(repo)
+                repo.config_set("gitstore.lastScenario", str(plan.version.major))
+                written = self.commit(repo, None, session_id, plan, by, checked)
+                if written is None:
+                    raise ConflictError(f"scenario {plan.version.scenario} of {customer.name} "
+                                        "was created by a writer outside gitstore")
+                newest = max([*existing, plan.version.scenario])
+                repo.set_head(newest.branch_ref)
         return written
+
+    def require_unused(self, session_id: str) -> None:
+        """Refuse (UsageError) a session id that any scenario of any customer of
+        the store already records: this customer's scenarios are read from git,
+        every other customer's from the catalog, brought up to date with git first.
+        The message never names another customer."""
+        customer = self.customer
+        for s in customer.scenarios():
+            if _session_id_at(customer.repo, s) == session_id:
+                raise UsageError(f"session id {session_id!r} is already used by scenario {s} "
+                                 f"of {customer.name}; session ids are unique per store")
+        if any(name != customer.name or not customer.catalogued
+               for name, _ in self.store.catalog.session_owners(session_id)):
+            raise UsageError(f"session id {session_id!r} is already used in this store (by "
+                             "another customer); session ids are unique per store: choose "
+                             "another, or omit it for a fresh one")
 
     def check(self, session_id: str, plan: Plan) -> tuple[dict[str, bytes], Proposal]:
         """Run the pre-commit pipeline over the planned tree (writes nothing).
@@ -262,6 +356,8 @@ class Writer:
             if plan.render_error is None:
                 raise exc from None
             found = [v for v in exc.violations if v.file != SOW_DOCUMENT]
+            if not found:  # only the SOW the template failed to render is missing
+                raise RenderError(plan.render_error) from None
             found.append(Violation(SOW_DOCUMENT, "", plan.render_error, "render"))
             raise InvalidDocumentError(found) from None
         if plan.render_error is not None:
@@ -291,7 +387,8 @@ class Writer:
         digest = manifest.digest(files[MANIFEST])
         agent = by.author or store.config.agent
         text = by.message if by.message is not None else self.message(
-            plan, session_id, agent, proposal.completeness, digest, by.idempotency_key)
+            plan, session_id, agent, proposal.completeness, digest, by.idempotency_key,
+            self._audit_anchor())
         if by.message is not None:
             claimed = Message.parse(text).get(Trailer.MANIFEST)
             if claimed is not None and claimed != digest:
@@ -299,7 +396,8 @@ class Writer:
                                  f"content (manifest {digest}, recorded {claimed})")
         when = by.time or store.now()
         ts, offset = int(when.timestamp()), offset_minutes(when)
-        commit = repo.write_commit(tree=tree, parents=[state.tip] if state else [],
+        commit = repo.write_commit(tree=tree,
+                                   parents=[*([state.tip] if state else []), *plan.merged],
                                    author=agent, committer=store.config.committer,
                                    message=text, time=ts, offset=offset, sign=store.signer)
         try:
@@ -319,8 +417,9 @@ class Writer:
 
     @staticmethod
     def message(plan: Plan, session_id: str, agent: Identity, completeness: int | None,
-                digest: str, key: str | None = None) -> str:
-        """The commit message of a plan: its summary and the standard trailers."""
+                digest: str, key: str | None = None, anchor: str | None = None) -> str:
+        """The commit message of a plan: its summary and the standard trailers
+        (``anchor``: the access log's head, :data:`~gitstore.store.audit.ANCHOR_TRAILER`)."""
         return Message(plan.summary, trailers([
             (Trailer.SESSION_ID, session_id),
             (Trailer.SESSION_VERSION, plan.version),
@@ -336,7 +435,16 @@ class Writer:
             (Trailer.COMPLETENESS, completeness),
             (Trailer.SCHEMA_VERSION, SCHEMA_VERSION),
             (Trailer.MANIFEST, digest),
+            (ANCHOR_TRAILER, anchor),
         ])).format()
+
+    def _audit_anchor(self) -> str | None:
+        """The access log's head, anchored in the commit (see :mod:`gitstore.store.audit`);
+        None when there is no log yet or it cannot be read (the write goes on)."""
+        try:
+            return AuditLog(self.customer.path).anchor() if self.customer.exists else None
+        except (GitStoreError, OSError):
+            return None
 
     # -- after the commit ------------------------------------------------------
     def _after_commit(self, plan: Plan, commit: str, files: dict[str, bytes]
@@ -346,8 +454,10 @@ class Writer:
         customer = self.customer
         warnings: list[str] = []
         try:  # the catalog learns of the write from its files
-            if customer.catalogued:
-                self.store.catalog.record(customer.name, plan.version.scenario, commit, files)
+            if customer.catalogued and not self.store.catalog.record(
+                    customer.name, plan.version.scenario, commit, files):
+                warnings.append("the index was not updated (the next query catches up, or "
+                                "`gitstore reindex`)")
         except (GitStoreError, OSError, sqlite3.Error) as exc:
             warnings.append(f"catalog not updated ({exc}); `gitstore reindex` repairs it")
         try:
@@ -369,14 +479,23 @@ class Writer:
         report = housekeeping.compact(customer.repo, customer.path, full=False)
         customer.audit("maintain", detail=report.summary())
 
-    def _earlier(self, repo: backend.Repo, ref: str, key: str) -> Written | None:
-        """The write an idempotency key already produced on ``ref``, if any."""
+    def _earlier(self, repo: backend.Repo, ref: str, key: str,
+                 by: Authorship | None = None) -> Written | None:
+        """The write an idempotency key already produced on ``ref``, if any
+        (within ``by.idempotency_window`` of ``by``'s time, when it has one)."""
         tip = repo.ref_target(ref)
         if tip is None:
             return None
+        window = by.idempotency_window if by is not None else None
+        moment = by.time if by is not None else None
+        scan = IDEMPOTENCY_SCAN if window is None else RETRY_SCAN
         for n, info in enumerate(repo.walk(tip, first_parent=True)):
-            if n >= IDEMPOTENCY_SCAN:
+            if n >= scan:
                 break
+            if window is not None and moment is not None:
+                made = info.author_time if info.author_time is not None else info.time
+                if abs(moment.timestamp() - made) > window.total_seconds():
+                    continue
             if info.trailer(Trailer.IDEMPOTENCY_KEY) == key:
                 version = Version.parse(info.trailer(Trailer.SESSION_VERSION) or "v1.0.0")
                 turn = info.trailer(Trailer.TURN)
@@ -389,6 +508,21 @@ class Writer:
                     else None, int(turn) if turn and turn.isdigit() else None,
                     tag.id if tag and tag.target == info.id else None, replayed=True)
         return None
+
+
+def _session_id_at(repo: backend.Repo, scenario: Scenario) -> str | None:
+    """The session id a scenario's tip records (its trailer, else its metadata)."""
+    tip = repo.ref_target(scenario.branch_ref)
+    if tip is None:
+        return None
+    found = repo.commit(tip).session_id
+    if found is None:
+        try:
+            found = canonical.loads(repo.read_file(tip, META) or b"{}")["session_info"][
+                "session_id"]
+        except (KeyError, TypeError, canonical.JSONParseError):
+            return None
+    return found if isinstance(found, str) else None
 
 
 def _retarget(tag_message: str | None, commit: str) -> str | None:
