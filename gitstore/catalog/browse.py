@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gitstore.catalog import queries
 from gitstore.catalog.db import SELECT, guarded
 from gitstore.catalog.index import Index
 from gitstore.catalog.queries import public, sort_columns
@@ -152,29 +153,10 @@ def facets(cx: sqlite3.Connection, scope: Sequence[str] | None) -> dict[str, lis
 
 
 def stats(cx: sqlite3.Connection, scope: Sequence[str] | None) -> dict[str, Any]:
-    """As :func:`gitstore.catalog.queries.stats`, over the customers in ``scope``."""
+    """As :func:`gitstore.catalog.queries.stats`, over the customers in ``scope``,
+    breakdowns largest first (for charts)."""
     sql, args = _scope(scope)
-    one = cx.execute(
-        "SELECT count(DISTINCT customer), count(*), coalesce(sum(turns), 0), "
-        "avg(completeness), avg(satisfaction), avg(success), avg(confidence) "
-        f"FROM versions WHERE latest = 1 AND {sql}", args).fetchone()
-    counts = cx.execute("SELECT count(*), coalesce(sum(status = 'finalized'), 0) "
-                        f"FROM versions WHERE {sql}", args).fetchone()
-
-    def by(column: str) -> dict[str, int]:
-        return {k: n for k, n in cx.execute(
-            f"SELECT coalesce({column}, 'unknown'), count(*) FROM versions WHERE "
-            f"latest = 1 AND {sql} GROUP BY 1 ORDER BY 2 DESC, 1", args)}
-
-    def avg(x: Any) -> float | None:
-        return round(x, 3) if x is not None else None
-
-    return {"customers": one[0], "sessions": one[1], "turns": one[2],
-            "versions": counts[0], "finalized_versions": counts[1],
-            "average_completeness": avg(one[3]), "average_satisfaction": avg(one[4]),
-            "average_success_score": avg(one[5]), "average_confidence": avg(one[6]),
-            "by_status": by("status"), "by_completion_status": by("completion_status"),
-            "by_provider": by("provider")}
+    return queries.stats(cx, sql, args, largest_first=True)
 
 
 def distributions(cx: sqlite3.Connection, scope: Sequence[str] | None) -> dict[str, Any]:

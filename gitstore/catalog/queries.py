@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -88,19 +89,23 @@ def list_sessions(cx: sqlite3.Connection, customer: str | None = None,
     return [public(r) for r in cx.execute(sql, args)]
 
 
-def stats(cx: sqlite3.Connection) -> dict[str, Any]:
-    """Totals, averages and breakdowns over the sessions (newest versions)."""
+def stats(cx: sqlite3.Connection, where: str = "1", args: Sequence[Any] = (), *,
+          largest_first: bool = False) -> dict[str, Any]:
+    """Totals, averages and breakdowns over the sessions (newest versions) whose
+    rows pass ``where`` (an SQL condition over ``versions`` with ``args``); the
+    breakdowns by name, or by count with ``largest_first``."""
     one = cx.execute(
         "SELECT count(DISTINCT customer), count(*), coalesce(sum(turns), 0), "
         "avg(completeness), avg(satisfaction), avg(success), avg(confidence) "
-        "FROM versions WHERE latest = 1").fetchone()
+        f"FROM versions WHERE latest = 1 AND {where}", args).fetchone()
     counts = cx.execute("SELECT count(*), coalesce(sum(status = 'finalized'), 0) "
-                        "FROM versions").fetchone()
+                        f"FROM versions WHERE {where}", args).fetchone()
+    order = "2 DESC, 1" if largest_first else "1"
 
     def by(column: str) -> dict[str, int]:
         return {k: n for k, n in cx.execute(
             f"SELECT coalesce({column}, 'unknown'), count(*) FROM versions WHERE "
-            f"latest = 1 GROUP BY 1 ORDER BY 1")}
+            f"latest = 1 AND {where} GROUP BY 1 ORDER BY {order}", args)}
 
     def avg(x: Any) -> float | None:
         return round(x, 3) if x is not None else None

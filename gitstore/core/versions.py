@@ -112,6 +112,11 @@ class Scenario:
                              f"v1{_hint(text, _SCENARIO_RE, 'scenario')}")
         return cls(int(m[1]))
 
+    @staticmethod
+    def is_name(text: object) -> bool:
+        """Whether ``text`` names a scenario (``v2``), not a version or a revision."""
+        return isinstance(text, str) and _SCENARIO_RE.fullmatch(text) is not None
+
     def __str__(self) -> str:
         return f"v{self.major}"
 

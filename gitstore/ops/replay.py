@@ -159,7 +159,7 @@ class _Replayer:
             written = self.writer.write(s, then, by)
         self.ids[c["commit"]] = written.commit
         source = (m.get(Trailer.MERGED_FROM) or "").split(" ")[0]
-        if change == ChangeKind.MERGE and _is_scenario(source):  # it was merged away
+        if change == ChangeKind.MERGE and Scenario.is_name(source):  # it was merged away
             self.customer.repo.create_ref(MERGED + source, written.commit,
                                           f"gitstore: merged into {s} (import)")
 
@@ -171,11 +171,3 @@ def _time(text: str) -> datetime:
 def _moment(text: str, offset: Any = 0) -> datetime:
     minutes = offset if isinstance(offset, int) and not isinstance(offset, bool) else 0
     return _time(text).astimezone(timezone(timedelta(minutes=minutes)))
-
-
-def _is_scenario(text: str) -> bool:
-    try:
-        Scenario.parse(text)
-    except UsageError:
-        return False
-    return not Version.is_version(text)

@@ -39,7 +39,7 @@ from gitstore.core.diff import MISSING
 from gitstore.core.merge import Conflict, merge
 from gitstore.core.names import JSON_DOCUMENTS, MERGED, MERGES, META, SOW_DOCUMENT
 from gitstore.core.time import format_rfc3339
-from gitstore.core.versions import Scenario, Version, next_follow_up
+from gitstore.core.versions import Scenario, next_follow_up
 from gitstore.errors import ConflictError, NotFoundError, UsageError, VersionRuleError
 from gitstore.git import repo as backend
 from gitstore.store import history
@@ -182,7 +182,7 @@ def prepare(customer: CustomerContext, source: str, into: str | Scenario | None 
                          f"merge scenarios of {customer.name} only")
     repo = customer.repo
     scenarios = customer.scenarios()
-    src_scenario = Scenario.parse(source) if _is_scenario(source) else None
+    src_scenario = Scenario.parse(source) if Scenario.is_name(source) else None
     if src_scenario is not None and src_scenario not in scenarios:
         raise NotFoundError(f"customer {customer.name} has no scenario {src_scenario}")
     source_commit = repo.ref_target(src_scenario.branch_ref) if src_scenario else \
@@ -219,12 +219,6 @@ def prepare(customer: CustomerContext, source: str, into: str | Scenario | None 
                         by=str(_identity(reviewer, customer)))
 
 
-def _is_scenario(text: str) -> bool:
-    try:
-        Scenario.parse(text)
-    except UsageError:
-        return False
-    return not Version.is_version(text)
 
 
 def _documents(files: dict[str, bytes]) -> dict[str, Any]:
@@ -354,7 +348,7 @@ def write_merge(pending: PendingMerge, reviewer: Identity, message: str | None,
 
     written = Writer(customer).write(pending.target, build, Authorship(author=reviewer, time=at))
     src = pending.source
-    if _is_scenario(src):
+    if Scenario.is_name(src):
         with contextlib.suppress(backend.RefConflict):  # a concurrent merge marked it
             customer.repo.create_ref(MERGED + str(Scenario.parse(src)), written.commit,
                                      f"gitstore: merged into {pending.target}")
