@@ -255,3 +255,32 @@ def test_the_pre_receive_hook_accepts_a_reviewed_merge_and_refuses_a_plain_one(
                              capture_output=True, check=False)
     assert refused.returncode != 0
     assert b"unless `gitstore merge`" in refused.stderr
+
+
+def test_after_a_merge_the_defaults_act_on_the_scenario_that_takes_writes(
+        tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    two_scenarios(root, {"region": "eu"}, {"region": "eu"})
+    assert cli(root, "merge", C, "v2", "--into", "v1").returncode == 0
+    assert git(root / C, "symbolic-ref", "HEAD").strip() == "refs/heads/v1"
+    added = cli(root, "turn", C, "-", stdin=json.dumps(turn(40, "after the merge")).encode())
+    assert added.returncode == 0, added.stderr.decode()  # no -s: the live scenario, v1
+    shown = json.loads(cli(root, "show", C, "-o", "json").stdout)
+    assert shown["version"].startswith("v1.")
+    listed = {(r["scenario"], r["status"]) for r in
+              json.loads(cli(root, "list", "--customer", C, "-o", "json").stdout)}
+    assert ("v2", "merged") in listed and ("v1", "open") in listed
+    assert cli(root, "reindex").returncode == 0
+    listed = {(r["scenario"], r["status"]) for r in
+              json.loads(cli(root, "list", "--customer", C, "-o", "json").stdout)}
+    assert ("v2", "merged") in listed
+
+
+def test_an_export_with_a_bad_selection_writes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    two_scenarios(root)
+    refused = cli(root, "export", C, "1.0.0", "-O", "-")
+    assert refused.returncode == 2 and refused.stdout == b""
+    assert b"a version starts with v" in refused.stderr
+    missing = cli(root, "export", C, "v9", "-O", "-")
+    assert missing.returncode == 3 and missing.stdout == b""

@@ -40,6 +40,7 @@ from gitstore.catalog.rows import (
 )
 from gitstore.catalog.view import StoreView
 from gitstore.core.commits import CommitInfo, version_of
+from gitstore.core.names import MERGED
 from gitstore.core.versions import Scenario, parse_branch_ref, parse_tag_ref
 from gitstore.errors import GitStoreError
 from gitstore.git.repo import Repo
@@ -53,13 +54,13 @@ RACY_NS = 2_000_000_000
 
 def fingerprint(repo_dir: Path) -> str | None:
     """Identity and mtime of the places refs live (``refs/heads``, ``refs/tags``,
-    ``packed-refs``): git and libgit2 change a ref by renaming a lock file into
+    ``packed-refs``, the merge markers): git and libgit2 change a ref by renaming a lock file into
     place, which changes its directory's mtime. None when any of them changed
     within the last two seconds (git's "racy" rule: a change in the same clock
     tick could hide behind an equal mtime), so such a customer is read again."""
     parts = []
     newest = 0
-    for rel in ("refs/heads", "refs/tags", "packed-refs"):
+    for rel in ("refs/heads", "refs/tags", "packed-refs", MERGED.rstrip("/")):
         try:
             st = os.stat(repo_dir / rel)
         except FileNotFoundError:
@@ -217,6 +218,8 @@ class Sync:
                     majors.add(branch.major)
                 elif tagged is not None:
                     majors.add(tagged.major)
+                elif ref.startswith(MERGED) and Scenario.is_name(ref[len(MERGED):]):
+                    majors.add(Scenario.parse(ref[len(MERGED):]).major)
         repo = self._open(name)
         for major in sorted(majors):
             self._sync_scenario(repo, name, major, cur, cur.get(Scenario(major).branch_ref))
@@ -265,7 +268,8 @@ class Sync:
         if tip is not None:
             info, files, docs = read(tip)
             version = version_of(info, files)
-            status = "finalized" if info.finalizes else "open"
+            status = "finalized" if info.finalizes else \
+                "merged" if MERGED + str(scen) in refs else "open"
             if version is None:  # a purged scenario's kept analytics summary?
                 version, status = retained_version(info, major), RETAINED
             if version is None or version.major != major:

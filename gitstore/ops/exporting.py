@@ -23,7 +23,13 @@ from gitstore.core.commits import ChangeKind, CommitInfo
 from gitstore.core.names import JSON_DOCUMENTS, MANIFEST
 from gitstore.core.time import format_rfc3339 as iso
 from gitstore.core.time import from_timestamp
-from gitstore.core.versions import Scenario, Version, parse_branch_ref, parse_tag_ref
+from gitstore.core.versions import (
+    Scenario,
+    Version,
+    parse_branch_ref,
+    parse_tag_ref,
+    refuse_bare_version,
+)
 from gitstore.errors import NotFoundError, UsageError
 from gitstore.git import repo as backend
 from gitstore.store.facade import Customer, Store
@@ -129,10 +135,7 @@ def _commits(repo: backend.Repo, oldest_first: list[CommitInfo]) -> list[dict[st
 def export_customer(customer: Customer, selection: str | None = None) -> dict[str, Any]:
     """One customer's entry: every scenario, or one scenario (``v1``) or version."""
     repo = customer.repo
-    only_version = Version.parse(selection) if selection and Version.is_version(selection) \
-        else None
-    only_scenario = only_version.scenario if only_version else \
-        Scenario.parse(selection) if selection else None
+    only_version, only_scenario = _selection(selection)
     branches = {s: tip for ref, tip in repo.refs("refs/heads/").items()
                 if (s := parse_branch_ref(ref)) is not None}
     if only_scenario is not None and only_scenario not in branches:
@@ -143,21 +146,37 @@ def export_customer(customer: Customer, selection: str | None = None) -> dict[st
     return {"customer": customer.name, "scenarios": scenarios}
 
 
+def _selection(selection: str | None) -> tuple[Version | None, Scenario | None]:
+    """What ``selection`` names: a version (and its scenario), a scenario, or all."""
+    if not selection:
+        return None, None
+    refuse_bare_version(selection, "version or scenario")
+    if Version.is_version(selection):
+        version = Version.parse(selection)
+        return version, version.scenario
+    return None, Scenario.parse(selection)
+
+
 def write_json_export(store: Store, out: IO[str], customers: Iterable[str],
                       selection: str | None = None) -> int:
     """Stream a JSON bundle of ``customers`` to ``out`` (one customer in memory at
-    a time); returns the number of customers written."""
+    a time); returns the number of customers written. Nothing is written before the
+    selection is known to be valid and the first customer's entry is complete."""
+    _selection(selection)
     head = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "generator": f"gitstore {__version__}", "exported_at": iso(store.now()),
             "selection": selection}
     text = json.dumps(head, indent=2, sort_keys=True, ensure_ascii=False)
-    out.write(text[:-2] + ',\n  "customers": [')
     count = 0
     for name in customers:
         entry = export_customer(store.customer_named(name), selection)
         body = json.dumps(entry, indent=2, sort_keys=True, ensure_ascii=False)
+        if not count:
+            out.write(text[:-2] + ',\n  "customers": [')
         out.write(("," if count else "") + "\n    " + body.replace("\n", "\n    "))
         count += 1
+    if not count:
+        out.write(text[:-2] + ',\n  "customers": [')
     out.write("\n  ]\n}\n")
     return count
 

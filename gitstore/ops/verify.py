@@ -47,7 +47,7 @@ from gitstore.catalog.db import INDEX_FILE
 from gitstore.catalog.index import Index
 from gitstore.catalog.rows import COLUMNS
 from gitstore.core.commits import version_of
-from gitstore.core.names import STORE_DIR
+from gitstore.core.names import MERGED, STORE_DIR
 from gitstore.core.names import check_customer as check_name
 from gitstore.core.versions import Scenario, Version, parse_branch_ref, parse_tag_ref
 from gitstore.errors import GitStoreError, InvalidDocumentError
@@ -214,11 +214,13 @@ def _ref_checks(customer: Customer, repo: backend.Repo, report: Report, head_ok:
         if parse_branch_ref(ref) is None:
             problems.append(f"unexpected branch {ref} (scenario branches are named vN)")
     report.scenarios = len(branches)
-    if branches and head_ok:
-        newest = max(branches)
+    if branches and head_ok:  # the newest scenario that takes writes (not merged away)
+        merged = repo.refs(MERGED, strict=False)
+        live = [s for s in branches if MERGED + str(s) not in merged]
+        newest = max(live or branches)
         head = repo.head_ref()
         if head != newest.branch_ref:
-            problems.append(f"HEAD points at {head} instead of the newest scenario "
+            problems.append(f"HEAD points at {head} instead of the newest scenario not merged away "
                             f"{newest.branch_ref}")
     tags: dict[Version, str] = {}
     for ref in repo.refs("refs/tags/", strict=False):

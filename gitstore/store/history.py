@@ -425,8 +425,9 @@ def pick_scenario(customer: CustomerContext, scenario: str | int | Scenario | No
     scenarios = customer.scenarios()
     if not scenarios:
         raise NotFoundError(f"customer {customer.name} has no sessions yet")
-    if scenario is None:
-        chosen = scenarios[-1]
+    if scenario is None:  # the newest one still taking writes (not merged away)
+        live = [s for s in scenarios if customer.repo.ref_target(MERGED + str(s)) is None]
+        chosen = (live or scenarios)[-1]
     elif isinstance(scenario, Scenario):
         chosen = scenario
     elif isinstance(scenario, int) and not isinstance(scenario, bool):

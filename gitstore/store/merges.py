@@ -352,6 +352,8 @@ def write_merge(pending: PendingMerge, reviewer: Identity, message: str | None,
         with contextlib.suppress(backend.RefConflict):  # a concurrent merge marked it
             customer.repo.create_ref(MERGED + str(Scenario.parse(src)), written.commit,
                                      f"gitstore: merged into {pending.target}")
+        if customer.repo.head_ref() == Scenario.parse(src).branch_ref:  # HEAD: a live one
+            customer.repo.set_head(pending.target.branch_ref)
     return written
 
 
