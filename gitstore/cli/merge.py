@@ -99,8 +99,8 @@ def merge(obj: Ctx, customer: str, source: str | None, into: str | None, dry_run
 def _done(customer: str, source: str, target: Any, written: Any, output: str) -> None:
     if output == "json":
         emit_json(written.to_json())
-    else:
-        click.echo(written.commit)
+    else:  # the line every write prints: customer, version, commit, change
+        click.echo(f"{customer} {written.version} {written.commit[:12]} merge")
     note(f"merged {source} into {customer} {target}: {written.version} "
          f"({written.commit[:12]})")
 
