@@ -70,9 +70,7 @@ def _output(path: str, binary: bool) -> Iterator[IO[Any]]:
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror}") from None
     try:
-        stream: IO[Any] = os.fdopen(fd, "wb") if binary else \
-            os.fdopen(fd, "w", encoding="utf-8")
-        with stream as f:
+        with _stream(fd, binary) as f:
             yield f
         os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, target)
@@ -92,12 +90,15 @@ def _in_place(path: str, binary: bool) -> Iterator[IO[Any]]:
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror}") from None
     try:
-        stream: IO[Any] = os.fdopen(fd, "wb") if binary else \
-            os.fdopen(fd, "w", encoding="utf-8")
-        with stream as f:
+        with _stream(fd, binary) as f:
             yield f
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _stream(fd: int, binary: bool) -> IO[Any]:
+    """A file object over ``fd``: bytes, or UTF-8 text."""
+    return os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")
 
 
 def _umask() -> int:
