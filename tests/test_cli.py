@@ -424,3 +424,14 @@ def test_every_command_has_help(command: tuple[str, ...], capsys: pytest.Capture
     assert captured.err == ""
     assert captured.out.startswith(f"Usage: gitstore {' '.join(command)} ")
     assert "-h, --help" in captured.out
+
+
+@pytest.mark.parametrize("args", [
+    ["bogus-cmd"], ["lst"], ["--lock-timeout", "-1", "versions", "x"], ["show"],
+    ["versions", "x", "--output", "yaml"], ["log", "x", "-n", "zero"],
+])
+def test_bad_arguments_are_one_line_errors(tmp_path: Path, args: list[str]) -> None:
+    proc = cli(*args, root=tmp_path, code=2)
+    lines = proc.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gitstore: error: "), lines
+    assert "--help`" in lines[0] and proc.stdout == b""

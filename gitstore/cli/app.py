@@ -340,8 +340,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         note("gitstore: aborted")
         sys.exit(130)
-    except click.exceptions.ClickException as exc:
-        exc.show()
+    except click.exceptions.ClickException as exc:  # bad arguments: one line, as every error
+        ctx = getattr(exc, "ctx", None)
+        hint = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
+        text = " ".join(exc.format_message().split())
+        note(f"gitstore: error: {text.rstrip('.') if hint else text}{hint}")
         sys.exit(EXIT_CODES["usage"] if exc.exit_code == 2 else exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
