@@ -44,7 +44,7 @@ def mcp_server(obj: Ctx, root: str | None, agent: str | None, http: bool, host: 
 
     Register it with an MCP client as the command `gitstore mcp --root DIR`; the tools
     start, append to, finalize, follow up, correct, resume, list, search, show, diff,
-    export and verify sessions (see README "MCP server"). Needs the optional extra:
+    export, verify and merge sessions (see README "MCP server"). Needs the optional extra:
     pip install 'gitstore[mcp]'."""
     try:
         from gitstore.mcp.server import build_server, run

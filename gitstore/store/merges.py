@@ -296,13 +296,6 @@ def load_pending(customer: CustomerContext, into: str | Scenario | None = None) 
                          "git update-ref -d") from None
 
 
-def pending_merges(customer: CustomerContext) -> list[str]:
-    """The scenarios with a pending merge into them."""
-    if not customer.exists:
-        return []
-    return sorted(r[len(MERGES):] for r in customer.repo.refs(MERGES))
-
-
 # -- writing ------------------------------------------------------------------------------
 
 def write_merge(pending: PendingMerge, reviewer: Identity, message: str | None,
@@ -355,8 +348,3 @@ def write_merge(pending: PendingMerge, reviewer: Identity, message: str | None,
         if customer.repo.head_ref() == Scenario.parse(src).branch_ref:  # HEAD: a live one
             customer.repo.set_head(pending.target.branch_ref)
     return written
-
-
-def merged_into(customer: CustomerContext, scenario: Scenario) -> str | None:
-    """Where a merged-away scenario went (the merge commit), or None."""
-    return customer.repo.ref_target(MERGED + str(scenario)) if customer.exists else None
