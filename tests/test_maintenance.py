@@ -85,6 +85,7 @@ def test_automatic_maintenance_bounds_loose_data(tmp_path: Path) -> None:
     for i in range(80):
         before = _loose_bytes(repo)
         session.append_turn(_turn(i))
+        assert store.wait_for_maintenance(60)  # it runs in the background
         conv = len(git(repo, "show", "v1:conversation.json"))
         largest_write = max(largest_write, conv + 4096)
         loose = _loose_bytes(repo)
@@ -93,6 +94,38 @@ def test_automatic_maintenance_bounds_loose_data(tmp_path: Path) -> None:
     assert ran >= 2  # maintenance really ran on its own, more than once
     assert list((repo / "objects" / "pack").glob("*.pack"))
     git(repo, "fsck", "--strict", "--no-dangling")
+
+
+def test_automatic_maintenance_runs_outside_the_writer_lock(tmp_path: Path,
+                                                            monkeypatch: Any) -> None:
+    """While an automatic run is packing, other writes to the same customer go
+    on: the run holds the maintenance lock, not the writer lock."""
+    from gitstore.git import housekeeping
+
+    packing, release = threading.Event(), threading.Event()
+    real = housekeeping.compact
+
+    def slow_compact(*args: Any, **kwargs: Any) -> Any:
+        packing.set()
+        assert release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(housekeeping, "compact", slow_compact)
+    store = Store.init(tmp_path / "s", clock=Clock(), maintenance_bytes=4096)
+    session = store.customer(CUSTOMER).new_session(created="2025-01-15T10:00:00Z")
+    for i in range(3):
+        session.append_turn(_turn(i))  # returns while the run waits in the background
+    assert packing.wait(60)
+    done = []
+    writer = threading.Thread(target=lambda: done.append(session.append_turn(_turn(9))))
+    writer.start()
+    writer.join(30)
+    assert done and done[0].turn == 4, "a write waited for maintenance"
+    release.set()
+    assert store.wait_for_maintenance(60)
+    assert list((session.customer.path / "objects" / "pack").glob("*.pack"))
+    assert "maintain" in [r["op"] for r in store.customer(CUSTOMER).audit_log.records()]
+    git(session.customer.path, "fsck", "--strict")
 
 
 def test_maintenance_never_removes_what_no_pack_holds(finalized: Any) -> None:

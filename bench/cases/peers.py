@@ -2,6 +2,7 @@ r"""peers: gitstore next to the session stores an agent developer would pick ins
 
 The peers, and the exact versions this case was written and run against:
 
+    pip install -e '.[bench]'     # the bench extra pins exactly these:
     pip install 'openai-agents==0.24.0' 'langgraph==1.2.24' \
         'langgraph-checkpoint-sqlite==3.1.2' 'google-adk[db]==2.13.0'
 
@@ -100,8 +101,7 @@ from ..common import CaseResult, Context, Row, check, timed
 NAME = "peers"
 TITLE = ("gitstore vs SQLiteSession (openai-agents), SqliteSaver (LangGraph), "
          "DatabaseSessionService (ADK)")
-PIP_LINE = ("pip install 'openai-agents==0.24.0' 'langgraph==1.2.24' "
-            "'langgraph-checkpoint-sqlite==3.1.2' 'google-adk[db]==2.13.0'")
+PIP_LINE = "pip install -e '.[bench]'"  # the bench extra in pyproject.toml pins the peers
 DISTRIBUTIONS = ("openai-agents", "langgraph", "langgraph-checkpoint-sqlite",
                  "langgraph-checkpoint", "google-adk", "SQLAlchemy", "aiosqlite")
 SESSION = "peers-session"
@@ -186,7 +186,7 @@ class Gitstore(System):
     def create(self) -> None:
         self.store = common.open_store(self.root, fsync=True)
         self.customer = self.store.customer(self.session)
-        self.sess = self.customer.new_session(session_id=common.SESSION_ID,
+        self.sess = self.customer.new_session(session_id=common.session_id_for(self.session),
                                               created=common.stamp(common.BASE_TIME))
 
     def attach(self) -> None:
@@ -198,7 +198,8 @@ class Gitstore(System):
 
     def seed(self, n: int) -> None:
         if n:
-            self.sess.put("conversation.json", common.conversation(n))
+            self.sess.put("conversation.json", common.conversation(
+                n, session_id=common.session_id_for(self.session)))
 
     def append(self, turn: dict[str, Any]) -> Any:
         return self.sess.append_turn(turn).commit

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -142,14 +143,19 @@ class Index:
         return self._sync.rebuild(progress)
 
     def record(self, customer_name: str, scenario: str | Scenario, tip_commit: str,
-               files: dict[str, bytes]) -> bool:
+               files: dict[str, bytes], parsed: Mapping[str, Any] | None = None,
+               unchanged_turns: int = 0) -> bool:
         """The writer's fast path: index the commit a write just made, from its files.
 
         Call after the branch (and tag) update, under the customer's writer lock.
         One transaction: the scenario's tip row (and its new tag's row), only the
-        new turns into the full-text index, and the refs it saw. Never raises for
-        index trouble: returns False, and the next :meth:`refresh` catches up."""
-        return self._sync.record(customer_name, scenario, tip_commit, files)
+        new turns into the full-text index, and the refs it saw. ``parsed`` hands
+        over documents already parsed; ``unchanged_turns`` says how many leading
+        turns the write left as its parent had them (trusted only when the index
+        holds that parent as the scenario's tip). Never raises for index trouble:
+        returns False, and the next :meth:`refresh` catches up."""
+        return self._sync.record(customer_name, scenario, tip_commit, files, parsed,
+                                 unchanged_turns)
 
     def _known(self, customer: str | CustomerView) -> str:
         """The repository name of ``customer``: an api_key as a caller names it, or

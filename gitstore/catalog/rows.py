@@ -154,11 +154,15 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def parse(files: Mapping[str, bytes]) -> Docs:
+def parse(files: Mapping[str, bytes], given: Mapping[str, Any] | None = None) -> Docs:
     """The JSON documents the index reads, parsed once ({} when absent or unreadable).
-    The pipeline validated them strictly at write time; plain ``json`` is enough here."""
+    The pipeline validated them strictly at write time; plain ``json`` is enough here.
+    ``given`` holds documents the caller has parsed already (not parsed again)."""
     docs: Docs = {}
     for name in (CONV, META, ANA):
+        if given and name in given and name in files:
+            docs[name] = given[name] if isinstance(given[name], dict) else {}
+            continue
         try:
             doc = json.loads(files[name])
         except (KeyError, ValueError, RecursionError):

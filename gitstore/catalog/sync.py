@@ -160,7 +160,8 @@ class Sync:
         return len(names)
 
     def record(self, customer_name: str, scenario: str | Scenario, tip_commit: str,
-               files: Mapping[str, bytes]) -> bool:
+               files: Mapping[str, bytes], parsed: Mapping[str, Any] | None = None,
+               unchanged_turns: int = 0) -> bool:
         """Index the commit a write just made, from its files (see ``Index.record``)."""
         try:
             cust = self.store.customer_named(customer_name)
@@ -169,12 +170,19 @@ class Sync:
                 return False
             repo = self._open(cust.name)
             tags = repo.refs(f"refs/tags/v{scen.major}.")
-            known = (tip_commit, repo.commit(tip_commit), files)
+            info = repo.commit(tip_commit)
+            known = (tip_commit, info, files)
             cx = self.db.cx
+            row = cx.execute("SELECT tip FROM scenarios WHERE customer = ? AND scenario = ?",
+                             (cust.name, str(scen))).fetchone()
+            # the indexed turns are the parent's: its first turns are still right
+            trusted = unchanged_turns if row is not None and info.parents[:1] == (row[0],) \
+                else 0
             cx.execute("PRAGMA busy_timeout = 2000")  # never hold a writer up for long
             try:
                 with self.db.write():
-                    self._sync_scenario(repo, cust.name, scen.major, tags, tip_commit, known)
+                    self._sync_scenario(repo, cust.name, scen.major, tags, tip_commit, known,
+                                        parsed, trusted)
                     cx.execute("DELETE FROM refs WHERE customer = ? AND (ref = ? OR ref LIKE ?)",
                                (cust.name, scen.branch_ref, f"refs/tags/v{scen.major}.%"))
                     cx.executemany("INSERT INTO refs VALUES (?, ?, ?)", [
@@ -231,9 +239,11 @@ class Sync:
     def _sync_scenario(self, repo: Repo, name: str, major: int, refs: dict[str, str],
                        tip: str | None,
                        known: tuple[str, CommitInfo, Mapping[str, bytes]] | None = None,
-                       ) -> None:
+                       parsed: Mapping[str, Any] | None = None, trusted: int = 0) -> None:
         """Make the rows of scenario ``vMAJOR`` match its tags (in ``refs``) and its
-        branch ``tip``; ``known`` is a commit already in hand with its files."""
+        branch ``tip``; ``known`` is a commit already in hand with its files,
+        ``parsed`` some of them already parsed, and its first ``trusted`` turns
+        are known to be indexed already."""
         cx, scen, problems = self.db.cx, Scenario(major), self.db.problems
 
         last: list[tuple[str, CommitInfo, Mapping[str, bytes], Docs]] = []
@@ -242,11 +252,12 @@ class Sync:
             """The commit, its files and their parse (the last one read is kept: a
             finalized tip is both a tag's target and the branch tip)."""
             if not last or last[0][0] != commit:
+                given: Mapping[str, Any] = {}
                 if known is not None and known[0] == commit:
-                    info, files = known[1], known[2]
+                    info, files, given = known[1], known[2], parsed or {}
                 else:
                     info, files = repo.commit(commit), repo.read_tree(commit)
-                last[:] = [(commit, info, files, parse(files))]
+                last[:] = [(commit, info, files, parse(files, given))]
             return last[0][1:]
 
         tags = {v: t for ref, t in refs.items()
@@ -283,7 +294,7 @@ class Sync:
                 cx.execute("INSERT OR REPLACE INTO scenarios VALUES (?, ?, ?, ?, ?, ?)",
                            (name, str(scen), tip, str(version), scenario_session_id(info, docs),
                             len(turns)))
-                self._sync_turns(name, str(scen), turns)
+                self._sync_turns(name, str(scen), turns, trusted)
         if version is None:
             self._sync_turns(name, str(scen), [])
             cx.execute("DELETE FROM scenarios WHERE customer = ? AND scenario = ?",
@@ -309,17 +320,24 @@ class Sync:
                        [(row["customer"], row["version"], s)
                         for s in json.loads(row["services"])])
 
-    def _sync_turns(self, name: str, scenario: str, turns: list[Any]) -> None:
+    def _sync_turns(self, name: str, scenario: str, turns: list[Any], trusted: int = 0) -> None:
         """Make the indexed turns equal ``turns``: keep the unchanged prefix, re-index
-        from the first turn whose indexed text differs (a renumbering or correction)."""
+        from the first turn whose indexed text differs (a renumbering or correction).
+        The first ``trusted`` turns are known to be indexed as they are (a write that
+        added a turn after them, indexed on top of its parent's rows)."""
         cx = self.db.cx
+        trusted = min(trusted, len(turns))
         old = [d for (d,) in cx.execute("SELECT digest FROM turns WHERE customer = ? AND "
-                                        "scenario = ? ORDER BY turn_id", (name, scenario))]
-        texts = [turn_text(t) for t in turns]
+                                        "scenario = ? AND turn_id > ? ORDER BY turn_id",
+                                        (name, scenario, trusted))]
+        texts = [turn_text(t) for t in turns[trusted:]]
         new = [turn_digest(t) for t in texts]
         keep = 0
         while keep < min(len(old), len(new)) and old[keep] == new[keep]:
             keep += 1
+        texts, new, old = [("", "", "")] * trusted + texts, [""] * trusted + new, \
+            [""] * trusted + old
+        keep += trusted
         if keep < len(old):
             where = "customer = ? AND scenario = ? AND turn_id > ?"
             cx.execute(f"DELETE FROM turns_fts WHERE rowid IN (SELECT id FROM turns WHERE "

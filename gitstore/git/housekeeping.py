@@ -5,8 +5,8 @@ A conversation that grows turn by turn stores a full new copy of
 ``conversation.json`` with every commit; as loose objects that is hundreds of
 times the data. :func:`compact` packs objects with deltas (libgit2's pack
 builder), which brings a repository to about the size ``git gc --aggressive``
-reaches. The caller holds the customer's writer lock and keeps the audit
-record (:mod:`gitstore.ops.maintenance`). Invariants:
+reaches. The caller keeps the audit record (:mod:`gitstore.ops.maintenance`,
+:mod:`gitstore.store.upkeep`). Invariants:
 
 * nothing is removed before the pack that holds it is complete on disk: a loose
   object is deleted only if the new pack lists it, an old pack only if the new
@@ -18,13 +18,22 @@ record (:mod:`gitstore.ops.maintenance`). Invariants:
   reaches (a full pack of everything reachable must exist, unless there are
   no refs at all); reflog entries naming such objects go first, so ``git
   fsck`` stays clean;
-* an incremental run packs just the loose objects; once there are
-  :data:`MAX_PACKS` packs (or with ``full``), everything reachable is repacked
-  into one;
+* an incremental run packs the loose objects together with the small packs
+  a geometric progression calls for (:func:`packs_to_roll_up`: each pack left
+  at least twice the size of everything smaller), so a run costs about what was
+  written since the last one, packs stay logarithmic in number and no write ever
+  waits for a repack of the whole history; ``full`` repacks everything
+  reachable into one;
+* an incremental run without ``refs`` touches no ref and no lock file, so it may
+  run beside writers, outside their lock (objects a writer adds meanwhile are
+  not among the objects and packs the run listed when it began, so nothing of
+  theirs is removed); packing refs and pruning
+  need the writer lock;
 * :func:`count_write` keeps the bytes written since the last run in
   :data:`STATE_FILE`, so between runs the loose objects hold at most the limit
-  plus one write (a crash can lose the count, never data). The file is opened
-  with ``O_NOFOLLOW``: a symbolic link there is refused, never written through.
+  plus one write, plus what writers add while a run goes on (a crash can lose
+  the count, never data). The file is opened with ``O_NOFOLLOW``: a symbolic
+  link there is refused, never written through.
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ from gitstore.git.packs import loose_objects, pack_ids, pack_indexes
 from gitstore.git.repo import Repo
 
 STATE_FILE = "gitstore-maintenance"
-MAX_PACKS = 8
+MAX_PACKS = 16
 TEMP_MAX_AGE = 3600.0
 
 
@@ -89,9 +98,34 @@ def repo_bytes(path: Path) -> int:
     return total
 
 
-def compact(repo: Repo, path: Path, *, full: bool, prune: bool = False) -> MaintenanceReport:
-    """Pack, remove packed loose objects, pack refs, clear stale temp files;
-    reset the write counter. Call with the customer's writer lock held.
+def packs_to_roll_up(indexes: list[Path], loose_bytes: int) -> list[Path]:
+    """The packs an incremental run merges with the loose objects: smallest
+    first, each as long as it is at most twice the bytes gathered so far (git's
+    ``repack --geometric=2``); all of them once :data:`MAX_PACKS` would be
+    exceeded otherwise."""
+    sized = []
+    for idx in indexes:
+        try:
+            sized.append((idx.with_suffix(".pack").stat().st_size, idx))
+        except OSError:
+            continue
+    sized.sort()
+    gathered, rolled = max(loose_bytes, 1), []
+    for size, idx in sized:
+        if size > 2 * gathered:
+            break
+        gathered += size
+        rolled.append(idx)
+    if len(sized) - len(rolled) + 1 > MAX_PACKS:
+        return [idx for _, idx in sized]
+    return rolled
+
+
+def compact(repo: Repo, path: Path, *, full: bool, prune: bool = False,
+            refs: bool = True) -> MaintenanceReport:
+    """Pack, remove packed loose objects, pack refs (with ``refs``), clear
+    stale temp files; reset the write counter. Call with the customer's writer
+    lock held, except for an incremental run without ``refs`` (see above).
 
     ``prune`` (implies ``full``) also deletes every object that no ref reaches:
     the step that makes purged data unrecoverable (retention)."""
@@ -103,10 +137,11 @@ def compact(repo: Repo, path: Path, *, full: bool, prune: bool = False) -> Maint
         repo.drop_unreachable_reflog_entries()
     loose = loose_objects(path)
     old_packs = pack_indexes(path)
-    full = full or len(old_packs) >= MAX_PACKS
-    if full or loose:
+    rolled = [] if full else packs_to_roll_up(old_packs, _bytes_of(loose.values()))
+    if full or loose or len(rolled) > 1:
         report.kind = "full" if full else "incremental"
-        idx, report.objects_packed = repo.write_pack(None if full else sorted(loose))
+        wanted = None if full else sorted(set(loose).union(*(pack_ids(i) for i in rolled)))
+        idx, report.objects_packed = repo.write_pack(wanted)
         held = pack_ids(idx) if idx is not None else set()
         # prune only what is provably unreachable: with refs, a pack must exist
         prune = prune and (idx is not None or not repo.refs())
@@ -114,15 +149,15 @@ def compact(repo: Repo, path: Path, *, full: bool, prune: bool = False) -> Maint
             if oid in held or prune:
                 _unlink(obj)
                 report.loose_removed += 1
-        if full:
-            for old in old_packs:
-                if old != idx and (prune or pack_ids(old) <= held):
-                    for sibling in old.parent.glob(old.stem + ".*"):
-                        _unlink(sibling)
-                    report.packs_removed += 1
+        for old in old_packs if full else rolled:
+            if old != idx and (prune or pack_ids(old) <= held):
+                for sibling in old.parent.glob(old.stem + ".*"):
+                    _unlink(sibling)
+                report.packs_removed += 1
         if prune:
             report.kind = "prune"
-    repo.compress_refs()
+    if refs:
+        repo.compress_refs()
     for fanout in (path / "objects").glob("??"):
         with contextlib.suppress(OSError):  # only empty directories go
             fanout.rmdir()
@@ -130,6 +165,14 @@ def compact(repo: Repo, path: Path, *, full: bool, prune: bool = False) -> Maint
     report.bytes_after = repo_bytes(path)
     report.seconds = time.monotonic() - start
     return report
+
+
+def _bytes_of(paths: Any) -> int:
+    total = 0
+    for p in paths:
+        with contextlib.suppress(OSError):
+            total += p.stat().st_size
+    return total
 
 
 def count_write(path: Path, nbytes: int, limit: int) -> bool:

@@ -59,11 +59,16 @@ def tag_info(obj: pygit2.Tag, name: str) -> TagInfo:
                    message=obj.message)
 
 
-def write_tree(repo: pygit2.Repository, files: Mapping[str, bytes]) -> str:
-    """Write a flat tree of regular files; returns the tree id."""
+def write_blob(repo: pygit2.Repository, data: bytes) -> str:
+    """Write one blob (nothing is written if the database holds it); its id."""
+    return str(repo.create_blob(data))
+
+
+def write_tree_of(repo: pygit2.Repository, ids: Mapping[str, str]) -> str:
+    """Write a flat tree of regular files given as blob ids; returns the tree id."""
     builder = repo.TreeBuilder()
-    for name in sorted(files):
-        builder.insert(name, repo.create_blob(files[name]), _BLOB)
+    for name in sorted(ids):
+        builder.insert(name, pygit2.Oid(hex=ids[name]), _BLOB)
     return str(builder.write())
 
 

@@ -33,6 +33,7 @@ import functools
 import os
 import shutil
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, BinaryIO, TypeVar
@@ -54,6 +55,9 @@ from gitstore.git.refs import RefConflict
 __all__ = ["RefConflict", "Repo", "enable_fsync", "is_repository", "repository_problem"]
 
 _fsync_enabled = False
+BLOB_CACHE_BYTES = 64 * 1024 * 1024
+"""The most blob bytes one :class:`Repo` keeps in memory (blobs are immutable,
+so the cache never needs invalidating; objects are found by id)."""
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -89,6 +93,9 @@ class Repo:
     def __init__(self, repo: pygit2.Repository, path: Path) -> None:
         self._repo = repo
         self.path = path
+        self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self._blob_bytes = 0
+        self._oid_of: dict[int, tuple[bytes, str]] = {}
 
     # -- lifecycle -------------------------------------------------------
     @classmethod
@@ -153,8 +160,19 @@ class Repo:
 
     # -- objects: writing --------------------------------------------------
     def write_tree(self, files: Mapping[str, bytes]) -> str:
-        """Write a flat tree of regular files; returns the tree id."""
-        return objects.write_tree(self._repo, files)
+        """Write a flat tree of regular files; returns the tree id.
+
+        A ``bytes`` object this handle read or wrote before is not hashed again:
+        its blob id is remembered with it (see :meth:`_remember`)."""
+        ids = {}
+        for name, data in files.items():
+            known = self._oid_of.get(id(data))
+            if known is not None and known[0] is data:
+                ids[name] = known[1]
+            else:
+                ids[name] = objects.write_blob(self._repo, data)
+                self._remember(ids[name], data)
+        return objects.write_tree_of(self._repo, ids)
 
     def write_commit(self, *, tree: str, parents: list[str], author: Identity,
                      committer: Identity, message: str, time: int, offset: int = 0,
@@ -241,6 +259,11 @@ class Repo:
         return self._blob(entry.id)
 
     def _blob(self, oid: pygit2.Oid) -> bytes:
+        key = str(oid)
+        cached = self._blobs.get(key)
+        if cached is not None:
+            self._blobs.move_to_end(key)
+            return cached
         try:
             blob = self._repo[oid]
         except KeyError:
@@ -248,7 +271,23 @@ class Repo:
                                  f"missing; run `gitstore verify {self.path.name}`") from None
         if not isinstance(blob, pygit2.Blob):
             raise NotFoundError(f"object {oid} is not a blob")
-        return blob.data
+        data: bytes = blob.data
+        self._remember(key, data)
+        return data
+
+    def _remember(self, oid: str, data: bytes) -> None:
+        """Keep a blob's bytes by id (a bounded cache: :data:`BLOB_CACHE_BYTES`).
+        The same ``bytes`` object is handed out for every read of that blob, so
+        callers can recognise unchanged content by identity, without hashing."""
+        if oid in self._blobs or len(data) > BLOB_CACHE_BYTES // 4:
+            return
+        self._blobs[oid] = data
+        self._oid_of[id(data)] = (data, oid)
+        self._blob_bytes += len(data)
+        while self._blob_bytes > BLOB_CACHE_BYTES and self._blobs:
+            _, old = self._blobs.popitem(last=False)
+            self._oid_of.pop(id(old), None)
+            self._blob_bytes -= len(old)
 
     @_damage_is_integrity_error
     def resolve(self, revision: str) -> str:
@@ -272,8 +311,11 @@ class Repo:
                                  f"`gitstore verify {self.path.name}`") from None
 
     def _walk(self, start: str, hide: list[str], first_parent: bool) -> Iterator[CommitInfo]:
-        walker = self._repo.walk(pygit2.Oid(hex=start),
-                                 pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+        # a first-parent chain is already in order: unsorted, the walk yields its
+        # first commit at once instead of loading the whole history to sort it
+        order = pygit2.enums.SortMode.NONE if first_parent and not hide else \
+            pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME
+        walker = self._repo.walk(pygit2.Oid(hex=start), order)
         if first_parent:
             walker.simplify_first_parent()
         for h in hide:

@@ -12,18 +12,20 @@ The packing itself, its safety rules and the write counter live in
   a killed ``retention apply``, a ref lock) is cleared first, after the same
   grace as a writer gives it, and recorded; a lock still held by a live
   process makes the run a :class:`~gitstore.errors.ConflictError`;
-* automatic maintenance runs after a write once the data written since the last
-  run exceeds ``maintenance_bytes`` (default 16 MiB, uncompressed); ``0`` turns
-  it off.
+* a run also holds the customer's maintenance lock, so it never overlaps the
+  automatic runs of :mod:`gitstore.store.upkeep` (which start in the background
+  after a write once the data written since the last run exceeds
+  ``maintenance_bytes``, default 16 MiB uncompressed; ``0`` turns them off).
 """
 
 from __future__ import annotations
 
-from gitstore.git import housekeeping
-from gitstore.git.housekeeping import MaintenanceReport
+from gitstore.git.housekeeping import MaintenanceReport, compact
+from gitstore.git.locking import writer_lock
 from gitstore.store.context import CustomerContext
+from gitstore.store.upkeep import maintenance_lock_name
 
-__all__ = ["MaintenanceReport", "maintain", "maintain_locked", "note_write"]
+__all__ = ["MaintenanceReport", "maintain", "maintain_locked"]
 
 
 def maintain(customer: CustomerContext, *, full: bool = False,
@@ -41,16 +43,9 @@ def maintain_locked(customer: CustomerContext, *, full: bool,
                     prune: bool = False) -> MaintenanceReport:
     """:func:`maintain` for a caller that already holds the customer's writer lock."""
     customer.clear_stale_locks()
-    report = housekeeping.compact(customer.repo, customer.path, full=full, prune=prune)
+    store = customer.store
+    with writer_lock(store.lock_dir, maintenance_lock_name(customer.name),
+                     store.config.lock_timeout):
+        report = compact(customer.repo, customer.path, full=full, prune=prune)
     customer.audit("maintain", detail=report.summary())
     return report
-
-
-def note_write(customer: CustomerContext, nbytes: int) -> MaintenanceReport | None:
-    """Count ``nbytes`` written; run maintenance when the threshold is passed.
-
-    Call with the customer's writer lock held."""
-    if not housekeeping.count_write(customer.path, nbytes,
-                                    customer.store.config.maintenance_bytes):
-        return None
-    return maintain_locked(customer, full=False)

@@ -44,7 +44,7 @@ from gitstore.git import signing
 from gitstore.git.locking import private_dirs
 from gitstore.rules.proposal import Hook
 from gitstore.store import config as config_mod
-from gitstore.store import history, merges
+from gitstore.store import history, merges, upkeep
 from gitstore.store.context import NAME_KEY_FILE, Clock, CustomerContext, StoreContext
 from gitstore.store.history import LogEntry, Snapshot, VersionInfo, pick_scenario
 from gitstore.store.merges import PendingMerge
@@ -176,6 +176,13 @@ class Store(StoreContext):
         config_mod.save(self.root, self.config)
         for customer in self:
             customer.configure_repo()
+
+    @staticmethod
+    def wait_for_maintenance(timeout: float | None = None) -> bool:
+        """Wait for the automatic maintenance runs this process started in the
+        background (see :mod:`gitstore.store.upkeep`); True when none is left.
+        Never needed for correctness: a process waits for them when it exits."""
+        return upkeep.wait(timeout)
 
     def customer(self, name: str) -> Customer:
         """The customer ``name`` (see :meth:`StoreContext.customer`)."""

@@ -35,6 +35,7 @@ from gitstore.core.commits import (
     CommitInfo,
     Identity,
     TagInfo,
+    Trailer,
     metadata_version,
     version_of,
 )
@@ -343,6 +344,28 @@ def read_at(customer: CustomerContext, scenario: str | Scenario | None,
         raise NotFoundError(f"scenario {chosen} of {customer.name} did not exist yet at "
                             f"{format_rfc3339(when)} ({clock})")
     return read(customer, found)
+
+
+def read_after_turn(customer: CustomerContext, scenario: str | Scenario | None,
+                    turn: int) -> Snapshot:
+    """The state of a scenario right after the write that added turn ``turn``
+    (exactly: the newest commit on its first-parent line whose ``Turn`` trailer
+    is ``turn``; a turn placed among earlier ones by its timestamp counts by the
+    id it was given). A conversation written whole (``put``) has no such commit
+    for the turns it brought: NotFoundError, naming the alternative."""
+    if isinstance(turn, bool) or not isinstance(turn, int) or turn < 1:
+        raise UsageError(f"turn must be an integer >= 1, not {turn!r}")
+    chosen = pick_scenario(customer, scenario)
+    repo = customer.repo
+    tip = repo.ref_target(chosen.branch_ref)
+    assert tip is not None
+    wanted = str(turn)
+    for info in repo.walk(tip, first_parent=True):
+        if info.change == ChangeKind.TURN and info.trailer(Trailer.TURN) == wanted:
+            return read(customer, info.id)
+    raise NotFoundError(f"no write added turn {turn} to scenario {chosen} of {customer.name} "
+                        "(turns written with a whole conversation have no state of their "
+                        "own); read a version, or a time with read_at")
 
 
 def _at_session_time(repo: Repo, tip: str, when: datetime) -> str | None:

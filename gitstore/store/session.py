@@ -63,7 +63,7 @@ from gitstore.errors import (
 from gitstore.store import history
 from gitstore.store.context import CustomerContext
 from gitstore.store.history import Snapshot
-from gitstore.store.tip import State, load_doc, read_state, require_open
+from gitstore.store.tip import State, load_doc, load_shared, read_state, remember, require_open
 from gitstore.store.writer import RETRY_WINDOW, Authorship, Plan, Writer, Written, authorship
 
 
@@ -104,6 +104,11 @@ class Session:
     def read(self, rev: str | Version | None = None) -> Snapshot:
         """The session files at its newest state, or at ``rev`` (a version of it)."""
         return history.read(self.customer, rev if rev is not None else self.scenario)
+
+    def after_turn(self, turn: int) -> Snapshot:
+        """The session exactly as it stood right after turn ``turn`` was added
+        (not "as of a second": see :func:`gitstore.store.history.read_after_turn`)."""
+        return history.read_after_turn(self.customer, self.scenario, turn)
 
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The latest ``limit`` turns (all when None), oldest first. ``limit`` is
@@ -212,7 +217,7 @@ class Session:
 
         def build(state: State) -> Plan:
             require_open(state, "add a turn to")
-            conv = load_doc(state, CONV)
+            conv = load_shared(state, CONV)  # turns are shared: replaced, never changed
             turns = conv.setdefault("conversation_turns", [])
             if not isinstance(turns, list):
                 turns = conv["conversation_turns"] = []
@@ -224,12 +229,14 @@ class Session:
             turns.insert(pos, new_turn)
             for i in range(pos + 1, len(turns)):
                 if isinstance(turns[i], dict):
-                    turns[i]["turn_id"] = i + 1
+                    turns[i] = {**turns[i], "turn_id": i + 1}
             summary = conv.setdefault("conversation_summary", {})
             if isinstance(summary, dict):
                 summary["total_turns"] = len(turns)
             n = new_turn["turn_id"] if isinstance(new_turn["turn_id"], int) else pos + 1
-            files = {**state.files, CONV: _conversation_bytes(state, conv, pos)}
+            stored = _conversation_bytes(state, conv, pos)
+            remember(stored, conv)
+            files = {**state.files, CONV: stored}
             return Plan(files, state.version, ChangeKind.TURN,
                          message or f"{state.version}: add turn {n}", frozenset({CONV}),
                          turn=n, redacted=redacted, parsed={CONV: conv}, changed_turns=(pos,))

@@ -10,6 +10,7 @@ fails it at once, before any object is written, never as a lost race.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,42 @@ def load_doc(state: State, name: str) -> Any:
     if name not in state.files:
         return {}
     return canonical.loads_stored(state.files[name])
+
+
+PARSED_CACHE = 8
+"""How many parsed documents :func:`load_shared` keeps (per process)."""
+_parsed: OrderedDict[int, tuple[bytes, Any]] = OrderedDict()
+
+
+def load_shared(state: State, name: str) -> dict[str, Any]:
+    """A JSON object document of the tip, parsed once per content: the bytes a
+    write produced (:func:`remember`) or a read returned (the repository hands
+    out one ``bytes`` object per blob) are recognised by identity, not hashed.
+
+    The caller gets a new top-level dict whose dict and list members are new
+    too, one level down; anything deeper (a turn) is shared with the cache and
+    must be replaced, never changed in place."""
+    data = state.files.get(name)
+    if data is None:
+        return {}
+    hit = _parsed.get(id(data))
+    if hit is not None and hit[0] is data:
+        _parsed.move_to_end(id(data))
+        doc = hit[1]
+    else:
+        doc = canonical.loads_stored(data)
+        if not isinstance(doc, dict):
+            return {}
+        remember(data, doc)
+    return {k: dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v
+            for k, v in doc.items()}
+
+
+def remember(data: bytes, doc: dict[str, Any]) -> None:
+    """Record that ``data`` parses to ``doc`` (which nobody changes afterwards)."""
+    _parsed[id(data)] = (data, doc)
+    while len(_parsed) > PARSED_CACHE:
+        _parsed.popitem(last=False)
 
 
 def require_open(state: State, what: str) -> None:
@@ -124,9 +161,15 @@ def check_tip(customer: str, state: State) -> None:
         raise IntegrityError(f"refusing to write on top of {customer} {state.version} "
                              f"({state.tip[:12]}): {shown}; run `gitstore verify {customer}`",
                              [str(v) for v in problems])
+    mark_verified(state.info.tree_id)
+
+
+def mark_verified(tree_id: str) -> None:
+    """Record a tree whose files match its manifest (one the pipeline checked
+    before the writer wrote it, or one :func:`check_tip` verified)."""
     if len(_verified_trees) > 4096:
         _verified_trees.clear()
-    _verified_trees.add(state.info.tree_id)
+    _verified_trees.add(tree_id)
 
 
 def tag_message(info: CommitInfo) -> str:

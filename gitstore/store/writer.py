@@ -21,7 +21,9 @@ scenario's tip and handed to :class:`Writer`, which
 7. after the commit: records it in the catalog, counts it for maintenance and
    appends the audit record. These steps never turn a committed write into a
    failure: a step that fails adds a warning to :class:`Written` and is
-   repaired later (``gitstore reindex``, the next maintenance, ``verify``).
+   repaired later (``gitstore reindex``, the next maintenance, ``verify``),
+8. after releasing the lock, starts automatic maintenance in the background
+   when it is due (:mod:`gitstore.store.upkeep`): no write waits for a repack.
 
 Invariants: the branch only moves forward from the tip a plan was built on; a
 commit's ``Manifest`` trailer is the digest of the ``SHA256SUMS`` in its tree;
@@ -40,7 +42,7 @@ from typing import Any
 from gitstore.core import canonical, manifest
 from gitstore.core.commits import ChangeKind, Identity, Message, Trailer, trailers
 from gitstore.core.documents import offset_minutes
-from gitstore.core.names import MANIFEST, MERGED, META, SOW_DOCUMENT
+from gitstore.core.names import CONV, MANIFEST, MERGED, META, SOW_DOCUMENT
 from gitstore.core.schema import SCHEMA_VERSION
 from gitstore.core.time import check_commit_time, parse_rfc3339
 from gitstore.core.versions import Scenario, Version
@@ -59,6 +61,7 @@ from gitstore.git import repo as backend
 from gitstore.git.locking import writer_lock
 from gitstore.rules import secrets
 from gitstore.rules.proposal import Proposal
+from gitstore.store import upkeep
 from gitstore.store.audit import ANCHOR_TRAILER, AuditLog
 from gitstore.store.context import CustomerContext
 from gitstore.store.tip import (
@@ -66,6 +69,7 @@ from gitstore.store.tip import (
     check_head,
     check_tip,
     cut_tag,
+    mark_verified,
     read_state,
     repair_tag,
 )
@@ -206,6 +210,7 @@ class Writer:
     def __init__(self, customer: CustomerContext) -> None:
         self.customer = customer
         self.store = customer.store
+        self.maintenance_due = False
 
     # -- entry guard ---------------------------------------------------------
     def scrub(self, name: str, data: Any, base: str = "") -> tuple[Any, str | None]:
@@ -260,7 +265,12 @@ class Writer:
     # -- writing -------------------------------------------------------------
     def write(self, scenario: Scenario, build: Build, by: Authorship | None = None) -> Written:
         """Build ``build(tip state)`` and write it on top of the scenario's tip."""
-        by = by or Authorship()
+        try:
+            return self._write(scenario, build, by or Authorship())
+        finally:
+            self._start_maintenance()
+
+    def _write(self, scenario: Scenario, build: Build, by: Authorship) -> Written:
         with self.customer.locked():
             repo = self.customer.repo
             self.customer.clear_stale_locks()
@@ -293,7 +303,13 @@ class Writer:
         """Open a new scenario: ``build(scenarios ever used)`` returns the first
         commit's plan (its version names the new scenario). Creates the
         repository when needed; moves HEAD to the newest scenario."""
-        by = by or Authorship()
+        try:
+            return self._create(session_id, build, by or Authorship())
+        finally:
+            self._start_maintenance()
+
+    def _create(self, session_id: str, build: Callable[[list[Scenario]], Plan],
+                by: Authorship) -> Written:
         customer = self.customer
         with customer.locked():
             if by.idempotency_key is not None and customer.exists:
@@ -383,7 +399,6 @@ class Writer:
                 and plan.change in (ChangeKind.UPDATE, ChangeKind.TURN) and by.message is None:
             return Written(state.tip, state.version, "unchanged",
                            manifest.digest(files[MANIFEST]))
-        tree = repo.write_tree(files)
         digest = manifest.digest(files[MANIFEST])
         agent = by.author or store.config.agent
         text = by.message if by.message is not None else self.message(
@@ -396,6 +411,8 @@ class Writer:
                                  f"content (manifest {digest}, recorded {claimed})")
         when = by.time or store.now()
         ts, offset = int(when.timestamp()), offset_minutes(when)
+        tree = repo.write_tree(files)
+        mark_verified(tree)  # the pipeline has just checked these files and their manifest
         commit = repo.write_commit(tree=tree,
                                    parents=[*([state.tip] if state else []), *plan.merged],
                                    author=agent, committer=store.config.committer,
@@ -454,8 +471,10 @@ class Writer:
         customer = self.customer
         warnings: list[str] = []
         try:  # the catalog learns of the write from its files
+            kept = 1 << 62 if CONV not in plan.changed else \
+                min(plan.changed_turns, default=0) if plan.changed_turns is not None else 0
             if customer.catalogued and not self.store.catalog.record(
-                    customer.name, plan.version.scenario, commit, files):
+                    customer.name, plan.version.scenario, commit, files, plan.parsed, kept):
                 warnings.append("the index was not updated (the next query catches up, or "
                                 "`gitstore reindex`)")
         except (GitStoreError, OSError, sqlite3.Error) as exc:
@@ -471,13 +490,17 @@ class Writer:
         return tuple(warnings)
 
     def _maintain(self, nbytes: int) -> None:
-        """Automatic maintenance, under the writer lock the caller holds."""
-        customer = self.customer
-        limit = self.store.config.maintenance_bytes
-        if not housekeeping.count_write(customer.path, nbytes + 1024, limit):
-            return
-        report = housekeeping.compact(customer.repo, customer.path, full=False)
-        customer.audit("maintain", detail=report.summary())
+        """Count the write for automatic maintenance (the caller holds the writer
+        lock); when it is due, :meth:`_start_maintenance` starts it once the lock
+        is released (:mod:`gitstore.store.upkeep`)."""
+        if housekeeping.count_write(self.customer.path, nbytes + 1024,
+                                    self.store.config.maintenance_bytes):
+            self.maintenance_due = True
+
+    def _start_maintenance(self) -> None:
+        if self.maintenance_due:
+            self.maintenance_due = False
+            upkeep.start(self.customer)
 
     def _earlier(self, repo: backend.Repo, ref: str, key: str,
                  by: Authorship | None = None) -> Written | None:

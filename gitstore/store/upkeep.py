@@ -1,0 +1,93 @@
+"""Automatic maintenance, off the writers' path.
+
+A write counts its bytes (:func:`gitstore.git.housekeeping.count_write`)
+under the writer lock; once ``maintenance_bytes`` have been written since the
+last run, the write, after it has released the lock and returned its result
+to nobody yet, starts one background run for that customer (:func:`start`).
+Invariants:
+
+* no writer ever waits for a repack: the run packs objects outside the writer
+  lock (an incremental run that touches no ref: see
+  :mod:`gitstore.git.housekeeping`), then takes the writer lock only for the
+  short steps that need it (packing refs, the audit record);
+* at most one run per customer at a time, store-wide: the run holds the
+  customer's maintenance lock (:func:`maintenance_lock_name`), taken without
+  waiting (a run already going is enough); ``gitstore maintain`` takes it too;
+* the run works on its own repository handle, in a thread of lowered priority;
+  the thread is not a daemon, so a process that exits waits for it rather than
+  leaving a half-written pack (which would be harmless: temp files are cleared
+  by the next run); :func:`wait` joins the runs started in this process;
+* a failed run loses nothing: it is reported through the store's warning
+  callback and the next write that finds maintenance due tries again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+
+from gitstore.errors import ConflictError, GitStoreError
+from gitstore.git import housekeeping
+from gitstore.git.locking import writer_lock
+from gitstore.git.repo import Repo
+from gitstore.store.context import CustomerContext
+
+__all__ = ["maintenance_lock_name", "start", "wait"]
+
+_running: dict[str, threading.Thread] = {}
+_guard = threading.Lock()
+
+
+def maintenance_lock_name(customer: str) -> str:
+    """The lock file name of a customer's maintenance (a leading dot: no customer
+    has this name)."""
+    return f".maintain-{customer}"
+
+
+def start(customer: CustomerContext) -> threading.Thread | None:
+    """Start a background maintenance run for ``customer`` unless one is already
+    running in this process; returns the thread (None when none was started)."""
+    key = str(customer.path)
+    with _guard:
+        running = _running.get(key)
+        if running is not None and running.is_alive():
+            return None
+        thread = threading.Thread(target=_run, args=(customer,), daemon=False,
+                                  name=f"gitstore-maintain-{customer.name}")
+        _running[key] = thread
+    thread.start()
+    return thread
+
+
+def wait(timeout: float | None = None) -> bool:
+    """Join the maintenance runs this process started; True when none is left."""
+    with _guard:
+        threads = list(_running.values())
+    for thread in threads:
+        thread.join(timeout)
+    with _guard:
+        for key, thread in list(_running.items()):
+            if not thread.is_alive():
+                del _running[key]
+        return not _running
+
+
+def _run(customer: CustomerContext) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not every platform has it
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    store = customer.store
+    try:
+        try:
+            with writer_lock(store.lock_dir, maintenance_lock_name(customer.name), 0.0):
+                repo = Repo.open(customer.path)  # its own handle: this is another thread
+                report = housekeeping.compact(repo, customer.path, full=False, refs=False)
+        except ConflictError:
+            return  # another process is maintaining this customer now
+        with customer.locked():
+            repo.compress_refs()
+            customer.audit("maintain", detail=report.summary())
+    except (GitStoreError, OSError) as exc:
+        if store.warn is not None:
+            store.warn(f"automatic maintenance of {customer.name} failed ({exc}); "
+                       "run `gitstore maintain`")

@@ -1,0 +1,114 @@
+"""The write path at peer speed: its caches never change what is written or read.
+
+Laws checked against the real git binary: the state after turn k is exactly k
+turns; shared parses and cached blobs never leak a failed or other write into
+the next one; the catalog's incremental record equals a rebuild from git.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CUSTOMER, Clock, git
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gitstore import Store
+from gitstore.errors import InvalidDocumentError, NotFoundError, UsageError
+
+
+def _turn(i: int, second: int | None = None) -> dict[str, Any]:
+    s = i if second is None else second
+    return {"timestamp": f"2025-01-15T10:{s // 60:02d}:{s % 60:02d}Z",
+            "user_input": {"query": f"question {i}"},
+            "agent_response": {"orchestrator_response": f"answer {i}"}}
+
+
+def _new(tmp_path: Path) -> Any:
+    store = Store.init(tmp_path / "s", clock=Clock())
+    return store, store.customer(CUSTOMER).new_session(created="2025-01-15T09:00:00Z")
+
+
+def _git_turns(session: Any, rev: str) -> list[Any]:
+    text = git(session.customer.path, "show", f"{rev}:conversation.json")
+    return json.loads(text)["conversation_turns"]
+
+
+def test_after_turn_is_exactly_that_many_turns(tmp_path: Path) -> None:
+    _, session = _new(tmp_path)
+    commits = [session.append_turn(_turn(i)).commit for i in range(1, 13)]
+    for k in (1, 5, 12):
+        snap = session.after_turn(k)
+        turns = snap.document("conversation.json")["conversation_turns"]
+        assert [t["turn_id"] for t in turns] == list(range(1, k + 1))
+        assert snap.commit == commits[k - 1]
+        assert _git_turns(session, snap.commit) == turns
+    with pytest.raises(NotFoundError):
+        session.after_turn(13)
+    for bad in (0, -1, True, "3"):
+        with pytest.raises(UsageError):
+            session.after_turn(bad)
+
+
+def test_a_refused_turn_leaves_no_trace_in_the_next_write(tmp_path: Path) -> None:
+    """The parsed conversation is shared between writes: a turn the pipeline
+    refuses must not appear in the next one."""
+    _, session = _new(tmp_path)
+    session.append_turn(_turn(1))
+    with pytest.raises(InvalidDocumentError):
+        session.append_turn({**_turn(2), "timestamp": "not a time"})
+    session.append_turn(_turn(3))
+    turns = _git_turns(session, "v1")
+    assert [t["user_input"]["query"] for t in turns] == ["question 1", "question 3"]
+    assert [t["turn_id"] for t in turns] == [1, 2]
+
+
+def test_a_turn_placed_by_timestamp_renumbers_copies_not_the_cache(tmp_path: Path) -> None:
+    _, session = _new(tmp_path)
+    first = session.append_turn(_turn(1, 10)).commit
+    second = session.append_turn(_turn(2, 30)).commit
+    early = dict(_turn(3, 20))  # between the two: becomes turn 2, the other turn 3
+    session.append_turn(early)
+    assert [t["user_input"]["query"] for t in _git_turns(session, "v1")] == \
+        ["question 1", "question 3", "question 2"]
+    assert [t["turn_id"] for t in _git_turns(session, "v1")] == [1, 2, 3]
+    # the earlier commits are unchanged, in git and read back through the store
+    assert [t["turn_id"] for t in _git_turns(session, second)] == [1, 2]
+    assert [t["turn_id"] for t in session.customer.read(second).document(
+        "conversation.json")["conversation_turns"]] == [1, 2]
+    assert len(_git_turns(session, first)) == 1
+
+
+def test_incremental_index_equals_a_rebuild(tmp_path: Path) -> None:
+    store, session = _new(tmp_path)
+    for i in range(1, 6):
+        session.append_turn(_turn(i))
+    session.append_turn(_turn(9, 2))  # placed second: renumbers the rest
+    found = store.search("question", limit=50)
+    store.catalog.rebuild()
+    assert store.search("question", limit=50) == found
+    assert len(found) == 6
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 50)), min_size=1, max_size=8))
+def test_writes_read_back_exactly_as_git_has_them(tmp_path_factory: Any,
+                                                   steps: list[tuple[bool, int]]) -> None:
+    """Whatever mix of appends (in order or placed by timestamp) and refused
+    turns, the store's reads equal git's bytes at every commit."""
+    _, session = _new(tmp_path_factory.mktemp("w"))
+    made = []
+    for n, (valid, second) in enumerate(steps):
+        turn = _turn(n + 1, second) if valid else {"timestamp": 5}
+        try:
+            made.append(session.append_turn(turn).commit)
+        except (InvalidDocumentError, UsageError):
+            assert not valid
+    for commit in made:
+        read = session.customer.read(commit).document("conversation.json")
+        assert read == json.loads(git(session.customer.path, "show",
+                                      f"{commit}:conversation.json"))
