@@ -328,6 +328,8 @@ def targets(t: Targets) -> dict[str, Callable[[Any], Any]]:
         "Customer.pending_merge": lambda v: c.pending_merge(v),
         "Session.read": lambda v: s.read(v),
         "Session.history": lambda v: s.history(v),
+        "Session.after_turn": lambda v: s.after_turn(v),
+        "Store.wait_for_maintenance": lambda v: st_.wait_for_maintenance(v),
         "Session.append_turn(turn)": lambda v: o.append_turn(v),
         "Session.put(document)": lambda v: o.put(v, {}),
         "Session.put(data)": lambda v: o.put("deployment_context.json", v),

@@ -181,7 +181,13 @@ class Store(StoreContext):
     def wait_for_maintenance(timeout: float | None = None) -> bool:
         """Wait for the automatic maintenance runs this process started in the
         background (see :mod:`gitstore.store.upkeep`); True when none is left.
-        Never needed for correctness: a process waits for them when it exits."""
+        Never needed for correctness: a process waits for them when it exits.
+        ``timeout`` is seconds (a number >= 0) or None (as long as it takes)."""
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, int | float)
+                                    or not 0 <= timeout < float("inf")):
+            raise UsageError(f"timeout must be a number of seconds >= 0 or None, not "
+                             f"{timeout!r}")
         return upkeep.wait(timeout)
 
     def customer(self, name: str) -> Customer:
