@@ -128,6 +128,25 @@ def test_automatic_maintenance_runs_outside_the_writer_lock(tmp_path: Path,
     git(session.customer.path, "fsck", "--strict")
 
 
+def test_a_run_beside_writers_leaves_their_fanout_directories(tmp_path: Path) -> None:
+    """libgit2 creates objects/xx, then renames a new object into it: a run
+    outside the writer lock must not remove an empty fan-out directory (that
+    failed a concurrent append), a run under the lock tidies them."""
+    from gitstore.git.housekeeping import compact
+    from gitstore.git.repo import Repo
+
+    store = Store.init(tmp_path / "s", clock=Clock(), maintenance_bytes=0)
+    session = _grow(store, 3)
+    path = session.customer.path
+    empty = path / "objects" / "ab"
+    empty.mkdir(exist_ok=True)
+    compact(Repo.open(path), path, full=False, refs=False)
+    assert empty.is_dir()
+    compact(Repo.open(path), path, full=False)
+    assert not empty.exists()
+    git(path, "fsck", "--strict")
+
+
 def test_maintenance_never_removes_what_no_pack_holds(finalized: Any) -> None:
     repo = finalized.customer.path
     stray = git(repo, "hash-object", "-w", "--stdin", input=b"unreferenced data\n").strip()

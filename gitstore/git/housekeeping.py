@@ -24,8 +24,9 @@ reaches. The caller keeps the audit record (:mod:`gitstore.ops.maintenance`,
   written since the last one, packs stay logarithmic in number and no write ever
   waits for a repack of the whole history; ``full`` repacks everything
   reachable into one;
-* an incremental run without ``refs`` touches no ref and no lock file, so it may
-  run beside writers, outside their lock (objects a writer adds meanwhile are
+* an incremental run without ``refs`` touches no ref, no lock file and no
+  directory a writer may be about to use, so it may run beside writers, outside
+  their lock (objects a writer adds meanwhile are
   not among the objects and packs the run listed when it began, so nothing of
   theirs is removed); packing refs and pruning
   need the writer lock;
@@ -158,13 +159,19 @@ def compact(repo: Repo, path: Path, *, full: bool, prune: bool = False,
             report.kind = "prune"
     if refs:
         repo.compress_refs()
-    for fanout in (path / "objects").glob("??"):
-        with contextlib.suppress(OSError):  # only empty directories go
-            fanout.rmdir()
+        remove_empty_fanouts(path)
     _save_count(path, 0)
     report.bytes_after = repo_bytes(path)
     report.seconds = time.monotonic() - start
     return report
+
+
+def remove_empty_fanouts(path: Path) -> None:
+    """Remove empty ``objects/??`` directories. Under the writer lock only: a
+    writer creates the directory, then renames its object into it."""
+    for fanout in (path / "objects").glob("??"):
+        with contextlib.suppress(OSError):  # only empty directories go
+            fanout.rmdir()
 
 
 def _bytes_of(paths: Any) -> int:

@@ -86,6 +86,7 @@ def _run(customer: CustomerContext) -> None:
             return  # another process is maintaining this customer now
         with customer.locked():
             repo.compress_refs()
+            housekeeping.remove_empty_fanouts(customer.path)
             customer.audit("maintain", detail=report.summary())
     except (GitStoreError, OSError) as exc:
         if store.warn is not None:
