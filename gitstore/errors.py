@@ -19,7 +19,9 @@ The exception tree (exit code, code name)::
     ├── IntegrityError                  7  integrity
     ├── InputTooLargeError              8  too_large
     ├── StorageError                    9  storage
-    └── RenderError                    10  render
+    ├── RenderError                    10  render
+    ├── RemoteError                    11  remote
+    └── RejectedError                  12  rejected
 
 Exit codes, :func:`exit_code_table` (``gitstore --help`` and the README show the
 same table; a test keeps all three equal to the data below)::
@@ -35,6 +37,8 @@ same table; a test keeps all three equal to the data below)::
       8  input too large (max_document_bytes, default 8 MiB)
       9  storage error (root not a directory, read-only, I/O)
      10  render error (the SOW template could not render the session data)
+     11  hub unreachable (down, timed out, DNS; writes still succeed locally)
+     12  push rejected (the hub refused the push; its message says why)
      70  internal error (a bug, please report it)
 
 Invariants: every subclass that declares its own ``status`` has a code no other
@@ -195,6 +199,26 @@ class RenderError(GitStoreError):
 
     status = ExitStatus(10, "render", "render error",
                         "the SOW template could not render the session data")
+
+
+class RemoteError(GitStoreError):
+    """The hub (a sync remote) could not be reached: down, timed out, a name that does
+    not resolve, or it does not hold the customer. Local writes are unaffected."""
+
+    status = ExitStatus(11, "remote", "hub unreachable",
+                        "down, timed out, DNS; writes still succeed locally")
+
+
+class RejectedError(GitStoreError):
+    """The hub refused a push; the message carries the hub's own words (its
+    ``pre-receive`` hook's lines)."""
+
+    status = ExitStatus(12, "rejected", "push rejected",
+                        "the hub refused the push; its message says why")
+
+    def __init__(self, message: str, hub_lines: tuple[str, ...] = ()) -> None:
+        self.hub_lines = tuple(hub_lines)
+        super().__init__(message)
 
 
 class GitStoreWarning(UserWarning):

@@ -64,6 +64,34 @@ def git(repo: Path, *args: str, check: bool = True, input: bytes | None = None) 
     return proc.stdout.decode("utf-8", errors="replace")
 
 
+def explode_packs(repo: Path) -> None:
+    """Turn every pack of ``repo`` into loose objects, as a repository written
+    with plain git holds them (gitstore writes one small pack per write), so a
+    test can damage one object file."""
+    for pack in sorted((repo / "objects" / "pack").glob("*.pack")):
+        data = pack.read_bytes()
+        for suffix in (".idx", ".pack", ".rev", ".keep"):
+            pack.with_suffix(suffix).unlink(missing_ok=True)
+        subprocess.run(["git", "-C", str(repo), "unpack-objects", "-q"], input=data,
+                       check=True)
+
+
+def git_conversation(repo: Path, rev: str) -> bytes:
+    """``conversation.json`` at ``rev`` as an auditor gets it with plain git: the
+    file itself where the commit holds it whole (layout 1, every version tag),
+    else its head and turn chunks (``conversation/``), joined as JSON."""
+    whole = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:conversation.json"],
+                           capture_output=True, check=False)
+    if whole.returncode == 0:
+        return whole.stdout
+    doc = json.loads(git(repo, "show", f"{rev}:conversation/head.json"))
+    names = git(repo, "ls-tree", "--name-only", f"{rev}:conversation/turns").split()
+    doc["conversation_turns"] = [turn for name in sorted(names) for turn in json.loads(
+        git(repo, "show", f"{rev}:conversation/turns/{name}"))]
+    text = json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    return text.encode("utf-8")
+
+
 def repo_state(repo: Path) -> tuple[str, str]:
     """All refs and every reachable object: equal before and after a refused write."""
     if not repo.exists():

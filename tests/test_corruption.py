@@ -29,7 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import CUSTOMER, ROOT, Clock, git, load_example, record_example_session
+from conftest import (
+    CUSTOMER,
+    ROOT,
+    Clock,
+    explode_packs,
+    git,
+    load_example,
+    record_example_session,
+)
 
 from gitstore import Store
 
@@ -66,6 +74,8 @@ def flip_middle(path: Path, count: int = 8) -> int:
 
 
 def loose(repo: Path, oid: str) -> Path:
+    """``oid``'s object file, the repository's packs made loose first."""
+    explode_packs(repo)
     path = repo / "objects" / oid[:2] / oid[2:]
     assert path.is_file(), f"{oid} is not a loose object"
     return path

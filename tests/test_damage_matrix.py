@@ -36,7 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import CUSTOMER, Clock, git, load_example, record_example_session, run_cli
+from conftest import (
+    CUSTOMER,
+    Clock,
+    explode_packs,
+    git,
+    load_example,
+    record_example_session,
+    run_cli,
+)
 
 from gitstore import Store
 from gitstore.errors import IntegrityError
@@ -80,6 +88,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Pristine:
 
 def missing_mid_history_commit(repo: Path) -> str:
     oid = git(repo, "rev-parse", "v1~3").strip()
+    explode_packs(repo)
     (repo / "objects" / oid[:2] / oid[2:]).unlink()
     return f"object {oid} (reachable from refs/heads/v1) is missing"
 

@@ -29,7 +29,8 @@ END = "<!-- /exit-codes -->"
 #: Scripts depend on these numbers: changing one is a breaking change, on purpose here.
 PINNED = {"ok": 0, "differences": 1, "usage": 2, "not_found": 3, "invalid_document": 4,
           "version_rule": 5, "conflict": 6, "integrity": 7, "too_large": 8, "storage": 9,
-          "render": 10, "internal": 70}
+          "render": 10, "remote": 11, "rejected": 12,
+          "internal": 70}
 
 
 def _literal_block(doc: str, intro: str) -> list[str]:

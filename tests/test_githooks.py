@@ -99,7 +99,7 @@ def served(finalized: Any, tmp_path: Path) -> tuple[Path, Path]:
     """The customer's bare repository with the pre-receive hook, and a clone of it."""
     bare = finalized.customer.path
     installed = githooks.install(bare)
-    assert installed == [bare / "hooks" / "pre-receive"]
+    assert installed == [bare / "hooks" / "pre-receive", bare / "hooks" / "reference-transaction"]
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(bare), str(clone))
     return bare, clone
@@ -119,7 +119,7 @@ def test_install_writes_an_executable_script_running_this_interpreter(finalized:
     assert f"exec {sys.executable} -P -m gitstore.ops.githooks pre-receive" in text
     assert stat.S_IMODE(hook.stat().st_mode) == 0o755
     # Re-installing gitstore's own hook is fine, through the API and the CLI.
-    assert githooks.install(bare) == [hook]
+    assert githooks.install(bare) == [hook, hook.with_name("reference-transaction")]
     assert cli("hooks", "install", str(bare)).returncode == 0
 
 

@@ -282,18 +282,18 @@ def test_one_customers_hostile_row_never_takes_the_queries_down(opened: Path) ->
 
 def test_a_customer_whose_row_cannot_be_derived_is_skipped_with_one_warning(
         opened: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gitstore.catalog import sync
+    from gitstore.catalog import derive  # where the index's rows are derived from git
 
     store = Store(opened, clock=Clock())
     record_example_session(store, CUSTOMER)
-    real = sync.version_row
+    real = derive.version_row
 
     def failing(customer: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if customer == OPEN:
             raise OverflowError("date value out of range")
         return real(customer, *args, **kwargs)
 
-    monkeypatch.setattr(sync, "version_row", failing)
+    monkeypatch.setattr(derive, "version_row", failing)
     for f in (opened / ".gitstore").glob("index.sqlite*"):
         f.unlink()  # every customer is derived again
     index = Store(opened).catalog

@@ -28,6 +28,7 @@ from conftest import (
     SESSION_ID,
     CliResult,
     Clock,
+    explode_packs,
     git,
     load_example,
     record_example_session,
@@ -400,6 +401,7 @@ def test_a_damaged_customer_is_left_out_and_named(tmp_path: Path) -> None:
     store.customer(GCP).session().append_turn(TURNS[2].read_bytes())
     tip = store.customer(GCP).repo.ref_target("refs/heads/v1")
     assert tip is not None
+    explode_packs(store.root / GCP)
     (store.root / GCP / "objects" / tip[:2] / tip[2:]).unlink()  # the new tip commit is gone
     rows = index.list_sessions()
     assert GCP not in {r["customer"] for r in rows} and len(rows) == 4

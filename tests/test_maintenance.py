@@ -18,7 +18,7 @@ import pytest
 from conftest import CUSTOMER, EXAMPLES, Clock, git, load_example
 
 from gitstore import Store
-from gitstore.git.housekeeping import repo_bytes
+from gitstore.git.housekeeping import MAX_PACKS, WRITES_PER_RUN, repo_bytes
 from gitstore.ops.maintenance import maintain
 
 WORDS = ("collector", "gateway", "lambda", "cloudwatch", "role", "permission", "metric",
@@ -57,7 +57,7 @@ def test_full_maintenance_is_within_1_5x_of_git_gc_aggressive(tmp_path: Path) ->
     session = _grow(store, 120)
     repo = session.customer.path
     refs = _refs(repo)
-    loose = _loose_bytes(repo)
+    unpacked = repo_bytes(repo)  # one small pack of whole objects per write
     twin = tmp_path / "twin.git"
     shutil.copytree(repo, twin)
     git(twin, "gc", "--aggressive", "--prune=now", "-q")
@@ -66,34 +66,37 @@ def test_full_maintenance_is_within_1_5x_of_git_gc_aggressive(tmp_path: Path) ->
     report = maintain(session.customer, full=True)
 
     after = repo_bytes(repo)
-    assert report.loose_removed > 0 and _loose_bytes(repo) == 0
+    assert report.packs_removed > 0 and len(_packs(repo)) == 1 and _loose_bytes(repo) == 0
     assert after <= 1.5 * floor, (after, floor)
-    assert loose > 8 * after  # the point of it: loose copies are many times the packed size
+    assert unpacked > 8 * after  # the point of it: whole copies are many times the packed size
     assert _refs(repo) == refs
     git(repo, "fsck", "--strict", "--no-dangling")
     assert store.customer(CUSTOMER).read().document("conversation.json")[
         "conversation_summary"]["total_turns"] == 120
 
 
-def test_automatic_maintenance_bounds_loose_data(tmp_path: Path) -> None:
+def test_automatic_maintenance_bounds_unpacked_data(tmp_path: Path) -> None:
+    """Each write adds a small pack of whole objects; maintenance rolls them up
+    (and whatever is loose) once enough bytes or writes have gathered."""
     bound = 256 * 1024
     store = Store.init(tmp_path / "s", clock=Clock(), maintenance_bytes=bound)
     session = store.customer(CUSTOMER).new_session(created="2025-01-15T10:00:00Z")
     repo = session.customer.path
-    largest_write = 0
     ran = 0
     for i in range(80):
-        before = _loose_bytes(repo)
+        before = _packs(repo)
         session.append_turn(_turn(i))
         assert store.wait_for_maintenance(60)  # it runs in the background
-        conv = len(git(repo, "show", "v1:conversation.json"))
-        largest_write = max(largest_write, conv + 4096)
-        loose = _loose_bytes(repo)
-        ran += loose < before
-        assert loose <= bound + largest_write, (i, loose)
+        packs = _packs(repo)
+        ran += len(packs) < len(before)
+        assert len(packs) <= WRITES_PER_RUN + MAX_PACKS, (i, len(packs))
+        assert _loose_bytes(repo) == 0, i  # a gitstore write leaves no loose object
     assert ran >= 2  # maintenance really ran on its own, more than once
-    assert list((repo / "objects" / "pack").glob("*.pack"))
     git(repo, "fsck", "--strict", "--no-dangling")
+
+
+def _packs(repo: Path) -> list[Path]:
+    return sorted((repo / "objects" / "pack").glob("*.pack"))
 
 
 def test_automatic_maintenance_runs_outside_the_writer_lock(tmp_path: Path,

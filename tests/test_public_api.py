@@ -36,6 +36,8 @@ EXPECTED = {
     "Pipeline",
     "Plan",
     "Proposal",
+    "RejectedError",
+    "RemoteError",
     "RenderError",
     "Resumed",
     "Scenario",

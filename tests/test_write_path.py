@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CUSTOMER, Clock, git
+from conftest import CUSTOMER, Clock, git_conversation
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,8 +33,7 @@ def _new(tmp_path: Path) -> Any:
 
 
 def _git_turns(session: Any, rev: str) -> list[Any]:
-    text = git(session.customer.path, "show", f"{rev}:conversation.json")
-    return json.loads(text)["conversation_turns"]
+    return json.loads(git_conversation(session.customer.path, rev))["conversation_turns"]
 
 
 def test_after_turn_is_exactly_that_many_turns(tmp_path: Path) -> None:
@@ -110,5 +109,4 @@ def test_writes_read_back_exactly_as_git_has_them(tmp_path_factory: Any,
             assert not valid
     for commit in made:
         read = session.customer.read(commit).document("conversation.json")
-        assert read == json.loads(git(session.customer.path, "show",
-                                      f"{commit}:conversation.json"))
+        assert read == json.loads(git_conversation(session.customer.path, commit))

@@ -24,13 +24,12 @@ Invariants:
 from __future__ import annotations
 
 import math
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitstore.catalog import queries
 from gitstore.catalog.db import SELECT, guarded
@@ -38,6 +37,9 @@ from gitstore.catalog.index import Index
 from gitstore.catalog.queries import public, sort_columns
 from gitstore.catalog.rows import iso
 from gitstore.catalog.view import StoreView
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = ["BINS", "Browser", "Filters", "Page"]
 

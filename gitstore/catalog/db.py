@@ -23,21 +23,26 @@ from __future__ import annotations
 
 import functools
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from gitstore.catalog.rows import COLUMNS
+from gitstore.core import lazy
 from gitstore.errors import StorageError
+
+if TYPE_CHECKING:
+    import sqlite3
+else:  # loaded by the first use of the file, not by importing the catalog
+    sqlite3 = lazy.module("sqlite3")
 
 __all__ = ["APPLICATION_ID", "INDEX_FILE", "SCHEMA_VERSION", "SELECT", "TABLES", "Database",
            "guarded"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x67697473  # "gits"
 INDEX_FILE = "index.sqlite"
 #: The version columns, for ``SELECT`` and ``INSERT`` lists.
@@ -46,7 +51,9 @@ SELECT = ", ".join(COLUMNS)
 _SCHEMA = """
 CREATE TABLE refs (customer TEXT NOT NULL, ref TEXT NOT NULL, target TEXT NOT NULL,
   PRIMARY KEY (customer, ref)) WITHOUT ROWID;
-CREATE TABLE fingerprints (customer TEXT PRIMARY KEY, fp TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE fingerprints (customer TEXT PRIMARY KEY, fp TEXT NOT NULL,
+  hooked INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE scenarios (customer TEXT NOT NULL, scenario TEXT NOT NULL, tip TEXT NOT NULL,
   version TEXT NOT NULL, session_id TEXT, turns INTEGER NOT NULL,
   PRIMARY KEY (customer, scenario)) WITHOUT ROWID;
@@ -72,7 +79,8 @@ CREATE VIRTUAL TABLE turns_fts USING fts5 (query, response,
   tokenize = 'porter unicode61 remove_diacritics 2')
 """
 #: Every table of the schema (``turns_fts`` rows are keyed by ``turns.id``).
-TABLES = ("refs", "fingerprints", "scenarios", "versions", "services", "turns", "turns_fts")
+TABLES = ("refs", "fingerprints", "state", "scenarios", "versions", "services", "turns",
+          "turns_fts")
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")

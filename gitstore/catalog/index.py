@@ -7,8 +7,13 @@ conversation turns. Every query result names its customer.
 
 Staleness: every query first calls :meth:`Index.refresh`, which re-indexes only the
 scenarios whose branch or tags moved since they were indexed, so even a plain ``git
-push`` is seen by the next query (:mod:`gitstore.catalog.sync`). The write path calls
-:meth:`Index.record` with the files it just committed. An index file that SQLite
+push`` is seen by the next query (:mod:`gitstore.catalog.sync`). It looks only at the
+customers that may have changed (:mod:`gitstore.catalog.freshness`): those named in
+the store's change journal (:mod:`gitstore.catalog.journal`) since it last read it,
+those whose writes nothing reports (no journal hook), and new or removed ones; so a
+warm query over many customers costs what changed, not how many there are. The
+write path calls :meth:`Index.changed` and :meth:`Index.record` with the files it
+just committed. An index file that SQLite
 cannot read, that fails ``quick_check`` or has another schema version is moved aside
 (never deleted) and rebuilt (:mod:`gitstore.catalog.db`); a query that meets a damaged
 file mid-way runs once more on a fresh one.
@@ -21,7 +26,8 @@ gets a record.
 
 The parts: :mod:`~gitstore.catalog.rows` (what a row holds, pure),
 :mod:`~gitstore.catalog.db` (the file), :mod:`~gitstore.catalog.sync` (keeping it equal
-to git), :mod:`~gitstore.catalog.queries` (the questions). The store is seen only
+to git), :mod:`~gitstore.catalog.freshness` and :mod:`~gitstore.catalog.journal` (what
+may have changed), :mod:`~gitstore.catalog.queries` (the questions). The store is seen only
 through :class:`~gitstore.catalog.view.StoreView`.
 
 The active-session window is a duration in the one grammar of
@@ -34,13 +40,12 @@ seconds where the value is not text (a JSON number in the config): from the
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gitstore.catalog import queries
+from gitstore.catalog import journal, queries
 from gitstore.catalog.db import INDEX_FILE, Database, guarded
 from gitstore.catalog.queries import SORT_FIELDS
 from gitstore.catalog.rows import fts_query, satisfaction, version_row
@@ -50,6 +55,9 @@ from gitstore.core.names import STORE_DIR
 from gitstore.core.time import parse_duration
 from gitstore.core.versions import Scenario, Version
 from gitstore.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = ["DEFAULT_ACTIVE_TIMEOUT", "SORT_FIELDS", "CustomerView", "Index", "Progress",
            "StoreView", "fts_query", "satisfaction", "version_row"]
@@ -89,7 +97,8 @@ def _configured_timeout(store: StoreView) -> timedelta:
 
 
 class Index:
-    """The SQLite index of ``store`` (default file ``<root>/.gitstore/index.sqlite``).
+    """The SQLite index of ``store`` (default file ``<root>/.gitstore/index.sqlite``);
+    ``full_scan_seconds``: the longest a query goes without looking at every customer.
 
     Safe to share between threads (one connection per thread) and processes
     (WAL; writers serialise on SQLite's lock). ``moved_aside`` lists index files
@@ -97,13 +106,16 @@ class Index:
     be read (they are left out of answers until they can)."""
 
     def __init__(self, store: StoreView, path: str | Path | None = None, *,
-                 active_timeout: str | timedelta | None = None) -> None:
+                 active_timeout: str | timedelta | None = None,
+                 full_scan_seconds: float | None = None) -> None:
         self.store = store
         self.path = Path(path) if path is not None else store.root / STORE_DIR / INDEX_FILE
         self.active_timeout = _span(active_timeout, "active timeout") \
             if active_timeout is not None else _configured_timeout(store)
         self.db = Database(self.path)
         self._sync = Sync(store, self.db)
+        if full_scan_seconds is not None:  # default: freshness.FULL_SCAN_SECONDS
+            self._sync.full_scan_seconds = full_scan_seconds
 
     @property
     def moved_aside(self) -> list[Path]:
@@ -132,15 +144,27 @@ class Index:
                 progress: Progress | None = None) -> int:
         """Bring the index up to date with git; returns how many customers changed.
 
-        A customer whose ref files have not changed since its refs were last
-        compared costs three ``stat`` calls; otherwise one refs() read.
+        Looks at the customers that may have changed (all of them in a periodic full
+        scan); one whose ref files have not changed since its refs were last
+        compared costs a few ``stat`` calls, otherwise one refs() read.
         ``customers`` limits the work to those (their removal is noticed too)."""
         return self._sync.refresh(customers, progress)
 
     @guarded
-    def rebuild(self, progress: Progress | None = None) -> int:
-        """Re-index everything from git in one transaction; returns the customer count."""
-        return self._sync.rebuild(progress)
+    def rebuild(self, progress: Progress | None = None, *, processes: int | None = None
+                ) -> int:
+        """Re-index everything from git in one transaction; returns the customer count.
+        ``processes``: how many worker processes read the repositories (default: one
+        per CPU, at most 4, for a store of many customers)."""
+        return self._sync.rebuild(progress, processes=processes)
+
+    def changed(self, customer_name: str) -> None:
+        """Say that the refs of ``customer_name`` (a repository name) just moved: one
+        line in the store's change journal, for every process's next query. Call it
+        after the ref update, from anything that changes refs (the writer does).
+        Raises :class:`~gitstore.errors.StorageError` when it cannot (the next full
+        scan catches up)."""
+        journal.note(self.store.root, customer_name)
 
     def record(self, customer_name: str, scenario: str | Scenario, tip_commit: str,
                files: dict[str, bytes], parsed: Mapping[str, Any] | None = None,

@@ -10,19 +10,22 @@ customer and version), so equal indexes answer equally.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitstore.catalog.db import SELECT
 from gitstore.catalog.rows import iso
 from gitstore.core.time import parse_rfc3339
 from gitstore.errors import NotFoundError, UsageError
 
+if TYPE_CHECKING:
+    import sqlite3
+
 __all__ = ["SORT_FIELDS", "active", "counted_customers", "find_session", "list_sessions",
-           "public", "search", "session_owners", "similar", "sort_columns", "stats"]
+           "public", "public_rows", "search", "session_owners", "similar", "sort_columns",
+           "stats"]
 
 #: ``list_sessions`` sort keys and the columns they order by.
 SORT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -86,7 +89,24 @@ def list_sessions(cx: sqlite3.Connection, customer: str | None = None,
            f"ORDER BY {', '.join(order)}")
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    return [public(r) for r in cx.execute(sql, args)]
+    return public_rows(cx.execute(sql, args))
+
+
+def public_rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    """:func:`public` of every row of ``cursor``, the column names looked up once."""
+    names = [d[0] for d in cursor.description]
+    keep = [(i, n) for i, n in enumerate(names) if n not in ("major", "minor", "patch")]
+    services = names.index("services") if "services" in names else None
+    latest = names.index("latest") if "latest" in names else None
+    out = []
+    for row in cursor:
+        item = {n: row[i] for i, n in keep}
+        if services is not None:
+            item["services"] = json.loads(row[services])
+        if latest is not None:
+            item["latest"] = bool(row[latest])
+        out.append(item)
+    return out
 
 
 def stats(cx: sqlite3.Connection, where: str = "1", args: Sequence[Any] = (), *,

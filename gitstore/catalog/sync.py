@@ -9,155 +9,221 @@ its tags moved. A customer git cannot read is left out of the index (its rows
 dropped, one line in ``problems``) and retried by the next refresh. Each customer is
 synced in its own write transaction; :meth:`Sync.rebuild` uses one for everything.
 
-Staleness is detected cheaply: table ``fingerprints`` holds, per customer, the
-identity and mtime of its ref storage (:func:`fingerprint`); a customer whose
-fingerprint is unchanged is skipped without reading its refs.
+Which customers a refresh looks at is :mod:`gitstore.catalog.freshness`'s answer (the
+change journal, the root, and every customer whose writes nothing reports); a
+customer looked at whose ref storage is unchanged since its refs were last compared
+(table ``fingerprints``) is skipped without reading its refs.
+
+Reading and writing are separate steps with one derivation of rows:
+:func:`gitstore.catalog.derive.derive` reads a scenario from git (no database),
+``_apply`` writes what it read, diffing against the rows the index holds; a rebuild
+inserts what :func:`~gitstore.catalog.derive.read_all` read (in worker processes when
+there are many customers) by the batch, into emptied tables.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
-import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any
 
+from gitstore.catalog import freshness, journal
 from gitstore.catalog.db import SELECT, TABLES, Database
-from gitstore.catalog.rows import (
-    COLUMNS,
-    RETAINED,
-    Docs,
-    iso,
-    parse,
-    retained_version,
-    scenario_session_id,
-    turn_digest,
-    turn_text,
-    turns_of,
-    version_row,
+from gitstore.catalog.derive import (
+    UNDERIVABLE,
+    Derived,
+    Rows,
+    changed_majors,
+    derive,
+    read_all,
 )
+from gitstore.catalog.freshness import RACY_NS, State, fingerprint
+from gitstore.catalog.rows import COLUMNS, iso, turn_digest, turn_text
 from gitstore.catalog.view import StoreView
-from gitstore.core.commits import CommitInfo, version_of
-from gitstore.core.names import MERGED
-from gitstore.core.versions import Scenario, parse_branch_ref, parse_tag_ref
+from gitstore.core import lazy
+from gitstore.core.commits import CommitInfo
+from gitstore.core.versions import Scenario
 from gitstore.errors import GitStoreError
 from gitstore.git.repo import Repo
+
+if TYPE_CHECKING:
+    import sqlite3
+else:
+    sqlite3 = lazy.module("sqlite3")
 
 __all__ = ["RACY_NS", "Progress", "Sync", "fingerprint"]
 
 Progress = Callable[[int, int, str], None]  # (done, total, customer)
-#: A ref change this recent may hide behind an equal mtime (git's "racy" rule).
-RACY_NS = 2_000_000_000
-
-
-def fingerprint(repo_dir: Path) -> str | None:
-    """Identity and mtime of the places refs live (``refs/heads``, ``refs/tags``,
-    ``packed-refs``, the merge markers): git and libgit2 change a ref by renaming a lock file into
-    place, which changes its directory's mtime. None when any of them changed
-    within the last two seconds (git's "racy" rule: a change in the same clock
-    tick could hide behind an equal mtime), so such a customer is read again."""
-    parts = []
-    newest = 0
-    for rel in ("refs/heads", "refs/tags", "packed-refs", MERGED.rstrip("/")):
-        try:
-            st = os.stat(repo_dir / rel)
-        except FileNotFoundError:
-            parts.append("-")
-            continue
-        except OSError:
-            return None
-        newest = max(newest, st.st_mtime_ns)
-        parts.append(f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}")
-    if time.time_ns() - newest < RACY_NS:
-        return None
-    return "|".join(parts)
 
 
 class Sync:
     """Brings ``db`` up to date with the repositories of ``store``."""
 
+    #: The longest a refresh of the whole store goes without a full scan, in seconds.
+    full_scan_seconds: float = freshness.FULL_SCAN_SECONDS
+
     def __init__(self, store: StoreView, db: Database) -> None:
         self.store = store
         self.db = db
 
-    def _stored_refs(self, *customers: str) -> dict[str, dict[str, str]]:
+    def _stored_refs(self, customers: Collection[str] | None = None
+                     ) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
-        where = f" WHERE customer IN ({', '.join('?' * len(customers))})" if customers else ""
-        for c, ref, target in self.db.cx.execute(f"SELECT * FROM refs{where}", customers):
-            out.setdefault(c, {})[ref] = target
+        rows: Any
+        if customers is None or len(customers) > 200:
+            rows = self.db.cx.execute("SELECT * FROM refs")
+        else:
+            rows = self.db.cx.execute(
+                f"SELECT * FROM refs WHERE customer IN ({', '.join('?' * len(customers))})",
+                tuple(customers))
+        wanted = None if customers is None else set(customers)
+        for c, ref, target in rows:
+            if wanted is None or c in wanted:
+                out.setdefault(c, {})[ref] = target
         return out
 
     def _open(self, name: str) -> Repo:
         # ``name`` came from customers(), passed CustomerView.exists, or is a checked name
         return Repo.open(self.store.root / name)
 
-    def _current_refs(self, name: str, quiet: bool = False) -> dict[str, str] | None:
+    def _read_refs(self, name: str, quiet: bool = False) -> tuple[Repo, dict[str, str]] | None:
         try:
-            return self._open(name).refs()
+            repo = self._open(name)
+            return repo, repo.refs()
         except GitStoreError as exc:
             if not quiet:
                 self.db.problems.append(f"{name}: not indexed: {exc}")
             return None
 
+    # -- refresh -------------------------------------------------------------------
     def refresh(self, customers: list[str] | None = None,
                 progress: Progress | None = None) -> int:
         """Bring the index up to date with git; returns how many customers changed.
 
-        A customer whose ref files have not changed since its refs were last
-        compared costs three ``stat`` calls (:func:`fingerprint`); otherwise one
-        refs() read. ``customers`` limits the work to those (their removal is
+        Looks at the customers :func:`gitstore.catalog.freshness.plan` names (all of
+        them in a full scan); one whose ref storage has not changed since its refs
+        were last compared costs a few ``stat`` calls (:func:`fingerprint`), any other
+        one refs() read. ``customers`` limits the work to those (their removal is
         noticed too)."""
-        if customers is None:
-            present, stored = self.store.customers(), self._stored_refs()
-        else:
+        root = self.store.root
+        if customers is not None:
             names = sorted({self.store.customer_named(c).name for c in customers})
             present = [n for n in names if self.store.customer_named(n).exists]
-            stored = self._stored_refs(*names)
-        gone = [n for n in stored if n not in present]
-        known = dict(self.db.cx.execute("SELECT customer, fp FROM fingerprints"))
+            gone = [n for n in names if n not in present]
+            return self._look(present, gone, progress)
+        plan = freshness.plan(root, self.db.cx, self.store.customers,
+                              full_scan_seconds=self.full_scan_seconds)
+        if plan.full:
+            state = freshness.full_scan_state(root)
+            present = self.store.customers()
+            listed = set(present)
+            known = {c for (c,) in self.db.cx.execute(
+                "SELECT customer FROM fingerprints UNION SELECT customer FROM refs")}
+            return self._look(present, sorted(known - listed), progress, state, hooks=True)
+        present, gone = [], list(plan.gone)
+        for name in plan.names:  # a journal line may name one since removed
+            (present if self.store.customer_named(name).exists else gone).append(name)
+        return self._look(present, gone, progress, plan.state)
+
+    def _look(self, names: list[str], gone: list[str], progress: Progress | None,
+              state: State | None = None, *, hooks: bool = False) -> int:
+        """Compare ``names`` with the index and sync those whose refs moved; drop
+        ``gone``; then keep their fingerprints (and whether git runs the journal
+        hook there: looked at again with ``hooks``) and ``state``."""
+        root = self.store.root
+        known = {c: (fp, bool(h)) for c, fp, h in
+                 self.db.cx.execute("SELECT customer, fp, hooked FROM fingerprints")}
+        stored = self._stored_refs(names)
         todo, fresh = [], {}
-        for n in present:
-            fp = fingerprint(self.store.root / n)  # before the refs are read
-            if fp is not None and known.get(n) == fp:
+        for n in names:
+            path = root / n
+            fp = fingerprint(path)  # before the refs are read
+            old = known.get(n)
+            hooked = journal.hooked(path) if hooks or old is None else old[1]
+            if fp is not None and old is not None and old[0] == fp:
+                if hooked != old[1]:
+                    fresh[n] = (fp, hooked)
                 continue  # no ref file changed since its refs were last compared
-            if self._current_refs(n, quiet=True) != stored.get(n, {}):
+            got = self._read_refs(n, quiet=True)
+            if got is None or got[1] != stored.get(n, {}):
                 todo.append(n)
-            if fp is not None:
-                fresh[n] = fp
+            if got is not None:
+                fresh[n] = (fp or "", hooked)
         for i, name in enumerate(todo):
             with self.db.write():
-                cur = self._current_refs(name)
-                old = self._stored_refs(name).get(name, {})  # again, under the lock
-                if cur is None:
+                got = self._read_refs(name)
+                old_refs = self._stored_refs([name]).get(name, {})  # again, under the lock
+                if got is None:
                     self._drop_customer(name)
-                elif cur != old:
-                    self._sync_safely(name, old, cur)
+                    fresh.pop(name, None)
+                elif got[1] != old_refs and not self._sync_safely(name, old_refs, *got):
+                    fresh.pop(name, None)
             if progress:
                 progress(i + 1, len(todo), name)
-        if gone or fresh:
+        if gone or fresh or state is not None:
             with self.db.write() as cx:
                 for name in gone:
                     self._drop_customer(name)
-                cx.executemany("INSERT OR REPLACE INTO fingerprints VALUES (?, ?)",
-                               sorted(fresh.items()))
+                cx.executemany("INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?)",
+                               [(n, fp, int(h)) for n, (fp, h) in sorted(fresh.items())])
+                if state is not None:
+                    state.save(cx)
         return len(todo) + len(gone)
 
-    def rebuild(self, progress: Progress | None = None) -> int:
-        """Re-index everything from git in one transaction; returns the customer count."""
+    # -- rebuild -------------------------------------------------------------------
+    def rebuild(self, progress: Progress | None = None, *, processes: int | None = None
+                ) -> int:
+        """Re-index everything from git in one transaction; returns the customer count.
+        Customers are read by :func:`~gitstore.catalog.derive.read_all` (in worker
+        processes when there are many) and inserted by the batch."""
+        root = self.store.root
+        state = freshness.full_scan_state(root)
         names = self.store.customers()
         with self.db.write() as cx:
             for table in TABLES:
                 cx.execute(f"DELETE FROM {table}")
-            for i, name in enumerate(names):
-                cur = self._current_refs(name)
-                if cur is not None:
-                    self._sync_safely(name, {}, cur)
-                if progress:
-                    progress(i + 1, len(names), name)
+            (last,) = cx.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence "
+                                 "WHERE name = 'turns'").fetchone()
+            done = 0
+            for batch in read_all(root, names, processes=processes):
+                last = self._put_rows(batch, last)
+                for got in batch:
+                    done += 1
+                    if progress:
+                        progress(done, len(names), got.name)
+            state.save(cx)
         self.db.cx.execute("INSERT INTO turns_fts (turns_fts) VALUES ('optimize')")
         return len(names)
+
+    def _put_rows(self, batch: list[Rows], last_id: int) -> int:
+        """Insert the rows of ``batch`` (each customer's turns numbered after
+        ``last_id``); returns the last turn row id used."""
+        cx = self.db.cx
+        ok = [got for got in batch if got.problem is None]
+        self.db.problems.extend(p for got in batch for p in
+                                ([got.problem] if got.problem else got.problems))
+        turns, fts = [], []
+        for got in ok:
+            for scenario, turn_id, stamp, digest, query, response in got.turns:
+                last_id += 1
+                turns.append((last_id, got.name, scenario, turn_id, stamp, digest))
+                fts.append((last_id, query, response))
+        for sql, rows in (
+                ("INSERT INTO refs VALUES (?, ?, ?)", [r for got in ok for r in got.refs]),
+                ("INSERT INTO fingerprints VALUES (?, ?, ?)", [got.fingerprint for got in ok]),
+                (f"INSERT OR REPLACE INTO versions ({SELECT}) VALUES "
+                 f"({', '.join('?' * len(COLUMNS))})",
+                 [r for got in ok for r in got.versions]),
+                ("INSERT OR REPLACE INTO services VALUES (?, ?, ?)",
+                 [r for got in ok for r in got.services]),
+                ("INSERT INTO scenarios VALUES (?, ?, ?, ?, ?, ?)",
+                 [r for got in ok for r in got.scenarios]),
+                ("INSERT INTO turns (id, customer, scenario, turn_id, timestamp, digest) "
+                 "VALUES (?, ?, ?, ?, ?, ?)", turns),
+                ("INSERT INTO turns_fts (rowid, query, response) VALUES (?, ?, ?)", fts)):
+            if rows:
+                cx.executemany(sql, rows)
+        return last_id
 
     def record(self, customer_name: str, scenario: str | Scenario, tip_commit: str,
                files: Mapping[str, bytes], parsed: Mapping[str, Any] | None = None,
@@ -195,19 +261,23 @@ class Sync:
                 ValueError, TypeError, ArithmeticError, RecursionError):
             return False
 
-    def _sync_safely(self, name: str, old: dict[str, str], cur: dict[str, str]) -> None:
+    def _sync_safely(self, name: str, old: dict[str, str], repo: Repo,
+                     cur: dict[str, str]) -> bool:
         """A customer git cannot read, or whose rows cannot be derived, is left out,
         named in ``problems`` (one warning), retried later: one customer's bad data
-        never takes the queries of the others down."""
+        never takes the queries of the others down. False when it was left out."""
         cx = self.db.cx
         cx.execute("SAVEPOINT sync")
         try:
-            self._sync_customer(name, old, cur)
-        except (GitStoreError, ValueError, TypeError, ArithmeticError, RecursionError) as exc:
+            self._sync_customer(name, old, repo, cur)
+            ok = True
+        except UNDERIVABLE as exc:
             cx.execute("ROLLBACK TO sync")
             self._drop_customer(name)
             self.db.problems.append(f"{name}: not indexed: {exc}")
+            ok = False
         cx.execute("RELEASE sync")
+        return ok
 
     def _drop_customer(self, name: str) -> None:
         cx = self.db.cx
@@ -216,20 +286,10 @@ class Sync:
         for table in ("turns", "refs", "fingerprints", "scenarios", "versions", "services"):
             cx.execute(f"DELETE FROM {table} WHERE customer = ?", (name,))
 
-    def _sync_customer(self, name: str, old: dict[str, str], cur: dict[str, str]) -> None:
+    def _sync_customer(self, name: str, old: dict[str, str], repo: Repo,
+                       cur: dict[str, str]) -> None:
         """Re-index the scenarios of ``name`` whose branch or tags moved."""
-        majors = set()
-        for ref in old.keys() | cur.keys():
-            if old.get(ref) != cur.get(ref):
-                branch, tagged = parse_branch_ref(ref), parse_tag_ref(ref)
-                if branch is not None:
-                    majors.add(branch.major)
-                elif tagged is not None:
-                    majors.add(tagged.major)
-                elif ref.startswith(MERGED) and Scenario.is_name(ref[len(MERGED):]):
-                    majors.add(Scenario.parse(ref[len(MERGED):]).major)
-        repo = self._open(name)
-        for major in sorted(majors):
+        for major in changed_majors(old, cur):
             self._sync_scenario(repo, name, major, cur, cur.get(Scenario(major).branch_ref))
         cx = self.db.cx
         cx.execute("DELETE FROM refs WHERE customer = ?", (name,))
@@ -244,66 +304,33 @@ class Sync:
         branch ``tip``; ``known`` is a commit already in hand with its files,
         ``parsed`` some of them already parsed, and its first ``trusted`` turns
         are known to be indexed already."""
-        cx, scen, problems = self.db.cx, Scenario(major), self.db.problems
+        have = dict(self.db.cx.execute("SELECT version, tag FROM versions WHERE customer = ? "
+                                       "AND scenario = ?", (name, str(Scenario(major))))
+                    .fetchall())
+        self._apply(name, derive(repo, name, major, refs, tip, have, known, parsed),
+                    have, trusted)
 
-        last: list[tuple[str, CommitInfo, Mapping[str, bytes], Docs]] = []
-
-        def read(commit: str) -> tuple[CommitInfo, Mapping[str, bytes], Docs]:
-            """The commit, its files and their parse (the last one read is kept: a
-            finalized tip is both a tag's target and the branch tip)."""
-            if not last or last[0][0] != commit:
-                given: Mapping[str, Any] = {}
-                if known is not None and known[0] == commit:
-                    info, files, given = known[1], known[2], parsed or {}
-                else:
-                    info, files = repo.commit(commit), repo.read_tree(commit)
-                last[:] = [(commit, info, files, parse(files, given))]
-            return last[0][1:]
-
-        tags = {v: t for ref, t in refs.items()
-                if (v := parse_tag_ref(ref)) is not None and v.major == major}
-        have = dict(cx.execute("SELECT version, tag FROM versions WHERE customer = ? AND "
-                               "scenario = ?", (name, str(scen))).fetchall())
-        for v, tag_id in sorted(tags.items()):
-            if have.get(str(v)) == tag_id:
-                continue
-            try:
-                tag = repo.tag(str(v))
-                if tag is not None:
-                    info, _, docs = read(repo.resolve(tag.target))
-                    self._put_version(version_row(name, v, info, docs, "finalized", tag_id))
-            except GitStoreError as exc:
-                self._delete_version(name, str(v))
-                problems.append(f"{name} {v}: not indexed: {exc}")
-        version = None
-        if tip is not None:
-            info, files, docs = read(tip)
-            version = version_of(info, files)
-            status = "finalized" if info.finalizes else \
-                "merged" if MERGED + str(scen) in refs else "open"
-            if version is None:  # a purged scenario's kept analytics summary?
-                version, status = retained_version(info, major), RETAINED
-            if version is None or version.major != major:
-                problems.append(f"{name} {scen}: cannot tell the version of {tip[:12]}; "
-                                "not indexed")
-                version = None
-            else:
-                if version not in tags:
-                    self._put_version(version_row(name, version, info, docs, status, None))
-                turns = turns_of(docs)
-                cx.execute("INSERT OR REPLACE INTO scenarios VALUES (?, ?, ?, ?, ?, ?)",
-                           (name, str(scen), tip, str(version), scenario_session_id(info, docs),
-                            len(turns)))
-                self._sync_turns(name, str(scen), turns, trusted)
-        if version is None:
-            self._sync_turns(name, str(scen), [])
-            cx.execute("DELETE FROM scenarios WHERE customer = ? AND scenario = ?",
-                       (name, str(scen)))
-        keep = {str(v) for v in tags} | ({str(version)} if version else set())
-        for stale in sorted(set(have) - keep):
+    def _apply(self, name: str, derived: Derived, have: Mapping[str, str | None],
+               trusted: int = 0) -> None:
+        """Write what :meth:`derive` read (``have``: the versions the index held)."""
+        cx, scen = self.db.cx, str(Scenario(derived.major))
+        self.db.problems.extend(derived.problems)
+        for row in derived.rows:
+            self._put_version(row)
+        for failed in derived.failed:
+            self._delete_version(name, failed)
+        if derived.tip is not None:
+            tip, version, session_id, turns = derived.tip
+            cx.execute("INSERT OR REPLACE INTO scenarios VALUES (?, ?, ?, ?, ?, ?)",
+                       (name, scen, tip, version, session_id, turns))
+            self._sync_turns(name, scen, derived.turns, trusted)
+        else:
+            self._sync_turns(name, scen, [])
+            cx.execute("DELETE FROM scenarios WHERE customer = ? AND scenario = ?", (name, scen))
+        for stale in sorted(set(have) - derived.keep):
             self._delete_version(name, stale)
         cx.execute("UPDATE versions SET latest = (version = ?) WHERE customer = ? AND "
-                   "scenario = ?", (str(version) if version else "", name, str(scen)))
+                   "scenario = ?", (derived.latest, name, scen))
 
     def _delete_version(self, name: str, version: str) -> None:
         for table in ("versions", "services"):
@@ -335,18 +362,19 @@ class Sync:
         keep = 0
         while keep < min(len(old), len(new)) and old[keep] == new[keep]:
             keep += 1
-        texts, new, old = [("", "", "")] * trusted + texts, [""] * trusted + new, \
-            [""] * trusted + old
-        keep += trusted
+        where = "customer = ? AND scenario = ? AND turn_id > ?"
         if keep < len(old):
-            where = "customer = ? AND scenario = ? AND turn_id > ?"
             cx.execute(f"DELETE FROM turns_fts WHERE rowid IN (SELECT id FROM turns WHERE "
-                       f"{where})", (name, scenario, keep))
-            cx.execute(f"DELETE FROM turns WHERE {where}", (name, scenario, keep))
-        for pos in range(keep, len(turns)):
-            query, response, stamp = texts[pos]
-            rowid = cx.execute("INSERT INTO turns (customer, scenario, turn_id, timestamp, "
-                               "digest) VALUES (?, ?, ?, ?, ?)",
-                               (name, scenario, pos + 1, iso(stamp), new[pos])).lastrowid
-            cx.execute("INSERT INTO turns_fts (rowid, query, response) VALUES (?, ?, ?)",
-                       (rowid, query, response))
+                       f"{where})", (name, scenario, trusted + keep))
+            cx.execute(f"DELETE FROM turns WHERE {where}", (name, scenario, trusted + keep))
+        if keep == len(new):
+            return
+        cx.executemany("INSERT INTO turns (customer, scenario, turn_id, timestamp, digest) "
+                       "VALUES (?, ?, ?, ?, ?)",
+                       [(name, scenario, trusted + pos + 1, iso(texts[pos][2]), new[pos])
+                        for pos in range(keep, len(new))])
+        ids = dict(cx.execute(f"SELECT turn_id, id FROM turns WHERE {where}",
+                              (name, scenario, trusted + keep)).fetchall())
+        cx.executemany("INSERT INTO turns_fts (rowid, query, response) VALUES (?, ?, ?)",
+                       [(ids[trusted + pos + 1], texts[pos][0], texts[pos][1])
+                        for pos in range(keep, len(new))])

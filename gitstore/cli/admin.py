@@ -185,7 +185,9 @@ def hooks() -> None:
                    "store also runs the store's configured hooks.")
 def hooks_install(repo: str, force: bool, customer: str | None, extra: tuple[str, ...]) -> None:
     """Install git hooks into REPO: pre-receive for a bare repository, pre-commit
-    for a clone with a work tree. They run the same checks as the store."""
+    for a clone with a work tree. They run the same checks as the store. A bare
+    repository also gets reference-transaction, which tells the store's index
+    (through its change journal) that the repository's refs moved."""
     from gitstore.ops.githooks import install
 
     for path in install(Path(repo), force=force, customer=customer, hooks=extra):
@@ -257,9 +259,32 @@ def repair(obj: Ctx, customer: str, source: str, output: str) -> None:
 
 
 @click.command()
+@click.argument("customers", nargs=-1)
+@output_option
+@click.pass_obj
+def migrate(obj: Ctx, customers: tuple[str, ...], output: str) -> None:
+    """Move CUSTOMERS' repositories (default: every customer) to the current layout.
+
+    From then on each commit stores conversation.json in parts (a head and
+    chunks of 64 turns under conversation/), and whole at every finalized
+    version, so an append writes what it changed. History is not rewritten:
+    earlier commits, tags and signatures stay as they are, and every command
+    reads both layouts. Idempotent."""
+    from gitstore.ops.migrate import migrate as run
+
+    done = run(obj.store(), list(customers) or None)
+    if output == "json":
+        emit_json([m.to_json() for m in done])
+        return
+    for m in done:
+        click.echo(f"{m.customer}: " + (f"layout {m.before} -> {m.after}" if m.changed
+                                        else f"already layout {m.after}"))
+
+
+@click.command()
 @click.argument("customer", required=False)
 @click.option("--full", is_flag=True, help="Repack everything into one pack (default: pack "
-              "only loose objects unless there are many packs).")
+              "what was written since the last run, with the small packs).")
 @output_option
 @click.pass_obj
 def maintain(obj: Ctx, customer: str | None, full: bool, output: str) -> None:

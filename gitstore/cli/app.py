@@ -210,6 +210,8 @@ COMMANDS: dict[str, Entry] = {
                                      "<root>/.gitstore/quarantine/."),
         "repair": ("repair", "Repair CUSTOMER's repository from SOURCE."),
         "maintain": ("maintain", "Compact CUSTOMER's repository (default: every customer)."),
+        "migrate": ("migrate", "Move CUSTOMERS' repositories (default: every customer) to "
+                               "the current layout."),
     }),
     **_entries("merge", {
         "merge": ("merge", "Merge SOURCE (a scenario v2, a version or any revision) of "
@@ -247,6 +249,20 @@ COMMANDS: dict[str, Entry] = {
                              "newest state (the conversation cut to its last N turns with "
                              "--turns)."),
         "reindex": ("reindex", "Rebuild the index from git (a progress bar on a terminal)."),
+    }),
+    **_entries("sync", {
+        "remote": ("remote", "Show or set the hub this store syncs with (a URL template "
+                             "naming each customer's repository with {customer}, e.g. "
+                             "git://hub.example/{customer})."),
+        "sync": ("sync", "Sync CUSTOMERs (or --all) with the hub: fetch, integrate, push; one "
+                         "summary line per customer (pushed, pulled, merged, conflicts)."),
+        "status": ("status", "Show how each customer (default: every one) stands against the "
+                             "hub: in sync, ahead, behind or diverged, per scenario."),
+        "clone-from": ("clone_from", "Bring CUSTOMERs in from the hub at URL (a template with "
+                                     "{customer}, or a base URL); the store takes URL as its "
+                                     "remote if it has none."),
+        "hub": ("hub", "Make and fill a hub: bare customer repositories with gitstore's hook, "
+                       "for a git server (git daemon, git http-backend, ssh) to serve."),
     }),
     **_entries("serve", {
         "mcp": ("mcp_server", "Serve the store to AI agents as MCP tools, over stdio "

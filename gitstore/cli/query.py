@@ -60,10 +60,10 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]],
            right: frozenset[int] = frozenset()) -> None:
     """Print aligned columns (numbers right-aligned), one header line."""
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    for line in [list(headers), *rows]:
-        cells = [c.rjust(w) if i in right else c.ljust(w)
-                 for i, (c, w) in enumerate(zip(line, widths, strict=True))]
-        click.echo("  ".join(cells).rstrip())
+    lines = ["  ".join([c.rjust(w) if i in right else c.ljust(w)
+                        for i, (c, w) in enumerate(zip(line, widths, strict=True))]).rstrip()
+             for line in [list(headers), *rows]]
+    click.echo("\n".join(lines))  # one write: a table of 10,000 sessions prints at once
 
 
 def _status(row: dict[str, Any]) -> str:

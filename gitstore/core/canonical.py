@@ -147,12 +147,13 @@ def dumps(value: Any) -> bytes:
         raise JSONParseError("contains an unpaired UTF-16 surrogate") from None
 
 
-_ELEMENT_START = re.compile(rb"(?m)^    \{")
 
 
-def tail_items(data: bytes, key: str, n: int) -> list[Any] | None:
+def tail_items(data: bytes, key: str, n: int,
+               span: tuple[int, int] | None = None) -> list[Any] | None:
     """The last ``n`` items of the top-level array ``key`` of a canonical JSON
-    object, parsing only those items (the rest is only scanned).
+    object, parsing only those items (the rest is only scanned; nothing is, with
+    ``span``, where the caller knows the array body starts and ends).
 
     Returns None when ``data`` is not laid out canonically or the items are not
     objects; callers then fall back to :func:`loads`. For canonical input the
@@ -162,21 +163,32 @@ def tail_items(data: bytes, key: str, n: int) -> list[Any] | None:
     if not data.startswith(b'{\n  "'):
         return None  # not two-space indented: nested keys could sit at column 2
     quoted = json.dumps(key, ensure_ascii=False).encode("utf-8")
-    if b"\n  " + quoted + b": []" in data:
-        return []
     marker = b"\n  " + quoted + b": [\n"
-    start = data.find(marker)
-    if start < 0 or n < 0:
-        return None
-    body_start = start + len(marker)
-    end = data.find(b"\n  ]", body_start - 1)
-    if end < 0:
-        return None
+    if span is not None and n >= 0 and data[span[0] - len(marker):span[0]] == marker \
+            and data[span[1]:span[1] + 4] == b"\n  ]":
+        body_start, end = span
+    else:
+        if b"\n  " + quoted + b": []" in data:
+            return []
+        start = data.find(marker)
+        if start < 0 or n < 0:
+            return None
+        body_start = start + len(marker)
+        end = data.find(b"\n  ]", body_start - 1)
+        if end < 0:
+            return None
     body = data[body_start:end + 1]
-    starts = [m.start() for m in _ELEMENT_START.finditer(body)]
-    if not starts or starts[0] != 0:
+    if not body.startswith(b"    {"):
         return None
-    chosen = starts[-n:] if n else []
+    chosen: list[int] = []  # the last n element starts, found from the end: a line
+    at = len(body)          # "    {" starts an element (nested lines are deeper)
+    while len(chosen) < n:
+        at = body.rfind(b"\n    {", 0, at)
+        if at < 0:
+            chosen.append(0)
+            break
+        chosen.append(at + 1)
+    chosen.reverse()
     bounds = [*chosen, len(body)]
     items = []
     for a, b in itertools.pairwise(bounds):
@@ -199,15 +211,20 @@ def _indented(value: Any, spaces: int) -> bytes:
     return b"\n".join(pad + line for line in body.split(b"\n"))
 
 
-def append_item(data: bytes, key: str, item: Any) -> bytes | None:
+def append_item(data: bytes, key: str, item: Any, end: int | None = None) -> bytes | None:
     """``dumps(doc)`` for ``doc = loads(data)`` with ``item`` appended to the
     top-level array ``key``, made by splicing instead of re-serialising.
+    ``end``, when the caller knows it, is where the array's closing line starts
+    (``"\\n  ]"``; see :class:`gitstore.core.layout.Split`): then nothing is
+    scanned for it.
 
     Returns None when ``data`` is not laid out canonically (callers then
     serialise the whole document). The tests prove the result equal to the
     full serialisation."""
     if not data.startswith(b'{\n  "'):
         return None
+    if end is not None and data[end:end + 4] == b"\n  ]" and data[end - 1:end] == b"}":
+        return data[:end] + b",\n" + _indented(item, 4) + data[end:]
     quoted = json.dumps(key, ensure_ascii=False).encode("utf-8")
     empty = b"\n  " + quoted + b": []"
     at = data.find(empty)
@@ -222,6 +239,17 @@ def append_item(data: bytes, key: str, item: Any) -> bytes | None:
     if end < 0 or data[end - 1:end] != b"}":
         return None  # not an array of objects
     return data[:end] + b",\n" + _indented(item, 4) + data[end:]
+
+
+def append_at(data: bytes, head: bytes, body: int, end: int, item: Any) -> bytes | None:
+    """:func:`append_item` where the caller knows the array: its body runs from
+    ``body`` to ``end`` (where ``"\\n  ]"`` starts), and ``head`` replaces the
+    bytes before ``body`` (an edited summary). One copy, nothing scanned; None
+    when ``end`` is not where an array of objects closes."""
+    if data[end:end + 4] != b"\n  ]" or data[end - 1:end] != b"}":
+        return None
+    view = memoryview(data)
+    return b"".join((head, view[body:end], b",\n", _indented(item, 4), view[end:]))
 
 
 _INT_MEMBER = re.compile(rb'\n    "([^"\\]+)": (-?[0-9]+),?(?=\n)')

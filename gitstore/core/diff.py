@@ -25,9 +25,11 @@ here formats for people.
 from __future__ import annotations
 
 import difflib
+import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring as _escape  # the C escaper where there is one
 from typing import Any
 
 from gitstore.core import canonical
@@ -179,27 +181,133 @@ def compute(a: Mapping[str, bytes], b: Mapping[str, bytes], *,
 def _diff_file(name: str, old: bytes | None, new: bytes | None) -> DocumentDiff:
     status = "added" if old is None else "removed" if new is None else "modified"
     if name.endswith(".json"):
-        try:
-            old_v = canonical.loads(old) if old is not None else MISSING
-            new_v = canonical.loads(new) if new is not None else MISSING
-        except canonical.JSONParseError:
-            pass  # not parseable JSON: fall back to a text diff
-        else:
-            if _canonical(old, old_v) and _canonical(new, new_v):
-                changes = tuple(_diff_values((), old_v, new_v))
-                turns = _turns(changes, old_v, new_v) if name == "conversation.json" else ()
-                return DocumentDiff(name, status, old, new, "json", changes, turns)
+        old_v, new_v = _parsed(old), _parsed(new)
+        old_t = _texts(old, old_v) if old_v is not _NOT_JSON else None
+        new_t = _texts(new, new_v, old_v, old_t) \
+            if old_t is not None and new_v is not _NOT_JSON else None
+        if old_t is not None and new_t is not None:
+            def same(a: Any, b: Any) -> bool:
+                text = old_t.get(id(a))
+                return text is not None and text == new_t.get(id(b))
+
+            changes = tuple(_diff_values((), old_v, new_v, same))
+            turns = _turns(changes, old_v, new_v) if name == "conversation.json" else ()
+            return DocumentDiff(name, status, old, new, "json", changes, turns)
     return DocumentDiff(name, status, old, new, "text",
                         edits=tuple(_text_edits(_lines(old), _lines(new))))
 
 
-def _canonical(data: bytes | None, value: Any) -> bool:
-    """JSON written by other tools (not canonical) is diffed as text, so that
-    applying a diff reproduces its exact bytes."""
-    return data is None or canonical.dumps(value) == data
+_NOT_JSON = object()
 
 
-def _diff_values(path: tuple[PathElem, ...], old: Any, new: Any) -> list[Change]:
+def _parsed(data: bytes | None) -> Any:
+    """``data`` parsed (MISSING for no file; ``_NOT_JSON`` if it is not JSON). Plain
+    ``json``: whatever it accepts that :func:`gitstore.core.canonical.loads` would
+    refuse (a duplicate key, ``NaN``, ``1e400``) has no canonical text equal to
+    ``data``, so :func:`_texts` sends it to the text diff all the same."""
+    if data is None:
+        return MISSING
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
+#: The deepest indentation a canonical text has (:data:`canonical.MAX_DEPTH` levels).
+_MAX_INDENT = 1 + 2 * canonical.MAX_DEPTH
+
+
+def _texts(data: bytes | None, value: Any, like: Any = MISSING,
+           like_texts: Mapping[int, str] | None = None) -> dict[int, str] | None:
+    """The canonical text of every array and object in ``value`` (by ``id``), if
+    ``data`` is exactly ``canonical.dumps(value)``; None if it is not (JSON written by
+    other tools is diffed as text, so that applying a diff reproduces its exact
+    bytes). The text of a container equal (``==``) to the one at the same place in
+    ``like`` (whose texts are ``like_texts``) is taken from there, not made again: if
+    the whole then equals ``data``, each such part of ``data`` *is* that text, so it
+    parses to exactly that container (``==`` also holds for ``1``, ``1.0`` and
+    ``true``; the text tells them apart); if not, the texts are made afresh.
+
+    Made here rather than by ``canonical.dumps`` (whose bytes it equals, a test
+    proves it) because json's indenting encoder is pure Python and slow, and
+    because the texts let :func:`_diff_values` skip equal subtrees: at the same
+    place, equal texts are equal JSON (``1``, ``1.0`` and ``true`` differ, as do
+    ``0.0`` and ``-0.0``)."""
+    if data is None:
+        return {}
+    texts: dict[int, str] = {}
+    esc = _escape
+
+    def scalar(v: Any) -> str:
+        if v is True:
+            return "true"
+        if v is False:
+            return "false"
+        if v is None:
+            return "null"
+        if type(v) is int:
+            return int.__repr__(v)
+        if type(v) is float and math.isfinite(v):
+            return float.__repr__(v)
+        raise canonical.JSONParseError(f"not canonical JSON: {v!r}")
+
+    def plain(v: Any, ind: str) -> str:
+        t = type(v)
+        if t is str:
+            return esc(v)
+        if t is not dict and t is not list:
+            return scalar(v)
+        if not v:
+            out = "{}" if t is dict else "[]"
+        elif len(ind) >= _MAX_INDENT:
+            raise canonical.JSONParseError("nested too deep")
+        else:
+            inner = ind + "  "
+            if t is dict:
+                out = "{" + inner + ("," + inner).join(
+                    [esc(k) + ": " + (esc(x) if type(x) is str else plain(x, inner))
+                     for k in sorted(v) for x in (v[k],)]) + ind + "}"
+            else:
+                out = "[" + inner + ("," + inner).join(
+                    [esc(x) if type(x) is str else plain(x, inner) for x in v]) + ind + "]"
+        texts[id(v)] = out
+        return out
+
+    def text(v: Any, ind: str, was: Any) -> str:
+        """As :func:`plain`, taking equal containers' texts from ``like``."""
+        t = type(v)
+        if like_texts is None or type(was) is not t or (t is not dict and t is not list):
+            return plain(v, ind)
+        if was == v:  # equal for Python: taken from like (checked with the whole, below)
+            out = like_texts[id(was)]
+        elif len(ind) >= _MAX_INDENT:
+            raise canonical.JSONParseError("nested too deep")
+        elif t is dict:
+            inner = ind + "  "
+            out = "{" + inner + ("," + inner).join(
+                [esc(k) + ": " + text(v[k], inner, was.get(k)) for k in sorted(v)]) + ind + "}"
+        else:
+            inner = ind + "  "
+            n = len(was)
+            out = "[" + inner + ("," + inner).join(
+                [text(x, inner, was[i] if i < n else None) for i, x in enumerate(v)]) + ind + "]"
+        texts[id(v)] = out
+        return out
+
+    try:
+        whole = (text(value, "\n", like) + "\n").encode("utf-8")
+        if whole != data and like_texts is not None:
+            texts.clear()
+            whole = (plain(value, "\n") + "\n").encode("utf-8")
+    except (canonical.JSONParseError, UnicodeEncodeError, ValueError, RecursionError):
+        return None
+    return texts if whole == data else None
+
+
+def _diff_values(path: tuple[PathElem, ...], old: Any, new: Any,
+                 same: Callable[[Any, Any], bool] | None = None) -> list[Change]:
+    """The changes from ``old`` to ``new`` at ``path``; ``same(a, b)`` may tell
+    that two arrays or objects at the same place are equal (see :func:`_texts`)."""
     if old is MISSING and new is MISSING:
         return []
     if old is MISSING:
@@ -207,18 +315,23 @@ def _diff_values(path: tuple[PathElem, ...], old: Any, new: Any) -> list[Change]
     if new is MISSING:
         return [Change("remove", path, old, MISSING)]
     if isinstance(old, dict) and isinstance(new, dict):
+        if same is not None and same(old, new):
+            return []
         out: list[Change] = []
         for key in sorted(set(old) | set(new)):
-            out.extend(_diff_values((*path, key), old.get(key, MISSING), new.get(key, MISSING)))
+            out.extend(_diff_values((*path, key), old.get(key, MISSING), new.get(key, MISSING),
+                                    same))
         return out
     if isinstance(old, list) and isinstance(new, list):
+        if same is not None and same(old, new):
+            return []
         key = natural_key(old, new)
         if key is not None:
-            return _diff_keyed(path, key, old, new)
+            return _diff_keyed(path, key, old, new, same)
         out = []
         for i in range(max(len(old), len(new))):
             out.extend(_diff_values((*path, i), old[i] if i < len(old) else MISSING,
-                                    new[i] if i < len(new) else MISSING))
+                                    new[i] if i < len(new) else MISSING, same))
         # whole elements removed from the end must go last-first, after every
         # change inside surviving elements, so indices stay valid while applying
         depth = len(path) + 1
@@ -261,7 +374,8 @@ def _hk(v: Any) -> tuple[str, Any]:
 
 
 def _diff_keyed(path: tuple[PathElem, ...], key: str, old: list[Any],
-                new: list[Any]) -> list[Change]:
+                new: list[Any], same: Callable[[Any, Any], bool] | None = None
+                ) -> list[Change]:
     old_by = {_hk(x[key]): x for x in old}
     new_by = {_hk(x[key]): x for x in new}
     out: list[Change] = []
@@ -272,7 +386,7 @@ def _diff_keyed(path: tuple[PathElem, ...], key: str, old: list[Any],
     for x in new:
         k = _hk(x[key])
         if k in old_by:
-            out.extend(_diff_values((*path, (key, x[key])), old_by[k], x))
+            out.extend(_diff_values((*path, (key, x[key])), old_by[k], x, same))
         else:
             out.append(Change("add", (*path, (key, x[key])), MISSING, x))
     surviving = [_hk(x[key]) for x in old if _hk(x[key]) in new_by]

@@ -18,6 +18,7 @@ turn every wrongly typed argument of the public API into a
 from __future__ import annotations
 
 import os
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,11 @@ def to_json(data: Any, name: str, limit: int, pointer: str = "") -> Any:
     nests at most as deep as the document it goes into allows at ``pointer``
     (:data:`~gitstore.core.canonical.MAX_DOCUMENT_DEPTH` for a whole document)."""
     depth = canonical.MAX_DOCUMENT_DEPTH - len([p for p in pointer.split("/") if p])
-    from pydantic import BaseModel
-
+    # a pydantic model can only come from a caller that imported pydantic: look for
+    # it without importing it (a CLI write never loads pydantic for this)
+    pydantic = sys.modules.get("pydantic")
     text = data if isinstance(data, str) else None
-    if isinstance(data, BaseModel):
+    if pydantic is not None and isinstance(data, pydantic.BaseModel):
         data = data.model_dump(mode="json", by_alias=True, exclude_unset=True)
     if isinstance(data, os.PathLike):
         path = Path(data)

@@ -29,6 +29,8 @@ JSON_DOCUMENTS: tuple[str, ...] = (
 CONV, CTX, META, ANA = JSON_DOCUMENTS
 SOW_DOCUMENT = "sow_document.md"
 MANIFEST = "SHA256SUMS"
+CONV_PARTS = "conversation/"
+"""Where layout 2 stores a conversation's parts (see :mod:`gitstore.core.layout`)."""
 DOCUMENTS: tuple[str, ...] = (*JSON_DOCUMENTS, SOW_DOCUMENT)
 
 MERGES = "refs/gitstore/merges/"

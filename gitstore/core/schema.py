@@ -13,8 +13,8 @@ Invariants:
   - ``integer`` excludes floats (``5.0``) and booleans;
   - ``number`` excludes booleans, NaN, infinities and integers too large to be
     a float;
-  - ``date-time`` is :func:`gitstore.core.models.parse_timestamp` (RFC 3339 with a
-    timezone), not one of jsonschema's optional format libraries;
+  - ``date-time`` is :func:`gitstore.core.timestamps.parse_timestamp` (the models'
+    own; RFC 3339 with a timezone), not one of jsonschema's optional format libraries;
   - ``pattern`` uses ECMA-262 end anchoring: a final ``$`` matches only at the
     very end of the string (Python's ``$`` would also accept a trailing ``\\n``,
     which the models' Rust regex engine refuses);
@@ -24,40 +24,52 @@ Invariants:
   short one-line message, sorted by pointer (array indices numerically);
 * the schema files are canonical JSON (:func:`gitstore.core.canonical.dumps`), and
   :func:`load` reads the committed files, so what is validated is what is
-  published.
+  published;
+* importing this module loads neither jsonschema nor pydantic nor the models
+  (:mod:`gitstore.core.lazy`): the validator class is made on the first
+  :func:`validate`, each document's validator is compiled once per process
+  (:func:`_validator`), and the models are loaded by the first model check or
+  generation, so a command that validates nothing pays for none of it.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# jsonschema ships no type information; types-jsonschema may or may not be installed.
-from jsonschema import (  # type: ignore[import-untyped, unused-ignore]
-    Draft202012Validator,
-    FormatChecker,
-)
-from jsonschema.exceptions import (  # type: ignore[import-untyped, unused-ignore]
-    ValidationError as SchemaError,
-)
-from jsonschema.protocols import Validator  # type: ignore[import-untyped, unused-ignore]
-from jsonschema.validators import extend  # type: ignore[import-untyped, unused-ignore]
-from pydantic import BaseModel
-from pydantic import ValidationError as ModelError
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import core_schema
-
-from gitstore.core import canonical
-from gitstore.core.models import MODELS, TIMESTAMP_RANGE, is_timestamp, timestamp_problem
+from gitstore.core import canonical, lazy
 from gitstore.core.names import check_document
 from gitstore.core.resources import schemas_dir
+from gitstore.core.timestamps import TIMESTAMP_RANGE, is_timestamp, timestamp_problem
 from gitstore.errors import InvalidDocumentError, Violation
+
+if TYPE_CHECKING:
+    import argparse
+
+    # jsonschema ships no type information; types-jsonschema may or may not be installed.
+    import jsonschema  # type: ignore[import-untyped, unused-ignore]
+    import jsonschema.validators as jsonschema_validators  # type: ignore[import-untyped, unused-ignore]
+    import pydantic
+    import pydantic.json_schema as pydantic_json_schema
+    from jsonschema.exceptions import (  # type: ignore[import-untyped, unused-ignore]
+        ValidationError as SchemaError,
+    )
+    from jsonschema.protocols import Validator  # type: ignore[import-untyped, unused-ignore]
+    from pydantic import BaseModel
+
+    from gitstore.core import models
+else:
+    argparse = lazy.module("argparse")  # for main() only
+    jsonschema = lazy.module("jsonschema")
+    jsonschema_validators = lazy.module("jsonschema.validators")
+    pydantic = lazy.module("pydantic")
+    pydantic_json_schema = lazy.module("pydantic.json_schema")
+    models = lazy.module("gitstore.core.models")
 
 __all__ = [
     "DRAFT",
@@ -90,24 +102,29 @@ def schema_filename(filename: str) -> str:
 # --------------------------------------------------------------------------- generation
 
 
-class _Generator(GenerateJsonSchema):
-    """Pydantic's generator minus noise: no per-field titles, no ``default: null``."""
+@cache
+def _generator() -> type[pydantic_json_schema.GenerateJsonSchema]:
+    """Pydantic's generator minus noise: no per-field titles, no ``default: null``
+    (a class made on first use: pydantic is loaded only by what generates)."""
 
-    def field_title_should_be_set(self, schema: Any) -> bool:
-        return False
+    class Generator(pydantic_json_schema.GenerateJsonSchema):
+        def field_title_should_be_set(self, schema: Any) -> bool:
+            return False
 
-    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
-        result = super().default_schema(schema)
-        if "default" in result and result["default"] is None:
-            del result["default"]
-        return result
+        def default_schema(self, schema: Any) -> pydantic_json_schema.JsonSchemaValue:
+            result = super().default_schema(schema)
+            if "default" in result and result["default"] is None:
+                del result["default"]
+            return result
+
+    return Generator
 
 
 def generate(filename: str) -> dict[str, Any]:
     """Generate the JSON Schema of document ``filename`` from its model."""
     filename = _document(filename)
-    model = MODELS[filename]
-    body = model.model_json_schema(schema_generator=_Generator)
+    model = models.MODELS[filename]
+    body = model.model_json_schema(schema_generator=_generator())
     doc = (model.__doc__ or "").strip().splitlines()[0]
     return {
         "$schema": DRAFT,
@@ -160,7 +177,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
 
 def _pattern(validator: Any, pattern: str, instance: object, _schema: Any) -> Iterator[SchemaError]:
     if isinstance(instance, str) and _compile(pattern).search(instance) is None:
-        yield SchemaError(f"{instance!r} does not match {pattern!r}")
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
 def _is_date_time(instance: object) -> bool:
@@ -168,21 +185,28 @@ def _is_date_time(instance: object) -> bool:
     return not isinstance(instance, str) or is_timestamp(instance)
 
 
-_FORMAT_CHECKER = FormatChecker(formats=())
-_FORMAT_CHECKER.checks("date-time")(_is_date_time)
-
-_StrictValidator = extend(
-    Draft202012Validator,
-    validators={"pattern": _pattern},
-    type_checker=Draft202012Validator.TYPE_CHECKER.redefine_many(
-        {"integer": _is_integer, "number": _is_number}
-    ),
-)
+@cache
+def _strict() -> tuple[Any, Any]:
+    """The validator class with the models' rules and its format checker, made once,
+    on the first validation (loading jsonschema then, not at import)."""
+    checker = jsonschema.FormatChecker(formats=())
+    checker.checks("date-time")(_is_date_time)
+    base = jsonschema.Draft202012Validator
+    strict = jsonschema_validators.extend(
+        base,
+        validators={"pattern": _pattern},
+        type_checker=base.TYPE_CHECKER.redefine_many(
+            {"integer": _is_integer, "number": _is_number}
+        ),
+    )
+    return strict, checker
 
 
 @cache
 def _validator(filename: str) -> Validator:
-    return _StrictValidator(load(filename), format_checker=_FORMAT_CHECKER)
+    """The compiled validator of ``filename``: built once per process, on first use."""
+    strict, checker = _strict()
+    return strict(load(filename), format_checker=checker)
 
 
 _JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
@@ -299,8 +323,8 @@ def model_violations(filename: str, data: Any) -> list[Violation]:
     """The model's view of ``data``: one violation per pydantic error (empty: valid)."""
     filename = _document(filename)
     try:
-        MODELS[filename].model_validate(data)
-    except ModelError as exc:
+        models.MODELS[filename].model_validate(data)
+    except pydantic.ValidationError as exc:
         errors = [(_model_pointer(data, err["loc"]), err) for err in exc.errors(include_url=False)]
     else:
         return []
@@ -328,8 +352,8 @@ def parse_model(filename: str, data: Any) -> BaseModel:
     """
     filename = _document(filename)
     try:
-        return MODELS[filename].model_validate(data)
-    except ModelError:
+        return models.MODELS[filename].model_validate(data)
+    except pydantic.ValidationError:
         raise InvalidDocumentError(model_violations(filename, data),
                                    f"{filename} does not match its model") from None
 
@@ -348,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="schema directory (default: the checkout's schemas/)")
     args = parser.parse_args(argv)
     stale = []
-    for filename in MODELS:
+    for filename in models.MODELS:
         path: Path = args.dir / schema_filename(filename)
         text = canonical.dumps(generate(filename))
         current = path.read_bytes() if path.is_file() else None

@@ -1,12 +1,13 @@
 """Keeping a repository small: packing, pruning what packs hold, packed refs,
 stale temp files, and the write counter that says when that is due.
 
-A conversation that grows turn by turn stores a full new copy of
-``conversation.json`` with every commit; as loose objects that is hundreds of
-times the data. :func:`compact` packs objects with deltas (libgit2's pack
-builder), which brings a repository to about the size ``git gc --aggressive``
-reaches. The caller keeps the audit record (:mod:`gitstore.ops.maintenance`,
-:mod:`gitstore.store.upkeep`). Invariants:
+Each gitstore write adds one small pack of whole objects
+(:mod:`gitstore.git.packwrite`); tags, merges and plain git add loose objects. A
+conversation stored whole gets a full new copy with every commit, so
+undeltified that is hundreds of times the data. :func:`compact` packs objects
+with deltas (libgit2's pack builder), which brings a repository to about the
+size ``git gc --aggressive`` reaches. The caller keeps the audit record
+(:mod:`gitstore.ops.maintenance`, :mod:`gitstore.store.upkeep`). Invariants:
 
 * nothing is removed before the pack that holds it is complete on disk: a loose
   object is deleted only if the new pack lists it, an old pack only if the new
@@ -30,11 +31,12 @@ reaches. The caller keeps the audit record (:mod:`gitstore.ops.maintenance`,
   not among the objects and packs the run listed when it began, so nothing of
   theirs is removed); packing refs and pruning
   need the writer lock;
-* :func:`count_write` keeps the bytes written since the last run in
-  :data:`STATE_FILE`, so between runs the loose objects hold at most the limit
-  plus one write, plus what writers add while a run goes on (a crash can lose
-  the count, never data). The file is opened with ``O_NOFOLLOW``: a symbolic
-  link there is refused, never written through.
+* :func:`count_write` keeps the bytes and writes since the last run in
+  :data:`STATE_FILE`, so between runs the unpacked data is at most the limit
+  plus one write and the small packs at most :data:`WRITES_PER_RUN`, plus what
+  writers add while a run goes on (a crash can lose the count, never data).
+  The file is opened with ``O_NOFOLLOW``: a symbolic link there is refused,
+  never written through.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ from gitstore.git.repo import Repo
 
 STATE_FILE = "gitstore-maintenance"
 MAX_PACKS = 16
+WRITES_PER_RUN = 32
+"""Automatic maintenance is due after this many writes at the latest."""
 TEMP_MAX_AGE = 3600.0
 
 
@@ -183,33 +187,37 @@ def _bytes_of(paths: Any) -> int:
 
 
 def count_write(path: Path, nbytes: int, limit: int) -> bool:
-    """Count ``nbytes`` written to the repository at ``path``; True when the
-    bytes since the last :func:`compact` reach ``limit`` (which resets the
-    count), so maintenance is due. A ``limit`` of 0 or less turns counting off.
-    Call with the customer's writer lock held."""
+    """Count one write of ``nbytes`` to the repository at ``path``; True when
+    the bytes since the last :func:`compact` reach ``limit``, or the writes reach
+    :data:`WRITES_PER_RUN` (each gitstore write adds a small pack: see
+    :mod:`gitstore.git.packwrite`), so maintenance is due (:func:`compact`
+    resets the count). A ``limit`` of 0 or less turns counting off. Call with the
+    customer's writer lock held."""
     if limit <= 0:
         return False
-    pending = _load_count(path) + nbytes
-    if pending < limit:
-        _save_count(path, pending)
+    pending, writes = _load_count(path)
+    pending, writes = pending + nbytes, writes + 1
+    if pending < limit and writes < WRITES_PER_RUN:
+        _save_count(path, pending, writes)
         return False
     return True
 
 
-def _load_count(path: Path) -> int:
+def _load_count(path: Path) -> tuple[int, int]:
     try:
         fd = os.open(path / STATE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        return 0
+        return 0, 0
     try:
-        return int(os.read(fd, 64).split()[0])
+        fields = os.read(fd, 64).split()
+        return int(fields[0]), int(fields[1]) if len(fields) > 1 else 0
     except (OSError, ValueError, IndexError):
-        return 0
+        return 0, 0
     finally:
         os.close(fd)
 
 
-def _save_count(path: Path, pending: int) -> None:
+def _save_count(path: Path, pending: int, writes: int = 0) -> None:
     """Overwrite the counter in place with one small write (this runs on every
     write to the store; a crash can at worst lose the count, never data)."""
     try:  # never through a symbolic link: it could point anywhere outside the store
@@ -220,7 +228,7 @@ def _save_count(path: Path, pending: int) -> None:
                            + (" (a symbolic link?)" if exc.errno == errno.ELOOP else "")) \
             from None
     try:
-        line = f"{pending}\n".encode("ascii")
+        line = f"{pending} {writes}\n".encode("ascii")
         os.pwrite(fd, line, 0)
         os.ftruncate(fd, len(line))
     finally:

@@ -30,7 +30,7 @@ def signature(identity: Identity, time: int, offset: int) -> pygit2.Signature:
     return pygit2.Signature(identity.name, identity.email, time, offset)
 
 
-def _signature_line(identity: Identity, time: int, offset: int) -> str:
+def signature_line(identity: Identity, time: int, offset: int) -> str:
     sign = "-" if offset < 0 else "+"
     hours, minutes = divmod(abs(offset), 60)
     return f"{identity.name} <{identity.email}> {time} {sign}{hours:02d}{minutes:02d}"
@@ -66,9 +66,17 @@ def write_blob(repo: pygit2.Repository, data: bytes) -> str:
 
 def write_tree_of(repo: pygit2.Repository, ids: Mapping[str, str]) -> str:
     """Write a flat tree of regular files given as blob ids; returns the tree id."""
+    return write_dir(repo, ids, {})
+
+
+def write_dir(repo: pygit2.Repository, blobs: Mapping[str, str],
+              trees: Mapping[str, str]) -> str:
+    """Write a tree of regular files and subtrees given by id; returns its id."""
     builder = repo.TreeBuilder()
-    for name in sorted(ids):
-        builder.insert(name, pygit2.Oid(hex=ids[name]), _BLOB)
+    for name in sorted(blobs):
+        builder.insert(name, pygit2.Oid(hex=blobs[name]), _BLOB)
+    for name in sorted(trees):
+        builder.insert(name, pygit2.Oid(hex=trees[name]), pygit2.enums.FileMode.TREE)
     return str(builder.write())
 
 
@@ -93,7 +101,7 @@ def write_signed_tag(repo: pygit2.Repository, name: str, target: str, *, tagger:
     """Write an annotated tag object for commit ``target`` with an SSH signature
     after its message, as ``git tag -s`` writes it (no ref)."""
     payload = (f"object {target}\ntype commit\ntag {name}\n"
-               f"tagger {_signature_line(tagger, time, offset)}\n\n{message}").encode()
+               f"tagger {signature_line(tagger, time, offset)}\n\n{message}").encode()
     if not payload.endswith(b"\n"):
         payload += b"\n"
     return repo.odb.write(pygit2.enums.ObjectType.TAG, payload + sign(payload))

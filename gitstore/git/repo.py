@@ -33,14 +33,15 @@ import functools
 import os
 import shutil
 import tempfile
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, BinaryIO, TypeVar
 
 import pygit2
 
+from gitstore.core import layout
 from gitstore.core.commits import CommitInfo, Identity, TagInfo
+from gitstore.core.names import CONV
 from gitstore.errors import (
     ConflictError,
     IntegrityError,
@@ -48,16 +49,16 @@ from gitstore.errors import (
     StorageError,
     UsageError,
 )
-from gitstore.git import binary, integrity, objects, packs
+from gitstore.git import binary, integrity, objects, packs, packwrite
 from gitstore.git import refs as ref_ops
 from gitstore.git.refs import RefConflict
+from gitstore.git.trees import Prepared, Trees
 
 __all__ = ["RefConflict", "Repo", "enable_fsync", "is_repository", "repository_problem"]
 
 _fsync_enabled = False
-BLOB_CACHE_BYTES = 64 * 1024 * 1024
-"""The most blob bytes one :class:`Repo` keeps in memory (blobs are immutable,
-so the cache never needs invalidating; objects are found by id)."""
+LAYOUT_KEY = "gitstore.layout"
+"""The repository's configured layout (see :meth:`Repo.layout_for`)."""
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -93,9 +94,7 @@ class Repo:
     def __init__(self, repo: pygit2.Repository, path: Path) -> None:
         self._repo = repo
         self.path = path
-        self._blobs: OrderedDict[str, bytes] = OrderedDict()
-        self._blob_bytes = 0
-        self._oid_of: dict[int, tuple[bytes, str]] = {}
+        self._trees = Trees(repo, path)
 
     # -- lifecycle -------------------------------------------------------
     @classmethod
@@ -142,6 +141,7 @@ class Repo:
             cfg["receive.denyNonFastForwards"] = True
             cfg["receive.denyDeletes"] = True
             cfg["gc.auto"] = 0
+            cfg[LAYOUT_KEY] = str(layout.LATEST)  # conversations in parts
             cfg["user.name"] = committer.name
             cfg["user.email"] = committer.email
             (tmp / "description").write_text(description + "\n", encoding="utf-8")
@@ -160,19 +160,9 @@ class Repo:
 
     # -- objects: writing --------------------------------------------------
     def write_tree(self, files: Mapping[str, bytes]) -> str:
-        """Write a flat tree of regular files; returns the tree id.
-
-        A ``bytes`` object this handle read or wrote before is not hashed again:
-        its blob id is remembered with it (see :meth:`_remember`)."""
-        ids = {}
-        for name, data in files.items():
-            known = self._oid_of.get(id(data))
-            if known is not None and known[0] is data:
-                ids[name] = known[1]
-            else:
-                ids[name] = objects.write_blob(self._repo, data)
-                self._remember(ids[name], data)
-        return objects.write_tree_of(self._repo, ids)
+        """Write a flat tree of regular files; returns the tree id (a ``bytes``
+        object this handle read or wrote is not hashed again: :mod:`~gitstore.git.trees`)."""
+        return self._trees.write_flat(files)
 
     def write_commit(self, *, tree: str, parents: list[str], author: Identity,
                      committer: Identity, message: str, time: int, offset: int = 0,
@@ -239,55 +229,83 @@ class Repo:
 
     @_damage_is_integrity_error
     def read_tree(self, commit: str) -> dict[str, bytes]:
-        """All regular files at the top of ``commit``'s tree, by name."""
-        tree = self._commit_obj(commit).tree
-        out: dict[str, bytes] = {}
-        for entry in tree:
-            if entry.type_str == "blob" and entry.name is not None:
-                out[entry.name] = self._blob(entry.id)
-        return out
+        """The session files of ``commit``, logically (see :mod:`gitstore.core.layout`):
+        the regular files at the top of its tree, a conversation stored in parts
+        assembled into ``conversation.json``, and the stored manifest."""
+        return dict(self._trees.logical(self._commit_obj(commit).tree)[0])
 
     @_damage_is_integrity_error
     def read_file(self, commit: str, name: str) -> bytes | None:
-        tree = self._commit_obj(commit).tree
-        try:
-            entry = tree[name]
-        except KeyError:
-            return None
-        if entry.type_str != "blob":
-            return None
-        return self._blob(entry.id)
+        return self._trees.file(self._commit_obj(commit).tree, name)
 
-    def _blob(self, oid: pygit2.Oid) -> bytes:
-        key = str(oid)
-        cached = self._blobs.get(key)
-        if cached is not None:
-            self._blobs.move_to_end(key)
-            return cached
-        try:
-            blob = self._repo[oid]
-        except KeyError:
-            raise IntegrityError(f"repository {self.path.name} is damaged: object {oid} is "
-                                 f"missing; run `gitstore verify {self.path.name}`") from None
-        if not isinstance(blob, pygit2.Blob):
-            raise NotFoundError(f"object {oid} is not a blob")
-        data: bytes = blob.data
-        self._remember(key, data)
-        return data
+    def split_of(self, commit: str) -> tuple[bytes, layout.Split, dict[str, str]] | None:
+        """The conversation of a commit stored in parts: its bytes, its split and
+        the parts' manifest digests (None for a conversation stored whole)."""
+        return self._trees.split_of(self._commit_obj(commit).tree)
 
-    def _remember(self, oid: str, data: bytes) -> None:
-        """Keep a blob's bytes by id (a bounded cache: :data:`BLOB_CACHE_BYTES`).
-        The same ``bytes`` object is handed out for every read of that blob, so
-        callers can recognise unchanged content by identity, without hashing."""
-        if oid in self._blobs or len(data) > BLOB_CACHE_BYTES // 4:
-            return
-        self._blobs[oid] = data
-        self._oid_of[id(data)] = (data, oid)
-        self._blob_bytes += len(data)
-        while self._blob_bytes > BLOB_CACHE_BYTES and self._blobs:
-            _, old = self._blobs.popitem(last=False)
-            self._oid_of.pop(id(old), None)
-            self._blob_bytes -= len(old)
+    def turns_span(self, commit: str, conv: bytes | None) -> tuple[int, int] | None:
+        """Where the turns array body of ``conv``, the conversation this handle
+        read at ``commit``, starts and ends (None unless it was stored in parts
+        and read here)."""
+        found = self.split_of(commit) if conv is not None else None
+        if found is None or found[0] is not conv or not found[1].chunks:
+            return None
+        return found[1].body, found[1].body + found[1].ends[-1]
+
+    def prepare_session_tree(self, files: Mapping[str, bytes], *, parts: bool,
+                             materialise: bool, base: str | None = None) -> Prepared:
+        """The tree of a session commit for its logical ``files``, computed in
+        memory: with ``parts``, the conversation stored in parts (layout 2) unless
+        ``materialise`` (a version's commit) or it is short, else whole. ``base``
+        is the commit the new one follows (its unchanged parts are reused, not
+        split or hashed again). Its ``manifest`` is what the commit's
+        ``Manifest`` trailer pins; :meth:`write_commit_pack` writes it."""
+        return self._trees.prepare(files, parts=parts and not materialise,
+                                   base=self._commit_obj(base).tree if base else None)
+
+    @_damage_is_integrity_error
+    def write_commit_pack(self, prepared: Prepared, *, parents: list[str], author: Identity,
+                          committer: Identity, message: str, time: int, offset: int = 0,
+                          sign: Callable[[bytes], bytes] | None = None) -> str:
+        """Write a prepared tree's new objects and a commit of it as one pack
+        (:mod:`gitstore.git.packwrite`: three fsyncs however many objects);
+        returns the commit id. With ``sign``, an SSH-signed commit."""
+        who = (objects.signature_line(author, time, offset),
+               objects.signature_line(committer, time, offset))
+        data = packwrite.commit_bytes(tree=prepared.tree, parents=parents, author=who[0],
+                                      committer=who[1], message=message)
+        if sign is not None:
+            data = packwrite.commit_bytes(tree=prepared.tree, parents=parents, author=who[0],
+                                          committer=who[1], message=message,
+                                          signature=sign(data).decode("ascii"))
+        try:
+            _, ids = packwrite.write_pack(self.path, [*prepared.objects,
+                                                      (packwrite.COMMIT, data)],
+                                          sync=_fsync_enabled)
+        except OSError as exc:
+            raise StorageError(f"cannot write to repository {self.path.name}: "
+                               f"{exc.strerror or exc}") from None
+        self._trees.written(prepared)
+        return ids[-1]
+
+    def layout_setting(self) -> int:
+        """The repository's ``gitstore.layout`` (1 when unset: from before layouts)."""
+        return 2 if self.config_get(LAYOUT_KEY) == "2" else 1
+
+    def set_layout(self, value: int) -> None:
+        self.config_set(LAYOUT_KEY, str(value))
+
+    def layout_for(self, parent: str | None) -> int:
+        """The layout a new commit on ``parent`` is written in: the repository's
+        ``gitstore.layout`` setting (2 for repositories gitstore creates; ``gitstore
+        migrate`` sets it on older ones), else the parent's layout, else 1 (a
+        repository from before layouts keeps its layout until it is migrated)."""
+        configured = self.config_get(LAYOUT_KEY)
+        if configured in ("1", "2"):
+            return int(configured)
+        if parent is not None and layout.CONV_DIR in self._commit_obj(parent).tree:
+            return 2
+        return 1
 
     @_damage_is_integrity_error
     def resolve(self, revision: str) -> str:
@@ -329,7 +347,9 @@ class Repo:
         c = self._commit_obj(commit)
         new = {e.name: e.id for e in c.tree}
         old = {e.name: e.id for e in c.parents[0].tree} if c.parent_ids else {}
-        return {str(n) for n in set(new) | set(old) if new.get(n) != old.get(n)}
+        # a conversation stored in parts, or whole, is one document
+        return {CONV if n == layout.CONV_DIR else str(n) for n in set(new) | set(old)
+                if new.get(n) != old.get(n)}
 
     @_damage_is_integrity_error
     def merge_base(self, a: str, b: str) -> str | None:
@@ -347,9 +367,9 @@ class Repo:
     @_damage_is_integrity_error
     def tree_modes(self, commit: str) -> dict[str, int]:
         """Every entry at the top of ``commit``'s tree with its git file mode
-        (0o100644 file, 0o100755 executable, 0o120000 symlink, 0o040000 tree, ...)."""
-        return {e.name: int(e.filemode) for e in self._commit_obj(commit).tree
-                if e.name is not None}
+        (0o100644 file, 0o100755 executable, 0o120000 symlink, 0o040000 tree, ...);
+        a conversation's parts by their paths in place of its directory."""
+        return self._trees.modes(self._commit_obj(commit).tree)
 
     # -- refs (gitstore.git.refs: every update a compare-and-swap) ------------
     @_damage_is_integrity_error
@@ -448,7 +468,7 @@ class Repo:
         for entry in index:
             obj = self._repo.get(entry.id)
             out[entry.path] = obj.data if isinstance(obj, pygit2.Blob) else b""
-        return out
+        return layout.decode(out)[0]
 
     def add_alternate(self, objects_dir: str) -> None:
         """Let this handle read objects from another object directory (a push's

@@ -13,8 +13,10 @@ redact is refused.
 ``pre-receive`` (installed in a customer's bare repository) refuses the whole
 push (git updates no ref at all) if any ref update breaks a rule:
 
-* only scenario branches ``refs/heads/vN`` and version tags ``refs/tags/vX.Y.Z``
-  may be written, and neither may be deleted: history is append-only;
+* only scenario branches ``refs/heads/vN``, version tags ``refs/tags/vX.Y.Z``,
+  merge markers and travelled access logs ``refs/gitstore/audit/<log id>`` may be
+  written, and none may be deleted: history is append-only; an access log only
+  grows, its records intact and chained (:func:`gitstore.store.travel.check_travel`);
 * a branch moves forward only (no rewrite) and never takes a merge commit: a
   scenario is one line of history;
 * every new commit (reachable from the new tip, not from any existing ref) has
@@ -40,6 +42,11 @@ push (git updates no ref at all) if any ref update breaks a rule:
   branch (after the push) and whose tree passes the pipeline as a finalized
   version (all files present, all required fields filled).
 
+A bare repository also gets ``reference-transaction``, a POSIX shell script that
+appends the repository's name to its store's change journal after any ref change
+(:mod:`gitstore.catalog.journal`), so the store's index looks at that customer, and
+only that one, at its next query; it never refuses anything.
+
 ``pre-commit`` (installed in a clone) checks the staged tree the same way, with
 the version taken from the staged metadata. It cannot know the commit message
 yet, so finalize-only rules and the version rules are left to ``pre-receive``.
@@ -60,6 +67,7 @@ import sysconfig
 from collections.abc import Iterable
 from pathlib import Path
 
+from gitstore.catalog import journal
 from gitstore.core.commits import ChangeKind, CommitInfo, Trailer, metadata_version, version_of
 from gitstore.core.names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, MERGED, check_customer
 from gitstore.core.versions import Scenario, Version, parse_branch_ref, parse_tag_ref
@@ -75,6 +83,7 @@ from gitstore.rules.pipeline import Pipeline, load_hook
 from gitstore.rules.proposal import Proposal
 from gitstore.rules.secrets import Policy, SecretsHook
 from gitstore.store import config as config_mod
+from gitstore.store import travel
 
 MARKER = "# gitstore-hook: installed by `gitstore hooks install`; reinstall, do not edit"
 HOOKS = ("pre-receive", "pre-commit")
@@ -89,35 +98,41 @@ VERSION_POINTER = "/session_info/session_version"
 
 def install(repo: Path, *, force: bool = False, customer: str | None = None,
             hooks: Iterable[str] = ()) -> list[Path]:
-    """Install ``pre-receive`` into a bare repository or ``pre-commit`` into a
-    clone; return the installed paths. A clone also gets ``gitstore.customer``
-    in its config. ``hooks`` (``module:function``) are extra checks recorded in
-    the repository's ``gitstore.hooks`` config. An existing hook that is not
-    gitstore's is replaced only with ``force``."""
+    """Install ``pre-receive`` (and the change journal's ``reference-transaction``)
+    into a bare repository or ``pre-commit`` into a clone; return the installed
+    paths. A clone also gets ``gitstore.customer`` in its config. ``hooks``
+    (``module:function``) are extra checks recorded in the repository's
+    ``gitstore.hooks`` config. An existing hook that is not gitstore's is replaced
+    only with ``force``."""
     specs = list(dict.fromkeys(hooks))
     for spec in specs:
         load_hook(spec)  # refuse a hook that cannot be imported now, not at push time
     handle = backend.Repo.open_any(repo)
     hook = "pre-receive" if handle.is_bare else "pre-commit"
     target = _hooks_dir(handle) / hook
-    if (target.exists() or target.is_symlink()) and not force and not _is_ours(target):
-        raise UsageError(f"{target} exists and is not a gitstore hook; move it away or "
-                         "reinstall with --force to replace it")
+    scripts = {target: _script(hook)}
+    if handle.is_bare:  # tells the store's index what plain git changed: catalog.journal
+        scripts[target.with_name(journal.HOOK)] = journal.hook_script()
+    for path in scripts:
+        if (path.exists() or path.is_symlink()) and not force and not _is_ours(path):
+            raise UsageError(f"{path} exists and is not a gitstore hook; move it away or "
+                             "reinstall with --force to replace it")
     name = check_customer(customer or _default_customer(handle))
     if customer or not handle.is_bare:
         handle.config_set(CONFIG_KEY, name)
     if specs:
         handle.config_set(HOOKS_KEY, ",".join(specs))
-    tmp = target.with_name(f".{hook}.gitstore-tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(_script(hook), encoding="utf-8")
-        tmp.chmod(0o755)
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot install {target}: {exc.strerror or exc}") from None
-    return [target]
+    for path, text in scripts.items():
+        tmp = path.with_name(f".{path.name}.gitstore-tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(text, encoding="utf-8")
+            tmp.chmod(0o755)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise UsageError(f"cannot install {path}: {exc.strerror or exc}") from None
+    return list(scripts)
 
 
 def _hooks_dir(handle: backend.Repo) -> Path:
@@ -130,7 +145,8 @@ def _hooks_dir(handle: backend.Repo) -> Path:
 
 def _is_ours(path: Path) -> bool:
     try:
-        return MARKER in path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8", errors="replace")
+        return MARKER in text or journal.MARKER in text
     except OSError:
         return False
 
@@ -265,9 +281,21 @@ class _Receive:
             self.tag(old, new, ref)
         elif ref.startswith(MERGED):
             self.merged_marker(old, new, ref)
+        elif ref.startswith(travel.TRAVEL_REFS):
+            self.travelled_log(old, new, ref)
         else:
             self.refuse(ref, "", "only scenario branches refs/heads/vN, version tags "
-                        f"refs/tags/vX.Y.Z and merge markers {MERGED}vN may be pushed")
+                        f"refs/tags/vX.Y.Z, merge markers {MERGED}vN and access logs "
+                        f"{travel.TRAVEL_REFS}<log id> may be pushed")
+
+    def travelled_log(self, old: str, new: str, ref: str) -> None:
+        """``refs/gitstore/audit/<log id>``: a machine's access log, which only grows
+        (see :func:`gitstore.store.travel.check_travel`)."""
+        if _is_zero(new):
+            return self.refuse(ref, old, "deleting an access log is refused")
+        for problem in travel.check_travel(self.repo, None if _is_zero(old) else old, new,
+                                           ref[len(travel.TRAVEL_REFS):], self.customer):
+            self.refuse(ref, new, f"access log: {problem}")
 
     def merged_marker(self, old: str, new: str, ref: str) -> None:
         """``refs/gitstore/merged/vN`` names the merge commit that took scenario vN

@@ -159,6 +159,7 @@ def repair(customer: Customer, source: Path) -> RepairReport:
         _recreate_tags(customer, repo, report)
         _restore_head(repo, aside, report)
         customer.reopen()
+        customer.refs_moved()
         health = check_customer(customer)
         report.remaining = list(health.problems)
         customer.audit("repair", detail=f"from {source}: {report.copied} object(s) copied, "

@@ -177,4 +177,5 @@ def _restore_retained_commit(source: backend.Repo, customer: Customer,
                             author=info.author, when=when, session_id=info.session_id)
     repo.update_ref(scenario.branch_ref, commit, None,
                     "gitstore: import of a retained analytics summary")
+    customer.refs_moved()
     repo.config_set("gitstore.lastScenario", str(scenario.major))

@@ -393,6 +393,7 @@ def apply(store: Store, customers: Iterable[str] | None = None,
                                             f"the purge ({exc}); run it again") from None
                     customer.audit("retention:purge", rev=item.target, commit=kept,
                                     detail=_tombstone(item, kept))
+                    customer.refs_moved()
                 done.append(item)
             if any(i.action != "delete" for i in items):
                 _fix_head(repo)

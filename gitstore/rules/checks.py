@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from gitstore.core import canonical, schema
-from gitstore.core.names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, SOW_DOCUMENT
+from gitstore.core.names import CONV_PARTS, DOCUMENTS, JSON_DOCUMENTS, MANIFEST, SOW_DOCUMENT
 from gitstore.errors import Violation
 from gitstore.rules.proposal import Proposal
 
@@ -51,7 +51,11 @@ def check_json(p: Proposal) -> Iterator[Violation]:
         except UnicodeDecodeError:
             yield Violation(SOW_DOCUMENT, "", "is not valid UTF-8", "json")
     for name in sorted(p.files):
-        if name not in DOCUMENTS and name != MANIFEST:
+        if name.startswith(CONV_PARTS):  # handed on only when they do not join up
+            yield Violation(name, "", "does not fit the conversation's other parts (missing, "
+                            "extra, not in SHA256SUMS or not laid out as gitstore stores "
+                            "them: see the README, 'How a store looks in git')", "manifest")
+        elif name not in DOCUMENTS and name != MANIFEST:
             yield Violation(name, "", "is not a session document", "json")
 
 
@@ -119,6 +123,15 @@ def _ts(value: Any) -> datetime | None:
         return None
 
 
+def _first_changed(p: Proposal) -> int:
+    """The first turn a change that names its changed turns may have touched (the
+    writer's append path: the turns before it are the parent commit's, which
+    passed every check when it was written); 0 when every turn must be checked."""
+    if p.changed_turns is None or p.verify_manifest:
+        return 0
+    return max(0, min(p.changed_turns, default=0))
+
+
 def check_integrity(p: Proposal) -> Iterator[Violation]:
     """Referential integrity across files.
 
@@ -157,7 +170,10 @@ def check_integrity(p: Proposal) -> Iterator[Violation]:
             yield Violation(CONV, "/conversation_summary/total_turns",
                             f"is {total} but there are {len(turns)} turns", "integrity")
         seen: set[int] = set()
-        for i, turn in enumerate(turns):
+        first = _first_changed(p)  # the turns before it passed this check at their commit
+        if first:
+            seen = set(range(1, first + 1))
+        for i, turn in enumerate(turns[first:], first):
             tid = turn["turn_id"]
             if tid in seen:
                 yield Violation(CONV, f"/conversation_turns/{i}/turn_id",
@@ -197,7 +213,12 @@ def check_timestamps(p: Proposal) -> Iterator[Violation]:
                                 f"{actual:g} minutes", "timestamps")
     if conv is not None:
         previous = None
-        for i, turn in enumerate(conv["conversation_turns"]):
+        turns = conv["conversation_turns"]
+        first = _first_changed(p) if p.changed is not None and META not in p.changed else 0
+        if first:  # the turns before it passed this check at their commit
+            previous = next((t for t in (_ts(turns[j]["timestamp"])
+                                         for j in range(first - 1, -1, -1)) if t), None)
+        for i, turn in enumerate(turns[first:], first):
             ts = _ts(turn["timestamp"])
             if ts is None:
                 continue

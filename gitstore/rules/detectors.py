@@ -18,6 +18,10 @@ its last release), and this module exposes exactly those, under names of our own
 * its base64 charset and Shannon entropy (:data:`ENTROPY_DETECTOR`,
   :data:`ENTROPY_CHARSET`, :data:`ENTROPY_LIMIT`, :func:`shannon_entropy`).
 
+Importing this module loads detect-secrets (about 80 ms), so its one user,
+:mod:`gitstore.rules.secrets`, defers it (:mod:`gitstore.core.lazy`) until the first
+scan; :data:`PLUGIN_KINDS` lives in :mod:`gitstore.rules.kinds`, re-exported here.
+
 None of these is a documented API of detect-secrets. ``tests/test_detectors_contract.py``
 pins each one (names, signatures, and behaviour on known secrets), so an upgrade that
 changes them fails there, loudly, before a scan silently finds less.
@@ -38,6 +42,8 @@ from detect_secrets.plugins import keyword
 from detect_secrets.plugins.base import BasePlugin, RegexBasedDetector
 from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
 
+from gitstore.rules.kinds import PLUGIN_KINDS
+
 __all__ = [
     "ENTROPY_CHARSET", "ENTROPY_DETECTOR", "ENTROPY_LIMIT", "KEYWORD_DENYLIST",
     "KEYWORD_PATTERNS", "KEYWORD_SECRET", "PLUGIN_KINDS", "AuthorizationDetector",
@@ -47,21 +53,6 @@ __all__ = [
 
 #: A detect-secrets plugin: ``analyze_string(text)`` yields the secret values found.
 Detector: TypeAlias = BasePlugin
-
-#: detect-secrets plugin class -> our short, stable kind.
-PLUGIN_KINDS: dict[str, str] = {
-    "AWSKeyDetector": "aws_access_key", "ArtifactoryDetector": "artifactory_token",
-    "AzureStorageKeyDetector": "azure_storage_key", "BasicAuthDetector": "password_in_url",
-    "CloudantDetector": "cloudant_credential", "DiscordBotTokenDetector": "discord_token",
-    "GitHubTokenDetector": "github_token", "GitLabTokenDetector": "gitlab_token",
-    "IbmCloudIamDetector": "ibm_cloud_iam_key", "IbmCosHmacDetector": "ibm_cos_hmac",
-    "JwtTokenDetector": "jwt", "MailchimpDetector": "mailchimp_key", "NpmDetector": "npm_token",
-    "OpenAIDetector": "openai_key", "PrivateKeyDetector": "private_key",
-    "PypiTokenDetector": "pypi_token", "SendGridDetector": "sendgrid_key",
-    "SlackDetector": "slack_token", "SoftlayerDetector": "softlayer_credential",
-    "SquareOAuthDetector": "square_oauth_secret", "StripeDetector": "stripe_key",
-    "TelegramBotTokenDetector": "telegram_token", "TwilioKeyDetector": "twilio_key",
-}
 
 _DIGIT = re.compile(r"\d")
 

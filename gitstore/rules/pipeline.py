@@ -77,7 +77,8 @@ class Pipeline:
             found.extend(manifest.verify(proposal.files))
         if found:
             raise InvalidDocumentError(_ordered(found))
-        proposal.manifest = manifest.build(files)
+        proposal.manifest = manifest.build(
+            {k: v for k, v in files.items() if k not in proposal.unlisted})
 
 
 def _ordered(found: list[Violation]) -> list[Violation]:

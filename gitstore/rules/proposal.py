@@ -26,6 +26,9 @@ class Proposal:
     turns (by index) and the top-level fields changed, so only they are
     schema-checked. ``parsed`` may hand over documents the writer already
     holds parsed (their bytes in ``files`` must be their canonical form).
+    ``unlisted`` names documents the writer stores in parts, each part listed in
+    the stored manifest (:mod:`gitstore.core.layout`): the manifest built here
+    leaves them out rather than hash them whole for a line nobody stores.
     Hooks may read everything and must not modify ``files``; stages fill in
     ``documents`` (parsed JSON), ``valid`` (documents that passed their schema),
     ``completeness`` and ``manifest``.
@@ -41,6 +44,7 @@ class Proposal:
     changed_turns: tuple[int, ...] | None = None
     parsed: dict[str, Any] = field(default_factory=dict)
     verify_manifest: bool = False
+    unlisted: frozenset[str] = frozenset()
     documents: dict[str, Any] = field(default_factory=dict)
     valid: set[str] = field(default_factory=set)
     completeness: int | None = None

@@ -42,6 +42,8 @@ finds a string in decoded JSON.
 A PII hit inside a credential is reported as the credential. Default policy: block
 credentials, redact card numbers, allow emails and phones. Redaction replaces the
 span with ``[REDACTED:<kind>]``; a key is renamed likewise (`` #2`` if taken).
+Reading or checking a policy loads neither detect-secrets nor phonenumbers (both
+deferred, :mod:`gitstore.core.lazy`, and the kinds are in :mod:`gitstore.rules.kinds`).
 """
 
 from __future__ import annotations
@@ -53,41 +55,31 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
-import phonenumbers
-
+from gitstore.core import lazy
 from gitstore.core.names import SOW_DOCUMENT
 from gitstore.errors import InvalidDocumentError, UsageError, Violation
-from gitstore.rules.detectors import (
-    ENTROPY_CHARSET,
-    ENTROPY_DETECTOR,
-    ENTROPY_LIMIT,
-    KEYWORD_DENYLIST,
-    KEYWORD_PATTERNS,
-    KEYWORD_SECRET,
-    PLUGIN_KINDS,
-    is_false_positive,
-    is_indirect_reference,
-    plugins,
-    shannon_entropy,
-)
+from gitstore.rules.kinds import CREDENTIAL_KINDS, ENTROPY, KEYWORD, PII_KINDS
 from gitstore.rules.normalise import needs_normalising, normalise
 
 if TYPE_CHECKING:
+    import phonenumbers
+
+    from gitstore.rules import detectors
     from gitstore.rules.proposal import Proposal
+else:  # loaded by the first scan, not by reading a policy (gitstore.core.lazy)
+    phonenumbers = lazy.module("phonenumbers")
+    detectors = lazy.module("gitstore.rules.detectors")
 
 Action = Literal["block", "redact", "allow"]
 Rule = Action | Mapping[str, Action]
 ACTIONS: tuple[str, ...] = ("block", "redact", "allow")
 CREDENTIAL, PII = "credential", "pii"
 
-KEYWORD, ENTROPY = "generic_secret_keyword", "high_entropy_string"
-CREDENTIAL_KINDS = frozenset({*PLUGIN_KINDS.values(), "basic_auth", "bearer_token",
-                              "connection_string", KEYWORD, ENTROPY})
-PII_KINDS = frozenset({"card_number", "email", "phone"})
+DEFAULT_REGION = "US"  # of phone numbers written without "+", unless a policy says otherwise
 _DEFAULTS: dict[str, Action] = {"card_number": "redact", "email": "allow", "phone": "allow"}
 #: Members whose keyword-like key holds no secret: the customer's name.
 EXEMPT_POINTERS = frozenset({"/session_info/api_key"})
@@ -125,12 +117,18 @@ def category_of(kind: str) -> str:
     return PII if kind in PII_KINDS else CREDENTIAL
 
 
+@cache
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """Regexes of detect-secrets' data (made by the first scan): an entropy token, a
+    name ending in a secret-naming keyword, and the name around a keyword match."""
+    deny = "|".join(detectors.KEYWORD_DENYLIST)
+    return (re.compile(f"[{re.escape(detectors.ENTROPY_CHARSET)}]{{32,}}"),
+            re.compile(rf"(?:{deny})(?:[_-]?(?:key|token|value|string))?$", re.IGNORECASE),
+            re.compile(rf"[\w.-]*(?:{deny})[\w.-]*", re.IGNORECASE))
+
+
 _DIGIT = re.compile(r"\d")
-_ENTROPY_TOKEN = re.compile(f"[{re.escape(ENTROPY_CHARSET)}]{{32,}}")
-_DENY = "|".join(KEYWORD_DENYLIST)
-_KEYWORD_NAME = re.compile(rf"(?:{_DENY})(?:[_-]?(?:key|token|value|string))?$", re.IGNORECASE)
 _KEYWORD_HINT = re.compile(r"key|pass|pwd|secret|contras", re.IGNORECASE)  # in each DENYLIST entry
-_NAME_AROUND = re.compile(rf"[\w.-]*(?:{_DENY})[\w.-]*", re.IGNORECASE)
 _PLACEHOLDER_WORDS = frozenset({"redacted", "none", "null", "n/a", "na", "unset", "hidden",
                                 "masked", "required", "optional", "true", "false", "yes", "no",
                                 "enabled", "disabled", "tbd", "todo", "example", "placeholder"})
@@ -147,24 +145,25 @@ def _random_token(token: str) -> bool:
     return (_DIGIT.search(token) is not None and not token.isupper() and not token.islower()
             and not token.startswith("/")
             and sum(map(len, lower_runs)) < 3 * len(lower_runs)   # mean run of a-z < 3
-            and shannon_entropy(token) > ENTROPY_LIMIT)
+            and detectors.shannon_entropy(token) > detectors.ENTROPY_LIMIT)
 
 
 def _keyword_hits(line: str) -> Iterator[tuple[int, int]]:
     """detect-secrets' keyword patterns (every match, exact span), name-end guarded."""
     if not _KEYWORD_HINT.search(line):
         return
-    for pattern, group in KEYWORD_PATTERNS.items():
+    _, keyword_name, name_around = _patterns()
+    for pattern, group in detectors.KEYWORD_PATTERNS.items():
         for m in pattern.finditer(line):
             start, end = m.span(group)
-            name = _NAME_AROUND.search(line[m.start():start] + " " + line[end:m.end()])
+            name = name_around.search(line[m.start():start] + " " + line[end:m.end()])
             value = line[start:end]
             if not (start > 0 and line[start - 1] in "'\"`"):   # unquoted: one token
                 value = value.split()[0] if value.split() else ""
-            if (name and _KEYWORD_NAME.search(name.group()) and value
+            if (name and keyword_name.search(name.group()) and value
                     and value.lower() not in _PLACEHOLDER_WORDS
-                    and not is_false_positive(value, line)
-                    and not is_indirect_reference(line)):
+                    and not detectors.is_false_positive(value, line)
+                    and not detectors.is_indirect_reference(line)):
                 yield start, start + len(value)
 
 
@@ -183,12 +182,14 @@ def _extend(text: str, start: int, end: int, kind: str) -> _Hit:
 
 def _credential_hits(text: str) -> Iterator[_Hit]:
     offset = 0
+    plugins, false_positive = detectors.plugins(), detectors.is_false_positive
+    entropy_token = _patterns()[0]
     for line in text.splitlines(keepends=True):
         if len(line) >= 8:
             seen: set[tuple[int, int]] = set()
-            for kind, plugin in plugins():
+            for kind, plugin in plugins:
                 for value in set(plugin.analyze_string(line)):
-                    if value and not is_false_positive(value, line, plugin):
+                    if value and not false_positive(value, line, plugin):
                         for m in re.finditer(re.escape(value), line):
                             hit = _extend(text, offset + m.start(), offset + m.end(), kind)
                             if kind != "connection_string" or (hit.start, hit.end) not in seen:
@@ -196,9 +197,9 @@ def _credential_hits(text: str) -> Iterator[_Hit]:
                                 yield hit
             for start, end in _keyword_hits(line):
                 yield _Hit(offset + start, offset + end, KEYWORD)
-            for m in _ENTROPY_TOKEN.finditer(line):
-                if _random_token(m.group()) and not is_false_positive(m.group(), line,
-                                                                     ENTROPY_DETECTOR):
+            for m in entropy_token.finditer(line):
+                if _random_token(m.group()) and not false_positive(
+                        m.group(), line, detectors.ENTROPY_DETECTOR):
                     yield _Hit(offset + m.start(), offset + m.end(), ENTROPY)
         offset += len(line)
 
@@ -242,7 +243,8 @@ def _hits(text: str, region: str, named: bool = False) -> tuple[_Hit, ...]:
     ``named``: the string is the value of a member whose key names a secret."""
     raw = [*_credential_hits(text), *_pii_hits(text, region), *_normalised_hits(text, region)]
     if (named and text.lower() not in _PLACEHOLDER_WORDS and not any(c.isspace() for c in text)
-            and re.fullmatch(KEYWORD_SECRET, text) and not is_false_positive(text, "")):
+            and re.fullmatch(detectors.KEYWORD_SECRET, text)
+            and not detectors.is_false_positive(text, "")):
         raw.append(_Hit(0, len(text), KEYWORD))
     creds = [h for h in raw if category_of(h.kind) == CREDENTIAL]
     guards = _merged([m.span() for m in _PLACEHOLDER.finditer(text)])
@@ -381,7 +383,7 @@ def _walk(value: Any, pointer: str, named: bool, region: str, visit: Visit,
         while new_key != key and (new_key in out or new_key in value):
             n += 1
             new_key = f"{base} #{n}"
-        named = bool(_KEYWORD_NAME.search(key)) and child_pointer not in EXEMPT_POINTERS
+        named = bool(_patterns()[1].search(key)) and child_pointer not in EXEMPT_POINTERS
         out[new_key] = _walk(child, child_pointer, named, region, visit, extra)
     return out
 
@@ -424,7 +426,7 @@ class Policy:
 
     credential: Rule = "block"
     pii: Rule = field(default_factory=lambda: dict(_DEFAULTS))
-    region: str = "US"
+    region: str = DEFAULT_REGION
 
     def __post_init__(self) -> None:
         for category in (CREDENTIAL, PII):
@@ -432,7 +434,9 @@ class Policy:
             _check_rule(category, rule)
             if isinstance(rule, Mapping):     # frozen all the way down
                 object.__setattr__(self, category, MappingProxyType(dict(rule)))
-        if not isinstance(self.region, str) or self.region not in phonenumbers.SUPPORTED_REGIONS:
+        region = self.region  # DEFAULT_REGION is valid (a test checks): no phonenumbers then
+        if not isinstance(region, str) or (
+                region != DEFAULT_REGION and region not in phonenumbers.SUPPORTED_REGIONS):
             raise UsageError(f"secrets.region: {self.region!r} is not a region code like 'US'")
 
     def action(self, kind: str) -> Action:

@@ -43,6 +43,17 @@ Invariants:
   :class:`AuditNotRecorded`, so that reads can go on without the record where
   the store allows it (``require_audit``).
 
+* the log travels (``gitstore sync``): each sync appends the records written
+  since the last one, as one batch file ``<first seq>-<last seq>.jsonl`` (the
+  records' exact lines), in a new commit on ``refs/gitstore/audit/<log id>``,
+  which is pushed to the hub; a hub takes such a ref only as a fast-forward whose
+  earlier batches are unchanged and whose records chain from record 1
+  (:func:`check_travel`); :meth:`AuditLog.verify` checks every travelled log the
+  repository holds (its own and, fetched from the hub, every other machine's:
+  ``refs/remotes/*/audit/*``), and that this machine's log still begins with the
+  records that travelled, so a clone taken from the hub verifies every
+  machine's records up to its last sync.
+
 An attacker who can rewrite both files and the history can forge the whole
 chain; sign versions (``gitstore verify``) where that matters.
 """
@@ -62,16 +73,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gitstore.core import canonical
 from gitstore.core.versions import Scenario, Version
 from gitstore.errors import GitStoreWarning, StorageError, UsageError
+from gitstore.store.travel import GENESIS, log_id_of, log_ids, record_hash, travelled
 
 LOG_NAME = "gitstore-audit.jsonl"
 HEAD_NAME = "gitstore-audit.head"
-GENESIS = "0" * 64
 ANCHOR_TRAILER = "Audit-Head"
 HEAD_LOST = "audit:head-lost"
-LOG_ID_DIGITS = 16
 _READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -116,11 +125,6 @@ def _open_error(path: Path, exc: OSError, what: str) -> StorageError:
     if exc.errno in _READ_ONLY:
         return AuditNotRecorded(f"cannot {what} {path}: {exc.strerror} (a read-only store)")
     return StorageError(f"cannot {what} {path}: {exc.strerror}")
-
-
-def _hash(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(canonical.dumps(body)).hexdigest()
 
 
 def _line(record: dict[str, Any]) -> bytes:
@@ -209,7 +213,7 @@ class AuditLog:
             "seq": seq + 1, **fields, "op": op, "customer": customer, "rev": rev,
             "commit": commit, "document": document, "detail": detail, "prev": prev,
         }
-        record["hash"] = _hash(record)
+        record["hash"] = record_hash(record)
         return record
 
     def _last(self, fd: int) -> tuple[int, str]:
@@ -287,16 +291,69 @@ class AuditLog:
             first = os.pread(fd, 65536, 0).split(b"\n", 1)[0]
         finally:
             os.close(fd)
-        log_id = _log_id(first)
+        log_id = log_id_of(first)
         if seq == 0 or log_id is None:
             return None
         return f"{seq} {digest} {log_id}"
+
+    def log_id(self) -> str | None:
+        """The identity of this log (the first hex digits of record 1's hash)."""
+        fd = self._open_read()
+        if fd is None:
+            return None
+        try:
+            first = os.pread(fd, 65536, 0).split(b"\n", 1)[0]
+        finally:
+            os.close(fd)
+        return log_id_of(first)
+
+    def unsent(self, after: int, prev: str) -> tuple[list[bytes], str | None]:
+        """The exact lines of the records after record ``after`` (whose hash is
+        ``prev``; 0 and :data:`GENESIS` for a log that never travelled), as far as
+        they chain on; and why the chain stops early, if it does (a damaged log
+        travels up to the damage, never past it)."""
+        fd = self._open_read()
+        if fd is None:
+            return [], None
+        lines: list[bytes] = []
+        expected = after + 1
+        with os.fdopen(fd, "rb") as f:
+            for raw in f:
+                try:
+                    rec = json.loads(raw)
+                    seq = int(rec["seq"])
+                except (ValueError, KeyError, TypeError):
+                    if expected > after + 1:
+                        return lines, f"record {expected}: not a valid record"
+                    continue
+                if seq <= after:
+                    continue
+                if seq != expected or rec.get("prev") != prev \
+                        or record_hash(rec) != rec.get("hash"):
+                    return lines, (f"record {seq}: does not chain on from record {expected - 1}"
+                                   " (`gitstore audit --verify` shows the damage)")
+                lines.append(raw if raw.endswith(b"\n") else raw + b"\n")
+                expected, prev = seq + 1, str(rec["hash"])
+        return lines, None
 
     def verify(self, anchors: Iterable[tuple[str, str]] = ()) -> list[Problem]:
         """Check the chain; one :class:`Problem` per edited, missing or extra record.
 
         ``anchors`` are ``(commit id, Audit-Head trailer value)`` pairs found in
-        git; the newest one that belongs to this log must match it."""
+        git; the newest one that belongs to this log must match it. The logs that
+        travelled (see the module docstring) are checked too."""
+        anchors = list(anchors)
+        own, others = self.log_id(), log_ids(self.path.parent)
+        problems = self._verify_local([(c, v) for c, v in anchors
+                                       if (a := Anchor.parse(c, v)) is None
+                                       or a.log_id == own or a.log_id not in others])
+        found = [(a.commit, a.seq, a.digest, a.log_id) for c, v in anchors
+                 if (a := Anchor.parse(c, v)) is not None]
+        problems += [Problem(None, seq, text) for seq, text in travelled(
+            self.path.parent, own, lambda: self.records(), found)]
+        return problems
+
+    def _verify_local(self, anchors: list[tuple[str, str]]) -> list[Problem]:
         problems: list[Problem] = []
         fd = self._open_read()
         if fd is None:
@@ -325,7 +382,7 @@ class AuditLog:
                     prev = hashlib.sha256(raw.rstrip(b"\n")).hexdigest()
                     expected_seq += 1
                     continue
-                if _hash(rec) != digest:
+                if record_hash(rec) != digest:
                     problems.append(Problem(n, seq, "contents changed after it was written "
                                             "(hash mismatch)"))
                 if rec.get("op") == HEAD_LOST:
@@ -357,7 +414,7 @@ class AuditLog:
         elif head is None and last_seq >= 2:
             problems.append(Problem(None, None, f"the head file {HEAD_NAME} is missing or "
                                     "unreadable: records cut off the end would go unseen"))
-        anchor = _newest_anchor(anchors, _log_id(first or b""))
+        anchor = _newest_anchor(anchors, log_id_of(first or b""))
         if anchor is not None:
             where = f"commit {anchor.commit[:12]} records record {anchor.seq}"
             if anchor.seq > last_seq and (head is None or head[0] < anchor.seq):
@@ -381,15 +438,6 @@ class AuditLog:
             return None
         finally:
             os.close(fd)
-
-
-def _log_id(first_line: bytes) -> str | None:
-    """The identity of a log: the first hex digits of its first record's hash."""
-    try:
-        digest = json.loads(first_line)["hash"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return digest[:LOG_ID_DIGITS] if isinstance(digest, str) and digest else None
 
 
 @dataclass(frozen=True)
@@ -420,6 +468,12 @@ def _newest_anchor(anchors: Iterable[tuple[str, str]], log_id: str | None) -> An
 # -- what the log says must exist -----------------------------------------------------
 
 FINALIZING_OPS = ("write:finalize", "write:correction")
+SYNC_BRANCH = "sync:branch"
+"""A sync moved a scenario branch to the hub's history (``rev`` the scenario,
+``commit`` its new tip): the writes recorded before it were replayed there."""
+SYNC_TAG = "sync:tag"
+"""A sync set a version tag to the hub's (``commit`` its commit), or dropped a
+local tag the hub numbered otherwise (``commit`` null)."""
 
 
 @dataclass
@@ -446,6 +500,14 @@ def recorded_refs(records: Iterable[dict[str, Any]]) -> Recorded:
                 out.branches[version.scenario.branch_ref] = commit
                 if op in FINALIZING_OPS:
                     out.tags[version.tag_ref] = commit
+            elif op == SYNC_BRANCH and isinstance(commit, str):
+                out.branches[Scenario.parse(rev).branch_ref] = commit
+            elif op == SYNC_TAG:
+                version = Version.parse(rev)
+                if isinstance(commit, str):
+                    out.tags[version.tag_ref] = commit
+                else:
+                    out.tags.pop(version.tag_ref, None)
             elif op == "retention:purge":
                 scenario = Scenario.parse(rev)
                 prefix = f"refs/tags/v{scenario.major}."
@@ -460,3 +522,4 @@ def recorded_refs(records: Iterable[dict[str, Any]]) -> Recorded:
         except UsageError:
             continue
     return out
+

@@ -10,11 +10,14 @@ before a store opens, so no write can produce a malformed commit.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from gitstore.core.commits import Identity
 from gitstore.core.names import STORE_DIR
@@ -53,6 +56,15 @@ class Config:
     (default 2 hours, seed 003; ``GITSTORE_ACTIVE_TIMEOUT`` overrides it).
     ``require_audit``: refuse a read that cannot be recorded in the access log
     (a read-only store); by default such reads go ahead with a warning.
+    ``remote`` is the URL template of the hub this store syncs with (``gitstore
+    sync``): ``git://hub.example/{customer}``, ``https://hub.example/git/{customer}``,
+    ``ssh://git@hub.example/srv/hub/{customer}``, ``git@hub.example:hub/{customer}``
+    or a path; ``{shard}`` in it is replaced by the customer's shard number,
+    ``0 .. remote_shards - 1`` (a stable hash of the repository name), so customers
+    spread over several hubs. Credentials never go here (a password in the URL is
+    refused): git takes them from the environment, ssh-agent or its credential
+    helpers. ``sync_timeout``: seconds one network step of a sync (a fetch, a push)
+    may take before the hub counts as unreachable; writes never wait on the network.
     """
 
     agent: Identity = DEFAULT_AGENT
@@ -69,6 +81,9 @@ class Config:
     secrets: dict[str, Any] | None = None
     active_timeout: str | None = None
     require_audit: bool = False
+    remote: str | None = None
+    remote_shards: int = 1
+    sync_timeout: float = 30.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +101,9 @@ class Config:
             "secrets": self.secrets,
             "active_timeout": self.active_timeout,
             "require_audit": self.require_audit,
+            "remote": self.remote,
+            "remote_shards": self.remote_shards,
+            "sync_timeout": self.sync_timeout,
         }
 
 
@@ -154,11 +172,79 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
             changes[key] = value if isinstance(value, str) else format_duration(delta)
         elif key == "secrets":
             changes[key] = Policy.from_json(value).to_json()  # refuses a bad policy now
+        elif key == "remote":
+            changes[key] = check_remote(value, f"{origin}: remote")
+        elif key == "remote_shards":
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 4096:
+                raise UsageError(f"{origin}: remote_shards must be an integer from 1 to 4096")
+            changes[key] = value
+        elif key == "sync_timeout":
+            if not isinstance(value, int | float) or isinstance(value, bool) \
+                    or not 0 < value <= 86400:
+                raise UsageError(f"{origin}: sync_timeout must be a number of seconds above 0")
+            changes[key] = float(value)
         elif key in ("fsync", "hash_names", "require_audit"):
             if not isinstance(value, bool):
                 raise UsageError(f"{origin}: {key} must be true or false")
             changes[key] = value
     return replace(cfg, **changes)
+
+
+_REMOTE_SCHEMES = ("git", "http", "https", "ssh", "file")
+_SCP_LIKE = re.compile(r"(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+:(?!//|:).+")
+_PLACEHOLDERS = re.compile(r"\{[^{}]*\}")
+
+
+def check_remote(value: Any, what: str = "remote") -> str:
+    """A hub URL template as :class:`Config` takes it (see ``remote`` there), or a
+    UsageError: ``{customer}`` in it (and ``{shard}`` at most), a git, http(s),
+    ssh or file URL, an scp-like ``host:path`` or an absolute path; no password,
+    no whitespace or control characters, no leading ``-``."""
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"{what} must be a URL template like git://hub.example/{{customer}}")
+    if any(not ch.isprintable() or ch.isspace() for ch in value) or value.startswith("-"):
+        raise UsageError(f"{what}: a URL has no whitespace or control characters and does "
+                         "not start with '-'")
+    names = _PLACEHOLDERS.findall(value)
+    if "{customer}" not in names or set(names) - {"{customer}", "{shard}"} \
+            or value.replace("{customer}", "").replace("{shard}", "").count("{") \
+            + value.replace("{customer}", "").replace("{shard}", "").count("}"):
+        raise UsageError(f"{what} must name each customer's repository with {{customer}} "
+                         "(and may use {shard}); no other braces")
+    sample = value.replace("{customer}", "customer").replace("{shard}", "0")
+    if "://" in sample:
+        parts = urlsplit(sample)
+        if parts.scheme not in _REMOTE_SCHEMES:
+            raise UsageError(f"{what}: the scheme must be one of "
+                             f"{', '.join(_REMOTE_SCHEMES)}, not {parts.scheme!r}")
+        if parts.password is not None:
+            raise UsageError(f"{what}: credentials never go in the store's config; git "
+                             "takes them from the environment, ssh-agent or a credential "
+                             "helper (remove the password from the URL)")
+        if parts.scheme != "file" and not parts.hostname:
+            raise UsageError(f"{what}: the URL names no host")
+        try:
+            parts.port  # noqa: B018 (urllib checks the port range when asked for it)
+        except ValueError:
+            raise UsageError(f"{what}: the URL's port is not a number from 1 to 65535") \
+                from None
+        if "{customer}" not in urlsplit(value).path:
+            raise UsageError(f"{what}: {{customer}} belongs in the URL's path (the "
+                             "repository), e.g. git://hub.example/{customer}")
+    elif not (sample.startswith("/") or _SCP_LIKE.fullmatch(sample)):
+        raise UsageError(f"{what}: expected a git://, http(s)://, ssh:// or file:// URL, "
+                         "host:path or an absolute path")
+    return value
+
+
+def remote_url(cfg: Config, customer: str) -> str | None:
+    """The hub URL of ``customer`` (its repository name): the ``remote`` template
+    with ``{customer}`` and ``{shard}`` filled in; None when the store has no remote."""
+    if cfg.remote is None:
+        return None
+    shard = int.from_bytes(hashlib.sha256(customer.encode("utf-8")).digest()[:8], "big") \
+        % cfg.remote_shards
+    return cfg.remote.replace("{customer}", customer).replace("{shard}", str(shard))
 
 
 def save(root: Path, cfg: Config) -> None:

@@ -34,6 +34,7 @@ from gitstore.core.commits import Identity
 from gitstore.core.names import STORE_DIR, check_customer
 from gitstore.core.versions import Scenario, parse_branch_ref
 from gitstore.errors import (
+    GitStoreError,
     IntegrityError,
     InvalidNameError,
     NotFoundError,
@@ -282,6 +283,18 @@ class CustomerContext:
         if allowed is not None:
             self.repo.config_set("gpg.format", "ssh")
             self.repo.config_set("gpg.ssh.allowedSignersFile", str(allowed.resolve()))
+
+    def refs_moved(self) -> None:
+        """Tell the catalog this customer's refs moved outside the writer (a purge,
+        a repair, an import): one line in the store's change journal, so every
+        process's next query looks at it. Never fails the caller: when the journal
+        cannot be written, the catalog's next full scan catches up."""
+        try:
+            self.store.catalog.changed(self.name)
+        except (GitStoreError, OSError) as exc:
+            if self.store.warn is not None:
+                self.store.warn(f"change journal not appended for {self.name} ({exc}); "
+                                "the index catches up at its next full scan")
 
     def clear_stale_locks(self) -> None:
         """Remove lock files left by dead processes (audited); writers call it."""

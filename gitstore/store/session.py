@@ -126,7 +126,8 @@ class Session:
         if data is None:
             return []
         if limit is not None:
-            tail = canonical.tail_items(data, "conversation_turns", limit)
+            tail = canonical.tail_items(data, "conversation_turns", limit,
+                                        repo.turns_span(tip, data))
             if tail is not None:
                 return tail
         turns = canonical.loads(data).get("conversation_turns", [])
@@ -234,7 +235,8 @@ class Session:
             if isinstance(summary, dict):
                 summary["total_turns"] = len(turns)
             n = new_turn["turn_id"] if isinstance(new_turn["turn_id"], int) else pos + 1
-            stored = _conversation_bytes(state, conv, pos)
+            stored = _conversation_bytes(state, conv, pos, self.customer.repo.turns_span(
+                state.tip, state.files.get(CONV)))
             remember(stored, conv)
             files = {**state.files, CONV: stored}
             return Plan(files, state.version, ChangeKind.TURN,
@@ -463,8 +465,11 @@ def _refuse_open(customer: CustomerContext) -> None:
 
 
 
-def _conversation_bytes(state: State, conv: dict[str, Any], pos: int) -> bytes:
-    """The canonical bytes of ``conv`` after a turn was added at ``pos``.
+def _conversation_bytes(state: State, conv: dict[str, Any], pos: int,
+                        span: tuple[int, int] | None = None) -> bytes:
+    """The canonical bytes of ``conv`` after a turn was added at ``pos``
+    (``span``: where the tip's turns array body starts and ends, when known: then
+    nothing is scanned for, and the summary is edited in the bytes before it).
 
     The common case, a turn added at the end, splices the new turn and the new
     ``total_turns`` into the tip's bytes instead of re-serialising the whole
@@ -476,10 +481,15 @@ def _conversation_bytes(state: State, conv: dict[str, Any], pos: int) -> bytes:
     old = state.files.get(CONV)
     total = summary.get("total_turns") if isinstance(summary, dict) else None
     if old is not None and pos == len(turns) - 1 and isinstance(total, int):
-        spliced = canonical.append_item(old, "conversation_turns", turns[pos])
-        if spliced is not None:
-            spliced = canonical.set_int_member(spliced, "conversation_summary", "total_turns",
-                                               total)
+        head = canonical.set_int_member(old[:span[0]], "conversation_summary",
+                                        "total_turns", total) if span is not None else None
+        if head is not None and span is not None:  # the summary precedes the turns
+            spliced = canonical.append_at(old, head, span[0], span[1], turns[pos])
+        if spliced is None:
+            spliced = canonical.append_item(old, "conversation_turns", turns[pos])
+            if spliced is not None:
+                spliced = canonical.set_int_member(spliced, "conversation_summary",
+                                                   "total_turns", total)
     if spliced is None:
         return canonical.dumps(conv)
     if os.environ.get("GITSTORE_CHECK_SPLICE") and spliced != canonical.dumps(conv):

@@ -33,7 +33,6 @@ a given ``idempotency_key`` names at most one commit of a scenario (a key with a
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -42,6 +41,7 @@ from typing import Any
 from gitstore.core import canonical, manifest
 from gitstore.core.commits import ChangeKind, Identity, Message, Trailer, trailers
 from gitstore.core.documents import offset_minutes
+from gitstore.core.layout import LATEST as LATEST_LAYOUT
 from gitstore.core.names import CONV, MANIFEST, MERGED, META, SOW_DOCUMENT
 from gitstore.core.schema import SCHEMA_VERSION
 from gitstore.core.time import check_commit_time, parse_rfc3339
@@ -325,7 +325,9 @@ class Writer:
                 plan = self.screen(build([*existing, *customer.retired_scenarios()]),
                                    session_id, by)
                 self.require_unused(session_id)
-                checked = self.check(session_id, plan)  # before the repository is created
+                checked = self.check(session_id, plan,  # before the repository is created
+                                     customer.repo.layout_for(None) if customer.exists
+                                     else LATEST_LAYOUT)
                 repo = customer.ensure_repo()
                 customer.clear_stale_locks()
                 check_head(repo)
@@ -354,16 +356,21 @@ class Writer:
                              "another customer); session ids are unique per store: choose "
                              "another, or omit it for a fresh one")
 
-    def check(self, session_id: str, plan: Plan) -> tuple[dict[str, bytes], Proposal]:
+    def check(self, session_id: str, plan: Plan, layout: int = 1,
+              ) -> tuple[dict[str, bytes], Proposal]:
         """Run the pre-commit pipeline over the planned tree (writes nothing).
 
         Returns the complete tree, manifest included, and the proposal the
-        hooks saw (for its completeness)."""
+        hooks saw (for its completeness). In ``layout`` 2 the conversation of a
+        commit that is not a version's is stored in parts, so its manifest line
+        is left to the parts (the tree writer lists them)."""
         store = self.store
         proposal = Proposal(customer=self.customer.name, files=plan.files,
                             version=plan.version, change=plan.change, session_id=session_id,
                             finalizing=plan.finalizing, changed=plan.changed,
-                            changed_turns=plan.changed_turns, parsed=plan.parsed)
+                            changed_turns=plan.changed_turns, parsed=plan.parsed,
+                            unlisted=frozenset({CONV}) if layout == 2 and not plan.finalizing
+                            else frozenset())
         try:
             store.pipeline.run(proposal)
         except InvalidDocumentError as exc:
@@ -394,29 +401,38 @@ class Writer:
         caller holds the writer lock. Returns None when the compare-and-swap lost
         to another writer."""
         store = self.store
-        files, proposal = checked or self.check(session_id, plan)
-        if state is not None and files == state.files and not plan.finalizing \
+        parent = state.tip if state else None
+        layout = repo.layout_for(parent)
+        files, proposal = checked or self.check(session_id, plan, layout)
+        if state is not None and _same_documents(files, state.files) and not plan.finalizing \
                 and plan.change in (ChangeKind.UPDATE, ChangeKind.TURN) and by.message is None:
             return Written(state.tip, state.version, "unchanged",
-                           manifest.digest(files[MANIFEST]))
-        digest = manifest.digest(files[MANIFEST])
+                           state.info.trailer(Trailer.MANIFEST)
+                           or manifest.digest(files[MANIFEST]))
+        parts = layout == 2
+        prepared = repo.prepare_session_tree(files, parts=parts, base=parent,
+                                             materialise=plan.finalizing)
+        digest = manifest.digest(prepared.manifest)
         agent = by.author or store.config.agent
         text = by.message if by.message is not None else self.message(
             plan, session_id, agent, proposal.completeness, digest, by.idempotency_key,
             self._audit_anchor())
         if by.message is not None:
             claimed = Message.parse(text).get(Trailer.MANIFEST)
+            if claimed is not None and claimed != digest:  # written in the other layout?
+                prepared = repo.prepare_session_tree(files, parts=not parts, base=parent,
+                                                     materialise=plan.finalizing)
+                digest = manifest.digest(prepared.manifest)
             if claimed is not None and claimed != digest:
                 raise UsageError(f"replayed commit {plan.summary!r} does not reproduce its "
                                  f"content (manifest {digest}, recorded {claimed})")
         when = by.time or store.now()
         ts, offset = int(when.timestamp()), offset_minutes(when)
-        tree = repo.write_tree(files)
-        mark_verified(tree)  # the pipeline has just checked these files and their manifest
-        commit = repo.write_commit(tree=tree,
-                                   parents=[*([state.tip] if state else []), *plan.merged],
-                                   author=agent, committer=store.config.committer,
-                                   message=text, time=ts, offset=offset, sign=store.signer)
+        mark_verified(prepared.tree)  # the pipeline has just checked these files
+        commit = repo.write_commit_pack(  # one pack: the new objects and the commit
+            prepared, parents=[*([state.tip] if state else []), *plan.merged], author=agent,
+            committer=store.config.committer, message=text, time=ts, offset=offset,
+            sign=store.signer)
         try:
             repo.update_ref(plan.version.scenario.branch_ref, commit,
                             state.tip if state else None, f"gitstore: {plan.summary}")
@@ -470,6 +486,11 @@ class Writer:
         failing the write (the branch has moved: the change is committed)."""
         customer = self.customer
         warnings: list[str] = []
+        try:  # every process's next query looks at this customer (catalog.journal)
+            if customer.catalogued:
+                self.store.catalog.changed(customer.name)
+        except (GitStoreError, OSError) as exc:
+            warnings.append(f"change journal not appended ({exc}); `gitstore reindex` repairs it")
         try:  # the catalog learns of the write from its files
             kept = 1 << 62 if CONV not in plan.changed else \
                 min(plan.changed_turns, default=0) if plan.changed_turns is not None else 0
@@ -477,7 +498,7 @@ class Writer:
                     customer.name, plan.version.scenario, commit, files, plan.parsed, kept):
                 warnings.append("the index was not updated (the next query catches up, or "
                                 "`gitstore reindex`)")
-        except (GitStoreError, OSError, sqlite3.Error) as exc:
+        except (GitStoreError, OSError) as exc:  # Index.record catches SQLite's own
             warnings.append(f"catalog not updated ({exc}); `gitstore reindex` repairs it")
         try:
             self._maintain(sum(len(files[n]) for n in (*plan.changed, MANIFEST) if n in files))
@@ -546,6 +567,12 @@ def _session_id_at(repo: backend.Repo, scenario: Scenario) -> str | None:
         except (KeyError, TypeError, canonical.JSONParseError):
             return None
     return found if isinstance(found, str) else None
+
+
+def _same_documents(a: dict[str, bytes], b: dict[str, bytes]) -> bool:
+    """Equal files, the manifest aside (a tip's lists its stored parts: see
+    :mod:`gitstore.core.layout`)."""
+    return a.keys() == b.keys() and all(a[n] == b[n] for n in a if n != MANIFEST)
 
 
 def _retarget(tag_message: str | None, commit: str) -> str | None:

@@ -1,0 +1,235 @@
+"""How a conversation is laid out in git: whole, or as a head and turn chunks.
+
+Layout 1 stores ``conversation.json`` whole in every commit, so appending a
+turn to a 5,000-turn session hashes, compresses and writes 4 MB. Layout 2 (the
+default for new repositories) stores, in every commit once the conversation
+has more than :data:`CHUNK` turns::
+
+    conversation/head.json          the document with "conversation_turns": []
+    conversation/turns/0000.json    turns 1-64 as a JSON array
+    conversation/turns/0001.json    turns 65-128 ...
+
+so an append rewrites one chunk of at most :data:`CHUNK` turns and the
+manifest, whatever the session's length, and unchanged chunks are the same git
+objects from commit to commit. A finalizing commit (every version tag) stores
+``conversation.json`` whole instead, so a version's tree is exactly the spec's
+five documents and ``SHA256SUMS``, and ``git show vX.Y.Z:conversation.json``
+prints the spec's document. Every commit's tree holds the whole session as
+plain JSON files, and its ``SHA256SUMS`` lists exactly the files in the tree, so
+``sha256sum -c SHA256SUMS`` verifies any checkout.
+
+Above the git layer nothing sees layout 2 but the manifest: :func:`decode` turns
+stored files into the *logical* files (``conversation.json`` assembled, the
+parts left out once checked, the stored ``SHA256SUMS`` as it is) and
+:func:`encode` turns logical files back into stored ones. Invariants (the
+tests prove them, with Hypothesis):
+
+* ``decode(encode(f, materialise=m))`` equals ``f`` but for the manifest,
+  which lists the stored files, for logical files ``f`` whose conversation is
+  canonical JSON with object turns, and for any ``m`` (materialised, the files
+  are stored as they are);
+* each chunk is ``canonical.dumps`` of its turns and the head ``canonical.dumps``
+  of the document without them, byte for byte, so each part is canonical JSON
+  that plain tools read; assembling is byte splicing, never re-serialising;
+* a conversation that cannot be split (not canonical, turns that are not
+  objects) is stored whole: :func:`encode` never changes a document's bytes;
+* :func:`decode` checks every part against the stored manifest and keeps the
+  parts in the logical files when any is damaged, missing or extra, so every
+  check of the logical files reports the damage, by the part's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gitstore.core import manifest
+from gitstore.core.names import CONV, CONV_PARTS, MANIFEST
+
+__all__ = ["CHUNK", "CONV_DIR", "HEAD", "LATEST", "TURNS_DIR", "Split", "chunk_name", "decode",
+           "encode", "is_part", "join", "restate", "split"]
+
+CHUNK = 64
+"""Turns per chunk file."""
+LATEST = 2
+"""The layout new repositories are created with."""
+MIN_CHUNKS = 2
+"""A conversation of fewer chunks (at most 64 turns, some 50 KB) is stored whole:
+rewriting it costs less than three more objects, and a short session's tree
+stays exactly the spec's files."""
+CONV_DIR = CONV_PARTS.rstrip("/")
+HEAD = f"{CONV_DIR}/head.json"
+TURNS_DIR = f"{CONV_DIR}/turns"
+_ARRAY = b'\n  "conversation_turns": ['
+_EMPTY = _ARRAY + b"]"
+_OPEN = _ARRAY + b"\n"
+_CLOSE = b"\n  ]"
+
+
+def chunk_name(n: int) -> str:
+    return f"{TURNS_DIR}/{n:04d}.json"
+
+
+def is_part(name: str) -> bool:
+    """True for the files layout 2 stores a conversation in."""
+    return name.startswith(CONV_DIR + "/")
+
+
+@dataclass(frozen=True)
+class Split:
+    """A canonical conversation as its head and turn chunks (the stored parts).
+
+    ``ends[k]`` is where chunk ``k``'s turns end in the conversation's turns
+    array body (the bytes between ``"conversation_turns": [\\n`` and ``\\n  ]``),
+    ``body`` where that body starts in the conversation's bytes."""
+
+    head: bytes
+    chunks: tuple[bytes, ...]
+    ends: tuple[int, ...] = ()
+    body: int = 0
+
+    def parts(self) -> dict[str, bytes]:
+        return {HEAD: self.head, **{chunk_name(i): c for i, c in enumerate(self.chunks)}}
+
+
+def split(conv: bytes, base: tuple[bytes, Split] | None = None) -> Split | None:
+    """Split canonical conversation bytes into head and chunks (None when they
+    are not laid out canonically, or a turn is not an object).
+
+    ``base`` is an earlier conversation and its split: every chunk but its last
+    whose turns are unchanged at the start of ``conv`` is reused as it is (the
+    same ``bytes`` object), so an append costs a comparison, not a split."""
+    if not conv.startswith(b'{\n  "') or not conv.endswith(b"}\n"):
+        return None
+    start = conv.find(_OPEN)
+    if start < 0:
+        at = conv.find(_EMPTY)
+        if at >= 0 and conv.find(_ARRAY, at + 1) < 0:
+            return Split(conv, (), (), at + len(_EMPTY))
+        return None
+    body_start = start + len(_OPEN)
+    end = -1
+    if base is not None and base[1].chunks:
+        suffix = base[0][base[1].body + base[1].ends[-1]:]  # "\n  ]" and what follows
+        if conv.endswith(suffix) and len(conv) - len(suffix) > body_start:
+            end = len(conv) - len(suffix)
+    if end < 0:
+        if conv.find(_ARRAY, start + 1) >= 0:
+            return None
+        end = conv.find(_CLOSE, body_start - 1)
+        if end < 0:
+            return None
+    if conv[body_start:body_start + 5] != b"    {" or conv[end - 6:end] != b"\n    }":
+        return None
+    chunks: list[bytes] = []
+    ends: list[int] = []
+    offset = body_start  # offsets below are in conv; ends are kept relative to the body
+    if base is not None and len(base[1].chunks) > 1:
+        old, old_split = base
+        keep = old_split.ends[-2]  # all but the last chunk, which an append changes
+        if conv[body_start + keep:body_start + keep + 3] == b",\n " and conv.startswith(
+                old[old_split.body:old_split.body + keep], body_start):
+            chunks, ends = list(old_split.chunks[:-1]), list(old_split.ends[:-1])
+            offset = body_start + keep + 2
+    starts = [offset]  # where each turn begins: "    {" after a line ending in "},"
+    at = conv.find(b"},\n    {", offset, end)
+    while at >= 0:
+        starts.append(at + 3)
+        at = conv.find(b"},\n    {", at + 3, end)
+    for k in range(0, len(starts), CHUNK):
+        a = starts[k]
+        b = starts[k + CHUNK] - 2 if k + CHUNK < len(starts) else end
+        chunks.append(b"[\n" + conv[a + 2:b].replace(b"\n  ", b"\n") + b"\n]\n")
+        ends.append(b - body_start)
+    head = conv[:start] + _EMPTY + conv[end + len(_CLOSE):]
+    return Split(head, tuple(chunks), tuple(ends), body_start)
+
+
+def join(head: bytes, chunks: list[bytes] | tuple[bytes, ...]) -> tuple[bytes, Split] | None:
+    """The conversation bytes of a head and its chunks, with their :class:`Split`
+    (None when the parts are not laid out as :func:`split` makes them)."""
+    at = head.find(_EMPTY)
+    if at < 0 or head.find(_ARRAY, at + 1) >= 0:
+        return None
+    if not chunks:
+        return head, Split(head, (), (), at + len(_EMPTY))
+    bodies, ends, offset = [], [], -2
+    for chunk in chunks:
+        if not chunk.startswith(b"[\n  {") or not chunk.endswith(b"\n  }\n]\n"):
+            return None
+        bodies.append(b"  " + chunk[2:-3].replace(b"\n", b"\n  "))
+        offset += 2 + len(bodies[-1])
+        ends.append(offset)
+    conv = head[:at] + _OPEN + b",\n".join(bodies) + _CLOSE + head[at + len(_EMPTY):]
+    return conv, Split(head, tuple(chunks), tuple(ends), at + len(_OPEN))
+
+
+def encode(files: Mapping[str, bytes], *, materialise: bool,
+           base: tuple[bytes, Split, Mapping[str, str]] | None = None,
+           ) -> tuple[dict[str, bytes], Split | None]:
+    """Stored files (layout 2) for logical ``files``: the conversation split into
+    parts (kept whole instead with ``materialise``), the manifest listing exactly
+    the stored files; and the split. A conversation that cannot be split, or
+    of fewer than :data:`MIN_CHUNKS` chunks, is stored whole; files without a
+    conversation are stored as they are. ``base``
+    (an earlier conversation, its split and its parts' digests) makes an append
+    cost what it changed (see :func:`split`)."""
+    conv = files.get(CONV)
+    if materialise or conv is None:
+        return dict(files), None
+    parts = split(conv, base[:2] if base else None)
+    if parts is None or len(parts.chunks) < MIN_CHUNKS:
+        return dict(files), None
+    stored = {n: d for n, d in files.items() if n != CONV and not is_part(n)}
+    stored.update(parts.parts())
+    if MANIFEST in files:
+        known = {}
+        if base is not None:
+            old = base[1].parts()
+            known = {n: base[2][n] for n, d in stored.items()
+                     if n in base[2] and old.get(n) is d}
+        stored[MANIFEST] = restate(files[MANIFEST], stored, known)
+    return stored, parts
+
+
+def restate(logical_manifest: bytes, stored: Mapping[str, bytes],
+            known: Mapping[str, str] | None = None) -> bytes:
+    """The stored manifest: the logical one's lines for the files stored as they
+    are, a line for each part (``known`` digests of parts are not hashed again)."""
+    sums, _ = manifest.parse(logical_manifest)
+    lines = {n: sums[n] for n in stored if n in sums and not is_part(n)}
+    for name in stored:
+        if is_part(name):
+            lines[name] = (known or {}).get(name) or hashlib.sha256(stored[name]).hexdigest()
+    return "".join(f"{lines[n]}  {n}\n" for n in sorted(lines)
+                   if n != MANIFEST).encode("ascii")
+
+
+def decode(stored: Mapping[str, bytes]) -> tuple[dict[str, bytes], Split | None]:
+    """Logical files for stored ones: layout 1 as it is; layout 2 with the
+    conversation assembled from its parts (or taken whole where materialised)
+    and the stored manifest as it is. Sound parts (each matching the manifest,
+    nothing missing or extra, laid out as :func:`split` makes them, equal to a
+    materialised ``conversation.json``) are left out; otherwise every part is
+    kept, so :func:`gitstore.core.manifest.verify` names the damage."""
+    if HEAD not in stored:
+        return dict(stored), None
+    sums, _ = manifest.parse(stored.get(MANIFEST, b""))
+    names = sorted(n for n in stored if n.startswith(TURNS_DIR + "/"))
+    listed = sorted(n for n in sums if is_part(n))
+    sound = all(sums.get(n) == hashlib.sha256(stored[n]).hexdigest()
+                for n in (HEAD, *names)) and names == [chunk_name(i) for i in range(len(names))] \
+        and listed == sorted(n for n in stored if is_part(n))  # nothing missing or extra
+    joined = join(stored[HEAD], [stored[n] for n in names])
+    sound = sound and joined is not None
+    logical = {n: d for n, d in stored.items() if not is_part(n)}
+    if CONV in logical:  # materialised: it must equal its parts
+        sound = sound and joined is not None and joined[0] == logical[CONV]
+    else:
+        logical[CONV] = joined[0] if joined is not None else b""
+    if not sound:
+        logical.update((n, d) for n, d in stored.items() if is_part(n))
+        if CONV in logical and HEAD in sums and CONV not in sums and not logical[CONV]:
+            logical[CONV] = stored[HEAD]  # something to show; the checks report the damage
+    return logical, joined[1] if joined is not None and sound else None

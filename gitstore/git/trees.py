@@ -1,0 +1,245 @@
+"""Session trees: reading and writing them in either layout, with bounded caches.
+
+:class:`Trees` belongs to one :class:`gitstore.git.repo.Repo` (one libgit2
+handle). It turns stored trees into logical session files and back (see
+:mod:`gitstore.core.layout`) and keeps what that costs from being paid twice.
+Invariants:
+
+* objects are immutable, so no cache ever needs invalidating: blobs are kept
+  by id (at most :data:`BLOB_CACHE_BYTES`), a tree's logical files by tree id
+  (at most :data:`TREE_CACHE` trees);
+* every read of a blob hands out the same ``bytes`` object, and a ``bytes``
+  object read or written here is remembered with its blob id, so unchanged
+  content is recognised by identity and never hashed again;
+* the logical files of a tree are the same whether they were decoded from git
+  or remembered when the tree was written: the stored manifest, the conversation
+  assembled, parts left out only when sound.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pygit2
+
+from gitstore.core import layout, manifest
+from gitstore.core.names import CONV, MANIFEST
+from gitstore.errors import IntegrityError, NotFoundError
+from gitstore.git import objects, packwrite
+
+__all__ = ["BLOB_CACHE_BYTES", "TREE_CACHE", "Prepared", "Trees"]
+
+TREE_CACHE = 16
+"""How many trees' logical files one handle keeps."""
+BLOB_CACHE_BYTES = 64 * 1024 * 1024
+"""The most blob bytes one handle keeps in memory."""
+
+Logical = tuple[dict[str, bytes], layout.Split | None]
+
+
+@dataclass
+class Prepared:
+    """A session tree computed in memory (see :meth:`Trees.prepare`): its id, its
+    stored manifest, the objects to write (kind, content), every blob's bytes by
+    id, and its logical files when its conversation is stored in parts."""
+
+    tree: str
+    manifest: bytes
+    objects: list[tuple[int, bytes]] = field(default_factory=list)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    logical: Logical | None = None
+
+
+class Trees:
+    """The session trees of one repository handle (see the module docstring)."""
+
+    def __init__(self, repo: pygit2.Repository, path: Path) -> None:
+        self._repo = repo
+        self._path = path
+        self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self._blob_bytes = 0
+        self._oid_of: dict[int, tuple[bytes, str]] = {}
+        self._trees: OrderedDict[str, Logical] = OrderedDict()
+
+    # -- reading -------------------------------------------------------------
+    def logical(self, tree: pygit2.Tree) -> Logical:
+        """The logical files of ``tree`` and, stored in parts, its conversation's split."""
+        key = str(tree.id)
+        hit = self._trees.get(key)
+        if hit is not None:
+            self._trees.move_to_end(key)
+            return hit
+        found = layout.decode(self._stored(tree))
+        self._keep(key, found)
+        return found
+
+    def file(self, tree: pygit2.Tree, name: str) -> bytes | None:
+        """One logical file of ``tree`` (None when absent or not a regular file)."""
+        try:
+            entry = tree[name]
+        except KeyError:
+            if name == CONV and layout.CONV_DIR in tree:
+                return self.logical(tree)[0].get(name)
+            return None
+        if entry.type_str != "blob":
+            return None
+        return self.blob(entry.id)
+
+    def split_of(self, tree: pygit2.Tree) -> tuple[bytes, layout.Split, dict[str, str]] | None:
+        """A conversation stored in parts: its bytes, its split and the parts'
+        manifest digests (None when ``tree`` holds it whole)."""
+        files, parts = self.logical(tree)
+        if parts is None:
+            return None
+        return files[CONV], parts, manifest.parse(files.get(MANIFEST, b""))[0]
+
+    def modes(self, tree: pygit2.Tree) -> dict[str, int]:
+        """Every file's git mode: the top-level entries, and a conversation's
+        parts by their paths in place of its directory."""
+        out: dict[str, int] = {}
+        for e in tree:
+            if e.name == layout.CONV_DIR and isinstance(e, pygit2.Tree):
+                self._modes_below(e, layout.CONV_DIR, out)
+            elif e.name is not None:
+                out[e.name] = int(e.filemode)
+        return out
+
+    def _modes_below(self, tree: pygit2.Tree, prefix: str, out: dict[str, int]) -> None:
+        for e in tree:
+            path = f"{prefix}/{e.name}"
+            if isinstance(e, pygit2.Tree) and path == layout.TURNS_DIR:
+                self._modes_below(e, path, out)
+            else:
+                out[path] = int(e.filemode)
+
+    def _stored(self, tree: pygit2.Tree) -> dict[str, bytes]:
+        """The files a tree stores: its top-level regular files and, below the
+        conversation's directory, every file by its path."""
+        out: dict[str, bytes] = {}
+        for entry in tree:
+            if entry.name is None:
+                continue
+            if entry.type_str == "blob":
+                out[entry.name] = self.blob(entry.id)
+            elif entry.name == layout.CONV_DIR and isinstance(entry, pygit2.Tree):
+                self._stored_below(entry, layout.CONV_DIR, out)
+        return out
+
+    def _stored_below(self, tree: pygit2.Tree, prefix: str, out: dict[str, bytes]) -> None:
+        for entry in tree:
+            if entry.name is None:
+                continue
+            path = f"{prefix}/{entry.name}"
+            if entry.type_str == "blob":
+                out[path] = self.blob(entry.id)
+            elif isinstance(entry, pygit2.Tree) and path.count("/") < 3:
+                self._stored_below(entry, path, out)
+
+    # -- writing -------------------------------------------------------------
+    def write_flat(self, files: Mapping[str, bytes]) -> str:
+        """Write a flat tree of regular files; returns its id."""
+        return objects.write_tree_of(self._repo, {n: self.blob_id(d) for n, d in files.items()})
+
+    def prepare(self, files: Mapping[str, bytes], *, parts: bool,
+                base: pygit2.Tree | None) -> Prepared:
+        """The tree of a session commit for its logical ``files``, computed in
+        memory (nothing is written): the conversation in parts when ``parts``
+        (reusing ``base``'s unchanged parts) or whole; with the stored manifest
+        and the objects the database does not hold yet. Whole, a manifest built
+        without the conversation's line (``Proposal.unlisted``) gets it."""
+        stored, split = layout.encode(files, materialise=False,
+                                      base=self.split_of(base) if base is not None else None) \
+            if parts and CONV in files else (dict(files), None)
+        if split is None and MANIFEST in files and CONV in files and \
+                CONV not in manifest.parse(files[MANIFEST])[0]:
+            files = {**files, MANIFEST: manifest.build(files)}
+            stored = dict(files)
+        out = Prepared("", stored.get(MANIFEST, b""))
+        top = {n: self._prepared_blob(d, out) for n, d in stored.items()
+               if not layout.is_part(n)}
+        dirs = {}
+        if split is not None:
+            turns = self._prepared_tree(out, {
+                n.rsplit("/", 1)[1]: self._prepared_blob(d, out) for n, d in stored.items()
+                if n.startswith(layout.TURNS_DIR + "/")})
+            dirs[layout.CONV_DIR] = self._prepared_tree(
+                out, {"head.json": self._prepared_blob(stored[layout.HEAD], out)},
+                {"turns": turns})
+            out.logical = ({**files, MANIFEST: out.manifest} if MANIFEST in files
+                           else dict(files), split)
+        out.tree = self._prepared_tree(out, top, dirs)
+        return out
+
+    def written(self, prepared: Prepared) -> None:
+        """Remember what a prepared tree's objects hold, once they are written."""
+        for oid, data in prepared.blobs.items():
+            self._remember(oid, data)
+        if prepared.logical is not None:
+            self._keep(prepared.tree, prepared.logical)
+
+    def _prepared_blob(self, data: bytes, out: Prepared) -> str:
+        known = self._oid_of.get(id(data))
+        if known is not None and known[0] is data:
+            return known[1]
+        oid = packwrite.object_id(packwrite.BLOB, data)
+        if oid not in out.blobs:
+            out.blobs[oid] = data
+            if not self._repo.odb.exists(oid):
+                out.objects.append((packwrite.BLOB, data))
+        return oid
+
+    def _prepared_tree(self, out: Prepared, files: Mapping[str, str],
+                       dirs: Mapping[str, str] | None = None) -> str:
+        data = packwrite.tree_bytes(files, dirs)
+        oid = packwrite.object_id(packwrite.TREE, data)
+        if not self._repo.odb.exists(oid):
+            out.objects.append((packwrite.TREE, data))
+        return oid
+
+    # -- blobs -----------------------------------------------------------------
+    def blob(self, oid: pygit2.Oid) -> bytes:
+        key = str(oid)
+        cached = self._blobs.get(key)
+        if cached is not None:
+            self._blobs.move_to_end(key)
+            return cached
+        try:
+            found = self._repo[oid]
+        except KeyError:
+            name = self._path.name
+            raise IntegrityError(f"repository {name} is damaged: object {oid} is missing; "
+                                 f"run `gitstore verify {name}`") from None
+        if not isinstance(found, pygit2.Blob):
+            raise NotFoundError(f"object {oid} is not a blob")
+        data: bytes = found.data
+        self._remember(key, data)
+        return data
+
+    def blob_id(self, data: bytes) -> str:
+        """The id of a blob holding ``data``, written unless this handle knows it."""
+        known = self._oid_of.get(id(data))
+        if known is not None and known[0] is data:
+            return known[1]
+        oid = objects.write_blob(self._repo, data)
+        self._remember(oid, data)
+        return oid
+
+    def _remember(self, oid: str, data: bytes) -> None:
+        if oid in self._blobs or len(data) > BLOB_CACHE_BYTES // 4:
+            return
+        self._blobs[oid] = data
+        self._oid_of[id(data)] = (data, oid)
+        self._blob_bytes += len(data)
+        while self._blob_bytes > BLOB_CACHE_BYTES and self._blobs:
+            _, old = self._blobs.popitem(last=False)
+            self._oid_of.pop(id(old), None)
+            self._blob_bytes -= len(old)
+
+    def _keep(self, key: str, found: Logical) -> None:
+        self._trees[key] = found
+        self._trees.move_to_end(key)
+        while len(self._trees) > TREE_CACHE:
+            self._trees.popitem(last=False)
