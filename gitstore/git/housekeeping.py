@@ -25,7 +25,7 @@ size ``git gc --aggressive`` reaches. The caller keeps the audit record
   written since the last one, packs stay logarithmic in number and no write ever
   waits for a repack of the whole history; ``full`` repacks everything
   reachable into one;
-* an incremental run without ``refs`` touches no ref, no lock file and no
+* a run without ``refs`` or ``prune`` touches no ref, no lock file and no
   directory a writer may be about to use, so it may run beside writers, outside
   their lock (objects a writer adds meanwhile are
   not among the objects and packs the run listed when it began, so nothing of
@@ -130,7 +130,7 @@ def compact(repo: Repo, path: Path, *, full: bool, prune: bool = False,
             refs: bool = True) -> MaintenanceReport:
     """Pack, remove packed loose objects, pack refs (with ``refs``), clear
     stale temp files; reset the write counter. Call with the customer's writer
-    lock held, except for an incremental run without ``refs`` (see above).
+    lock held, except for a run without ``refs`` or ``prune`` (see above).
 
     ``prune`` (implies ``full``) also deletes every object that no ref reaches:
     the step that makes purged data unrecoverable (retention)."""

@@ -7,9 +7,10 @@ to nobody yet, starts one background run for that customer (:func:`start`).
 Invariants:
 
 * no writer ever waits for a repack: the run packs objects outside the writer
-  lock (an incremental run that touches no ref: see
-  :mod:`gitstore.git.housekeeping`), then takes the writer lock only for the
-  short steps that need it (packing refs, the audit record);
+  lock (a run that touches no ref and removes only what it packed: see
+  :mod:`gitstore.git.housekeeping`), whole for a repository under
+  :data:`FULL_BELOW`, geometrically above; then it takes the writer lock only
+  for the short steps that need it (packing refs, the audit record);
 * at most one run per customer at a time, store-wide: the run holds the
   customer's maintenance lock (:func:`maintenance_lock_name`), taken without
   waiting (a run already going is enough); ``gitstore maintain`` takes it too;
@@ -34,6 +35,10 @@ from gitstore.git.repo import Repo
 from gitstore.store.context import CustomerContext
 
 __all__ = ["maintenance_lock_name", "start", "wait"]
+
+FULL_BELOW = 32 * 1024 * 1024
+"""A repository smaller than this is repacked whole (deltas across all of it, about
+``git gc --aggressive``'s size); a larger one geometrically, by what was written."""
 
 _running: dict[str, threading.Thread] = {}
 _guard = threading.Lock()
@@ -81,7 +86,8 @@ def _run(customer: CustomerContext) -> None:
         try:
             with writer_lock(store.lock_dir, maintenance_lock_name(customer.name), 0.0):
                 repo = Repo.open(customer.path)  # its own handle: this is another thread
-                report = housekeeping.compact(repo, customer.path, full=False, refs=False)
+                full = housekeeping.repo_bytes(customer.path) < FULL_BELOW
+                report = housekeeping.compact(repo, customer.path, full=full, refs=False)
         except ConflictError:
             return  # another process is maintaining this customer now
         with customer.locked():
