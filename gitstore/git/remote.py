@@ -184,32 +184,23 @@ def copy_objects(source: Path, dest: Path, *, fsync: bool = True) -> int:
     into ``dest`` (each written to a temporary file, flushed, and renamed into
     place: an object file is complete or absent; a pack before its index, so no
     index is ever seen without its pack). Returns how many files were copied."""
-    copied = _copy_packs(source, dest, fsync)
-    have = loose_objects(dest)
     touched: set[Path] = set()
+    copied = 0
+    pack_dir = dest / "objects" / "pack"
+    for pack in sorted((source / "objects" / "pack").glob("pack-*.pack")):
+        idx = pack.with_suffix(".idx")
+        if idx.is_file() and not (pack_dir / idx.name).exists():
+            for path in (pack, idx):
+                _copy_file(path, pack_dir / path.name, fsync)
+                copied += 1
+            touched.add(pack_dir)
+    have = loose_objects(dest)
     for oid, path in loose_objects(source).items():
-        if oid in have:
-            continue
-        folder = dest / "objects" / oid[:2]
-        folder.mkdir(mode=0o755, exist_ok=True)
-        target = folder / oid[2:]
-        if target.exists():
-            continue
-        fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as out, path.open("rb") as src:
-                shutil.copyfileobj(src, out)
-                if fsync:
-                    out.flush()
-                    os.fsync(out.fileno())
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        touched.add(folder)
-        copied += 1
+        target = dest / "objects" / oid[:2] / oid[2:]
+        if oid not in have and not target.exists():
+            _copy_file(path, target, fsync)
+            copied += 1
+            touched.add(target.parent)
     if fsync:
         for folder in touched:
             dfd = os.open(folder, os.O_RDONLY)
@@ -220,36 +211,22 @@ def copy_objects(source: Path, dest: Path, *, fsync: bool = True) -> int:
     return copied
 
 
-def _copy_packs(source: Path, dest: Path, fsync: bool) -> int:
-    folder = dest / "objects" / "pack"
-    copied = 0
-    for pack in sorted((source / "objects" / "pack").glob("pack-*.pack")):
-        idx = pack.with_suffix(".idx")
-        if not idx.is_file() or (folder / idx.name).exists():
-            continue
-        folder.mkdir(mode=0o755, parents=True, exist_ok=True)
-        for path in (pack, idx):
-            fd, tmp = tempfile.mkstemp(prefix="tmp_pack_", dir=folder)
-            try:
-                with os.fdopen(fd, "wb") as out, path.open("rb") as src:
-                    shutil.copyfileobj(src, out)
-                    if fsync:
-                        out.flush()
-                        os.fsync(out.fileno())
-                os.chmod(tmp, 0o444)
-                os.replace(tmp, folder / path.name)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            copied += 1
-    if copied and fsync:
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    return copied
+def _copy_file(path: Path, target: Path, fsync: bool) -> None:
+    """``path`` to ``target`` through a flushed temporary file and a rename."""
+    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, path.open("rb") as src:
+            shutil.copyfileobj(src, out)
+            if fsync:
+                out.flush()
+                os.fsync(out.fileno())
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def http_backend(project_root: Path, environ: Mapping[str, str]) -> NoReturn:
