@@ -265,9 +265,10 @@ def repair(obj: Ctx, customer: str, source: str, output: str) -> None:
 def migrate(obj: Ctx, customers: tuple[str, ...], output: str) -> None:
     """Move CUSTOMERS' repositories (default: every customer) to the current layout.
 
-    From then on each commit stores conversation.json in parts (a head and
-    chunks of 64 turns under conversation/), and whole at every finalized
-    version, so an append writes what it changed. History is not rewritten:
+    From then on a commit of an open version stores a conversation of more than
+    64 turns in parts (a head and chunks of 64 turns under conversation/), and
+    every finalized version's commit stores it whole, so an append writes what
+    it changed. History is not rewritten:
     earlier commits, tags and signatures stay as they are, and every command
     reads both layouts. Idempotent."""
     from gitstore.ops.migrate import migrate as run
