@@ -55,11 +55,17 @@ def test_parts_are_canonical_and_join_back_exactly(turns: list[Any], extra: Any)
     assert joined is not None and joined[0] == data and joined[1] == parts
 
 
-@settings(max_examples=40, deadline=None)
-@given(_turns, st.lists(st.tuples(st.integers(0, 200), st.booleans()), max_size=5))
+_trailing = st.one_of(st.none(), _values, st.lists(st.dictionaries(
+    st.text(min_size=1, max_size=4), _values, min_size=1, max_size=2), min_size=1, max_size=3))
+
+
+@settings(max_examples=60, deadline=None)
+@given(_turns, st.lists(st.tuples(st.integers(0, 200), st.booleans()), max_size=5),
+       _trailing)
 def test_a_split_from_an_earlier_one_equals_a_fresh_split(
-        turns: list[Any], edits: list[tuple[int, bool]]) -> None:
-    """Appends, changed turns and removed turns: reusing the earlier split never
+        turns: list[Any], edits: list[tuple[int, bool]], added: Any) -> None:
+    """Appends, changed turns and removed turns, and a key added after the turns
+    (an array of objects looks like turns): reusing the earlier split never
     changes the result, it only saves the work."""
     before = canonical.dumps(_doc(turns))
     base = layout.split(before)
@@ -70,7 +76,7 @@ def test_a_split_from_an_earlier_one_equals_a_fresh_split(
             after_turns.append({"n": at})
         else:
             after_turns[at % len(after_turns)] = {"changed": at}
-    after = canonical.dumps(_doc(after_turns))
+    after = canonical.dumps(_doc(after_turns, added))
     assert layout.split(after, (before, base)) == layout.split(after)
 
 
@@ -165,6 +171,24 @@ def test_an_auditor_sees_parts_at_every_commit_and_the_whole_at_tags(
         "session_analytics.json", "session_metadata.json", "sow_document.md"])
     git(repo, "fsck", "--strict")
     assert check_customer(store.customer(CUSTOMER)).problems == []
+
+
+def test_a_key_added_after_the_turns_never_takes_the_next_turn(grown: Any) -> None:
+    """An array of objects added after the turns (a put) must not pass for the
+    end of the turns: the next append goes into conversation_turns."""
+    store, session = grown
+    doc = session.read().document("conversation.json")
+    doc["notes"] = [{"x": 1}]
+    session.put("conversation.json", doc)
+    session.append_turn(_turn(140))
+    after = json.loads(git_conversation(session.customer.path, "v1"))
+    assert len(after["conversation_turns"]) == 140 == after["conversation_summary"][
+        "total_turns"]
+    assert after["notes"] == [{"x": 1}]
+    assert store.customer(CUSTOMER).read("v1").document("conversation.json") == after
+    for name in git(session.customer.path, "ls-tree", "--name-only",
+                    "v1:conversation/turns").split():  # every part is JSON on its own
+        json.loads(git(session.customer.path, "show", f"v1:conversation/turns/{name}"))
 
 
 def test_an_append_writes_one_chunk_not_the_conversation(grown: Any) -> None:

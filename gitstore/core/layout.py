@@ -41,6 +41,7 @@ tests prove them, with Hypothesis):
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -65,6 +66,7 @@ _ARRAY = b'\n  "conversation_turns": ['
 _EMPTY = _ARRAY + b"]"
 _OPEN = _ARRAY + b"\n"
 _CLOSE = b"\n  ]"
+_TOP_LEVEL = re.compile(rb"\n  [^ ]")  # a line of the document itself, not of a turn
 
 
 def chunk_name(n: int) -> str:
@@ -109,22 +111,10 @@ def split(conv: bytes, base: tuple[bytes, Split] | None = None) -> Split | None:
             return Split(conv, (), (), at + len(_EMPTY))
         return None
     body_start = start + len(_OPEN)
-    end = -1
-    if base is not None and base[1].chunks:
-        suffix = base[0][base[1].body + base[1].ends[-1]:]  # "\n  ]" and what follows
-        if conv.endswith(suffix) and len(conv) - len(suffix) > body_start:
-            end = len(conv) - len(suffix)
-    if end < 0:
-        if conv.find(_ARRAY, start + 1) >= 0:
-            return None
-        end = conv.find(_CLOSE, body_start - 1)
-        if end < 0:
-            return None
-    if conv[body_start:body_start + 5] != b"    {" or conv[end - 6:end] != b"\n    }":
-        return None
     chunks: list[bytes] = []
     ends: list[int] = []
     offset = body_start  # offsets below are in conv; ends are kept relative to the body
+    end = -1
     if base is not None and len(base[1].chunks) > 1:
         old, old_split = base
         keep = old_split.ends[-2]  # all but the last chunk, which an append changes
@@ -132,6 +122,21 @@ def split(conv: bytes, base: tuple[bytes, Split] | None = None) -> Split | None:
                 old[old_split.body:old_split.body + keep], body_start):
             chunks, ends = list(old_split.chunks[:-1]), list(old_split.ends[:-1])
             offset = body_start + keep + 2
+            # the turns array still closes where the earlier one's did, counted from
+            # the end, if what lies between holds no top-level line (a key added
+            # after the turns would otherwise pass for turns)
+            suffix = old[old_split.body + old_split.ends[-1]:]  # "\n  ]" and the rest
+            if conv.endswith(suffix) and len(conv) - len(suffix) > offset and \
+                    _TOP_LEVEL.search(conv, offset, len(conv) - len(suffix)) is None:
+                end = len(conv) - len(suffix)
+    if end < 0:
+        if conv.find(_ARRAY, start + 1) >= 0:
+            return None
+        end = conv.find(_CLOSE, body_start - 1)
+        if end < 0 or end < offset:
+            return None
+    if conv[body_start:body_start + 5] != b"    {" or conv[end - 6:end] != b"\n    }":
+        return None
     starts = [offset]  # where each turn begins: "    {" after a line ending in "},"
     at = conv.find(b"},\n    {", offset, end)
     while at >= 0:

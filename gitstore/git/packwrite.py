@@ -142,7 +142,7 @@ def _write_temp(directory: Path, prefix: str, data: bytes, sync: bool) -> Path:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fchmod(fd, 0o444)
+        os.fchmod(fd, 0o400)  # read-only, and private like every store file
         if sync:
             os.fsync(fd)
     except BaseException:

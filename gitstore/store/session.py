@@ -465,6 +465,9 @@ def _refuse_open(customer: CustomerContext) -> None:
 
 
 
+_TURNS_OPEN = b'\n  "conversation_turns": [\n'
+
+
 def _conversation_bytes(state: State, conv: dict[str, Any], pos: int,
                         span: tuple[int, int] | None = None) -> bytes:
     """The canonical bytes of ``conv`` after a turn was added at ``pos``
@@ -481,6 +484,8 @@ def _conversation_bytes(state: State, conv: dict[str, Any], pos: int,
     old = state.files.get(CONV)
     total = summary.get("total_turns") if isinstance(summary, dict) else None
     if old is not None and pos == len(turns) - 1 and isinstance(total, int):
+        if span is not None and old[span[0] - len(_TURNS_OPEN):span[0]] != _TURNS_OPEN:
+            span = None  # not where the turns array is: find it
         head = canonical.set_int_member(old[:span[0]], "conversation_summary",
                                         "total_turns", total) if span is not None else None
         if head is not None and span is not None:  # the summary precedes the turns
