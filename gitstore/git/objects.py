@@ -66,17 +66,9 @@ def write_blob(repo: pygit2.Repository, data: bytes) -> str:
 
 def write_tree_of(repo: pygit2.Repository, ids: Mapping[str, str]) -> str:
     """Write a flat tree of regular files given as blob ids; returns the tree id."""
-    return write_dir(repo, ids, {})
-
-
-def write_dir(repo: pygit2.Repository, blobs: Mapping[str, str],
-              trees: Mapping[str, str]) -> str:
-    """Write a tree of regular files and subtrees given by id; returns its id."""
     builder = repo.TreeBuilder()
-    for name in sorted(blobs):
-        builder.insert(name, pygit2.Oid(hex=blobs[name]), _BLOB)
-    for name in sorted(trees):
-        builder.insert(name, pygit2.Oid(hex=trees[name]), pygit2.enums.FileMode.TREE)
+    for name in sorted(ids):
+        builder.insert(name, pygit2.Oid(hex=ids[name]), _BLOB)
     return str(builder.write())
 
 
