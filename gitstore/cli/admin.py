@@ -28,7 +28,8 @@ from gitstore.store.facade import Store
 @click.option("--max-document-bytes", type=click.IntRange(min=1), metavar="N",
               help="Largest accepted document, in bytes.")
 @click.option("--signing-key", type=click.Path(dir_okay=False, exists=True), metavar="KEY",
-              help="SSH private key that signs every commit and version tag from now on.")
+              help="SSH private key (or the .pub of a key an ssh-agent holds) that signs "
+                   "every commit and version tag from now on.")
 @click.option("--hash-names", is_flag=True,
               help="Name customer repositories by a keyed hash of the api_key, so keys never "
                    "appear in paths, logs or history (only on a store without customers).")
