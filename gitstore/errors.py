@@ -21,7 +21,9 @@ The exception tree (exit code, code name)::
     ├── StorageError                    9  storage
     ├── RenderError                    10  render
     ├── RemoteError                    11  remote
-    └── RejectedError                  12  rejected
+    ├── RejectedError                  12  rejected
+    ├── KeyUnavailableError            13  key_unavailable
+    └── ShreddedError                  14  shredded
 
 Exit codes, :func:`exit_code_table` (``gitstore --help`` and the README show the
 same table; a test keeps all three equal to the data below)::
@@ -39,6 +41,8 @@ same table; a test keeps all three equal to the data below)::
      10  render error (the SOW template could not render the session data)
      11  hub unreachable (down, timed out, DNS; writes still succeed locally)
      12  push rejected (the hub refused the push; its message says why)
+     13  key unavailable (encrypted data: no master key, or no data key)
+     14  shredded (the session's data key was destroyed)
      70  internal error (a bug, please report it)
 
 Invariants: every subclass that declares its own ``status`` has a code no other
@@ -219,6 +223,23 @@ class RejectedError(GitStoreError):
     def __init__(self, message: str, hub_lines: tuple[str, ...] = ()) -> None:
         self.hub_lines = tuple(hub_lines)
         super().__init__(message)
+
+
+class KeyUnavailableError(GitStoreError):
+    """An encrypted session cannot be read or written here: no master key is
+    configured, it is not the one that wrapped the session's key, or the key store
+    does not hold the session's key (restore it with ``gitstore keys restore``)."""
+
+    status = ExitStatus(13, "key_unavailable", "key unavailable",
+                        "encrypted data: no master key, or no data key")
+
+
+class ShreddedError(GitStoreError):
+    """The session was crypto-shredded: its data key is destroyed, so its content
+    is unreadable everywhere, for good. Its history and signatures stay."""
+
+    status = ExitStatus(14, "shredded", "shredded",
+                        "the session's data key was destroyed")
 
 
 class GitStoreWarning(UserWarning):

@@ -29,7 +29,7 @@ END = "<!-- /exit-codes -->"
 #: Scripts depend on these numbers: changing one is a breaking change, on purpose here.
 PINNED = {"ok": 0, "differences": 1, "usage": 2, "not_found": 3, "invalid_document": 4,
           "version_rule": 5, "conflict": 6, "integrity": 7, "too_large": 8, "storage": 9,
-          "render": 10, "remote": 11, "rejected": 12,
+          "render": 10, "remote": 11, "rejected": 12, "key_unavailable": 13, "shredded": 14,
           "internal": 70}
 
 

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from gitstore.core import sealed
 from gitstore.core.commits import ChangeKind, CommitInfo, Trailer
 from gitstore.core.names import JSON_DOCUMENTS
 from gitstore.core.time import format_rfc3339, from_timestamp
@@ -165,6 +166,8 @@ def parse(files: Mapping[str, bytes], given: Mapping[str, Any] | None = None) ->
             continue
         try:
             doc = json.loads(files[name])
+            if sealed.has_tokens(files[name]):  # an encrypted session: index what is clear
+                doc = sealed.blank(doc)
         except (KeyError, ValueError, RecursionError):
             doc = None
         docs[name] = doc if isinstance(doc, dict) else {}

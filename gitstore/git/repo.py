@@ -39,7 +39,7 @@ from typing import IO, Any, BinaryIO, TypeVar
 
 import pygit2
 
-from gitstore.core import layout
+from gitstore.core import layout, sealed
 from gitstore.core.commits import CommitInfo, Identity, TagInfo
 from gitstore.core.names import CONV
 from gitstore.errors import (
@@ -89,12 +89,15 @@ def enable_fsync() -> None:
 
 
 class Repo:
-    """A bare customer repository (or another repository opened to read from)."""
+    """A bare customer repository (or another repository opened to read from).
+    ``codec``, installed by the store for an encrypted customer, opens what
+    :meth:`read_tree` and :meth:`read_file` return (:meth:`read_stored`: as stored)."""
 
     def __init__(self, repo: pygit2.Repository, path: Path) -> None:
         self._repo = repo
         self.path = path
         self._trees = Trees(repo, path)
+        self.codec: sealed.Opener | None = None
 
     # -- lifecycle -------------------------------------------------------
     @classmethod
@@ -160,8 +163,7 @@ class Repo:
 
     # -- objects: writing --------------------------------------------------
     def write_tree(self, files: Mapping[str, bytes]) -> str:
-        """Write a flat tree of regular files; returns the tree id (a ``bytes``
-        object this handle read or wrote is not hashed again: :mod:`~gitstore.git.trees`)."""
+        """Write a flat tree of regular files; returns the tree id."""
         return self._trees.write_flat(files)
 
     def write_commit(self, *, tree: str, parents: list[str], author: Identity,
@@ -231,12 +233,19 @@ class Repo:
     def read_tree(self, commit: str) -> dict[str, bytes]:
         """The session files of ``commit``, logically (see :mod:`gitstore.core.layout`):
         the regular files at the top of its tree, a conversation stored in parts
-        assembled into ``conversation.json``, and the stored manifest."""
+        assembled into ``conversation.json``, and the stored manifest; opened by ``codec``."""
+        stored = self._trees.logical(self._commit_obj(commit).tree)[0]
+        return self.codec.open_files(stored) if self.codec is not None else dict(stored)
+
+    @_damage_is_integrity_error
+    def read_stored(self, commit: str) -> dict[str, bytes]:
+        """The session files of ``commit`` as stored (what ``SHA256SUMS`` lists)."""
         return dict(self._trees.logical(self._commit_obj(commit).tree)[0])
 
     @_damage_is_integrity_error
     def read_file(self, commit: str, name: str) -> bytes | None:
-        return self._trees.file(self._commit_obj(commit).tree, name)
+        return self.read_tree(commit).get(name) if self.codec is not None else \
+            self._trees.file(self._commit_obj(commit).tree, name)
 
     def split_of(self, commit: str) -> tuple[bytes, layout.Split, dict[str, str]] | None:
         """The conversation of a commit stored in parts: its bytes, its split and

@@ -68,6 +68,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from gitstore.catalog import journal
+from gitstore.core import sealed
 from gitstore.core.commits import ChangeKind, CommitInfo, Trailer, metadata_version, version_of
 from gitstore.core.names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, MERGED, check_customer
 from gitstore.core.versions import Scenario, Version, parse_branch_ref, parse_tag_ref
@@ -84,6 +85,7 @@ from gitstore.rules.proposal import Proposal
 from gitstore.rules.secrets import Policy, SecretsHook
 from gitstore.store import config as config_mod
 from gitstore.store import travel
+from gitstore.store.context import ENCRYPTED_KEY
 
 MARKER = "# gitstore-hook: installed by `gitstore hooks install`; reinstall, do not edit"
 HOOKS = ("pre-receive", "pre-commit")
@@ -495,6 +497,8 @@ class _Receive:
     def check(self, commit: str, files: dict[str, bytes], version: Version | None,
               finalizing: bool, session_id: str | None) -> list[Violation]:
         key = (commit, version, finalizing, session_id)
+        if key not in self.checked and sealed.is_sealed_tree(files):  # no key at a hub
+            self.checked[key] = sealed.check_stored(files)
         if key not in self.checked:
             proposal = Proposal(customer=self.customer, files=files, version=version,
                                 change="verify", session_id=session_id,
@@ -536,7 +540,12 @@ def _pre_commit() -> int:
     proposal = Proposal(customer=customer, files=files, version=metadata_version(files),
                         change="update", verify_manifest=True)
     try:
-        _pipeline(repo).run(proposal)
+        if repo.config_get(ENCRYPTED_KEY) == "true" or sealed.is_sealed_tree(files):
+            found = sealed.check_stored(files)  # plain git cannot seal: nothing in clear
+            if found:
+                raise InvalidDocumentError(found)
+        else:
+            _pipeline(repo).run(proposal)
     except InvalidDocumentError as exc:
         for v in exc.violations:
             _say(f"staged {v}")

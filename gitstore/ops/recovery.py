@@ -266,9 +266,9 @@ def _rollback_bad_tips(customer: Customer, repo: Repo, src: Repo, aside: Path,
                        report: RepairReport) -> None:
     for ref, tip in sorted(repo.refs("refs/heads/", strict=False).items()):
         good = src.source_ref(ref)
-        if good is None or good == tip or manifest.verify(repo.read_tree(tip)) == []:
+        if good is None or good == tip or manifest.verify(repo.read_stored(tip)) == []:
             continue
-        if repo.is_ancestor(good, tip) and not manifest.verify(repo.read_tree(good)):
+        if repo.is_ancestor(good, tip) and not manifest.verify(repo.read_stored(good)):
             saved = aside / ref  # the ref as it was, like a ref file
             saved.parent.mkdir(parents=True, exist_ok=True)
             saved.write_text(tip + "\n", encoding="ascii")

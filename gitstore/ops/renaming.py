@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import timedelta, timezone
 from typing import Any
 
-from gitstore.core import canonical, manifest
+from gitstore.core import canonical, manifest, sealed
 from gitstore.core.commits import (
     FINALIZING,
     ChangeKind,
@@ -106,6 +106,10 @@ def _renamed_commit(source: backend.Repo, new: str, scenario: Scenario, info: Co
         raise IntegrityError(f"commit {info.id[:12]} of the bundle does not match its "
                              f"SHA256SUMS ({bad[0]}); nothing imported")
     files.pop(MANIFEST, None)
+    if any(sealed.has_tokens(d) for d in files.values()):
+        raise UsageError(f"commit {info.id[:12]} holds encrypted documents, sealed to their "
+                         "customer's name: an encrypted customer cannot be renamed; nothing "
+                         "imported")
     old = api_key_of(files)
     if old is not None:
         meta = canonical.loads(files[META])

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gitstore.core import canonical, manifest
+from gitstore.core import canonical, manifest, sealed
 from gitstore.core.commits import FINALIZING, Identity, Message, trailers, version_of
 from gitstore.core.names import JSON_DOCUMENTS, MANIFEST, STORE_DIR
 from gitstore.core.time import format_duration, from_timestamp, parse_duration, try_parse_rfc3339
@@ -34,6 +34,7 @@ from gitstore.core.versions import Scenario, parse_branch_ref, parse_tag_ref
 from gitstore.errors import ConflictError, NotFoundError, UsageError
 from gitstore.git import repo as backend
 from gitstore.git.locking import writer_lock
+from gitstore.ops import encryption
 from gitstore.ops.maintenance import maintain_locked
 from gitstore.rules.proposal import Proposal
 from gitstore.store.facade import Customer, Store
@@ -83,6 +84,10 @@ class Policy:
     completed_sessions: timedelta | None = 2 * YEAR
     error_logs: timedelta | None = YEAR
     analytics_summaries: timedelta | None = 5 * YEAR
+    encrypted_sessions: str = "purge"
+    """What retention does to an encrypted customer's session whose period is
+    over: ``purge`` (as for any session) or ``shred`` (destroy its key, keep its
+    history: :func:`gitstore.ops.encryption.shred`)."""
 
     def period(self, name: str) -> timedelta | None:
         value: timedelta | None = getattr(self, name)
@@ -91,7 +96,9 @@ class Policy:
     def to_json(self) -> dict[str, Any]:
         return {"expiry": format_duration(self.expiry) if self.expiry else None,
                 "retention_policies": {f.name: format_duration(getattr(self, f.name))
-                                       for f in fields(self) if f.name != "expiry"}}
+                                       for f in fields(self)
+                                       if f.name not in ("expiry", "encrypted_sessions")},
+                "encrypted_sessions": self.encrypted_sessions}
 
 
 def load_policy(root: Path) -> Policy:
@@ -104,14 +111,19 @@ def load_policy(root: Path) -> Policy:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict) or set(data) - {"expiry", "retention_policies"}:
-        raise UsageError(f"{path}: expected an object with 'expiry' and/or "
-                         "'retention_policies'")
-    changes: dict[str, timedelta | None] = {}
+    if not isinstance(data, dict) or set(data) - {"expiry", "retention_policies",
+                                                   "encrypted_sessions"}:
+        raise UsageError(f"{path}: expected an object with 'expiry', 'retention_policies' "
+                         "and/or 'encrypted_sessions'")
+    changes: dict[str, Any] = {}
+    if "encrypted_sessions" in data:
+        if data["encrypted_sessions"] not in ("purge", "shred"):
+            raise UsageError(f"{path}: encrypted_sessions is 'purge' or 'shred'")
+        changes["encrypted_sessions"] = data["encrypted_sessions"]
     if "expiry" in data:
         changes["expiry"] = parse_period(data["expiry"], f"{path}: expiry")
     periods = data.get("retention_policies", {})
-    known = {f.name for f in fields(Policy)} - {"expiry"}
+    known = {f.name for f in fields(Policy)} - {"expiry", "encrypted_sessions"}
     if not isinstance(periods, dict) or set(periods) - known:
         raise UsageError(f"{path}: retention_policies may only set {', '.join(sorted(known))}")
     for key, value in periods.items():
@@ -232,7 +244,7 @@ class Item:
 
     customer: str
     target: str
-    action: str  # keep | purge | purge-keep-analytics | purge-analytics | delete
+    action: str  # keep | purge | purge-keep-analytics | purge-analytics | delete | shred
     status: str  # active | completed | expired | retained | error-log
     policy: str
     period: timedelta | None
@@ -315,7 +327,8 @@ def _scenario_item(customer: Customer, repo: backend.Repo, scenario: Scenario, t
     tagged = sorted(v for r, _ in tags if (v := parse_tag_ref(r)) is not None)
     versions = tuple(str(v) for v in tagged)
     sid = info.trailer("Session-Id")
-    has_analytics = repo.read_file(tip, ANA) is not None
+    stored = repo.read_stored(tip)  # what is clear is enough here (even when shredded)
+    has_analytics = ANA in stored
     if change == RETENTION_CHANGE:
         status, name = "retained", "analytics_summaries"
         since = try_parse_rfc3339(info.trailer("Retention-Basis")) or from_timestamp(info.time)
@@ -324,9 +337,9 @@ def _scenario_item(customer: Customer, repo: backend.Repo, scenario: Scenario, t
                          if v.strip())
         has_analytics = False
     else:
-        meta_raw = repo.read_file(tip, META)
+        meta_raw = stored.get(META)
         try:
-            meta = canonical.loads(meta_raw) if meta_raw is not None else None
+            meta = sealed.blank(canonical.loads(meta_raw)) if meta_raw is not None else None
         except canonical.JSONParseError:
             meta = None
         version = version_of(info, {META: meta_raw} if meta_raw is not None else {})
@@ -352,6 +365,10 @@ def _scenario_item(customer: Customer, repo: backend.Repo, scenario: Scenario, t
                 versions, tip, tags, session_id=sid if isinstance(sid, str) else None)
     if period is None or age < period:
         return item
+    if status != "retained" and policy.encrypted_sessions == "shred" and customer.encrypted:
+        if customer.store.keys.shredded(customer.name, scenario.major) is not None:
+            return replace(item, notes=("already shredded",))
+        return replace(item, action="shred")
     if status == "retained":
         return replace(item, action="purge-analytics")
     keep = policy.analytics_summaries
@@ -381,7 +398,9 @@ def apply(store: Store, customers: Iterable[str] | None = None,
             repo = customer.repo
             repo.clear_stale_locks()
             for item in items:
-                if item.action == "delete":
+                if item.action == "shred":  # the key goes; the history stays
+                    encryption.shred_locked(store, customer.name, Scenario.parse(item.target))
+                elif item.action == "delete":
                     shutil.rmtree(customer.path / item.target)
                     customer.audit("retention:purge", rev=item.target,
                                     detail=_tombstone(item, None))
@@ -395,7 +414,7 @@ def apply(store: Store, customers: Iterable[str] | None = None,
                                     detail=_tombstone(item, kept))
                     customer.refs_moved()
                 done.append(item)
-            if any(i.action != "delete" for i in items):
+            if any(i.action not in ("delete", "shred") for i in items):
                 _fix_head(repo)
                 repo.drop_unreachable_reflog_entries()
                 maintain_locked(customer, full=True, prune=True)
@@ -416,8 +435,10 @@ def _purge_scenario(customer: Customer, repo: backend.Repo, item: Item) -> str |
     ref = Scenario.parse(item.target).branch_ref
     commit = None
     if item.action == "purge-keep-analytics":  # written first: nothing refers to it yet
-        data = repo.read_file(item.tip, ANA)
+        data = repo.read_stored(item.tip).get(ANA)
         assert data is not None
+        if sealed.has_tokens(data):  # encrypted: keep only its clear part (scores, counts)
+            data = canonical.dumps(sealed.strip(canonical.loads(data)))
         author = customer.store.config.agent
         commit = write_retained(customer, repo, data, author=author,
                                 message=retained_message(item, data, author),

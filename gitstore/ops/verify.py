@@ -46,11 +46,12 @@ from typing import Any
 from gitstore.catalog.db import INDEX_FILE
 from gitstore.catalog.index import Index
 from gitstore.catalog.rows import COLUMNS
-from gitstore.core.commits import version_of
-from gitstore.core.names import MERGED, STORE_DIR
+from gitstore.core import manifest, sealed
+from gitstore.core.commits import CommitInfo, version_of
+from gitstore.core.names import CONV_PARTS, MANIFEST, MERGED, STORE_DIR
 from gitstore.core.names import check_customer as check_name
 from gitstore.core.versions import Scenario, Version, parse_branch_ref, parse_tag_ref
-from gitstore.errors import GitStoreError, InvalidDocumentError
+from gitstore.errors import GitStoreError, InvalidDocumentError, KeyUnavailableError, ShreddedError
 from gitstore.git import repo as backend
 from gitstore.git import signing
 from gitstore.rules.proposal import Proposal
@@ -244,7 +245,7 @@ def _check_tip(customer: Customer, repo: backend.Repo, scenario: Scenario, tip: 
                tags: dict[Version, str], problems: list[str]) -> None:
     try:
         info = repo.commit(tip)
-        version = version_of(info, repo.read_tree(tip))
+        version = version_of(info, repo.read_stored(tip))
     except GitStoreError as exc:
         problems.append(f"{scenario}: tip {tip[:12]} unreadable: {exc}")
         return
@@ -275,7 +276,7 @@ def _check_tag(customer: Customer, repo: backend.Repo, v: Version,
         problems.append(f"{where} is a lightweight tag; versions are annotated tags")
     try:
         info = repo.commit(tag.target)
-        trailer_v = version_of(info, repo.read_tree(tag.target))
+        trailer_v = version_of(info, repo.read_stored(tag.target))
     except GitStoreError as exc:
         problems.append(f"{where} points at an unreadable commit: {exc}")
         return
@@ -432,8 +433,12 @@ def check_catalog(store: Store) -> list[str]:
 
 def _check_tree(customer: Customer, repo: backend.Repo, where: str, commit: str,
                 version: Version | None, finalized: bool, problems: list[str]) -> None:
+    files: dict[str, bytes] | None
     try:
-        files = repo.read_tree(commit)
+        stored = repo.read_stored(commit)
+        files = stored if repo.codec is None else repo.codec.open_files(stored)
+    except (KeyUnavailableError, ShreddedError):
+        files = None  # encrypted, no key here: the stored bytes are all there is to check
     except GitStoreError as exc:
         problems.append(f"{where}: cannot read tree: {exc}")
         return
@@ -444,13 +449,38 @@ def _check_tree(customer: Customer, repo: backend.Repo, where: str, commit: str,
     for name, mode in sorted(repo.tree_modes(commit).items()):
         if mode not in (0o100644, 0o100755):
             problems.append(f"{where}: {name} is not a regular file (mode {mode:o})")
+    if repo.codec is not None:  # sealed: the manifest lists the stored bytes
+        problems.extend(f"{where}: {v}" for v in manifest.verify(stored))
+        if files is not None:
+            problems.extend(f"{where}: {p}" for p in content_proof(customer, info, stored, files))
+    if files is None:
+        return
     proposal = Proposal(customer=customer.name, files=files, version=version,
                         change="verify", session_id=info.trailer("Session-Id"),
-                        finalizing=finalized, verify_manifest=True)
+                        finalizing=finalized, verify_manifest=repo.codec is None)
     try:
         customer.store.pipeline.run(proposal)
     except InvalidDocumentError as exc:
         problems.extend(f"{where}: {v}" for v in exc.violations)
+
+
+def content_proof(customer: Customer, info: CommitInfo, stored: dict[str, bytes],
+                  files: dict[str, bytes]) -> list[str]:
+    """With the key: the commit's ``Sealed-Digest`` is the keyed digest of the
+    manifest of its plaintext files (every session file; a conversation in parts
+    assembled)."""
+    claimed = info.trailer(sealed.TRAILER)
+    if claimed is None:
+        return ["encrypted commit without a Sealed-Digest trailer: content not proven"]
+    listed = {n: d for n, d in files.items() if n != MANIFEST and not n.startswith(CONV_PARTS)}
+    try:
+        version = version_of(info, stored)
+        key = customer.sealer.key(version.major) if version is not None else None
+    except GitStoreError as exc:
+        return [f"content not proven: {exc}"]
+    if key is None or key.digest(manifest.build(listed)) != claimed:
+        return ["decrypted content does not match its Sealed-Digest (keyed digest)"]
+    return []
 
 
 def _check_signature(repo: backend.Repo, where: str, oid: str, allowed: Path,

@@ -65,6 +65,12 @@ class Config:
     refused): git takes them from the environment, ssh-agent or its credential
     helpers. ``sync_timeout``: seconds one network step of a sync (a fetch, a push)
     may take before the hub counts as unreachable; writes never wait on the network.
+    ``encrypt``: customers created while it is on are encrypted at rest, one random
+    data key per scenario (see :mod:`gitstore.store.keys`); ``master_key_file`` (32
+    random bytes, or their base64) or ``master_key_command`` (a KMS adapter:
+    ``CMD wrap|unwrap`` reading base64 on stdin, writing base64 on stdout) wraps
+    those keys; ``GITSTORE_MASTER_KEY`` (base64), ``GITSTORE_MASTER_KEY_FILE`` and
+    ``GITSTORE_MASTER_KEY_COMMAND`` override both.
     """
 
     agent: Identity = DEFAULT_AGENT
@@ -84,6 +90,9 @@ class Config:
     remote: str | None = None
     remote_shards: int = 1
     sync_timeout: float = 30.0
+    encrypt: bool = False
+    master_key_file: Path | None = None
+    master_key_command: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -104,6 +113,9 @@ class Config:
             "remote": self.remote,
             "remote_shards": self.remote_shards,
             "sync_timeout": self.sync_timeout,
+            "encrypt": self.encrypt,
+            "master_key_file": str(self.master_key_file) if self.master_key_file else None,
+            "master_key_command": self.master_key_command,
         }
 
 
@@ -147,7 +159,7 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
             continue
         if key in ("agent", "committer"):
             changes[key] = _identity(value, f"{origin}: {key}")
-        elif key in ("templates", "signing_key", "allowed_signers"):
+        elif key in ("templates", "signing_key", "allowed_signers", "master_key_file"):
             changes[key] = Path(value)
         elif key == "max_document_bytes":
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -183,7 +195,11 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
                     or not 0 < value <= 86400:
                 raise UsageError(f"{origin}: sync_timeout must be a number of seconds above 0")
             changes[key] = float(value)
-        elif key in ("fsync", "hash_names", "require_audit"):
+        elif key == "master_key_command":
+            if not isinstance(value, str) or not value.strip():
+                raise UsageError(f"{origin}: master_key_command must be a command line")
+            changes[key] = value
+        elif key in ("fsync", "hash_names", "require_audit", "encrypt"):
             if not isinstance(value, bool):
                 raise UsageError(f"{origin}: {key} must be true or false")
             changes[key] = value

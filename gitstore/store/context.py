@@ -23,6 +23,9 @@ import hashlib
 import hmac
 import os
 import re
+import shlex
+import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -35,6 +38,7 @@ from gitstore.core.names import STORE_DIR, check_customer
 from gitstore.core.versions import Scenario, parse_branch_ref
 from gitstore.errors import (
     GitStoreError,
+    GitStoreWarning,
     IntegrityError,
     InvalidNameError,
     NotFoundError,
@@ -50,10 +54,16 @@ from gitstore.rules.secrets import DEFAULT_POLICY, Policy
 from gitstore.store import audit as audit_mod
 from gitstore.store import config as config_mod
 from gitstore.store.audit import AuditLog
+from gitstore.store.keys import KEYS_DIR, KeyStore, Sealer, master_key
 
 Clock = Callable[[], datetime]
 
 NAME_KEY_FILE = "name-key"
+ENCRYPTED_KEY = "gitstore.encrypted"
+"""Repository config: ``true`` for a customer whose sessions are encrypted."""
+TEXTCONV_DRIVER = "gitstore-sealed"
+"""The git diff driver whose textconv shows an encrypted customer's files in clear."""
+TEXTCONV_ATTRIBUTES = "*.json diff=gitstore-sealed\n*.md diff=gitstore-sealed\n"
 HASHED_NAME = re.compile(r"k[0-9a-f]{40}")
 
 
@@ -117,6 +127,20 @@ class StoreContext:
         """Signs commit and tag payloads when the store has a signing key."""
         key = self.config.signing_key
         return signing.signer(key) if key is not None else None
+
+    def say(self, message: str) -> None:
+        """Tell the caller something that did not stop the operation: to
+        :attr:`warn` (the CLI prints it on stderr), else as a warning."""
+        if self.warn is not None:
+            self.warn(message)
+        else:
+            warnings.warn(GitStoreWarning(message), stacklevel=3)
+
+    @cached_property
+    def keys(self) -> KeyStore:
+        """The store's key store (the master key is read now: environment, then config)."""
+        return KeyStore(self.root, master_key(self.config.master_key_file,
+                                              self.config.master_key_command))
 
     @cached_property
     def catalog(self) -> Index:
@@ -226,7 +250,24 @@ class CustomerContext:
             raise StorageError(f"{self.path} is a symbolic link; a customer repository must be "
                                "a real directory inside the store")
         self.require()
-        return backend.Repo.open(self.path)
+        repo = backend.Repo.open(self.path)
+        keys = self.store.root / STORE_DIR / KEYS_DIR / self.name
+        if repo.config_get(ENCRYPTED_KEY) == "true" or keys.is_dir():
+            repo.codec = self.sealer  # (keys but no flag: a clone from a hub, keys restored)
+        return repo
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether this customer's sessions are encrypted at rest (decided when its
+        repository is created: the store's ``encrypt`` setting then)."""
+        if self.exists:
+            return self.repo.codec is not None
+        return self.store.config.encrypt
+
+    @cached_property
+    def sealer(self) -> Sealer:
+        """Seals and opens this customer's files (used only when it is encrypted)."""
+        return Sealer(self.store.keys, self.name)
 
     def reopen(self) -> None:
         """Forget the open repository (it was replaced, moved or removed on disk)."""
@@ -274,15 +315,28 @@ class CustomerContext:
             self.__dict__["repo"] = backend.Repo.create(
                 self.path, description=f"gitstore sessions of customer {self.name}",
                 head=Scenario(1).branch_ref, committer=self.store.config.committer)
+            if self.store.config.encrypt:
+                self.repo.config_set(ENCRYPTED_KEY, "true")
+                self.repo.codec = self.sealer
             self.configure_repo()
         return self.repo
 
     def configure_repo(self) -> None:
-        """Point the repository's git config at the store's allowed signers."""
+        """Point the repository's git config at the store's allowed signers; in an
+        encrypted customer's, install the textconv driver (``git show --textconv``
+        and ``git log -p`` print plaintext to whoever holds the keys)."""
         allowed = self.store.config.allowed_signers
         if allowed is not None:
             self.repo.config_set("gpg.format", "ssh")
             self.repo.config_set("gpg.ssh.allowedSignersFile", str(allowed.resolve()))
+        if self.repo.codec is not None:
+            self.repo.config_set(f"diff.{TEXTCONV_DRIVER}.textconv",
+                                 f"{shlex.quote(sys.executable)} -m gitstore textconv")
+            attributes = self.path / "info" / "attributes"
+            attributes.parent.mkdir(exist_ok=True)
+            old = attributes.read_text("utf-8") if attributes.is_file() else ""
+            if TEXTCONV_ATTRIBUTES not in old:
+                attributes.write_text(old + TEXTCONV_ATTRIBUTES, encoding="utf-8")
 
     def refs_moved(self) -> None:
         """Tell the catalog this customer's refs moved outside the writer (a purge,

@@ -44,7 +44,7 @@ from gitstore.git import signing
 from gitstore.git.locking import private_dirs
 from gitstore.rules.proposal import Hook
 from gitstore.store import config as config_mod
-from gitstore.store import history, merges, upkeep
+from gitstore.store import history, merges, unsealed, upkeep
 from gitstore.store.context import NAME_KEY_FILE, Clock, CustomerContext, StoreContext
 from gitstore.store.history import LogEntry, Snapshot, VersionInfo, pick_scenario
 from gitstore.store.merges import PendingMerge
@@ -256,7 +256,15 @@ class Store(StoreContext):
         prefix), best first, each naming its customer, version and turn."""
         if not isinstance(text, str):
             raise UsageError(f"search text must be a str, not {type(text).__name__}")
-        return self.catalog.search(text, limit=count(limit, "limit") or 0)
+        wanted = count(limit, "limit") or 0
+        found = self.catalog.search(text, limit=wanted)
+        if self.keys.dir.is_dir() and len(found) < wanted:  # encrypted sessions: scanned
+            more, skipped = unsealed.search(self, text, wanted - len(found))
+            found += more
+            if skipped:
+                self.say(f"{skipped} encrypted session(s) not searched: their keys are "
+                           "not at hand (no master key, or shredded)")
+        return found
 
     def similar(self, customer: str, version: str | Version | Scenario, *,
                 limit: int | str = 10) -> list[dict[str, Any]]:

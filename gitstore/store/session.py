@@ -214,7 +214,10 @@ class Session:
         data, redacted = self.writer.scrub(CONV, data, "/conversation_turns/-")
         by = authorship(author, at, idempotency_key)
         if idempotency_key is None:  # a turn sent twice within the window is stored once
-            by = replace(by, idempotency_key=turn_key(data), idempotency_window=RETRY_WINDOW)
+            key = turn_key(data) if not self.customer.encrypted else \
+                "turn-" + self.customer.sealer.key(self.scenario.major).digest(  # no plain hash
+                    turn_key(data).encode())
+            by = replace(by, idempotency_key=key, idempotency_window=RETRY_WINDOW)
 
         def build(state: State) -> Plan:
             require_open(state, "add a turn to")

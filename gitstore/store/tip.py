@@ -50,6 +50,9 @@ class State:
     finalized: bool
     files: dict[str, bytes]
     tags: tuple[Version, ...]
+    stored: dict[str, bytes] | None = None
+    """The files as stored, when they differ from ``files`` (an encrypted
+    session: ``files`` is the plaintext)."""
 
     @property
     def rules(self) -> ScenarioState:
@@ -115,7 +118,8 @@ def read_state(repo: backend.Repo, scenario: Scenario) -> State:
     if info.change == ChangeKind.RETENTION:
         raise VersionRuleError(f"scenario {scenario} of {repo.path.name} was purged by its "
                                "retention policy; only its analytics summary remains")
-    files = repo.read_tree(tip)
+    stored = repo.read_stored(tip)
+    files = repo.codec.open_files(stored) if repo.codec is not None else stored
     version = version_of(info)
     session_id = info.trailer("Session-Id")
     if version is None or session_id is None:  # written with plain git: trust the documents
@@ -131,7 +135,8 @@ def read_state(repo: backend.Repo, scenario: Scenario) -> State:
                         if (v := parse_tag_ref(ref)) is not None and v.major == scenario.major))
     finalized = version in tags or info.finalizes
     assert session_id is not None
-    return State(tip, info, version, session_id, finalized, files, tags)
+    return State(tip, info, version, session_id, finalized, files, tags,
+                 stored if repo.codec is not None else None)
 
 
 def check_head(repo: backend.Repo) -> None:
@@ -155,7 +160,7 @@ def check_tip(customer: str, state: State) -> None:
     checked once per process."""
     if state.info.tree_id in _verified_trees:
         return
-    problems = manifest.verify(state.files)
+    problems = manifest.verify(state.stored if state.stored is not None else state.files)
     if problems:
         shown = "; ".join(str(v) for v in problems[:3])
         raise IntegrityError(f"refusing to write on top of {customer} {state.version} "

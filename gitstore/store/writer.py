@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from gitstore.core import canonical, manifest
+from gitstore.core import canonical, manifest, sealed
 from gitstore.core.commits import ChangeKind, Identity, Message, Trailer, trailers
 from gitstore.core.documents import offset_minutes
 from gitstore.core.layout import LATEST as LATEST_LAYOUT
@@ -410,7 +410,13 @@ class Writer:
                            state.info.trailer(Trailer.MANIFEST)
                            or manifest.digest(files[MANIFEST]))
         parts = layout == 2
-        prepared = repo.prepare_session_tree(files, parts=parts, base=parent,
+        stored, parsed = files, plan.parsed
+        if repo.codec is not None:  # an encrypted customer: checked in clear, stored sealed
+            stored, parsed, proof = self.customer.sealer.seal_tree(
+                files, plan.version.major, parsed=plan.parsed, create=state is None,
+                base=(state.files, state.stored) if state is not None and state.stored else None)
+            plan = replace(plan, extra_trailers=(*plan.extra_trailers, (sealed.TRAILER, proof)))
+        prepared = repo.prepare_session_tree(stored, parts=parts, base=parent,
                                              materialise=plan.finalizing)
         digest = manifest.digest(prepared.manifest)
         agent = by.author or store.config.agent
@@ -420,7 +426,7 @@ class Writer:
         if by.message is not None:
             claimed = Message.parse(text).get(Trailer.MANIFEST)
             if claimed is not None and claimed != digest:  # written in the other layout?
-                prepared = repo.prepare_session_tree(files, parts=not parts, base=parent,
+                prepared = repo.prepare_session_tree(stored, parts=not parts, base=parent,
                                                      materialise=plan.finalizing)
                 digest = manifest.digest(prepared.manifest)
             if claimed is not None and claimed != digest:
@@ -444,7 +450,7 @@ class Writer:
             tag_id = cut_tag(repo, commit, repo.commit(commit), int(tag_when.timestamp()),
                              offset_minutes(tag_when), store.signer,
                              message=_retarget(by.tag_message, commit), tagger=by.tagger)
-        warnings = self._after_commit(plan, commit, files)
+        warnings = self._after_commit(plan, commit, stored, parsed)
         return Written(commit, plan.version, plan.change, digest, proposal.completeness,
                        plan.turn, tag_id, warnings=warnings)
 
@@ -480,8 +486,8 @@ class Writer:
             return None
 
     # -- after the commit ------------------------------------------------------
-    def _after_commit(self, plan: Plan, commit: str, files: dict[str, bytes]
-                      ) -> tuple[str, ...]:
+    def _after_commit(self, plan: Plan, commit: str, files: dict[str, bytes],
+                      parsed: dict[str, Any]) -> tuple[str, ...]:
         """Catalog, maintenance counter and audit record; each may fail without
         failing the write (the branch has moved: the change is committed)."""
         customer = self.customer
@@ -495,7 +501,7 @@ class Writer:
             kept = 1 << 62 if CONV not in plan.changed else \
                 min(plan.changed_turns, default=0) if plan.changed_turns is not None else 0
             if customer.catalogued and not self.store.catalog.record(
-                    customer.name, plan.version.scenario, commit, files, plan.parsed, kept):
+                    customer.name, plan.version.scenario, commit, files, parsed, kept):
                 warnings.append("the index was not updated (the next query catches up, or "
                                 "`gitstore reindex`)")
         except (GitStoreError, OSError) as exc:  # Index.record catches SQLite's own

@@ -83,7 +83,7 @@ def tag_health(customer: Customer) -> list[TagHealth]:
             tag = repo.tag(str(v))
             if tag is None:
                 continue
-            problems = tuple(str(p) for p in manifest.verify(repo.read_tree(tag.target)))
+            problems = tuple(str(p) for p in manifest.verify(repo.read_stored(tag.target)))
             if tag.annotated:
                 status, signer, detail = _signature(customer, tag.id)
             else:

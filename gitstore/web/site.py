@@ -11,7 +11,8 @@ Invariants:
   the same 404, so a scoped token learns nothing of other customers; a customer
   reached gets a ``web:view`` record naming the page;
 * a page handler's :class:`~gitstore.errors.GitStoreError` becomes an error page
-  (404 not found, 400 bad request, 500 otherwise) whose text never names the
+  (404 not found, 400 bad request, 403 an encrypted session without its key here,
+  410 a shredded one, 500 otherwise) whose text never names the
   store's path on disk; anything else is a 500 with no detail.
 """
 
@@ -32,7 +33,13 @@ from starlette.responses import HTMLResponse, Response
 
 from gitstore.catalog.browse import Browser
 from gitstore.core.commits import Identity
-from gitstore.errors import GitStoreError, NotFoundError, UsageError
+from gitstore.errors import (
+    GitStoreError,
+    KeyUnavailableError,
+    NotFoundError,
+    ShreddedError,
+    UsageError,
+)
 from gitstore.store.facade import Customer, Store
 from gitstore.version import __version__
 from gitstore.web.render import environment
@@ -153,6 +160,10 @@ def run(handler: Handler) -> Callable[[Request], Response]:
             return web.error(request, 404, str(not_found()))
         except UsageError as exc:
             return web.error(request, 400, str(exc))
+        except KeyUnavailableError as exc:  # encrypted, and this server has no key for it
+            return web.error(request, 403, f"encrypted session: {exc}")
+        except ShreddedError as exc:  # erased for good: its history is still listed
+            return web.error(request, 410, str(exc))
         except GitStoreError as exc:
             return web.error(request, 500, f"{type(exc).__name__}: {exc}")
         except Exception:  # a bug: the details go to the server's log, not the page

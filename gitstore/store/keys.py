@@ -1,0 +1,505 @@
+"""The key store of an encrypted store, and the sealer every customer reads through.
+
+Each scenario of an encrypted customer has its own **random** 32-byte data key
+(never derived from another key, so destroying it destroys only that session),
+kept wrapped by the store's master key in ``<root>/.gitstore/keys/<customer>/
+<scenario>.key``. The master key never touches the store: a key file, the
+``GITSTORE_MASTER_KEY`` environment variable, or a command that wraps and unwraps
+(a KMS adapter), see :func:`master_key`.
+
+Invariants:
+
+* a key file is written whole or not at all (a temporary file, fsynced, renamed,
+  the directory fsynced), mode 0600, and never overwritten: a data key, once
+  used, is the only key its ciphertext opens with;
+* shredding overwrites and removes the key file, removes the key from every
+  backup file the key store wrote (:meth:`KeyStore.backup` records where), and
+  leaves a tombstone, so a read says *shredded* (not *missing*) and a restore
+  never brings the key back;
+* a wrapped key names the fingerprint of the master key that wrapped it: a wrong
+  master key is reported as such, never as damage;
+* :meth:`Sealer.open_files` returns plaintext equal, byte for byte, to what
+  :meth:`Sealer.seal_files` was given (every token is checked on the way:
+  :class:`gitstore.core.sealed.SealError` names a changed or moved one).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import shlex
+import subprocess
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gitstore.core import canonical, lazy, manifest, sealed
+from gitstore.core.names import MANIFEST, META, STORE_DIR
+from gitstore.core.versions import Version
+from gitstore.errors import KeyUnavailableError, ShreddedError, StorageError, UsageError
+
+if TYPE_CHECKING:
+    import cryptography.hazmat.primitives.ciphers.aead as aead
+else:
+    aead = lazy.module("cryptography.hazmat.primitives.ciphers.aead")
+
+__all__ = ["KEYS_DIR", "MASTER_KEY_ENV", "KeyStore", "Master", "Sealer", "master_from_file",
+           "master_key", "new_master_key_file"]
+
+KEYS_DIR = "keys"
+MASTER_KEY_ENV = ("GITSTORE_MASTER_KEY", "GITSTORE_MASTER_KEY_FILE",
+                  "GITSTORE_MASTER_KEY_COMMAND")
+"""The environment variables that set the master key, over the store's config."""
+BACKUPS_FILE = "backups.json"
+BUNDLE_FORMAT = "gitstore-keys-v1"
+COMMAND_TIMEOUT = 30.0
+OPEN_CACHE = 64
+
+
+class Master:
+    """The master key: wraps and unwraps data keys; ``fingerprint`` names it."""
+
+    def __init__(self, secret: bytes | None = None, command: str | None = None,
+                 origin: str = "") -> None:
+        if (secret is None) == (command is None):
+            raise ValueError("a master key is a secret or a command")
+        if secret is not None and len(secret) != 32:
+            raise UsageError(f"{origin}: a master key is 32 bytes (or their base64)")
+        self._secret = secret
+        self.command = command
+        self.origin = origin
+        self.fingerprint = ("cmd-" + hashlib.sha256(command.encode()).hexdigest()[:16]
+                            if command is not None else
+                            hmac.new(secret or b"", b"gitstore master key", hashlib.sha256
+                                     ).hexdigest()[:20])
+
+    def wrap(self, key: bytes, kid: str) -> str:
+        if self._secret is not None:
+            nonce = os.urandom(12)
+            return base64.b64encode(nonce + aead.AESGCM(self._secret).encrypt(
+                nonce, key, kid.encode())).decode("ascii")
+        return self._run("wrap", base64.b64encode(key).decode("ascii"), kid)
+
+    def unwrap(self, wrapped: str, kid: str) -> bytes:
+        if self._secret is not None:
+            try:
+                raw = base64.b64decode(wrapped, validate=True)
+                return bytes(aead.AESGCM(self._secret).decrypt(raw[:12], raw[12:],
+                                                               kid.encode()))
+            except Exception:  # InvalidTag, bad base64
+                raise KeyUnavailableError(f"the data key of {kid} does not unwrap with the "
+                                          f"master key from {self.origin}") from None
+        out = self._run("unwrap", wrapped, kid)
+        try:
+            key = base64.b64decode(out, validate=True)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise KeyUnavailableError(f"master key command ({self.origin}) did not unwrap "
+                                      f"the data key of {kid}")
+        return key
+
+    def _run(self, verb: str, data: str, kid: str) -> str:
+        assert self.command is not None
+        try:
+            done = subprocess.run([*shlex.split(self.command), verb], input=data + "\n",
+                                  capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
+                                  env={**os.environ, "GITSTORE_KEY_ID": kid}, check=False)
+        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            raise KeyUnavailableError(f"master key command ({self.origin}) failed to "
+                                      f"{verb}: {exc}") from None
+        if done.returncode != 0:
+            why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+            raise KeyUnavailableError(f"master key command ({self.origin}) failed to "
+                                      f"{verb} {kid}: {why}")
+        return done.stdout.strip()
+
+
+def master_key(file: Path | None = None, command: str | None = None) -> Master | None:
+    """The master key in force: ``GITSTORE_MASTER_KEY`` (base64),
+    ``GITSTORE_MASTER_KEY_FILE``, ``GITSTORE_MASTER_KEY_COMMAND``, then the
+    store's ``master_key_command`` and ``master_key_file``; None when none is set."""
+    env = os.environ.get("GITSTORE_MASTER_KEY")
+    if env:
+        return Master(_decode_secret(env.encode(), "GITSTORE_MASTER_KEY"),
+                      origin="GITSTORE_MASTER_KEY")
+    env_file = os.environ.get("GITSTORE_MASTER_KEY_FILE")
+    env_cmd = os.environ.get("GITSTORE_MASTER_KEY_COMMAND")
+    if env_file:
+        return _from_file(Path(env_file))
+    if env_cmd:
+        return Master(command=env_cmd, origin="GITSTORE_MASTER_KEY_COMMAND")
+    if command:
+        return Master(command=command, origin="master_key_command")
+    if file is not None:
+        return _from_file(file)
+    return None
+
+
+def master_from_file(path: Path) -> Master:
+    """The master key in the file ``path`` (32 bytes or their base64), whatever the
+    environment says (a rotation's new key): :class:`KeyUnavailableError` when the
+    file cannot be read, :class:`UsageError` when it holds no key."""
+    return _from_file(path)
+
+
+def _from_file(path: Path) -> Master:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyUnavailableError(f"cannot read the master key file {path}: "
+                                  f"{exc.strerror or exc}") from None
+    return Master(_decode_secret(data, str(path)), origin=str(path))
+
+
+def _decode_secret(data: bytes, origin: str) -> bytes:
+    if len(data) == 32:
+        return data
+    try:
+        secret = base64.b64decode(data.strip(), validate=True)
+    except ValueError:
+        secret = b""
+    if len(secret) != 32:
+        raise UsageError(f"{origin}: a master key is 32 random bytes or their base64")
+    return secret
+
+
+def new_master_key_file(path: Path) -> bool:
+    """Create a master key file (base64 of 32 random bytes, mode 0600) unless one
+    exists; returns whether it was created."""
+    if path.exists():
+        _from_file(path)  # refuses a bad one now
+        return False
+    _write_atomic(path, base64.b64encode(os.urandom(32)) + b"\n")
+    return True
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """``data`` at ``path``, whole or not at all, durable, 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _destroy(path: Path) -> None:
+    """Overwrite a file with zeros (fsynced), then remove it."""
+    try:
+        size = path.stat().st_size
+        with path.open("r+b") as f:
+            f.write(b"\0" * size)
+            f.flush()
+            os.fsync(f.fileno())
+        path.unlink()
+        _fsync_dir(path.parent)
+    except FileNotFoundError:
+        return
+
+
+@dataclass(frozen=True)
+class Shredded:
+    """What a shred did: the tombstone's time and the backups it cleaned."""
+
+    kid: str
+    at: str
+    backups_cleaned: tuple[str, ...]
+    backups_unreachable: tuple[str, ...]
+
+
+class KeyStore:
+    """The wrapped data keys of one store (see the module docstring)."""
+
+    def __init__(self, root: Path, master: Master | None) -> None:
+        self.dir = root / STORE_DIR / KEYS_DIR
+        self.master = master
+        self._keys: dict[str, bytes] = {}
+
+    @staticmethod
+    def kid(customer: str, scenario: int) -> str:
+        return f"{customer}/{scenario}"
+
+    def _path(self, customer: str, scenario: int, suffix: str = ".key") -> Path:
+        return self.dir / customer / f"{scenario}{suffix}"
+
+    def _need_master(self, what: str) -> Master:
+        if self.master is None:
+            raise KeyUnavailableError(
+                f"{what} is encrypted and no master key is set: set GITSTORE_MASTER_KEY, "
+                "GITSTORE_MASTER_KEY_FILE or the store's master_key_file / master_key_command")
+        return self.master
+
+    def shredded(self, customer: str, scenario: int) -> dict[str, Any] | None:
+        """The tombstone of a shredded session (None when it was not shredded)."""
+        try:
+            found: dict[str, Any] = json.loads(
+                self._path(customer, scenario, ".shredded").read_text("utf-8"))
+            return found
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {"at": "unknown"}
+
+    def create(self, customer: str, scenario: int) -> bytes:
+        """A new random data key for a new scenario, stored before it is used."""
+        kid = self.kid(customer, scenario)
+        path = self._path(customer, scenario)
+        if path.exists() or self.shredded(customer, scenario) is not None:
+            return self.data_key(customer, scenario)
+        master = self._need_master(f"customer {customer}")
+        key = os.urandom(32)
+        record = {"kid": kid, "master": master.fingerprint, "wrapped": master.wrap(key, kid)}
+        _write_atomic(path, canonical.dumps(record))
+        self._keys[kid] = key
+        return key
+
+    def data_key(self, customer: str, scenario: int) -> bytes:
+        """The data key of a scenario: :class:`ShreddedError` after a shred,
+        :class:`KeyUnavailableError` when it cannot be had here."""
+        kid = self.kid(customer, scenario)
+        if kid in self._keys:
+            return self._keys[kid]
+        tomb = self.shredded(customer, scenario)
+        if tomb is not None:
+            raise ShreddedError(f"scenario {scenario} of {customer} was shredded at "
+                                f"{tomb.get('at', 'unknown')}: its content is erased")
+        path = self._path(customer, scenario)
+        try:
+            record = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            raise KeyUnavailableError(
+                f"scenario {scenario} of {customer} is encrypted and its data key is not in "
+                f"the key store ({self.dir}); restore it with `gitstore keys restore`") from None
+        except (OSError, ValueError) as exc:
+            raise KeyUnavailableError(f"cannot read the data key {path}: {exc}") from None
+        master = self._need_master(f"scenario {scenario} of {customer}")
+        if record.get("master") != master.fingerprint:
+            raise KeyUnavailableError(
+                f"the data key of {kid} was wrapped by master key {record.get('master')}, "
+                f"not by the one set ({master.fingerprint}, from {master.origin})")
+        key = master.unwrap(str(record.get("wrapped", "")), kid)
+        self._keys[kid] = key
+        return key
+
+    def kids(self) -> list[tuple[str, int]]:
+        """Every (customer, scenario) whose key the store holds."""
+        out = []
+        if self.dir.is_dir():
+            for path in sorted(self.dir.glob("*/*.key")):
+                if path.stem.isdigit():
+                    out.append((path.parent.name, int(path.stem)))
+        return out
+
+    def shred(self, customer: str, scenario: int, at: datetime) -> Shredded:
+        """Destroy a scenario's data key here and in every backup this store wrote."""
+        kid = self.kid(customer, scenario)
+        path = self._path(customer, scenario)
+        stamp = at.isoformat()
+        _write_atomic(self._path(customer, scenario, ".shredded"),
+                      canonical.dumps({"kid": kid, "at": stamp}))
+        _destroy(path)
+        self._keys.pop(kid, None)
+        cleaned, unreachable = [], []
+        for backup in self.backups():
+            try:
+                bundle = json.loads(Path(backup).read_text("utf-8"))
+                if kid in bundle.get("keys", {}):
+                    del bundle["keys"][kid]
+                    _write_atomic(Path(backup), canonical.dumps(bundle))
+                cleaned.append(backup)
+            except (OSError, ValueError, StorageError, AttributeError):
+                unreachable.append(backup)
+        return Shredded(kid, stamp, tuple(cleaned), tuple(unreachable))
+
+    def backups(self) -> list[str]:
+        try:
+            found = json.loads((self.dir / BACKUPS_FILE).read_text("utf-8"))
+        except (OSError, ValueError):
+            return []
+        return [str(p) for p in found] if isinstance(found, list) else []
+
+    def backup(self, dest: Path) -> int:
+        """Write every wrapped key to ``dest`` (one file, 0600) and remember it, so
+        a shred reaches it; returns how many keys it holds."""
+        dest = dest.resolve()
+        keys = {}
+        for customer, scenario in self.kids():
+            record = json.loads(self._path(customer, scenario).read_text("utf-8"))
+            keys[self.kid(customer, scenario)] = record
+        _write_atomic(dest, canonical.dumps({"format": BUNDLE_FORMAT, "keys": keys}))
+        known = self.backups()
+        if str(dest) not in known:
+            _write_atomic(self.dir / BACKUPS_FILE, canonical.dumps([*known, str(dest)]))
+        return len(keys)
+
+    def restore(self, source: Path) -> tuple[int, list[str]]:
+        """Bring back keys missing here from a backup file; a shredded key is never
+        brought back. Returns (keys restored, kids skipped as shredded)."""
+        try:
+            bundle = json.loads(source.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read key backup {source}: {exc}") from None
+        if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT \
+                or not isinstance(bundle.get("keys"), dict):
+            raise UsageError(f"{source} is not a gitstore key backup")
+        restored, skipped = 0, []
+        for kid, record in sorted(bundle["keys"].items()):
+            customer, _, scenario = str(kid).rpartition("/")
+            if not scenario.isdigit() or not isinstance(record, dict) or "/" in customer \
+                    or not customer or customer.startswith("."):
+                raise UsageError(f"{source}: malformed key entry {kid!r}")
+            if self.shredded(customer, int(scenario)) is not None:
+                skipped.append(kid)
+                continue
+            path = self._path(customer, int(scenario))
+            if not path.exists():
+                _write_atomic(path, canonical.dumps(record))
+                restored += 1
+        return restored, skipped
+
+    def rotate(self, new: Master) -> int:
+        """Re-wrap every data key with ``new`` (the repositories are not touched)."""
+        old = self._need_master("this store")
+        pending = []
+        for customer, scenario in self.kids():
+            kid = self.kid(customer, scenario)
+            record = json.loads(self._path(customer, scenario).read_text("utf-8"))
+            if record.get("master") == new.fingerprint:
+                continue
+            if record.get("master") != old.fingerprint:
+                raise KeyUnavailableError(f"the data key of {kid} was wrapped by master key "
+                                          f"{record.get('master')}, not by the current one")
+            key = old.unwrap(str(record["wrapped"]), kid)
+            pending.append((customer, scenario, {"kid": kid, "master": new.fingerprint,
+                                                 "wrapped": new.wrap(key, kid)}))
+        for customer, scenario, record in pending:  # every unwrap worked: now write
+            _write_atomic(self._path(customer, scenario), canonical.dumps(record))
+        self.master = new
+        return len(pending)
+
+
+_opened: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
+
+
+class Sealer:
+    """Seals and opens one customer's session files (the repository's codec)."""
+
+    def __init__(self, keys: KeyStore, customer: str) -> None:
+        self.keys = keys
+        self.customer = customer
+        self._session_keys: dict[int, sealed.SessionKey] = {}
+
+    def key(self, scenario: int, *, create: bool = False) -> sealed.SessionKey:
+        found = self._session_keys.get(scenario)
+        if found is None:
+            data = self.keys.create(self.customer, scenario) if create else \
+                self.keys.data_key(self.customer, scenario)
+            found = self._session_keys[scenario] = sealed.SessionKey(self.customer, scenario,
+                                                                      data)
+        return found
+
+    def forget(self, scenario: int) -> None:
+        """Drop a scenario's key from memory (it was shredded)."""
+        self._session_keys.pop(scenario, None)
+
+    def open_files(self, stored: Mapping[str, bytes]) -> dict[str, bytes]:
+        """The plaintext of a session tree's stored files (the manifest as stored)."""
+        out = dict(stored)
+        key = None
+        for name, data in stored.items():
+            if name == MANIFEST or not sealed.has_tokens(data):
+                continue
+            hit = _opened.get(id(data))
+            if hit is not None and hit[0] is data:
+                out[name] = hit[1]
+                continue
+            if key is None:
+                key = self.key(self._scenario_of(stored))
+            out[name] = sealed.open_file(key, name, data)
+            self.remember(data, out[name])
+        return out
+
+    def _scenario_of(self, stored: Mapping[str, bytes]) -> int:
+        try:
+            info = canonical.loads(stored[META])["session_info"]
+            return Version.parse(info["session_version"]).major
+        except (KeyError, TypeError, ValueError, UsageError):
+            raise sealed.SealError(f"a sealed session of {self.customer} without a readable "
+                                   "session_metadata.json version: cannot tell its key") from None
+
+    @staticmethod
+    def remember(stored: bytes, plain: bytes) -> None:
+        _opened[id(stored)] = (stored, plain)
+        while len(_opened) > OPEN_CACHE:
+            _opened.popitem(last=False)
+
+    def seal_files(self, files: Mapping[str, bytes], scenario: int, *,
+                   parsed: Mapping[str, Any] | None = None,
+                   base: tuple[Mapping[str, bytes], Mapping[str, bytes]] | None = None,
+                   create: bool = False) -> tuple[dict[str, bytes], dict[str, Any]]:
+        """Stored files for plaintext ``files`` (the manifest left out: it lists
+        stored bytes, so the caller builds it), and the sealed JSON documents it
+        made, blanked (:func:`gitstore.core.sealed.blank`: what an index may
+        hold). ``base`` (the tip's plaintext and stored files) lets unchanged
+        files keep their stored bytes untouched; ``parsed`` hands over documents
+        already parsed."""
+        key = self.key(scenario, create=create)
+        out: dict[str, bytes] = {}
+        blanked: dict[str, Any] = {}
+        for name, data in files.items():
+            if name == MANIFEST:
+                continue
+            if base is not None and base[0].get(name) is data and name in base[1]:
+                out[name] = base[1][name]
+                continue
+            if name not in sealed.SEALED_FILES:
+                out[name] = data
+                continue
+            if name.endswith(".json"):
+                doc = (parsed or {}).get(name)
+                doc = sealed.seal_doc(key, name, canonical.loads_stored(data)
+                                      if doc is None else doc)
+                out[name] = canonical.dumps(doc)
+                blanked[name] = sealed.blank(doc)
+            else:
+                out[name] = sealed.seal_file(key, name, data)
+            self.remember(out[name], data)
+        return out, blanked
+
+    def seal_tree(self, files: Mapping[str, bytes], scenario: int, *,
+                  parsed: Mapping[str, Any] | None = None,
+                  base: tuple[Mapping[str, bytes], Mapping[str, bytes]] | None = None,
+                  create: bool = False) -> tuple[dict[str, bytes], dict[str, Any], str]:
+        """A checked tree (plaintext ``files`` with the pipeline's manifest) as
+        stored: sealed, its manifest rebuilt over the stored bytes of the files the
+        pipeline's manifest lists; the blanked documents; and the keyed digest of
+        the manifest of every plaintext file (the ``Sealed-Digest`` trailer)."""
+        stored, blanked = self.seal_files(files, scenario, parsed=parsed, base=base,
+                                          create=create)
+        listed = manifest.parse(files[MANIFEST])[0]
+        stored[MANIFEST] = manifest.build({n: d for n, d in stored.items() if n in listed})
+        plain = manifest.build({n: d for n, d in files.items() if n != MANIFEST})
+        return stored, blanked, self.key(scenario).digest(plain)

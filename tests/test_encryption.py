@@ -1,0 +1,447 @@
+"""Encryption at rest and crypto-shredding (issue 15), through the library.
+
+Every test checks what is on disk with the real ``git`` binary and plain bytes:
+the markers written into an encrypted session appear nowhere under the store
+root (objects unpacked and packed, the index, the access log, reflogs, the key
+store), and the same test finds them in a plaintext store, so it can fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import (
+    CUSTOMER,
+    EXAMPLES,
+    Clock,
+    example_session_id,
+    git,
+    load_example,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from servers import start_daemon, synced_store, turn
+
+from gitstore import IntegrityError, KeyUnavailableError, ShreddedError, Store
+from gitstore.core import canonical, sealed
+from gitstore.core.names import CONV
+from gitstore.ops import encryption, githooks, retention, syncing
+from gitstore.ops import hub as hub_ops
+from gitstore.ops.verify import check_customer
+from gitstore.store.keys import master_key, new_master_key_file
+
+MARKERS = ("ZEBRAQUOKKA", "MARMOSETVIOLET", "PANGOLINAMBER", "NARWHALCOPPER", "OCELOTMAUVE")
+
+
+@pytest.fixture
+def master(monkeypatch: pytest.MonkeyPatch) -> str:
+    key = base64.b64encode(os.urandom(32)).decode()
+    monkeypatch.setenv("GITSTORE_MASTER_KEY", key)
+    return key
+
+
+def make_store(root: Path, *, encrypt: bool) -> Store:
+    store = Store.init(root, clock=Clock())
+    if encrypt:
+        encryption.enable(store)
+    return Store(root, clock=Clock())
+
+
+def record(store: Store, customer: str = CUSTOMER, turns: int = 5) -> Any:
+    """The example session with a marker in every kind of sealed field."""
+    sid = example_session_id(customer)
+    session = store.customer(customer).new_session(session_id=sid,
+                                                   created="2025-01-15T10:30:00Z")
+    for i, path in enumerate(sorted((EXAMPLES / "session" / "turns").glob("turn-*.json"))):
+        turn = json.loads(path.read_bytes())
+        turn["user_input"]["query"] += f" about {MARKERS[0]}"
+        turn["agent_response"]["orchestrator_response"] += f" {MARKERS[1]}"
+        session.append_turn(turn)
+        if i + 1 >= turns:
+            break
+    summary = load_example("session", "conversation.json")["conversation_summary"]
+    summary["final_recommendation"] = f"{MARKERS[2]} collector"
+    session.set_summary({k: v for k, v in summary.items() if k != "total_turns"})
+    for name in ("deployment_context.json", "session_metadata.json", "session_analytics.json"):
+        doc = load_example("session", name)
+        if name == "session_metadata.json":
+            doc["session_info"].update(api_key=customer, session_id=sid)
+        if name == "deployment_context.json":
+            doc["deployment_recommendations"][0]["implementation_steps"].append(
+                f"ask {MARKERS[3]}")
+        if name == "session_analytics.json":
+            doc["learning_insights"]["successful_patterns"].append(MARKERS[4])
+        session.put(name, doc)
+    return session
+
+
+def found_markers(root: Path) -> set[str]:
+    """Every marker found in any byte under ``root``: raw files (packs, index,
+    access log, reflogs, key store) and every git object, decompressed."""
+    blobs = [p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+    for head in root.rglob("HEAD"):
+        repo = head.parent
+        if (repo / "objects").is_dir():
+            blobs.append(subprocess.run(
+                ["git", "-C", str(repo), "cat-file", "--batch-all-objects", "--batch"],
+                capture_output=True, check=True).stdout)
+            blobs.append(subprocess.run(["git", "-C", str(repo), "log", "-g", "--all"],
+                                        capture_output=True).stdout)
+    return {m for m in MARKERS for b in blobs if m.encode() in b}
+
+
+@pytest.fixture
+def encrypted(tmp_path: Path, master: str) -> Iterator[tuple[Store, Any]]:
+    store = make_store(tmp_path / "enc", encrypt=True)
+    session = record(store)
+    session.finalize(message="plan agreed")
+    session.follow_up()
+    session.append_turn({"timestamp": "2025-01-15T12:00:00Z",
+                         "user_input": {"query": f"follow-up on {MARKERS[0]}"},
+                         "agent_response": {"orchestrator_response": "sure"}})
+    store.search(MARKERS[0])  # the index has had every chance to learn the text
+    yield store, session
+
+
+# -- what is on disk ---------------------------------------------------------------
+
+def test_no_marker_is_anywhere_under_an_encrypted_root(encrypted: Any, tmp_path: Path) -> None:
+    store, _ = encrypted
+    assert found_markers(store.root) == set()
+    git(store.root / CUSTOMER, "gc", "-q")  # packed too
+    assert found_markers(store.root) == set()
+
+
+def test_the_same_grep_finds_every_marker_in_a_plaintext_store(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "plain", encrypt=False)
+    record(store).finalize()
+    store.search(MARKERS[0])
+    assert found_markers(store.root) == set(MARKERS)
+
+
+def test_reads_are_transparent_and_equal_the_plaintext_store(encrypted: Any,
+                                                             tmp_path: Path) -> None:
+    store, _ = encrypted
+    plain = make_store(tmp_path / "plain", encrypt=False)
+    record(plain).finalize(message="plan agreed")
+    for name in ("conversation.json", "deployment_context.json", "session_metadata.json",
+                 "session_analytics.json", "sow_document.md"):
+        assert store.customer(CUSTOMER).read("v1.0.0").raw(name) == \
+            plain.customer(CUSTOMER).read("v1.0.0").raw(name)
+    sealed_text = git(store.root / CUSTOMER, "show", "v1.0.0:conversation.json")
+    assert sealed.PREFIX in sealed_text and '"turn_id": 1' in sealed_text
+    diff = store.customer(CUSTOMER).diff("v1.0.0", "v1")
+    assert "follow-up on" in json.dumps(diff.to_json() if hasattr(diff, "to_json") else str(diff))
+
+
+def test_git_checks_pass_and_sha256sum_verifies_the_stored_bytes(encrypted: Any,
+                                                                  tmp_path: Path) -> None:
+    store, _ = encrypted
+    repo = store.root / CUSTOMER
+    git(repo, "fsck", "--strict")
+    out = tmp_path / "out"
+    out.mkdir()
+    archive = subprocess.run(["git", "-C", str(repo), "archive", "v1.0.0"], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=out, check=True)
+    assert check_customer(store.customer(CUSTOMER)).problems == []
+
+
+def test_appending_a_turn_appends_bytes_earlier_ciphertext_unchanged(encrypted: Any) -> None:
+    store, session = encrypted
+    repo = store.root / CUSTOMER
+    before = canonical.loads(git(repo, "show", "v1:conversation.json").encode())
+    session.append_turn({"timestamp": "2025-01-15T12:05:00Z",
+                         "user_input": {"query": "and another"},
+                         "agent_response": {"orchestrator_response": "ok"}})
+    after = canonical.loads(git(repo, "show", "v1:conversation.json").encode())
+    assert after["conversation_turns"][:-1] == before["conversation_turns"]
+
+
+# -- tampering ------------------------------------------------------------------
+
+def _rewrite_tip(repo: Path, edit: Any) -> None:
+    """Replace the tip's conversation.json with ``edit(doc)`` and its manifest line,
+    as an attacker with write access to the repository would (plain git)."""
+    doc = canonical.loads(git(repo, "show", "v1:conversation.json").encode())
+    data = canonical.dumps(edit(doc))
+    sums = git(repo, "show", "v1:SHA256SUMS").splitlines()
+    sums = [f"{hashlib.sha256(data).hexdigest()}  conversation.json" if
+            line.endswith("  conversation.json") else line for line in sums]
+    files = {n: git(repo, "show", f"v1:{n}").encode() for n in
+             git(repo, "ls-tree", "--name-only", "v1").split()}
+    files["conversation.json"], files["SHA256SUMS"] = data, ("\n".join(sums) + "\n").encode()
+    entries = []
+    for name, content in sorted(files.items()):
+        oid = git(repo, "hash-object", "-w", "--stdin", input=content).strip()
+        entries.append(f"100644 blob {oid}\t{name}")
+    tree = git(repo, "mktree", input=("\n".join(entries) + "\n").encode()).strip()
+    commit = git(repo, "commit-tree", tree, "-p", "v1", "-m", "tamper").strip()
+    git(repo, "update-ref", "refs/heads/v1", commit)
+
+
+def test_one_changed_byte_of_a_ciphertext_is_detected_on_read(encrypted: Any) -> None:
+    store, _ = encrypted
+
+    def flip(doc: Any) -> Any:
+        token = doc["conversation_turns"][1]["user_input"]
+        raw = bytearray(base64.b64decode(token[len(sealed.PREFIX):-1]))
+        raw[20] ^= 1
+        doc["conversation_turns"][1]["user_input"] = \
+            sealed.PREFIX + base64.b64encode(bytes(raw)).decode() + "]"
+        return doc
+
+    _rewrite_tip(store.root / CUSTOMER, flip)
+    with pytest.raises(IntegrityError, match="does not authenticate"):
+        Store(store.root).customer(CUSTOMER).read("v1")
+
+
+def test_a_ciphertext_moved_to_another_turn_is_detected_on_read(encrypted: Any) -> None:
+    store, _ = encrypted
+
+    def move(doc: Any) -> Any:
+        turns = doc["conversation_turns"]
+        turns[0]["user_input"], turns[2]["user_input"] = \
+            turns[2]["user_input"], turns[0]["user_input"]
+        return doc
+
+    _rewrite_tip(store.root / CUSTOMER, move)
+    with pytest.raises(IntegrityError, match="moved from another place"):
+        Store(store.root).customer(CUSTOMER).read("v1")
+
+
+# -- keys -----------------------------------------------------------------------
+
+def test_without_the_master_key_reads_say_why(encrypted: Any,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _ = encrypted
+    monkeypatch.delenv("GITSTORE_MASTER_KEY")
+    with pytest.raises(KeyUnavailableError, match="no master key"):
+        Store(store.root).customer(CUSTOMER).read("v1.0.0")
+    monkeypatch.setenv("GITSTORE_MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
+    with pytest.raises(KeyUnavailableError, match="wrapped by master key"):
+        Store(store.root).customer(CUSTOMER).read("v1.0.0")
+    monkeypatch.delenv("GITSTORE_MASTER_KEY")
+    assert check_customer(Store(store.root).customer(CUSTOMER)).problems == []
+
+
+def test_keys_backup_restore_and_rotation(encrypted: Any, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _ = encrypted
+    old = os.environ["GITSTORE_MASTER_KEY"]
+    assert store.keys.backup(tmp_path / "keys.bak") == 1
+    (store.keys.dir / CUSTOMER / "1.key").unlink()
+    with pytest.raises(KeyUnavailableError, match="keys restore"):
+        Store(store.root).customer(CUSTOMER).read("v1.0.0")
+    assert Store(store.root).keys.restore(tmp_path / "keys.bak") == (1, [])
+    new_file = tmp_path / "new-master"
+    assert new_master_key_file(new_file)
+    monkeypatch.delenv("GITSTORE_MASTER_KEY")
+    new = master_key(file=new_file)
+    assert new is not None
+    monkeypatch.setenv("GITSTORE_MASTER_KEY", old)
+    assert Store(store.root).keys.rotate(new) == 1
+    with pytest.raises(KeyUnavailableError, match="wrapped by master key"):
+        Store(store.root).customer(CUSTOMER).read("v1.0.0")  # the old master no longer opens
+    monkeypatch.delenv("GITSTORE_MASTER_KEY")
+    monkeypatch.setenv("GITSTORE_MASTER_KEY_FILE", str(new_file))
+    assert "follow-up on" in Store(store.root).customer(CUSTOMER).read("v1").raw(CONV).decode()
+
+
+# -- shredding ------------------------------------------------------------------
+
+def test_shred_erases_the_session_and_keeps_history_clean(tmp_path: Path, master: str) -> None:
+    store = make_store(tmp_path / "enc", encrypt=True)
+    store.configure_signing(_ssh_key(tmp_path))
+    record(store).finalize(message="plan agreed")
+    other = store.customer(CUSTOMER).new_session(allow_open=True)
+    other.append_turn({"timestamp": "2025-01-15T13:00:00Z",
+                       "user_input": {"query": "second scenario"},
+                       "agent_response": {"orchestrator_response": "kept"}})
+    store.keys.backup(tmp_path / "keys.bak")
+    repo = store.root / CUSTOMER
+    refs_before = git(repo, "show-ref")
+
+    done = encryption.shred(store, CUSTOMER, "v1")
+    assert done.backups_cleaned == (str((tmp_path / "keys.bak").resolve()),)
+    assert git(repo, "show-ref") == refs_before      # not one commit or tag touched
+    git(repo, "fsck", "--strict")
+    git(repo, "verify-tag", "v1.0.0")
+    fresh = Store(store.root)
+    with pytest.raises(ShreddedError, match="shredded"):
+        fresh.customer(CUSTOMER).read("v1.0.0")
+    assert [v.version for v in fresh.customer(CUSTOMER).versions("v1")]
+    assert "second scenario" in fresh.customer(CUSTOMER).read("v2").raw(CONV).decode()
+    assert check_customer(fresh.customer(CUSTOMER)).problems == []
+    assert found_markers(store.root) == set()
+    assert found_markers(tmp_path) == set()          # the backup holds no readable key either
+    assert fresh.keys.restore(tmp_path / "keys.bak") == (0, [])
+    log = [json.loads(line) for line in (repo / "gitstore-audit.jsonl").read_text().splitlines()]
+    [tomb] = [r for r in log if r["op"] == "shred"]
+    assert tomb["rev"] == "v1" and "data key was destroyed" in tomb["detail"]
+    with pytest.raises(ShreddedError):
+        encryption.shred(fresh, CUSTOMER, "v1")
+
+
+def _ssh_key(tmp_path: Path) -> Path:
+    key = tmp_path / "signing_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key
+
+
+def test_retention_can_shred_instead_of_purging(encrypted: Any) -> None:
+    store, _ = encrypted
+    (store.root / ".gitstore" / "policy.json").write_text(json.dumps({
+        "retention_policies": {"active_customer_sessions": "1d", "completed_sessions": "1d"},
+        "encrypted_sessions": "shred"}))
+    later = Store(store.root, clock=Clock(store.now().replace(year=2027)))
+    items = retention.apply(later)
+    assert [(i.target, i.action) for i in items] == [("v1", "shred")]
+    assert git(store.root / CUSTOMER, "rev-parse", "v1.0.0^{commit}")  # history kept
+    with pytest.raises(ShreddedError):
+        Store(store.root).customer(CUSTOMER).read("v1.0.0")
+    assert retention.apply(later) == []
+
+
+# -- plain git writers and hubs -------------------------------------------------------
+
+def test_plaintext_pushed_into_an_encrypted_repository_is_refused(encrypted: Any,
+                                                                  tmp_path: Path) -> None:
+    store, _ = encrypted
+    bare = store.root / CUSTOMER
+    githooks.install(bare)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(bare), str(clone))
+    git(clone, "checkout", "-q", "v1")
+    doc = canonical.loads((clone / CONV).read_bytes())
+    doc["conversation_turns"][0]["user_input"] = {"query": "in clear"}
+    data = canonical.dumps(doc)
+    (clone / CONV).write_bytes(data)
+    sums = [f"{hashlib.sha256(data).hexdigest()}  {CONV}" if line.endswith(CONV) else line
+            for line in (clone / "SHA256SUMS").read_text().splitlines()]
+    (clone / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    git(clone, "commit", "-qam", "edit", "--no-verify")
+    proc = subprocess.run(["git", "-C", str(clone), "push", "origin", "v1"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode != 0
+    assert "is in clear but an encrypted session seals it" in proc.stderr
+
+
+# -- laws --------------------------------------------------------------------------
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.text(max_size=8),
+                     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c,
+                                                                         max_size=3),
+                     max_leaves=12)
+_KEY = sealed.SessionKey("c", 1, bytes(range(32)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([*sorted(sealed.PLANS), "other.json"]),
+       st.dictionaries(st.text(max_size=12), _json, max_size=4))
+def test_open_undoes_seal_and_sealing_is_deterministic(name: str, doc: dict[str, Any]) -> None:
+    stored = sealed.seal_doc(_KEY, name, doc)
+    assert sealed.open_doc(_KEY, name, stored) == doc
+    assert sealed.seal_doc(_KEY, name, doc) == stored
+    assert sealed.check_stored({}) or True  # manifest missing is reported, never raises
+    other = sealed.SessionKey("c", 2, bytes(range(32)))  # another scenario: nothing opens
+    if sealed.has_tokens(canonical.dumps(stored)):
+        with pytest.raises(IntegrityError):
+            sealed.open_doc(other, name, stored)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=6))
+def test_a_turn_appended_leaves_the_earlier_tokens_byte_identical(texts: list[str]) -> None:
+    turns = [{"turn_id": i + 1, "timestamp": "2025-01-15T10:00:00Z",
+              "user_input": {"query": t}} for i, t in enumerate(texts)]
+    doc = {"session_id": "s", "conversation_turns": turns[:-1],
+           "conversation_summary": {"total_turns": len(turns) - 1}}
+    longer = {**doc, "conversation_turns": turns,
+              "conversation_summary": {"total_turns": len(turns)}}
+    a = sealed.seal_doc(_KEY, CONV, doc)["conversation_turns"]
+    b = sealed.seal_doc(_KEY, CONV, longer)["conversation_turns"]
+    assert b[:-1] == a
+    assert b[-1]["turn_id"] == len(turns) and b[-1]["timestamp"] == "2025-01-15T10:00:00Z"
+
+
+# -- sync through a hub that never holds a key ------------------------------------------
+
+def test_encrypted_sessions_travel_through_a_hub_that_cannot_read_them(
+        tmp_path: Path, master: str) -> None:
+    made = hub_ops.init(tmp_path / "hub")
+    hub_ops.add(made, CUSTOMER)
+    server = start_daemon(made.path, tmp_path / "daemon.log")
+    try:
+        a = synced_store(tmp_path / "a", server.template)
+        encryption.enable(a)
+        a = Store(a.root, clock=Clock())
+        record(a).finalize(message="plan agreed")
+        [out] = syncing.sync(a)
+        assert out.error is None, out.error            # the hub's hook took sealed trees
+        assert found_markers(made.path) == set()        # and holds no plaintext
+        a.keys.backup(tmp_path / "keys.bak")
+
+        b = synced_store(tmp_path / "b", server.template)
+        b.keys.restore(tmp_path / "keys.bak")           # same master key (environment)
+        [out] = syncing.sync(b, [b.customer(CUSTOMER)])
+        assert out.error is None, out.error
+        b = Store(b.root, clock=Clock(store_later()))
+        session = b.customer(CUSTOMER).session()
+        session.follow_up()
+        session.append_turn(turn("2025-01-16T09:00:00Z", "zephyr question"))
+        [out] = syncing.sync(b)
+        assert out.error is None, out.error
+        [out] = syncing.sync(a)
+        assert out.error is None, out.error
+        fresh = Store(a.root)
+        assert "zephyr question" in fresh.customer(CUSTOMER).read("v1").raw(CONV).decode()
+        assert check_customer(fresh.customer(CUSTOMER)).problems == []
+        assert found_markers(made.path) == set()
+    finally:
+        server.stop()
+
+
+def store_later() -> Any:
+    return datetime(2025, 1, 16, 9, 0, tzinfo=UTC)
+
+
+def test_a_long_encrypted_conversation_is_stored_in_parts_and_verifies(
+        tmp_path: Path, master: str) -> None:
+    store = make_store(tmp_path / "enc", encrypt=True)
+    session = store.customer(CUSTOMER).new_session(session_id="s-long",
+                                                   created="2025-01-15T10:30:00Z")
+    for n in range(70):
+        session.append_turn(turn(f"2025-01-15T10:{30 + n // 60:02d}:{n % 60:02d}Z",
+                                 f"question {n} {MARKERS[0]}"))
+    repo = store.root / CUSTOMER
+    names = git(repo, "ls-tree", "-r", "--name-only", "v1").split()
+    assert "conversation/head.json" in names and "conversation/turns/0001.json" in names
+    assert sealed.PREFIX in git(repo, "show", "v1:conversation/turns/0001.json")
+    fresh = Store(store.root)
+    turns = fresh.customer(CUSTOMER).read("v1").document(CONV)["conversation_turns"]
+    assert [t["user_input"]["query"] for t in turns] == \
+        [f"question {n} {MARKERS[0]}" for n in range(70)]
+    assert check_customer(fresh.customer(CUSTOMER)).problems == []
+    session = fresh.customer(CUSTOMER).session()
+    summary = load_example("session", "conversation.json")["conversation_summary"]
+    session.set_summary({k: v for k, v in summary.items() if k != "total_turns"})
+    for name in ("deployment_context.json", "session_metadata.json", "session_analytics.json"):
+        doc = load_example("session", name)
+        if name == "session_metadata.json":
+            doc["session_info"].update(api_key=CUSTOMER, session_id="s-long")
+        session.put(name, doc)
+    session.finalize()
+    assert sealed.PREFIX in git(repo, "show", "v1.0.0:conversation.json")
+    assert check_customer(Store(store.root).customer(CUSTOMER)).problems == []
+    assert found_markers(store.root) == set()
