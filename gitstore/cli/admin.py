@@ -8,6 +8,7 @@ move damaged files aside, maintain removes only loose objects a pack holds.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from typing import Any
 import click
 
 from gitstore.cli.app import Ctx, emit_json, note, output_option
-from gitstore.errors import IntegrityError, NotFoundError
+from gitstore.errors import IntegrityError, NotFoundError, UsageError
 from gitstore.store import config as config_mod
 from gitstore.store.facade import Store
 
@@ -33,17 +34,34 @@ from gitstore.store.facade import Store
 @click.option("--hash-names", is_flag=True,
               help="Name customer repositories by a keyed hash of the api_key, so keys never "
                    "appear in paths, logs or history (only on a store without customers).")
+@click.option("--encrypt", is_flag=True,
+              help="Encrypt every customer created from now on at rest, with one random data "
+                   "key per scenario (existing customers stay plaintext).")
+@click.option("--master-key-file", type=click.Path(dir_okay=False), metavar="PATH",
+              help="With --encrypt: the master key that wraps the data keys (created, mode "
+                   "0600, if missing); default: GITSTORE_MASTER_KEY, GITSTORE_MASTER_KEY_FILE "
+                   "or GITSTORE_MASTER_KEY_COMMAND.")
 @click.pass_obj
 def init(obj: Ctx, templates: str | None, max_document_bytes: int | None,
-         signing_key: str | None, hash_names: bool) -> None:
+         signing_key: str | None, hash_names: bool, encrypt: bool,
+         master_key_file: str | None) -> None:
     """Create the store root (idempotent) and optionally record settings.
 
     With --signing-key, gitstore signs commits and tags the way git's
     gpg.format=ssh does, writes <root>/.gitstore/allowed_signers and configures
-    every customer repository so that plain `git verify-tag` checks them."""
+    every customer repository so that plain `git verify-tag` checks them.
+    With --encrypt, customers created from now on are encrypted at rest; the
+    master key lives outside the store (a file, the environment or a command)."""
+    key_file = Path(master_key_file) if master_key_file else None
+    if encrypt:
+        _check_master_key(obj.root, key_file)
+    elif key_file is not None:
+        raise UsageError("--master-key-file needs --encrypt")
     existed = Path(obj.root).is_dir()
     store = Store.init(obj.root, agent=obj.agent, templates=templates,
                        max_document_bytes=max_document_bytes)
+    if encrypt:
+        _enable_encryption(store, key_file)
     if templates or max_document_bytes:
         config_mod.save(store.root, store.config)
     if hash_names:
@@ -53,6 +71,46 @@ def init(obj: Ctx, templates: str | None, max_document_bytes: int | None,
         store.configure_signing(signing_key)
         note(f"signing with {signing_key}; allowed signers in {store.config.allowed_signers}")
     note(f"{'Reinitialized' if existed else 'Initialized'} gitstore in {store.root}")
+
+
+def _check_master_key(root: str, key_file: Path | None) -> None:
+    """Refuse ``init --encrypt`` before anything is written when it would fail: a
+    --master-key-file that holds no key, or no master key at all for a new store."""
+    from gitstore.store.keys import master_from_file, master_key
+
+    if key_file is not None:
+        if key_file.resolve().is_relative_to(Path(root).resolve()):
+            raise UsageError(f"{key_file} is inside the store root: keep the master key "
+                             "outside the store")
+        if key_file.exists():
+            master_from_file(key_file)
+    elif not Path(root).is_dir() and master_key() is None:
+        raise UsageError("an encrypted store needs a master key: pass --master-key-file PATH "
+                         "(created if missing) or set GITSTORE_MASTER_KEY / "
+                         "GITSTORE_MASTER_KEY_COMMAND")
+
+
+def _enable_encryption(store: Store, key_file: Path | None) -> None:
+    from gitstore.ops.encryption import enable, encrypted_customers
+    from gitstore.store.keys import MASTER_KEY_ENV
+
+    created = enable(store, key_file)
+    if key_file is not None:
+        note(f"created master key file {key_file.resolve()} (mode 0600): keep it outside the "
+             "store" if created else f"master key file {key_file.resolve()}")
+        for var in MASTER_KEY_ENV:
+            if os.environ.get(var):
+                note(f"gitstore: warning: {var} is set: it overrides the store's "
+                     "master_key_file while it stays set")
+                break
+    elif store.keys.master is not None:
+        note(f"master key from {store.keys.master.origin}")
+    plain = len(store.customers()) - len(encrypted_customers(store))
+    note("encryption on: customers created from now on are encrypted (one data key per "
+         "scenario); " + (f"the {plain} existing plaintext customer(s) stay plaintext" if plain
+                          else "existing customers stay as they are (none is plaintext)"))
+    note(f"gitstore: warning: losing the key store ({store.keys.dir}) or the master key "
+         "loses the encrypted data for good: back both up (`gitstore keys backup DEST`)")
 
 
 @click.command()

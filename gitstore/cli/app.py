@@ -264,6 +264,14 @@ COMMANDS: dict[str, Entry] = {
         "hub": ("hub", "Make and fill a hub: bare customer repositories with gitstore's hook, "
                        "for a git server (git daemon, git http-backend, ssh) to serve."),
     }),
+    **_entries("keys", {
+        "shred": ("shred", "Crypto-shred scenario vN of an encrypted CUSTOMER: destroy its "
+                           "data key."),
+        "keys": ("keys", "Manage the key store of an encrypted store: status, backup, "
+                         "restore, rotate."),
+        "textconv": ("textconv", "Print FILE, a file of an encrypted customer, in clear: "
+                                 "git's textconv driver."),
+    }),
     **_entries("serve", {
         "mcp": ("mcp_server", "Serve the store to AI agents as MCP tools, over stdio "
                               "(default) or HTTP."),

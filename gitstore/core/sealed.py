@@ -195,36 +195,54 @@ def _compact(value: Any) -> bytes:
                       ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
-_items: OrderedDict[tuple[int, int, str], tuple[Any, SessionKey, str]] = OrderedDict()
+_items: OrderedDict[tuple[int, int, str, bool], tuple[Any, SessionKey, Any]] = OrderedDict()
 
 
-def _seal_value(key: SessionKey, name: str, pointer: str, value: Any) -> Any:
-    cache = (id(key), id(value), pointer)
-    hit = _items.get(cache) if isinstance(value, (dict, list)) else None
+def _cached(key: SessionKey, value: Any, pointer: str, blanked: bool) -> Any:
+    hit = _items.get((id(key), id(value), pointer, blanked))
     if hit is not None and hit[0] is value and hit[1] is key:
         return hit[2]
-    token = key.seal(name, pointer, _compact(value))
-    if isinstance(value, (dict, list)):
-        _items[cache] = (value, key, token)
-        while len(_items) > ITEM_CACHE:
-            _items.popitem(last=False)
-    return token
+    return _MISS
 
 
-def _pattern(pointer: str, index: bool) -> str:
-    return pointer.rsplit("/", 1)[0] + "/*" if index else pointer
+def _keep(key: SessionKey, value: Any, pointer: str, blanked: bool, result: Any) -> Any:
+    _items[(id(key), id(value), pointer, blanked)] = (value, key, result)
+    while len(_items) > ITEM_CACHE:
+        _items.popitem(last=False)
+    return result
 
 
-def seal_doc(key: SessionKey, name: str, doc: Any) -> Any:
-    """``doc`` with every value :data:`PLANS` does not keep in clear sealed."""
+_MISS = object()
+
+
+def seal_doc(key: SessionKey, name: str, doc: Any, *, pointer: str = "",
+             pattern: str | None = None, blanked: bool = False) -> Any:
+    """``doc`` with every value :data:`PLANS` does not keep in clear sealed (with
+    ``blanked``: replaced by None, what an index may hold, and nothing is
+    encrypted). ``pointer`` and ``pattern`` place a part of a document (a turn
+    at ``/conversation_turns/4``, pattern ``/conversation_turns/*``).
+
+    Objects and arrays are never changed in place by gitstore (a turn is
+    replaced, not edited), so results are remembered by identity: sealing the
+    same conversation again with one more turn seals one turn."""
     plan = PLANS.get(name, _OTHER)
 
     def walk(value: Any, pointer: str, pattern: str) -> Any:
+        if pointer:
+            hit = _cached(key, value, pointer, blanked)
+            if hit is not _MISS:
+                return hit
         if isinstance(value, dict):
-            items = [(k, v, f"{pointer}/{_escape(k)}", f"{pattern}/{_escape(k)}")
-                     for k, v in value.items()]
-            return {k: child(v, p, q) for k, v, p, q in items}
-        return [child(v, f"{pointer}/{i}", f"{pattern}/*") for i, v in enumerate(value)]
+            out: Any = {k: child(v, f"{pointer}/{_escape(k)}", f"{pattern}/{_escape(k)}")
+                        for k, v in value.items()}
+        else:  # a long array (the turns): most items are remembered, looked up inline
+            out, items, star, kid = [], _items, f"{pattern}/*", id(key)
+            for i, v in enumerate(value):
+                where = f"{pointer}/{i}"
+                hit = items.get((kid, id(v), where, blanked))
+                out.append(hit[2] if hit is not None and hit[0] is v and hit[1] is key
+                           else child(v, where, star))
+        return _keep(key, value, pointer, blanked, out) if pointer else out
 
     def child(value: Any, pointer: str, pattern: str) -> Any:
         if value is None or pattern in plan.clear or (
@@ -232,10 +250,19 @@ def seal_doc(key: SessionKey, name: str, doc: Any) -> Any:
             return value
         if pattern in plan.descend and isinstance(value, (dict, list)):
             return walk(value, pointer, pattern)
-        return _seal_value(key, name, pointer, value)
+        if blanked:
+            return None
+        if isinstance(value, (dict, list)):
+            hit = _cached(key, value, pointer, False)
+            if hit is not _MISS:
+                return hit
+            return _keep(key, value, pointer, False, key.seal(name, pointer, _compact(value)))
+        return key.seal(name, pointer, _compact(value))
 
+    if pattern is not None:
+        return child(doc, pointer, pattern)
     if not isinstance(doc, (dict, list)):
-        return _seal_value(key, name, "", doc)
+        return None if blanked else key.seal(name, "", _compact(doc))
     return walk(doc, "", "")
 
 

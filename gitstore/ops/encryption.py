@@ -128,9 +128,11 @@ def textconv(path: Path, git_dir: Path | None = None) -> bytes:
 
 
 def _document_name(temp_name: str) -> str:
-    """The session file a textconv temp file stands for (git names it
-    ``XXXXXX_<basename>``): a part of a conversation stands for ``conversation.json``."""
-    base = temp_name.split("_", 1)[1] if "_" in temp_name[:7] else temp_name
+    """The session file a textconv temp file stands for (older git names it
+    ``XXXXXX_<basename>``, newer git ``git-blob-XXXXXX/<basename>``; no session
+    file has ``_`` as its 7th character): a part of a conversation stands for
+    ``conversation.json``."""
+    base = temp_name[7:] if temp_name[6:7] == "_" else temp_name
     if base == "head.json" or (base[:4].isdigit() and base.endswith(".json")):
         return CONV
     return base

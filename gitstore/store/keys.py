@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitstore.core import canonical, lazy, manifest, sealed
-from gitstore.core.names import MANIFEST, META, STORE_DIR
+from gitstore.core.names import CONV, MANIFEST, META, STORE_DIR
 from gitstore.core.versions import Version
 from gitstore.errors import KeyUnavailableError, ShreddedError, StorageError, UsageError
 
@@ -459,13 +459,16 @@ class Sealer:
     def seal_files(self, files: Mapping[str, bytes], scenario: int, *,
                    parsed: Mapping[str, Any] | None = None,
                    base: tuple[Mapping[str, bytes], Mapping[str, bytes]] | None = None,
-                   create: bool = False) -> tuple[dict[str, bytes], dict[str, Any]]:
+                   create: bool = False, appended: int | None = None,
+                   ) -> tuple[dict[str, bytes], dict[str, Any]]:
         """Stored files for plaintext ``files`` (the manifest left out: it lists
-        stored bytes, so the caller builds it), and the sealed JSON documents it
-        made, blanked (:func:`gitstore.core.sealed.blank`: what an index may
-        hold). ``base`` (the tip's plaintext and stored files) lets unchanged
-        files keep their stored bytes untouched; ``parsed`` hands over documents
-        already parsed."""
+        stored bytes, so the caller builds it), and the JSON documents it sealed,
+        blanked (what an index may hold). ``base`` (the tip's plaintext and
+        stored files) lets unchanged files keep their stored bytes; ``parsed``
+        hands over documents already parsed; ``appended``: the change only added
+        the conversation's last turn, at that index, and set ``total_turns``, so
+        the sealed turn is spliced into the tip's stored bytes (the tests prove
+        it equal to sealing the whole conversation)."""
         key = self.key(scenario, create=create)
         out: dict[str, bytes] = {}
         blanked: dict[str, Any] = {}
@@ -480,10 +483,11 @@ class Sealer:
                 continue
             if name.endswith(".json"):
                 doc = (parsed or {}).get(name)
-                doc = sealed.seal_doc(key, name, canonical.loads_stored(data)
-                                      if doc is None else doc)
-                out[name] = canonical.dumps(doc)
-                blanked[name] = sealed.blank(doc)
+                doc = canonical.loads_stored(data) if doc is None else doc
+                spliced = _spliced(key, doc, base[1].get(name) if base else None, appended) \
+                    if name == CONV else None
+                out[name] = spliced or canonical.dumps(sealed.seal_doc(key, name, doc))
+                blanked[name] = sealed.seal_doc(key, name, doc, blanked=True)
             else:
                 out[name] = sealed.seal_file(key, name, data)
             self.remember(out[name], data)
@@ -492,14 +496,36 @@ class Sealer:
     def seal_tree(self, files: Mapping[str, bytes], scenario: int, *,
                   parsed: Mapping[str, Any] | None = None,
                   base: tuple[Mapping[str, bytes], Mapping[str, bytes]] | None = None,
-                  create: bool = False) -> tuple[dict[str, bytes], dict[str, Any], str]:
+                  create: bool = False, appended: int | None = None,
+                  ) -> tuple[dict[str, bytes], dict[str, Any], str]:
         """A checked tree (plaintext ``files`` with the pipeline's manifest) as
         stored: sealed, its manifest rebuilt over the stored bytes of the files the
         pipeline's manifest lists; the blanked documents; and the keyed digest of
         the manifest of every plaintext file (the ``Sealed-Digest`` trailer)."""
         stored, blanked = self.seal_files(files, scenario, parsed=parsed, base=base,
-                                          create=create)
+                                          create=create, appended=appended)
         listed = manifest.parse(files[MANIFEST])[0]
         stored[MANIFEST] = manifest.build({n: d for n, d in stored.items() if n in listed})
         plain = manifest.build({n: d for n, d in files.items() if n != MANIFEST})
         return stored, blanked, self.key(scenario).digest(plain)
+
+
+def _spliced(key: sealed.SessionKey, doc: Any, stored: bytes | None,
+             appended: int | None) -> bytes | None:
+    """The tip's stored conversation with turn ``appended`` sealed and added at
+    its end and ``total_turns`` set (None when that does not apply)."""
+    turns = doc.get("conversation_turns") if isinstance(doc, dict) else None
+    total = (doc.get("conversation_summary") or {}).get("total_turns") \
+        if isinstance(doc, dict) else None
+    if stored is None or appended is None or not isinstance(turns, list) \
+            or appended != len(turns) - 1 or not isinstance(total, int):
+        return None
+    item = sealed.seal_doc(key, CONV, turns[appended], pointer=f"/conversation_turns/{appended}",
+                           pattern="/conversation_turns/*")
+    out = canonical.append_item(stored, "conversation_turns", item)
+    out = canonical.set_int_member(out, "conversation_summary", "total_turns", total) \
+        if out is not None else None
+    if out is not None and os.environ.get("GITSTORE_CHECK_SPLICE") \
+            and out != canonical.dumps(sealed.seal_doc(key, CONV, doc)):
+        raise AssertionError("spliced sealed conversation differs from its canonical form")
+    return out

@@ -13,10 +13,10 @@ scenario's tip and handed to :class:`Writer`, which
    do not match its manifest, and recreates a version tag a crash left uncut,
 4. builds the plan (a pure function of the tip) and runs the whole pre-commit
    pipeline over the complete tree (nothing is written if it fails),
-5. writes blobs, tree and commit, with the explicit author, author time and
-   trailers (``Audit-Head`` anchors the access log in git: see
-   :mod:`gitstore.store.audit`), and moves the branch with a compare-and-swap from the tip it read
-   (losing the swap rebuilds the plan on the new tip; never forced),
+5. seals the checked tree for an encrypted customer (:mod:`gitstore.store.keys`),
+   writes it and the commit (explicit author, time and trailers; ``Audit-Head``:
+   :mod:`gitstore.store.audit`), and moves the branch with a compare-and-swap from
+   the tip it read (losing the swap rebuilds the plan on the new tip; never forced),
 6. for a finalizing change cuts the version's annotated tag, and
 7. after the commit: records it in the catalog, counts it for maintenance and
    appends the audit record. These steps never turn a committed write into a
@@ -406,15 +406,16 @@ class Writer:
         files, proposal = checked or self.check(session_id, plan, layout)
         if state is not None and _same_documents(files, state.files) and not plan.finalizing \
                 and plan.change in (ChangeKind.UPDATE, ChangeKind.TURN) and by.message is None:
-            return Written(state.tip, state.version, "unchanged",
-                           state.info.trailer(Trailer.MANIFEST)
-                           or manifest.digest(files[MANIFEST]))
+            return Written(state.tip, state.version, "unchanged", state.info.trailer(
+                Trailer.MANIFEST) or manifest.digest(files[MANIFEST]))
         parts = layout == 2
         stored, parsed = files, plan.parsed
         if repo.codec is not None:  # an encrypted customer: checked in clear, stored sealed
+            one = plan.changed_turns if plan.change == ChangeKind.TURN else None
             stored, parsed, proof = self.customer.sealer.seal_tree(
                 files, plan.version.major, parsed=plan.parsed, create=state is None,
-                base=(state.files, state.stored) if state is not None and state.stored else None)
+                base=(state.files, state.stored) if state is not None and state.stored else None,
+                appended=one[0] if one is not None and len(one) == 1 else None)
             plan = replace(plan, extra_trailers=(*plan.extra_trailers, (sealed.TRAILER, proof)))
         prepared = repo.prepare_session_tree(stored, parts=parts, base=parent,
                                              materialise=plan.finalizing)
@@ -576,8 +577,7 @@ def _session_id_at(repo: backend.Repo, scenario: Scenario) -> str | None:
 
 
 def _same_documents(a: dict[str, bytes], b: dict[str, bytes]) -> bool:
-    """Equal files, the manifest aside (a tip's lists its stored parts: see
-    :mod:`gitstore.core.layout`)."""
+    """Equal files, the manifest aside (a tip's lists its stored parts or bytes)."""
     return a.keys() == b.keys() and all(a[n] == b[n] for n in a if n != MANIFEST)
 
 
