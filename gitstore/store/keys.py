@@ -460,6 +460,7 @@ class Sealer:
                    parsed: Mapping[str, Any] | None = None,
                    base: tuple[Mapping[str, bytes], Mapping[str, bytes]] | None = None,
                    create: bool = False, appended: int | None = None,
+                   span: tuple[int, int] | None = None,
                    ) -> tuple[dict[str, bytes], dict[str, Any]]:
         """Stored files for plaintext ``files`` (the manifest left out: it lists
         stored bytes, so the caller builds it), and the JSON documents it sealed,
@@ -468,7 +469,8 @@ class Sealer:
         hands over documents already parsed; ``appended``: the change only added
         the conversation's last turn, at that index, and set ``total_turns``, so
         the sealed turn is spliced into the tip's stored bytes (the tests prove
-        it equal to sealing the whole conversation)."""
+        it equal to sealing the whole conversation; ``span`` locates the stored
+        turns array)."""
         key = self.key(scenario, create=create)
         out: dict[str, bytes] = {}
         blanked: dict[str, Any] = {}
@@ -484,8 +486,8 @@ class Sealer:
             if name.endswith(".json"):
                 doc = (parsed or {}).get(name)
                 doc = canonical.loads_stored(data) if doc is None else doc
-                spliced = _spliced(key, doc, base[1].get(name) if base else None, appended) \
-                    if name == CONV else None
+                spliced = _spliced(key, doc, base[1].get(name) if base else None, appended,
+                                   span) if name == CONV else None
                 out[name] = spliced or canonical.dumps(sealed.seal_doc(key, name, doc))
                 blanked[name] = sealed.seal_doc(key, name, doc, blanked=True)
             else:
@@ -497,23 +499,29 @@ class Sealer:
                   parsed: Mapping[str, Any] | None = None,
                   base: tuple[Mapping[str, bytes], Mapping[str, bytes]] | None = None,
                   create: bool = False, appended: int | None = None,
+                  span: tuple[int, int] | None = None,
                   ) -> tuple[dict[str, bytes], dict[str, Any], str]:
         """A checked tree (plaintext ``files`` with the pipeline's manifest) as
         stored: sealed, its manifest rebuilt over the stored bytes of the files the
         pipeline's manifest lists; the blanked documents; and the keyed digest of
         the manifest of every plaintext file (the ``Sealed-Digest`` trailer)."""
         stored, blanked = self.seal_files(files, scenario, parsed=parsed, base=base,
-                                          create=create, appended=appended)
+                                          create=create, appended=appended, span=span)
         listed = manifest.parse(files[MANIFEST])[0]
         stored[MANIFEST] = manifest.build({n: d for n, d in stored.items() if n in listed})
         plain = manifest.build({n: d for n, d in files.items() if n != MANIFEST})
         return stored, blanked, self.key(scenario).digest(plain)
 
 
+_TURNS_OPEN = b'\n  "conversation_turns": [\n'
+
+
 def _spliced(key: sealed.SessionKey, doc: Any, stored: bytes | None,
-             appended: int | None) -> bytes | None:
+             appended: int | None, span: tuple[int, int] | None) -> bytes | None:
     """The tip's stored conversation with turn ``appended`` sealed and added at
-    its end and ``total_turns`` set (None when that does not apply)."""
+    its end and ``total_turns`` set (None when that does not apply); ``span``:
+    where the stored turns array's body starts and ends, when known (nothing
+    is scanned for then)."""
     turns = doc.get("conversation_turns") if isinstance(doc, dict) else None
     total = (doc.get("conversation_summary") or {}).get("total_turns") \
         if isinstance(doc, dict) else None
@@ -522,9 +530,15 @@ def _spliced(key: sealed.SessionKey, doc: Any, stored: bytes | None,
         return None
     item = sealed.seal_doc(key, CONV, turns[appended], pointer=f"/conversation_turns/{appended}",
                            pattern="/conversation_turns/*")
-    out = canonical.append_item(stored, "conversation_turns", item)
-    out = canonical.set_int_member(out, "conversation_summary", "total_turns", total) \
-        if out is not None else None
+    out = None
+    if span is not None and stored[span[0] - len(_TURNS_OPEN):span[0]] == _TURNS_OPEN:
+        head = canonical.set_int_member(stored[:span[0]], "conversation_summary",
+                                        "total_turns", total)  # the summary precedes the turns
+        out = canonical.append_at(stored, head, span[0], span[1], item) if head else None
+    if out is None:
+        out = canonical.append_item(stored, "conversation_turns", item)
+        out = canonical.set_int_member(out, "conversation_summary", "total_turns", total) \
+            if out is not None else None
     if out is not None and os.environ.get("GITSTORE_CHECK_SPLICE") \
             and out != canonical.dumps(sealed.seal_doc(key, CONV, doc)):
         raise AssertionError("spliced sealed conversation differs from its canonical form")

@@ -411,11 +411,12 @@ class Writer:
         parts = layout == 2
         stored, parsed = files, plan.parsed
         if repo.codec is not None:  # an encrypted customer: checked in clear, stored sealed
-            one = plan.changed_turns if plan.change == ChangeKind.TURN else None
+            one = plan.changed_turns if plan.change == ChangeKind.TURN and state else None
+            base = (state.files, state.stored) if state and state.stored is not None else None
             stored, parsed, proof = self.customer.sealer.seal_tree(
-                files, plan.version.major, parsed=plan.parsed, create=state is None,
-                base=(state.files, state.stored) if state is not None and state.stored else None,
-                appended=one[0] if one is not None and len(one) == 1 else None)
+                files, plan.version.major, parsed=plan.parsed, create=state is None, base=base,
+                appended=one[0] if one is not None and len(one) == 1 else None,
+                span=repo.turns_span(state.tip, base[1].get(CONV)) if state and base else None)
             plan = replace(plan, extra_trailers=(*plan.extra_trailers, (sealed.TRAILER, proof)))
         prepared = repo.prepare_session_tree(stored, parts=parts, base=parent,
                                              materialise=plan.finalizing)
@@ -583,10 +584,8 @@ def _same_documents(a: dict[str, bytes], b: dict[str, bytes]) -> bool:
 
 def _retarget(tag_message: str | None, commit: str) -> str | None:
     """A replayed tag message names the commit it now points at."""
-    if tag_message is None:
-        return None
-    m = Message.parse(tag_message)
-    if m.get(Trailer.COMMIT) is None:
+    m = Message.parse(tag_message) if tag_message is not None else None
+    if m is None or m.get(Trailer.COMMIT) is None:
         return tag_message
     pairs = tuple((k, commit if k == Trailer.COMMIT else v) for k, v in m.trailers)
     return Message(m.summary, pairs, m.body).format()
