@@ -445,3 +445,20 @@ def test_a_long_encrypted_conversation_is_stored_in_parts_and_verifies(
     assert sealed.PREFIX in git(repo, "show", "v1.0.0:conversation.json")
     assert check_customer(Store(store.root).customer(CUSTOMER)).problems == []
     assert found_markers(store.root) == set()
+
+
+def test_a_pending_merge_of_encrypted_scenarios_keeps_its_documents_sealed(
+        encrypted: Any) -> None:
+    store, _ = encrypted
+    other = store.customer(CUSTOMER).new_session(allow_open=True)
+    other.append_turn(turn("2025-01-15T13:00:00Z", f"conflicting {MARKERS[0]}"))
+    conv = load_example("session", "conversation.json")["conversation_summary"]
+    other.set_summary({**{k: v for k, v in conv.items() if k != "total_turns"},
+                       "final_recommendation": f"{MARKERS[2]} other"})
+    pending = store.customer(CUSTOMER).merge("v2", into="v1")
+    assert getattr(pending, "conflicts", None), "the test needs a pending merge"
+    repo = store.root / CUSTOMER
+    assert sealed.PREFIX in git(repo, "show", "refs/gitstore/merges/v1:merge.json")
+    assert found_markers(store.root) == set()
+    again = Store(store.root).customer(CUSTOMER).pending_merge("v1")
+    assert again.conflicts == pending.conflicts

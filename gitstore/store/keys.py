@@ -421,6 +421,14 @@ class Sealer:
                                                                       data)
         return found
 
+    def seal_blob(self, scenario: int, name: str, data: bytes) -> bytes:
+        """A file outside the session tree (a pending merge's ``merge.json``), sealed whole."""
+        return sealed.seal_file(self.key(scenario), name + ".sealed", data)
+
+    def open_blob(self, scenario: int, name: str, stored: bytes) -> bytes:
+        """:meth:`seal_blob` undone (bytes without a token are returned as they are)."""
+        return sealed.open_file(self.key(scenario), name + ".sealed", stored)
+
     def forget(self, scenario: int) -> None:
         """Drop a scenario's key from memory (it was shredded)."""
         self._session_keys.pop(scenario, None)

@@ -8,7 +8,8 @@ merge* for a reviewer: the ref ``refs/gitstore/merges/<target>`` names a commit
 whose ``merge.json`` holds what was merged (source, target, base and their
 commits), the three sides' documents, the conflicts and the resolutions so far,
 and whose parents are the target and source tips (plain git can read all of
-it: ``git show refs/gitstore/merges/v1:merge.json``).
+it: ``git show refs/gitstore/merges/v1:merge.json``; for an encrypted customer
+it is sealed whole with the target scenario's key).
 
 Invariants:
 
@@ -48,6 +49,8 @@ from gitstore.store.tip import State, read_state
 from gitstore.store.writer import Authorship, Plan, Writer, Written
 
 SIDES = ("ours", "theirs", "base")
+MERGE_FILE = "merge.json"
+"""The one file of a pending merge's commit (sealed whole for an encrypted customer)."""
 
 
 @dataclass(frozen=True)
@@ -241,9 +244,11 @@ def store_pending(pending: PendingMerge, what: str) -> PendingMerge:
     customer = pending.customer
     repo = customer.repo
     data = canonical.dumps(pending.to_json())
+    if customer.encrypted:  # it holds the three sides' documents: sealed whole
+        data = customer.sealer.seal_blob(pending.target.major, MERGE_FILE, data)
     store = customer.store
     now = store.now()
-    tree = repo.write_tree({"merge.json": data})
+    tree = repo.write_tree({MERGE_FILE: data})
     msg = Message(f"pending merge of {pending.source} into {pending.target}: {what}", trailers([
         (Trailer.CHANGE, "pending-merge"), (Trailer.MERGED_FROM,
                                             f"{pending.source} {pending.source_commit}"),
@@ -284,7 +289,11 @@ def load_pending(customer: CustomerContext, into: str | Scenario | None = None) 
         ref = next(iter(found))
     commit = found[ref]
     try:
-        data = json.loads(repo.read_file(commit, "merge.json") or b"")
+        raw = repo.read_stored(commit).get(MERGE_FILE, b"")
+        if customer.encrypted:
+            raw = customer.sealer.open_blob(Scenario.parse(ref[len(MERGES):]).major,
+                                            MERGE_FILE, raw)
+        data = json.loads(raw)
         return PendingMerge(
             customer, Scenario.parse(data["target"]), data["source"], data["source_commit"],
             data["target_commit"], data["base_commit"], data["documents"],
