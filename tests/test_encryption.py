@@ -26,6 +26,7 @@ from conftest import (
     example_session_id,
     git,
     load_example,
+    run_cli,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -462,3 +463,28 @@ def test_a_pending_merge_of_encrypted_scenarios_keeps_its_documents_sealed(
     assert found_markers(store.root) == set()
     again = Store(store.root).customer(CUSTOMER).pending_merge("v1")
     assert again.conflicts == pending.conflicts
+
+
+def test_export_and_import_cross_the_encryption_boundary_both_ways(
+        tmp_path: Path, master: str) -> None:
+    plain = make_store(tmp_path / "plain", encrypt=False)
+    record(plain).finalize(message="plan agreed")
+    assert run_cli(plain.root, "export", CUSTOMER, "-O", str(tmp_path / "p.json")).code == 0
+    enc = make_store(tmp_path / "enc", encrypt=True)
+    res = run_cli(enc.root, "import", str(tmp_path / "p.json"))
+    assert res.code == 0, res.err
+    fresh = Store(enc.root)
+    assert fresh.customer(CUSTOMER).read("v1.0.0").raw(CONV) == \
+        plain.customer(CUSTOMER).read("v1.0.0").raw(CONV)
+    assert sealed.PREFIX in git(enc.root / CUSTOMER, "show", "v1.0.0:conversation.json")
+    assert "Replayed-Manifest:" in git(enc.root / CUSTOMER, "log", "-1", "--format=%B", "v1.0.0")
+    assert check_customer(fresh.customer(CUSTOMER)).problems == []
+    assert found_markers(enc.root) == set()
+
+    assert run_cli(enc.root, "export", CUSTOMER, "-O", str(tmp_path / "e.json")).code == 0
+    back = make_store(tmp_path / "back", encrypt=False)
+    res = run_cli(back.root, "import", str(tmp_path / "e.json"))
+    assert res.code == 0, res.err
+    assert Store(back.root).customer(CUSTOMER).read("v1.0.0").raw(CONV) == \
+        plain.customer(CUSTOMER).read("v1.0.0").raw(CONV)
+    assert check_customer(Store(back.root).customer(CUSTOMER)).problems == []

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from gitstore.core import canonical, manifest, sealed
@@ -44,7 +44,6 @@ from gitstore.core.documents import offset_minutes
 from gitstore.core.layout import LATEST as LATEST_LAYOUT
 from gitstore.core.names import CONV, MANIFEST, MERGED, META, SOW_DOCUMENT
 from gitstore.core.schema import SCHEMA_VERSION
-from gitstore.core.time import check_commit_time, parse_rfc3339
 from gitstore.core.versions import Scenario, Version
 from gitstore.errors import (
     ConflictError,
@@ -59,10 +58,13 @@ from gitstore.errors import (
 from gitstore.git import housekeeping
 from gitstore.git import repo as backend
 from gitstore.git.locking import writer_lock
+from gitstore.git.trees import Prepared
 from gitstore.rules import secrets
 from gitstore.rules.proposal import Proposal
 from gitstore.store import upkeep
 from gitstore.store.audit import ANCHOR_TRAILER, AuditLog
+from gitstore.store.authorship import Authorship as Authorship
+from gitstore.store.authorship import authorship as authorship
 from gitstore.store.context import CustomerContext
 from gitstore.store.tip import (
     State,
@@ -85,32 +87,6 @@ RETRY_WINDOW = timedelta(minutes=10)
 a commit made at most this long before or after the retry's write time ..."""
 RETRY_SCAN = 16
 """... and only among this many commits back from the tip."""
-
-
-@dataclass(frozen=True)
-class Authorship:
-    """Who made a change, when, and under which idempotency key.
-
-    ``author`` defaults to the store's agent, ``time`` to the store's clock
-    (an aware datetime; its offset is kept). ``idempotency_key`` makes a retried
-    write return the first result instead of writing twice; it is recorded in the
-    commit's ``Idempotency-Key`` trailer. With ``idempotency_window`` the key
-    matches only a commit among the newest :data:`RETRY_SCAN` whose time lies
-    within that window of this write's time (a key derived from the content, which
-    a later, deliberate write may repeat); without, any of the newest
-    :data:`IDEMPOTENCY_SCAN` commits. ``message`` and
-    ``tag_message``, when given, replace the generated commit and tag messages
-    verbatim (an import replaying history); the writer still checks that the
-    message's ``Manifest`` trailer matches the tree it wrote."""
-
-    author: Identity | None = None
-    time: datetime | None = None
-    idempotency_key: str | None = None
-    idempotency_window: timedelta | None = None
-    message: str | None = None
-    tag_message: str | None = None
-    tagger: Identity | None = None
-    tag_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -171,37 +147,6 @@ class Plan:
 
 
 Build = Callable[[State], Plan]
-
-
-def authorship(author: str | Identity | None = None, at: datetime | str | None = None,
-               idempotency_key: str | None = None) -> Authorship:
-    """An :class:`Authorship` from the forms callers use: ``author`` as
-    ``"Name <email>"`` or an :class:`Identity`, ``at`` as an aware datetime or an
-    RFC 3339 string, ``idempotency_key`` as 1-200 printable characters."""
-    who = author.checked() if isinstance(author, Identity) else None if author is None else \
-        Identity.parse(author) if isinstance(author, str) else None
-    if author is not None and who is None:
-        raise UsageError(f"author must be 'Name <email>' or an Identity, not "
-                         f"{type(author).__name__}")
-    if who is not None and not (who.name + who.email).isprintable():
-        raise UsageError("author must be printable 'Name <email>' (no control characters)")
-    when: datetime | None
-    if at is None or isinstance(at, datetime):
-        when = at
-        if when is not None and when.tzinfo is None:
-            raise UsageError("a write time needs a UTC offset (an aware datetime)")
-    elif isinstance(at, str):
-        when = parse_rfc3339(at, what="write time")
-    else:
-        raise UsageError(f"at must be an RFC 3339 string or a datetime, not {type(at).__name__}")
-    if when is not None:
-        when = check_commit_time(when)
-    if idempotency_key is not None and (
-            not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200
-            or not idempotency_key.isprintable() or idempotency_key != idempotency_key.strip()):
-        raise UsageError("an idempotency key is 1-200 printable characters without "
-                         "surrounding spaces")
-    return Authorship(author=who, time=when, idempotency_key=idempotency_key)
 
 
 class Writer:
@@ -426,14 +371,8 @@ class Writer:
             plan, session_id, agent, proposal.completeness, digest, by.idempotency_key,
             self._audit_anchor())
         if by.message is not None:
-            claimed = Message.parse(text).get(Trailer.MANIFEST)
-            if claimed is not None and claimed != digest:  # written in the other layout?
-                prepared = repo.prepare_session_tree(stored, parts=not parts, base=parent,
-                                                     materialise=plan.finalizing)
-                digest = manifest.digest(prepared.manifest)
-            if claimed is not None and claimed != digest:
-                raise UsageError(f"replayed commit {plan.summary!r} does not reproduce its "
-                                 f"content (manifest {digest}, recorded {claimed})")
+            text, prepared = self.replayed(repo, text, files, stored, prepared, parent, plan)
+            digest = manifest.digest(prepared.manifest)
         when = by.time or store.now()
         ts, offset = int(when.timestamp()), offset_minutes(when)
         mark_verified(prepared.tree)  # the pipeline has just checked these files
@@ -455,6 +394,45 @@ class Writer:
         warnings = self._after_commit(plan, commit, stored, parsed)
         return Written(commit, plan.version, plan.change, digest, proposal.completeness,
                        plan.turn, tag_id, warnings=warnings)
+
+    @staticmethod
+    def replayed(repo: backend.Repo, text: str, files: dict[str, bytes],
+                 stored: dict[str, bytes], prepared: Prepared, parent: str | None,
+                 plan: Plan) -> tuple[str, Prepared]:
+        """A replayed commit's message and tree, once its content is shown to
+        reproduce the recorded ``Manifest`` (in either layout), or UsageError.
+        Where one side is encrypted the stored bytes cannot match: the plaintext
+        must reproduce a plaintext source's manifest (a sealed source's lists
+        ciphertext under keys this store need not hold: its export vouches for
+        it), and the message gets this tree's ``Manifest`` and ``Sealed-Digest``
+        (the recorded one kept as ``Replayed-Manifest``)."""
+        m = Message.parse(text)
+        claimed = m.get(Trailer.MANIFEST)
+        if claimed is None:
+            return text, prepared
+
+        def tree(of: dict[str, bytes], parts: bool) -> Prepared:
+            return repo.prepare_session_tree(of, parts=parts, base=parent,
+                                             materialise=plan.finalizing)
+
+        layouts = (repo.layout_for(parent) == 2, repo.layout_for(parent) != 2)
+        source_sealed = m.get(sealed.TRAILER) is not None
+        if repo.codec is None and not source_sealed:
+            for parts in layouts:
+                found = prepared if parts == layouts[0] else tree(stored, parts)
+                if manifest.digest(found.manifest) == claimed:
+                    return text, found
+        elif source_sealed or any(manifest.digest(tree(files, p).manifest) == claimed
+                                  for p in layouts):
+            proof = dict(plan.extra_trailers).get(sealed.TRAILER)
+            pairs = [(k, v) for k, v in m.trailers if k not in (
+                sealed.TRAILER, Trailer.MANIFEST, "Replayed-Manifest")]
+            pairs += [*([(sealed.TRAILER, proof)] if proof else []),
+                      ("Replayed-Manifest", claimed),
+                      (Trailer.MANIFEST, manifest.digest(prepared.manifest))]
+            return Message(m.summary, tuple(pairs), m.body).format(), prepared
+        raise UsageError(f"replayed commit {plan.summary!r} does not reproduce its content "
+                         f"(manifest {manifest.digest(prepared.manifest)}, recorded {claimed})")
 
     @staticmethod
     def message(plan: Plan, session_id: str, agent: Identity, completeness: int | None,
