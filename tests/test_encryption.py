@@ -292,6 +292,10 @@ def test_shred_erases_the_session_and_keeps_history_clean(tmp_path: Path, master
     assert tomb["rev"] == "v1" and "data key was destroyed" in tomb["detail"]
     with pytest.raises(ShreddedError):
         encryption.shred(fresh, CUSTOMER, "v1")
+    res = run_cli(store.root, "export", CUSTOMER, "-O", "-")  # the rest still leaves
+    assert res.code == 0 and "v1 was crypto-shredded: not exported" in res.err
+    assert [s["scenario"] for s in json.loads(res.text)["customers"][0]["scenarios"]] == ["v2"]
+    assert run_cli(store.root, "export", CUSTOMER, "v1", "-O", "-").code == 14
 
 
 def _ssh_key(tmp_path: Path) -> Path:

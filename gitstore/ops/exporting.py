@@ -30,7 +30,7 @@ from gitstore.core.versions import (
     parse_tag_ref,
     refuse_bare_version,
 )
-from gitstore.errors import NotFoundError, UsageError
+from gitstore.errors import NotFoundError, ShreddedError, UsageError
 from gitstore.git import repo as backend
 from gitstore.store.facade import Customer, Store
 from gitstore.store.tip import read_state
@@ -140,8 +140,16 @@ def export_customer(customer: Customer, selection: str | None = None) -> dict[st
                 if (s := parse_branch_ref(ref)) is not None}
     if only_scenario is not None and only_scenario not in branches:
         raise NotFoundError(f"customer {customer.name} has no scenario {only_scenario}")
-    scenarios = [_scenario_entry(repo, s, tip, only_version) for s, tip in sorted(branches.items())
-                 if only_scenario is None or s == only_scenario]
+    scenarios = []
+    for s, tip in sorted(branches.items()):
+        if only_scenario is not None and s != only_scenario:
+            continue
+        try:
+            scenarios.append(_scenario_entry(repo, s, tip, only_version))
+        except ShreddedError:
+            if only_scenario is not None:  # asked for by name: say why it cannot be had
+                raise
+            customer.store.say(f"{customer.name} {s} was crypto-shredded: not exported")
     customer.audit("export", rev=selection, detail=f"{len(scenarios)} scenario(s)")
     return {"customer": customer.name, "scenarios": scenarios}
 
