@@ -18,22 +18,32 @@ Laws (proved by the tests with Hypothesis):
 * ``apply(a, compute(a, b)) == b`` byte for byte, for any two states ``a``
   and ``b`` (JSON that is not in canonical form is diffed as text).
 
+Speed: a JSON side is checked canonical by making the canonical text of each of
+its containers (:mod:`gitstore.core.jsontexts`), and the new side is read guided by
+the old one, so what both versions share (the turns of a growing conversation) is
+parsed and checked once, and compared by identity; the diff is the one the plain
+route (parse both, check both) gives, which the tests prove with Hypothesis.
+
 Writers (text, JSON, patch, stat) live in :mod:`gitstore.core.diffformat`; nothing
 here formats for people.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring as _escape  # the C escaper where there is one
-from typing import Any
+from itertools import repeat
+from typing import TYPE_CHECKING, Any
 
-from gitstore.core import canonical
+from gitstore.core import canonical, jsontexts, lazy
 from gitstore.core.names import MANIFEST
+
+if TYPE_CHECKING:
+    import difflib
+else:  # only a text diff needs it (gitstore.core.lazy)
+    difflib = lazy.module("difflib")
 
 #: Keys that identify a record inside an array, in order of preference.
 NATURAL_KEYS: tuple[str, ...] = ("turn_id", "id", "collector_type", "decision")
@@ -181,20 +191,49 @@ def compute(a: Mapping[str, bytes], b: Mapping[str, bytes], *,
 def _diff_file(name: str, old: bytes | None, new: bytes | None) -> DocumentDiff:
     status = "added" if old is None else "removed" if new is None else "modified"
     if name.endswith(".json"):
-        old_v, new_v = _parsed(old), _parsed(new)
-        old_t = _texts(old, old_v) if old_v is not _NOT_JSON else None
-        new_t = _texts(new, new_v, old_v, old_t) \
-            if old_t is not None and new_v is not _NOT_JSON else None
-        if old_t is not None and new_t is not None:
-            def same(a: Any, b: Any) -> bool:
-                text = old_t.get(id(a))
-                return text is not None and text == new_t.get(id(b))
-
-            changes = tuple(_diff_values((), old_v, new_v, same))
-            turns = _turns(changes, old_v, new_v) if name == "conversation.json" else ()
+        json_diff = _json_diff(name, old, new)
+        if json_diff is not None:
+            changes, turns = json_diff
             return DocumentDiff(name, status, old, new, "json", changes, turns)
     return DocumentDiff(name, status, old, new, "text",
                         edits=tuple(_text_edits(_lines(old), _lines(new))))
+
+
+def _json_diff(name: str, old: bytes | None, new: bytes | None
+               ) -> tuple[tuple[Change, ...], tuple[TurnChange, ...]] | None:
+    """The changes (and turns) from ``old`` to ``new`` when both are canonical JSON
+    (a missing side counts as canonical); None when either is not.
+
+    Each side's texts (:mod:`gitstore.core.jsontexts`) tell equal containers at the
+    same place apart from unequal ones without comparing them again. The new side is
+    read guided by the old one: its parts that hold the old text of the container at
+    the same place are that very container, neither parsed nor checked again (the
+    result is the same as parsing it, a test proves it)."""
+    old_v = _parsed(old)
+    if old_v is _NOT_JSON:
+        return None
+    old_t = jsontexts.texts(old, old_v) if old is not None else {}
+    if old_t is None:
+        return None
+    read = jsontexts.guided(new, old_v, old_t) \
+        if new is not None and type(old_v) in (dict, list) else None
+    if read is None:
+        new_v = _parsed(new)
+        new_texts = None if new_v is _NOT_JSON else \
+            jsontexts.texts(new, new_v) if new is not None else {}
+        if new_texts is None:
+            return None
+        read = new_v, new_texts
+    new_v, new_t = read
+
+    def same(a: Any, b: Any) -> bool:
+        if a is b:  # a container of the old side that the new side reuses
+            return True
+        text = old_t.get(id(a))
+        return text is not None and text == (new_t.get(id(b)) or old_t.get(id(b)))
+
+    changes = tuple(_diff_values((), old_v, new_v, same))
+    return changes, _turns(changes, old_v, new_v) if name == "conversation.json" else ()
 
 
 _NOT_JSON = object()
@@ -211,97 +250,6 @@ def _parsed(data: bytes | None) -> Any:
         return json.loads(data)
     except (ValueError, RecursionError):
         return _NOT_JSON
-
-
-#: The deepest indentation a canonical text has (:data:`canonical.MAX_DEPTH` levels).
-_MAX_INDENT = 1 + 2 * canonical.MAX_DEPTH
-
-
-def _texts(data: bytes | None, value: Any, like: Any = MISSING,
-           like_texts: Mapping[int, str] | None = None) -> dict[int, str] | None:
-    """The canonical text of every array and object in ``value`` (by ``id``), if
-    ``data`` is exactly ``canonical.dumps(value)``; None if it is not (JSON written by
-    other tools is diffed as text, so that applying a diff reproduces its exact
-    bytes). The text of a container equal (``==``) to the one at the same place in
-    ``like`` (whose texts are ``like_texts``) is taken from there, not made again: if
-    the whole then equals ``data``, each such part of ``data`` *is* that text, so it
-    parses to exactly that container (``==`` also holds for ``1``, ``1.0`` and
-    ``true``; the text tells them apart); if not, the texts are made afresh.
-
-    Made here rather than by ``canonical.dumps`` (whose bytes it equals, a test
-    proves it) because json's indenting encoder is pure Python and slow, and
-    because the texts let :func:`_diff_values` skip equal subtrees: at the same
-    place, equal texts are equal JSON (``1``, ``1.0`` and ``true`` differ, as do
-    ``0.0`` and ``-0.0``)."""
-    if data is None:
-        return {}
-    texts: dict[int, str] = {}
-    esc = _escape
-
-    def scalar(v: Any) -> str:
-        if v is True:
-            return "true"
-        if v is False:
-            return "false"
-        if v is None:
-            return "null"
-        if type(v) is int:
-            return int.__repr__(v)
-        if type(v) is float and math.isfinite(v):
-            return float.__repr__(v)
-        raise canonical.JSONParseError(f"not canonical JSON: {v!r}")
-
-    def plain(v: Any, ind: str) -> str:
-        t = type(v)
-        if t is str:
-            return esc(v)
-        if t is not dict and t is not list:
-            return scalar(v)
-        if not v:
-            out = "{}" if t is dict else "[]"
-        elif len(ind) >= _MAX_INDENT:
-            raise canonical.JSONParseError("nested too deep")
-        else:
-            inner = ind + "  "
-            if t is dict:
-                out = "{" + inner + ("," + inner).join(
-                    [esc(k) + ": " + (esc(x) if type(x) is str else plain(x, inner))
-                     for k in sorted(v) for x in (v[k],)]) + ind + "}"
-            else:
-                out = "[" + inner + ("," + inner).join(
-                    [esc(x) if type(x) is str else plain(x, inner) for x in v]) + ind + "]"
-        texts[id(v)] = out
-        return out
-
-    def text(v: Any, ind: str, was: Any) -> str:
-        """As :func:`plain`, taking equal containers' texts from ``like``."""
-        t = type(v)
-        if like_texts is None or type(was) is not t or (t is not dict and t is not list):
-            return plain(v, ind)
-        if was == v:  # equal for Python: taken from like (checked with the whole, below)
-            out = like_texts[id(was)]
-        elif len(ind) >= _MAX_INDENT:
-            raise canonical.JSONParseError("nested too deep")
-        elif t is dict:
-            inner = ind + "  "
-            out = "{" + inner + ("," + inner).join(
-                [esc(k) + ": " + text(v[k], inner, was.get(k)) for k in sorted(v)]) + ind + "}"
-        else:
-            inner = ind + "  "
-            n = len(was)
-            out = "[" + inner + ("," + inner).join(
-                [text(x, inner, was[i] if i < n else None) for i, x in enumerate(v)]) + ind + "]"
-        texts[id(v)] = out
-        return out
-
-    try:
-        whole = (text(value, "\n", like) + "\n").encode("utf-8")
-        if whole != data and like_texts is not None:
-            texts.clear()
-            whole = (plain(value, "\n") + "\n").encode("utf-8")
-    except (canonical.JSONParseError, UnicodeEncodeError, ValueError, RecursionError):
-        return None
-    return texts if whole == data else None
 
 
 def _diff_values(path: tuple[PathElem, ...], old: Any, new: Any,
@@ -325,9 +273,9 @@ def _diff_values(path: tuple[PathElem, ...], old: Any, new: Any,
     if isinstance(old, list) and isinstance(new, list):
         if same is not None and same(old, new):
             return []
-        key = natural_key(old, new)
-        if key is not None:
-            return _diff_keyed(path, key, old, new, same)
+        keyed = _natural_keys(old, new)
+        if keyed is not None:
+            return _diff_keyed(path, keyed, old, new, same)
         out = []
         for i in range(max(len(old), len(new))):
             out.extend(_diff_values((*path, i), old[i] if i < len(old) else MISSING,
@@ -353,16 +301,31 @@ def _same(a: Any, b: Any) -> bool:
 
 def natural_key(old: list[Any], new: list[Any]) -> str | None:
     """The natural key shared by every record of both arrays, if any (and unique)."""
+    keyed = _natural_keys(old, new)
+    return keyed[0] if keyed is not None else None
+
+
+_Keyed = tuple[str, list[tuple[str, Any]], list[tuple[str, Any]]]
+
+
+def _natural_keys(old: list[Any], new: list[Any]) -> _Keyed | None:
+    """:func:`natural_key` and each record's value of it (as :func:`_hk`), old and new."""
     items = old + new
-    if not items or not all(isinstance(x, dict) for x in items):
+    if not items or not all(map(isinstance, items, repeat(dict))):
         return None
     for key in NATURAL_KEYS:
-        if all(key in x and _hashable(x[key]) for x in items):
-            old_keys = [_hk(x[key]) for x in old]
-            new_keys = [_hk(x[key]) for x in new]
-            if len(set(old_keys)) == len(old_keys) and len(set(new_keys)) == len(new_keys):
-                return key
+        values = [x[key] for x in items if key in x]
+        if len(values) < len(items) or not (set(map(type, values)) <= _KEY_TYPES
+                                             or all(map(_hashable, values))):
+            continue
+        keys = [(type(v).__name__, v) for v in values]  # as _hk
+        old_keys, new_keys = keys[:len(old)], keys[len(old):]
+        if len(set(old_keys)) == len(old) and len(set(new_keys)) == len(new):
+            return key, old_keys, new_keys
     return None
+
+
+_KEY_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
 def _hashable(v: Any) -> bool:
@@ -373,27 +336,28 @@ def _hk(v: Any) -> tuple[str, Any]:
     return (type(v).__name__, v)
 
 
-def _diff_keyed(path: tuple[PathElem, ...], key: str, old: list[Any],
+def _diff_keyed(path: tuple[PathElem, ...], keyed: _Keyed, old: list[Any],
                 new: list[Any], same: Callable[[Any, Any], bool] | None = None
                 ) -> list[Change]:
-    old_by = {_hk(x[key]): x for x in old}
-    new_by = {_hk(x[key]): x for x in new}
+    key, old_keys, new_keys = keyed
+    old_by = dict(zip(old_keys, old, strict=True))
+    new_by = set(new_keys)
     out: list[Change] = []
-    for x in old:
-        k = _hk(x[key])
+    for k, x in zip(old_keys, old, strict=True):
         if k not in new_by:
             out.append(Change("remove", (*path, (key, x[key])), x, MISSING))
-    for x in new:
-        k = _hk(x[key])
-        if k in old_by:
-            out.extend(_diff_values((*path, (key, x[key])), old_by[k], x, same))
+    for k, x in zip(new_keys, new, strict=True):
+        was = old_by.get(k, MISSING)
+        if was is x:  # the new side reuses the old container: nothing changed in it
+            continue
+        if was is not MISSING:
+            out.extend(_diff_values((*path, (key, x[key])), was, x, same))
         else:
             out.append(Change("add", (*path, (key, x[key])), MISSING, x))
-    surviving = [_hk(x[key]) for x in old if _hk(x[key]) in new_by]
-    added = [_hk(x[key]) for x in new if _hk(x[key]) not in old_by]
-    expected_order = surviving + added
-    actual_order = [_hk(x[key]) for x in new]
-    if expected_order != actual_order:
+    surviving = [k for k in old_keys if k in new_by]
+    if len(surviving) < len(new_keys):
+        surviving += [k for k in new_keys if k not in old_by]
+    if surviving != new_keys:
         out.append(Change("reorder", path, MISSING, [x[key] for x in new], key=key))
     return out
 

@@ -206,15 +206,14 @@ class Trees:
         if cached is not None:
             self._blobs.move_to_end(key)
             return cached
-        try:
-            found = self._repo[oid]
+        try:  # the object database, not repo[oid]: half the cost, the same hash check
+            kind, data = self._repo.odb.read(oid)
         except KeyError:
             name = self._path.name
             raise IntegrityError(f"repository {name} is damaged: object {oid} is missing; "
                                  f"run `gitstore verify {name}`") from None
-        if not isinstance(found, pygit2.Blob):
+        if kind != pygit2.enums.ObjectType.BLOB:
             raise NotFoundError(f"object {oid} is not a blob")
-        data: bytes = found.data
         self._remember(key, data)
         return data
 
