@@ -56,7 +56,13 @@ def test_files_gitstore_creates_under_the_root_are_private(tmp_path: Path,
         root / CUSTOMER: 0o700,
         root / CUSTOMER / "gitstore-audit.jsonl": 0o600,
         root / CUSTOMER / "gitstore-audit.head": 0o600,
+        base / "answers": 0o700,  # the answer log that recorded the list
+        base / "answers" / "gitstore-audit.jsonl": 0o600,
+        base / "answers" / "gitstore-audit.head": 0o600,
+        base / "answers" / "sets": 0o700,
     }
+    (answer_set,) = (base / "answers" / "sets").iterdir()
+    expected[answer_set] = 0o600
     for suffix in ("-wal", "-shm"):  # SQLite gives them the database file's mode
         if (base / f"index.sqlite{suffix}").exists():
             expected[base / f"index.sqlite{suffix}"] = 0o600
@@ -167,7 +173,9 @@ def three(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _records(root: Path, name: str) -> list[dict[str, Any]]:
-    return list(AuditLog(root / name).records())
+    """What ``gitstore audit`` shows of ``name``: its own records and the answers
+    of the store's answer log that showed it."""
+    return AuditLog(root / name).history()
 
 
 @pytest.mark.parametrize(("args", "op", "shown"), [
@@ -184,7 +192,9 @@ def _records(root: Path, name: str) -> list[dict[str, Any]]:
 ])
 def test_every_read_through_the_catalog_is_audited(three: Path, args: list[str], op: str,
                                                     shown: set[str]) -> None:
-    """One record for each customer whose data the answer holds; none for the others."""
+    """Each customer whose data the answer holds sees it in its audit trail (one
+    answer record naming it, or for the customer ``similar`` asked about, a record
+    of its own); the others see nothing."""
     before = {c: _records(three, c) for c in (ALPHA, BETA, GAMMA)}
     r = run_cli(three, *args, "-o", "json")
     assert r.code == 0, r.err
@@ -195,7 +205,10 @@ def test_every_read_through_the_catalog_is_audited(three: Path, args: list[str],
         new = after[len(before[c]):]
         if c in shown:
             assert [x["op"] for x in new] == [op], (c, new)
-            assert new[0]["customer"] == c and new[0]["detail"]
+            assert new[0]["detail"]
+            assert new[0]["customer"] == c if "log" not in new[0] else \
+                new[0]["answered"]["customers"] == len(shown - {ALPHA} if op == "similar"
+                                                       else shown), (c, new)
         else:
             assert new == [], (c, new)
     if op == "list":  # the customers the answer shows are exactly the audited ones

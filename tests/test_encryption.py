@@ -492,3 +492,18 @@ def test_export_and_import_cross_the_encryption_boundary_both_ways(
     assert Store(back.root).customer(CUSTOMER).read("v1.0.0").raw(CONV) == \
         plain.customer(CUSTOMER).read("v1.0.0").raw(CONV)
     assert check_customer(Store(back.root).customer(CUSTOMER)).problems == []
+
+
+def test_search_scans_encrypted_sessions_only_with_their_keys(
+        encrypted: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _ = encrypted
+    found = Store(store.root).search(f"{MARKERS[0].lower()} follow")
+    assert [(r["customer"], r["scenario"], r["encrypted"]) for r in found] == \
+        [(CUSTOMER, "v1", True)]
+    said: list[str] = []
+    monkeypatch.delenv("GITSTORE_MASTER_KEY")
+    keyless = Store(store.root)
+    keyless.warn = said.append
+    assert keyless.search(MARKERS[0]) == []
+    assert said == ["1 encrypted session(s) not searched: their keys are not at hand (no "
+                    "master key, or shredded)"]

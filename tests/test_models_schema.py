@@ -564,7 +564,10 @@ def format_timestamp(dt: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-TIMESTAMPS = st.datetimes(timezones=ZONES).map(format_timestamp)
+#: Valid instants only: a local time in year 1 (or 9999) whose UTC instant falls in
+#: year 0 (or 10000) is refused by both the model and the schema check.
+TIMESTAMPS = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                          timezones=ZONES).map(format_timestamp)
 
 
 def strategy(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[Any]:

@@ -26,13 +26,19 @@ from gitstore import Store
 from gitstore.core import lazy
 
 PACKAGE = ROOT / "gitstore"
-#: The libraries behind validation, rendering, scanning and the index.
-HEAVY = ("jsonschema", "pydantic", "jinja2", "detect_secrets", "phonenumbers", "sqlite3")
+#: The libraries behind validation, rendering, scanning, the index and encryption.
+HEAVY = ("jsonschema", "pydantic", "jinja2", "detect_secrets", "phonenumbers", "sqlite3",
+         "cryptography")
 #: The gitstore modules that exist to hold those libraries' subclasses.
 HEAVY_MODULES = ("gitstore.core.models", "gitstore.core.templating", "gitstore.rules.detectors")
 #: A read needs none of these (sqlite3 is not listed: the store's writer module still
-#: imports it at load, and the index commands need it anyway).
-NOT_FOR_READS = (*HEAVY[:5], *HEAVY_MODULES)
+#: imports it at load, and the index commands need it anyway), nor what only merges use.
+NOT_FOR_READS = (*HEAVY[:5], *HEAVY_MODULES, "gitstore.store.merges", "gitstore.core.merge")
+#: Nor do the reads the benchmark times (``bench/cases/cli.py``) sign anything, generate
+#: secrets, load the writer's side of the store, the index or the secrets scanner.
+NOT_FOR_TIMED_READS = (*NOT_FOR_READS, "gitstore.git.signing", "secrets",
+                       "gitstore.store.session", "gitstore.store.writer",
+                       "gitstore.catalog.index", "gitstore.rules.secrets", "sqlite3")
 
 PROBE = """\
 import json, sys
@@ -101,6 +107,14 @@ def test_reads_import_no_validation_rendering_or_scanning(root: Path, tmp_path: 
     assert code == 0, err
     assert "pygit2" in modules  # the command did read the store
     assert not _loaded(modules, NOT_FOR_READS), _loaded(modules, NOT_FOR_READS)
+
+
+@pytest.mark.parametrize("args", READS[:5], ids=" ".join)
+def test_the_timed_reads_import_no_signing(root: Path, tmp_path: Path, args: list[str]) -> None:
+    code, modules, err = _run(tmp_path, "--root", str(root), *args)
+    assert code == 0, err
+    assert not _loaded(modules, NOT_FOR_TIMED_READS), _loaded(modules, NOT_FOR_TIMED_READS)
+    assert ("gitstore.core.diff" in modules) == (args[0] == "diff")
 
 
 def test_render_imports_jinja2_only(root: Path, tmp_path: Path) -> None:

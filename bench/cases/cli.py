@@ -41,10 +41,18 @@ Every process must exit 0 and every output is checked: ``show`` prints the
 bytes ``git show`` prints, ``log`` the newest 20 commit ids, ``diff`` exactly
 the added turns, ``list`` and ``stats`` exactly the N customers, and after the
 writes the repositories hold exactly the turns, documents and commits sent.
+
+**Before and after in one run.** With ``GITSTORE_BENCH_BEFORE=DIR`` in the
+environment (``DIR`` holding another version of the package, for example
+``git archive HEAD gitstore schemas templates | tar -x -C DIR``), the reads, the
+writes and the 1,000-turn ``diff`` also run on that version (``PYTHONPATH=DIR``),
+interleaved with the rest: rows marked ``(before)``, informational, their output
+checked like the others' (the before writes go to a customer of their own).
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import os
@@ -73,6 +81,8 @@ FOLLOW_TURNS = 12     # so the history has more than 20 commits and `log -n 20` 
 WRITE_TURNS = 10
 BIG_ADDED = 5
 LIST_TARGET = 0.200   # seconds, absolute
+BEFORE_ENV = "GITSTORE_BENCH_BEFORE"
+WRITE_BEFORE = "customer-write-before"
 FLOOR = "python floor (pygit2 show)"
 FLOOR_SRC = ("import sys, pygit2; repo = pygit2.Repository(sys.argv[1]); "
              "sys.stdout.buffer.write(repo.revparse_single(sys.argv[2]).data)")
@@ -118,6 +128,29 @@ class Runner:
 
     def system(self, cmd: Sequence[str], **kw: Any) -> Callable[[], bytes]:
         return lambda: self.out(cmd, **kw)
+
+    def importing_from(self, path: Path) -> Runner:
+        """The same runner, its Python processes importing gitstore from ``path``."""
+        other = copy.copy(self)
+        other.env = {**self.env, "PYTHONPATH": str(path)}
+        return other
+
+
+def before_runner(res: CaseResult, sh: Runner, py: str) -> Runner | None:
+    """A runner for the version in ``$GITSTORE_BENCH_BEFORE``, or None when it is unset;
+    checks that its processes really import that version."""
+    where = os.environ.get(BEFORE_ENV)
+    if not where:
+        return None
+    path = Path(where).resolve()
+    before = sh.importing_from(path)
+    found = Path(before.out([py, "-c", "import gitstore, sys; sys.stdout.write("
+                                       "gitstore.__file__)"]).decode()).resolve()
+    check(found.is_relative_to(path),
+          f"with PYTHONPATH={path}, gitstore is imported from {found.parent}")
+    res.data["before_package"] = str(found.parent)
+    res.note(f"(before) rows: the gitstore package in {path}, same interpreter, same run")
+    return before
 
 
 def gitstore_script() -> Path:
@@ -208,24 +241,28 @@ def run(ctx: Context) -> CaseResult:
     small_repo = root / SMALL
     floor = sh.system([py, "-c", FLOOR_SRC, str(small_repo), f"v1.0.0:{DOC}"])
 
-    _small(ctx, res, sh, gs, py, floor, small_repo, total)
+    before = before_runner(res, sh, py)
+    _small(ctx, res, sh, gs, py, floor, small_repo, total, before)
     _imports(ctx, res, sh, py)
-    _writes(ctx, res, sh, gs, floor, store, work)
+    _writes(ctx, res, sh, gs, floor, store, work, before)
     _list_stats(ctx, res, sh, gs, floor, work)
-    _big_diff(ctx, res, sh, gs, floor, work)
+    _big_diff(ctx, res, sh, gs, floor, work, before)
     return res
 
 
 # --------------------------------------------------------------------------- small reads
 
 
+READS = {"show": ["show", SMALL, "v1.0.0", DOC], "versions": ["versions", SMALL],
+         "log -n 20": ["log", SMALL, "-n", "20"], "diff": ["diff", SMALL, "v1.0.0", "v1.1.0"]}
+
+
 def _small(ctx: Context, res: CaseResult, sh: Runner, gs: str, py: str,
-           floor: Callable[[], bytes], repo: Path, total: int) -> None:
+           floor: Callable[[], bytes], repo: Path, total: int, before: Runner | None) -> None:
     systems = {
-        "gitstore show": sh.system([gs, "show", SMALL, "v1.0.0", DOC]),
-        "gitstore versions": sh.system([gs, "versions", SMALL]),
-        "gitstore log -n 20": sh.system([gs, "log", SMALL, "-n", "20"]),
-        "gitstore diff": sh.system([gs, "diff", SMALL, "v1.0.0", "v1.1.0"]),
+        **{f"gitstore {name}": sh.system([gs, *args]) for name, args in READS.items()},
+        **({f"gitstore {name} (before)": before.system([gs, *args])
+            for name, args in READS.items()} if before is not None else {}),
         "gitstore --help": sh.system([gs, "--help"]),
         "gitstore --version": sh.system([gs, "--version"]),
         "git show (1 process)": sh.system(["git", "--git-dir", str(repo), "show",
@@ -256,6 +293,9 @@ def _small(ctx: Context, res: CaseResult, sh: Runner, gs: str, py: str,
     check(added == list(range(SMALL_TURNS + 1, total + 1)),
           f"gitstore diff reports added turns {added}")
     check(b"Usage: gitstore" in out["gitstore --help"], "gitstore --help printed no usage")
+    for name in READS if before is not None else ():
+        check(out[f"gitstore {name} (before)"] == out[f"gitstore {name}"],
+              f"gitstore {name} printed other bytes before")
     check(b"version" in out["gitstore --version"], "gitstore --version printed no version")
     res.verified(f"show = git show = floor bytes; versions lists v1.0.0 and v1.1.0; log -n 20 "
                  f"prints git's 20 newest commits; diff reports turns {SMALL_TURNS + 1}.."
@@ -267,6 +307,9 @@ def _small(ctx: Context, res: CaseResult, sh: Runner, gs: str, py: str,
              {FLOOR: 1.5, "git show (1 process)": None})
     _rows_vs(res, size, med, {"versions": "gitstore versions", "log -n 20": "gitstore log -n 20",
                               "diff v1.0.0 v1.1.0": "gitstore diff"}, {FLOOR: 1.5})
+    if before is not None:
+        _rows_vs(res, size, med, {f"{name} (before)": f"gitstore {name} (before)"
+                                  for name in READS}, {FLOOR: None})
     _rows_vs(res, "-", med, {"--help": "gitstore --help", "--version": "gitstore --version"},
              {FLOOR: 1.2})
     _rows_vs(res, "-", med, {"--version": "gitstore --version"}, {"python -c pass": None},
@@ -348,8 +391,11 @@ def _subtree_of(stderr: str, module: str) -> tuple[float, dict[str, float]]:
 
 
 def _writes(ctx: Context, res: CaseResult, sh: Runner, gs: str, floor: Callable[[], bytes],
-            store: Any, work: Path) -> None:
+            store: Any, work: Path, before: Runner | None) -> None:
     common.seed_session(store, WRITE, WRITE_TURNS, session_id=common.session_id_for(WRITE))
+    if before is not None:
+        common.seed_session(store, WRITE_BEFORE, WRITE_TURNS,
+                            session_id=common.session_id_for(WRITE_BEFORE))
     repo_path = Path(store.root) / WRITE
     rounds = ctx.runs + 1
     files = work / "inputs"
@@ -375,15 +421,19 @@ def _writes(ctx: Context, res: CaseResult, sh: Runner, gs: str, floor: Callable[
     shutil.copytree(repo_path, bare, symlinks=True)
     base_commits = int(common.git(tree, "rev-list", "--count", "HEAD"))
     fsync = _git_fsync(ctx.fsync)
-    counters = {name: itertools.count() for name in ("turn", "put", "git", "pygit2")}
+    counters = {name: itertools.count() for name in ("turn", "put", "git", "pygit2",
+                                                     "turn before", "put before")}
 
-    def gs_turn() -> bytes:
-        return sh.out([gs, "turn", WRITE, str(files / f"turn-{next(counters['turn'])}.json")])
+    def writer(runner: Runner, customer: str, label: str) -> dict[str, Callable[[], bytes]]:
+        def gs_turn() -> bytes:
+            k = next(counters[f"turn{label}"])
+            return runner.out([gs, "turn", customer, str(files / f"turn-{k}.json")])
 
-    def gs_put() -> bytes:
-        k = next(counters["put"])
-        return sh.out([gs, "put", WRITE, "deployment_context.json",
-                       str(files / f"context-{k}.json")])
+        def gs_put() -> bytes:
+            k = next(counters[f"put{label}"])
+            return runner.out([gs, "put", customer, "deployment_context.json",
+                               str(files / f"context-{k}.json")])
+        return {f"gitstore turn{label}": gs_turn, f"gitstore put{label}": gs_put}
 
     def git_commit() -> bytes:
         k = next(counters["git"])
@@ -396,19 +446,25 @@ def _writes(ctx: Context, res: CaseResult, sh: Runner, gs: str, floor: Callable[
         return sh.out([sys.executable, "-c", COMMIT_SRC, str(bare), "refs/heads/v1", DOC,
                        str(files / f"conv-{k}.json"), "1" if ctx.fsync else "0"])
 
-    systems = {"gitstore turn": gs_turn, "gitstore put": gs_put, FLOOR: floor,
-               "git add + git commit": git_commit, "pygit2 commit (1 process)": pygit2_commit}
+    systems = {**writer(sh, WRITE, ""),
+               **(writer(before, WRITE_BEFORE, " before") if before is not None else {}),
+               FLOOR: floor, "git add + git commit": git_commit,
+               "pygit2 commit (1 process)": pygit2_commit}
     common.log(f"cli: writes, {len(systems)} commands x {rounds} rounds")
     samples, _ = common.interleaved(ctx.runs, systems)
 
-    conv = git_conversation(repo_path, "v1")
-    got = conv["conversation_turns"]
-    check(len(got) == WRITE_TURNS + rounds,
-          f"after {rounds} `gitstore turn` the conversation has {len(got)} turns")
-    check([t["user_input"]["query"] for t in got[WRITE_TURNS:]]
-          == [t["user_input"]["query"] for t in turns], "gitstore turn stored other turns")
-    stored = json.loads(common.git(repo_path, "show", "v1:deployment_context.json"))
-    check(stored == contexts[-1], "gitstore put stored another deployment_context.json")
+    for customer in (WRITE, WRITE_BEFORE) if before is not None else (WRITE,):
+        conv = git_conversation(Path(store.root) / customer, "v1")
+        got = conv["conversation_turns"]
+        check(len(got) == WRITE_TURNS + rounds,
+              f"after {rounds} `gitstore turn` {customer}'s conversation has {len(got)} turns")
+        check([t["user_input"]["query"] for t in got[WRITE_TURNS:]]
+              == [t["user_input"]["query"] for t in turns],
+              f"gitstore turn stored other turns in {customer}")
+        stored = json.loads(common.git(Path(store.root) / customer, "show",
+                                       "v1:deployment_context.json"))
+        check(stored == contexts[-1],
+              f"gitstore put stored another deployment_context.json in {customer}")
     check(int(common.git(tree, "rev-list", "--count", "HEAD")) == base_commits + rounds
           and common.git(tree, "show", f"HEAD:{DOC}") == convs[-1],
           "git add + commit did not commit every change")
@@ -423,6 +479,10 @@ def _writes(ctx: Context, res: CaseResult, sh: Runner, gs: str, floor: Callable[
                               "put deployment_context.json": "gitstore put"},
              {FLOOR: 2.0, "git add + git commit": None, "pygit2 commit (1 process)": None},
              note=note)
+    if before is not None:
+        _rows_vs(res, size, med, {"turn (before)": "gitstore turn before",
+                                  "put deployment_context.json (before)": "gitstore put before"},
+                 {FLOOR: None}, note=note)
     res.data["writes"] = {s: common.summary(v) for s, v in samples.items()}
 
 
@@ -498,7 +558,7 @@ def _list_stats(ctx: Context, res: CaseResult, sh: Runner, gs: str,
 
 
 def _big_diff(ctx: Context, res: CaseResult, sh: Runner, gs: str, floor: Callable[[], bytes],
-              work: Path) -> None:
+              work: Path, before: Runner | None) -> None:
     n = 1000
     root = work / "bigdiff"
     common.log(f"cli: building v1.0.0 ({n} turns) and v1.1.0 ({n + BIG_ADDED} turns)")
@@ -510,6 +570,9 @@ def _big_diff(ctx: Context, res: CaseResult, sh: Runner, gs: str, floor: Callabl
     session.finalize(message="benchmark follow-up")
     repo = root / BIG
     systems = {"gitstore diff": sh.system([gs, "diff", BIG, "v1.0.0", "v1.1.0"], root=root),
+               **({"gitstore diff (before)": before.system([gs, "diff", BIG, "v1.0.0", "v1.1.0"],
+                                                          root=root)}
+                  if before is not None else {}),
                "git diff (1 process)": sh.system(["git", "--git-dir", str(repo), "diff",
                                                   "v1.0.0", "v1.1.0"]),
                FLOOR: floor}
@@ -526,10 +589,17 @@ def _big_diff(ctx: Context, res: CaseResult, sh: Runner, gs: str, floor: Callabl
     check(shown == git_names - {common.MANIFEST},
           f"gitstore diff names {sorted(shown)}, git {sorted(git_names)}")
     check(out["git diff (1 process)"], "empty git diff")
+    check(before is None or out["gitstore diff (before)"] == out["gitstore diff"],
+          "gitstore diff printed other bytes before")
     res.verified(f"diff at {n} turns reports exactly turns {n + 1}..{n + BIG_ADDED} added and "
                  f"the documents git diff names")
     med = {s: common.median(v) for s, v in samples.items()}
     _rows_vs(res, f"{n}→{n + BIG_ADDED} turns", med, {"diff v1.0.0 v1.1.0": "gitstore diff"},
              {"git diff (1 process)": None, FLOOR: None},
              note="whole processes; the 3x target is the diff case's (in-process)")
+    if before is not None:
+        _rows_vs(res, f"{n}→{n + BIG_ADDED} turns", med,
+                 {"diff v1.0.0 v1.1.0 (before)": "gitstore diff (before)"},
+                 {"git diff (1 process)": None, FLOOR: None},
+                 note="whole processes; the 3x target is the diff case's (in-process)")
     res.data["big_diff"] = {s: common.summary(v) for s, v in samples.items()}

@@ -16,9 +16,9 @@ Invariants:
 * a :class:`Browser` keeps the index at most ``max_age`` seconds behind git (0:
   brought up to date before every answer; else refreshed in the background, so a
   page never waits for it), and refreshes at once after a damaged file was set
-  aside; every answer that shows session data appends an
-  access-log record to each customer it shows, through the *viewer* given, so the
-  record names who looked.
+  aside; every answer that shows session data is recorded once, naming each
+  customer it shows (``StoreView.record_answer``), through the *viewer* given, so
+  the record names who looked.
 """
 
 from __future__ import annotations
@@ -248,18 +248,15 @@ class Browser:
 
     @staticmethod
     def _audit(viewer: StoreView, op: str, rows: list[dict[str, Any]], what: str) -> None:
-        shown: dict[str, list[str]] = {}
-        for row in rows:
-            shown.setdefault(row["customer"], []).append(str(row.get("version")))
-        for name, versions in sorted(shown.items()):
-            listed = ", ".join(versions[:8]) + (", ..." if len(versions) > 8 else "")
-            viewer.customer_named(name).audit(
-                op, detail=f"{len(versions)} {what} shown ({listed})")
+        shown = {row["customer"] for row in rows}
+        if shown:
+            viewer.record_answer(op, shown, f"{len(rows)} {what} of {len(shown)} "
+                                 "customer(s) shown in the web viewer")
 
     @guarded
     def sessions(self, viewer: StoreView, f: Filters, *, sort: str = "updated",
                  descending: bool = True, limit: int = 50, offset: int = 0) -> Page:
-        """One page of sessions; one ``list`` record for each customer shown."""
+        """One page of sessions; its ``list`` answer recorded once."""
         sort_columns(sort)
         self.fresh()
         cx = self.index.cx
@@ -276,21 +273,23 @@ class Browser:
 
     @guarded
     def overview(self, viewer: StoreView, scope: Sequence[str] | None) -> dict[str, Any]:
-        """Totals, breakdowns and distributions; a ``stats`` record for each customer
-        counted (as ``gitstore stats`` appends)."""
+        """Totals, breakdowns and distributions; the ``stats`` answer recorded once,
+        naming each customer counted (as ``gitstore stats`` does)."""
         self.fresh()
         cx = self.index.cx
         result = {**stats(cx, scope), **distributions(cx, scope)}
-        for name in counted(cx, scope):
-            viewer.customer_named(name).audit("stats", detail="counted in the web viewer's "
-                                              "statistics")
+        names = counted(cx, scope)
+        if names:
+            viewer.record_answer("stats", names, f"{len(names)} customer(s) counted in the "
+                                 "web viewer's statistics")
         return result
 
     @guarded
     def search(self, viewer: StoreView, query: str, scope: Sequence[str] | None,
                limit: int = 50) -> list[dict[str, Any]]:
         """Turns matching the FTS5 ``query`` (from ``fts_query``), best first, only in
-        ``scope``; a ``search`` record for each customer with a hit shown."""
+        ``scope``; the ``search`` answer recorded once, naming each customer with a
+        hit shown."""
         self.fresh()
         if not query:
             return []

@@ -1,14 +1,21 @@
 """The index's SQLite file: schema, connections, damage handling, write transactions.
 
 Invariants: the file is a cache, never a source of truth, so it is never repaired in
-place. A file that SQLite cannot read, that fails ``quick_check`` (checked once per
-:class:`Database`), that has another ``application_id`` or ``user_version`` than
+place. A file that SQLite cannot read (on opening, or later: :func:`guarded`), that
+fails ``quick_check``, that has another ``application_id`` or ``user_version`` than
 :data:`APPLICATION_ID`/:data:`SCHEMA_VERSION`, or lacks a table, is moved aside
 (renamed ``<name>.unusable-<UTC stamp>-<pid>`` with its ``-wal``/``-shm``; never
 deleted) and replaced by an empty one, which the caller fills from git. A file is
 only written after it has been read and found to be ours (a foreign file is set
 aside untouched). Errors of the environment (locks, permissions, a full disk) are
 not damage: they raise :class:`~gitstore.errors.StorageError` and leave the file.
+
+``quick_check`` reads the whole file, so it does not run on every query: a
+:class:`Database` runs it on opening when the file was last checked (row ``checked``
+of table ``state``: boot id and time) on another boot, more than
+:data:`CHECK_SECONDS` ago, or never; damage met between checks is found by the
+query that reads it (:func:`guarded`). So a query costs what it reads, not the size
+of the file.
 
 Privacy: the file holds every customer's turn text, so it is created with mode 0600
 (and its ``-wal``/``-shm``, which SQLite creates with the database's mode), in a
@@ -30,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+from gitstore.catalog.journal import boot_id
 from gitstore.catalog.rows import COLUMNS
 from gitstore.core import lazy
 from gitstore.errors import StorageError
@@ -47,6 +55,8 @@ APPLICATION_ID = 0x67697473  # "gits"
 INDEX_FILE = "index.sqlite"
 #: The version columns, for ``SELECT`` and ``INSERT`` lists.
 SELECT = ", ".join(COLUMNS)
+#: The longest the file goes without a ``quick_check`` (seconds); a reboot checks too.
+CHECK_SECONDS = 600
 
 _SCHEMA = """
 CREATE TABLE refs (customer TEXT NOT NULL, ref TEXT NOT NULL, target TEXT NOT NULL,
@@ -110,6 +120,31 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
+def _check_due(cx: sqlite3.Connection) -> bool:
+    """Whether the file's last ``quick_check`` is too old (see the module docstring)."""
+    row = cx.execute("SELECT value FROM state WHERE key = 'checked'").fetchone()
+    try:
+        boot, stamp = str(row[0]).split(" ")
+        age = time.time_ns() - int(stamp)
+    except (TypeError, ValueError):
+        return True
+    return boot != boot_id() or not 0 <= age < CHECK_SECONDS * 1_000_000_000
+
+
+def _checked_now(cx: sqlite3.Connection) -> None:
+    """Note a passed check, unless another process holds the write lock (then the
+    next process checks again): a read never waits for a writer here."""
+    try:
+        cx.execute("PRAGMA busy_timeout = 0")
+        cx.execute("INSERT OR REPLACE INTO state VALUES ('checked', ?)",
+                   (f"{boot_id()} {time.time_ns()}",))
+    except sqlite3.OperationalError as exc:
+        if not _not_damage(exc):
+            raise
+    finally:
+        cx.execute("PRAGMA busy_timeout = 30000")
+
+
 class Database:
     """The SQLite file at ``path``. ``moved_aside`` lists files found unusable and set
     aside; ``problems`` collects one line per trouble worth telling the user (the sync
@@ -155,11 +190,12 @@ class Database:
             cx = self._connect()
             self._init(cx)  # reads before it writes: a foreign file is set aside untouched
             with self._lock:
-                if not self._checked:
+                if not self._checked and _check_due(cx):
                     row = cx.execute("PRAGMA quick_check").fetchone()
                     if row is None or row[0] != "ok":
                         raise _Unusable(f"quick_check: {row[0] if row else 'no answer'}")
-                    self._checked = True
+                    _checked_now(cx)
+                self._checked = True
         except (sqlite3.DatabaseError, _Unusable) as exc:
             if cx is not None:
                 cx.close()

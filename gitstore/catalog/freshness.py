@@ -137,14 +137,14 @@ def plan(root: Path, cx: sqlite3.Connection, listing: Callable[[], Iterable[str]
     if read is None:
         return Plan([], [], None, full=True)
     names, position = read
-    known = dict(cx.execute("SELECT customer, hooked FROM fingerprints").fetchall())
     gone: set[str] = set()
     root_fp = root_fingerprint(root)
-    if root_fp is None or root_fp != state.root:
+    if root_fp is None or root_fp != state.root:  # only then every known customer is read
+        known = {c for (c,) in cx.execute("SELECT customer FROM fingerprints")}
         present = set(listing())
-        names |= present - known.keys()
-        gone = known.keys() - present
-    names |= {name for name, hooked in known.items() if not hooked}
+        names |= present - known
+        gone = known - present
+    names |= {c for (c,) in cx.execute("SELECT customer FROM fingerprints WHERE hooked = 0")}
     names -= gone
     return Plan(sorted(names), sorted(gone),
                 State(position, root_fp or "-", state.scanned, state.boot))

@@ -18,11 +18,13 @@ cannot read, that fails ``quick_check`` or has another schema version is moved a
 (never deleted) and rebuilt (:mod:`gitstore.catalog.db`); a query that meets a damaged
 file mid-way runs once more on a fresh one.
 
-Audit: every query that returns session data appends one record to the access log
-of each customer whose data it returned (``CustomerView.audit``): ``list``,
-``stats``, ``search``, ``similar`` and ``active``, with what was shown in ``detail``.
-``stats`` answers with every indexed customer's data in its totals, so each of them
-gets a record.
+Audit: every query that returns session data records its answer once, naming every
+customer whose data it returned (``StoreView.record_answer``: one record in the
+store's answer log, however many customers): ``list``, ``stats``, ``search``,
+``similar`` and ``active``, with what was asked and shown in ``detail``. ``stats``
+answers with every indexed customer's data in its totals, so it names each of them;
+``similar`` also appends a record to the log of the customer it was asked about. No
+query costs a record (or any other work) per customer beyond reading its rows.
 
 The parts: :mod:`~gitstore.catalog.rows` (what a row holds, pure),
 :mod:`~gitstore.catalog.db` (the file), :mod:`~gitstore.catalog.sync` (keeping it equal
@@ -40,7 +42,7 @@ seconds where the value is not text (a JSON number in the config): from the
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from gitstore.catalog import journal, queries
 from gitstore.catalog.db import INDEX_FILE, Database, guarded
 from gitstore.catalog.queries import SORT_FIELDS
-from gitstore.catalog.rows import fts_query, satisfaction, version_row
+from gitstore.catalog.rows import fts_query, iso, satisfaction, version_row
 from gitstore.catalog.sync import Progress, Sync
 from gitstore.catalog.view import CustomerView, StoreView
 from gitstore.core.names import STORE_DIR
@@ -196,52 +198,61 @@ class Index:
                       provider: str | None = None, since: datetime | None = None,
                       until: datetime | None = None, sort: str = "updated",
                       descending: bool = True, limit: int | None = None, *,
-                      service: str | None = None,
-                      all_versions: bool = False) -> list[dict[str, Any]]:
+                      service: str | None = None, all_versions: bool = False,
+                      fields: Collection[str] | None = None) -> list[dict[str, Any]]:
         """Sessions (each scenario's newest version; every version with
         ``all_versions``) filtered and sorted. ``status`` is ``open``/``finalized``/
         ``retained`` (purged, analytics summary kept) or a ``completion_status``;
-        ``since``/``until`` bound the last activity."""
+        ``since``/``until`` bound the last activity. ``fields``: only these fields of
+        each session (and its ``customer``), e.g. what a table shows; default all."""
         queries.sort_columns(sort)  # refuses an unknown sort key before any work
+        queries.fields_of(fields)  # and an unknown field
         name = self._known(customer) if customer is not None else None
         self.refresh([name] if name else None)
         rows = queries.list_sessions(self.cx, name, status, provider, since, until, sort,
                                      descending, limit, service=service,
-                                     all_versions=all_versions)
-        self._audit("list", rows, "session(s)")
+                                     all_versions=all_versions, fields=fields)
+        asked = [f"{k}={v}" for k, v in (("customer", name), ("status", status),
+                                         ("provider", provider), ("service", service),
+                                         ("since", since and iso(since)),
+                                         ("until", until and iso(until)), ("limit", limit))
+                 if v is not None]
+        asked.append(f"sort={sort} {'desc' if descending else 'asc'}")
+        versions = "every version" if all_versions else "newest versions"
+        self._answered("list", rows, "session(s)", f"{versions}; {', '.join(asked)}")
         return rows
 
     @guarded
     def stats(self) -> dict[str, Any]:
         """Totals, averages and breakdowns over the sessions (newest versions).
-        Each customer counted gets one ``stats`` record in its access log."""
+        The answer is recorded once, naming every customer counted."""
         self.refresh()
         result = queries.stats(self.cx)
-        for name in queries.counted_customers(self.cx):
-            self.store.customer_named(name).audit("stats",
-                                                  detail="counted in store-wide totals")
+        counted = queries.counted_customers(self.cx)
+        if counted:
+            self.store.record_answer("stats", counted, f"{len(counted)} customer(s) counted "
+                                     f"in store-wide totals ({result['sessions']} session(s))")
         return result
 
-    def _audit(self, op: str, rows: list[dict[str, Any]], what: str) -> None:
-        """One ``op`` record for each customer with rows in a query's answer."""
-        shown: dict[str, list[str]] = {}
-        for row in rows:
-            shown.setdefault(row["customer"], []).append(str(row.get("version")))
-        for name, versions in sorted(shown.items()):
-            listed = ", ".join(versions[:8]) + (", ..." if len(versions) > 8 else "")
-            self.store.customer_named(name).audit(
-                op, detail=f"{len(versions)} {what} shown ({listed})")
+    def _answered(self, op: str, rows: list[dict[str, Any]], what: str,
+                  asked: str | None = None) -> None:
+        """Record an answer of ``rows`` once, naming each customer with rows in it
+        (nothing when it has none); ``asked``: the question, for the record."""
+        shown = {row["customer"] for row in rows}
+        if shown:
+            self.store.record_answer(op, shown, f"{len(rows)} {what} of {len(shown)} "
+                                     "customer(s) shown" + (f" ({asked})" if asked else ""))
 
     @guarded
     def search(self, text: str, limit: int = 20) -> list[dict[str, Any]]:
         """Turns whose query or response match every word of ``text``, best first.
-        Each customer with a hit shown gets one ``search`` record in its access log."""
+        The answer is recorded once, naming each customer with a hit shown."""
         query = fts_query(text)
         self.refresh()
         if not query:
             return []
         results = queries.search(self.cx, query, limit)
-        self._audit("search", results, "matching turn(s)")
+        self._answered("search", results, "matching turn(s)")
         return results
 
     @guarded
@@ -258,8 +269,8 @@ class Index:
         rows = queries.similar(self.cx, name, key, where, limit)
         self.store.customer_named(name).audit("similar", rev=key,
                                         detail=f"{len(rows)} similar session(s) found")
-        self._audit("similar", [r for r in rows if r["customer"] != name],
-                    f"session(s) similar to {name} {key}")
+        self._answered("similar", [r for r in rows if r["customer"] != name],
+                       f"session(s) similar to {name} {key}")
         return rows
 
     @guarded
@@ -270,7 +281,7 @@ class Index:
         self.refresh()
         span = _span(timeout, "timeout") if timeout is not None else self.active_timeout
         rows = queries.active(self.cx, now or self.store.now(), span)
-        self._audit("active", rows, "active session(s)")
+        self._answered("active", rows, "active session(s)", f"within {span}")
         return rows
 
     @guarded

@@ -10,23 +10,28 @@ customer and version), so equal indexes answer equally.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import operator
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitstore.catalog.db import SELECT
-from gitstore.catalog.rows import iso
+from gitstore.catalog.rows import COLUMNS, iso
 from gitstore.core.time import parse_rfc3339
 from gitstore.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["SORT_FIELDS", "active", "counted_customers", "find_session", "list_sessions",
-           "public", "public_rows", "search", "session_owners", "similar", "sort_columns",
-           "stats"]
+__all__ = ["NOT_NULL", "PUBLIC_FIELDS", "SORT_FIELDS", "active", "counted_customers",
+           "fields_of", "find_session", "list_sessions", "public", "public_rows", "search",
+           "session_owners", "similar", "sort_columns", "stats"]
 
+#: The fields of a session row as callers see it (``public``).
+PUBLIC_FIELDS = frozenset(COLUMNS) - {"major", "minor", "patch"}
+#: The columns of ``versions`` declared NOT NULL that a sort may use.
+NOT_NULL = frozenset({"customer", "updated", "status", "turns", "major", "minor", "patch"})
 #: ``list_sessions`` sort keys and the columns they order by.
 SORT_FIELDS: dict[str, tuple[str, ...]] = {
     "updated": ("updated",), "created": ("created",), "completed": ("completed",),
@@ -55,13 +60,27 @@ def sort_columns(sort: str) -> tuple[str, ...]:
     return SORT_FIELDS[sort]
 
 
+def fields_of(fields: Collection[str] | None) -> str:
+    """The ``SELECT`` list of a session row with only ``fields`` (and always the
+    customer; None: every field); a UsageError names a field a session row lacks."""
+    if fields is None:
+        return SELECT
+    unknown = sorted(set(fields) - PUBLIC_FIELDS)
+    if unknown:
+        raise UsageError(f"a session has no field {unknown[0]!r}; choose among "
+                         f"{', '.join(sorted(PUBLIC_FIELDS))}")
+    return ", ".join(c for c in COLUMNS if c == "customer" or c in fields)
+
+
 def list_sessions(cx: sqlite3.Connection, customer: str | None = None,
                   status: str | None = None, provider: str | None = None,
                   since: datetime | None = None, until: datetime | None = None,
                   sort: str = "updated", descending: bool = True, limit: int | None = None, *,
-                  service: str | None = None, all_versions: bool = False) -> list[dict[str, Any]]:
+                  service: str | None = None, all_versions: bool = False,
+                  fields: Collection[str] | None = None) -> list[dict[str, Any]]:
     """See ``Index.list_sessions``; ``customer`` is a known customer's name."""
     columns = sort_columns(sort)
+    select = fields_of(fields)
     where: list[str] = ["1" if all_versions else "latest = 1"]
     args: list[Any] = []
     if customer is not None:
@@ -83,9 +102,10 @@ def list_sessions(cx: sqlite3.Connection, customer: str | None = None,
             where.append(f"updated {op} ?")
             args.append(iso(when))
     direction = "DESC" if descending else "ASC"
-    order = [f"{c} IS NULL, {c} {direction}" for c in columns]
+    order = [f"{c} {direction}" if c in NOT_NULL else f"{c} IS NULL, {c} {direction}"
+             for c in columns]  # nulls last (a NOT NULL column has none: its index serves)
     order += ["customer", "major", "minor", "patch"]
-    sql = (f"SELECT {SELECT} FROM versions WHERE {' AND '.join(where)} "
+    sql = (f"SELECT {select} FROM versions WHERE {' AND '.join(where)} "
            f"ORDER BY {', '.join(order)}")
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
@@ -93,18 +113,29 @@ def list_sessions(cx: sqlite3.Connection, customer: str | None = None,
 
 
 def public_rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
-    """:func:`public` of every row of ``cursor``, the column names looked up once."""
+    """:func:`public` of every row of ``cursor``, the column names looked up once and
+    the rows read as plain tuples (an answer of 10,000 sessions builds no row objects
+    it does not return)."""
+    cursor.row_factory = None
     names = [d[0] for d in cursor.description]
-    keep = [(i, n) for i, n in enumerate(names) if n not in ("major", "minor", "patch")]
-    services = names.index("services") if "services" in names else None
-    latest = names.index("latest") if "latest" in names else None
+    keep = [i for i, n in enumerate(names) if n not in ("major", "minor", "patch")]
+    kept = [names[i] for i in keep]
+    pick = operator.itemgetter(*keep)
+    services = kept.index("services") if "services" in kept else None
+    latest = kept.index("latest") if "latest" in kept else None
+    parsed: dict[str, list[Any]] = {}  # many sessions name the same services
     out = []
     for row in cursor:
-        item = {n: row[i] for i, n in keep}
+        values = pick(row) if len(keep) > 1 else (row[keep[0]],)
+        item = dict(zip(kept, values, strict=True))
         if services is not None:
-            item["services"] = json.loads(row[services])
+            text = values[services]
+            found = parsed.get(text)
+            if found is None:
+                found = parsed[text] = json.loads(text)
+            item["services"] = list(found)  # each row its own list
         if latest is not None:
-            item["latest"] = bool(row[latest])
+            item["latest"] = bool(values[latest])
         out.append(item)
     return out
 

@@ -66,6 +66,21 @@ class Sync:
         self.store = store
         self.db = db
 
+    def _fingerprints(self, customers: Collection[str]) -> dict[str, tuple[str, bool]]:
+        """The fingerprint and hook flag kept for each of ``customers`` that has one
+        (only theirs are read: a warm refresh looks at few of many)."""
+        if not customers:
+            return {}
+        rows: Any
+        if len(customers) > 200:
+            rows = self.db.cx.execute("SELECT customer, fp, hooked FROM fingerprints")
+        else:
+            rows = self.db.cx.execute(
+                "SELECT customer, fp, hooked FROM fingerprints WHERE customer IN "
+                f"({', '.join('?' * len(customers))})", tuple(customers))
+        wanted = set(customers)
+        return {c: (fp, bool(h)) for c, fp, h in rows if c in wanted}
+
     def _stored_refs(self, customers: Collection[str] | None = None
                      ) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
@@ -131,9 +146,8 @@ class Sync:
         ``gone``; then keep their fingerprints (and whether git runs the journal
         hook there: looked at again with ``hooks``) and ``state``."""
         root = self.store.root
-        known = {c: (fp, bool(h)) for c, fp, h in
-                 self.db.cx.execute("SELECT customer, fp, hooked FROM fingerprints")}
-        stored = self._stored_refs(names)
+        known = self._fingerprints(names)
+        stored = self._stored_refs(names) if names else {}
         todo, fresh = [], {}
         for n in names:
             path = root / n

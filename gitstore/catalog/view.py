@@ -7,6 +7,7 @@ member is read-only from the catalog's side.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -67,4 +68,9 @@ class StoreView(Protocol):
 
     def now(self) -> datetime:
         """The store's clock (aware)."""
+        ...
+
+    def record_answer(self, op: str, customers: Collection[str], detail: str) -> None:
+        """Record one answer that showed the data of ``customers`` (repository names)
+        in the store's access trail: one record, however many customers it names."""
         ...

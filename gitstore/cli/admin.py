@@ -123,10 +123,13 @@ def _enable_encryption(store: Store, key_file: Path | None) -> None:
 def audit(obj: Ctx, customer: str, check: bool, limit: int | None, output: str) -> None:
     """Show CUSTOMER's access log: every read and write through gitstore.
 
-    The log is append-only and hash-chained; --verify reports any record that was
-    edited, deleted or inserted, and checks the log against the newest Audit-Head
-    anchor the writer keeps in git (so records cut off the end are found even with
-    the head file gone)."""
+    Among its records, by time, the answers of store-wide queries (list, stats,
+    search, similar, active) that showed the customer, from the store's answer log
+    (numbered aN). The logs are append-only and hash-chained; --verify reports any
+    record that was edited, deleted or inserted, checks the log against the newest
+    Audit-Head anchor the writer keeps in git (so records cut off the end are found
+    even with the head file gone), and checks the answer log and the customer's
+    receipts of it."""
     from gitstore.ops.verify import audit_problems
 
     cust = obj.store().customer(customer)
@@ -145,15 +148,18 @@ def audit(obj: Ctx, customer: str, check: bool, limit: int | None, output: str) 
         if output == "text":
             note(f"{customer}: audit log intact")
         return
-    records = list(log_.records())
+    records = log_.history()  # with the store-wide answers that showed the customer
     if limit is not None:
         records = records[-limit:]
     if output == "json":
         emit_json(records)
         return
     for r in records:
-        target = " ".join(str(x) for x in (r.get("rev"), r.get("document")) if x)
-        click.echo(f"{r.get('seq', '?'):>6}  {r.get('time', '?')}  {r.get('op', '?'):<16} "
+        answer = "log" in r  # a store-wide answer that showed the customer, not its own record
+        seq = f"a{r.get('seq', '?')}" if answer else r.get("seq", "?")
+        target = str(r.get("detail") or "")[:60] if answer else \
+            " ".join(str(x) for x in (r.get("rev"), r.get("document")) if x)
+        click.echo(f"{seq:>6}  {r.get('time', '?')}  {r.get('op', '?'):<16} "
                    f"{target:<24} {r.get('actor', '?')} (user {r.get('user')}, "
                    f"pid {r.get('pid')})")
 

@@ -28,7 +28,6 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -117,9 +116,10 @@ def note(text: str) -> None:
     click.echo(text, err=True)
 
 
-_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_LOOSE = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}:[0-9]{2})"
-                    r"(:[0-9]{2}(?:\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2})?")
+# patterns, compiled (and cached by re) on first use: most commands take no time option
+_DAY = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_LOOSE = (r"([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}:[0-9]{2})"
+          r"(:[0-9]{2}(?:\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2})?")
 
 
 def parse_when(value: str | None, *, what: str = "time", end: bool = False,
@@ -133,8 +133,8 @@ def parse_when(value: str | None, *, what: str = "time", end: bool = False,
     if value is None:
         return None
     text = value.strip()
-    loose = _LOOSE.fullmatch(text)
-    if _DAY.fullmatch(text):
+    loose = re.fullmatch(_LOOSE, text)
+    if re.fullmatch(_DAY, text):
         text += "T23:59:59Z" if end else "T00:00:00Z"
     elif loose:
         text = f"{loose[1]}T{loose[2]}{loose[3] or ':00'}{loose[4] or 'Z'}"
@@ -148,13 +148,19 @@ def parse_when(value: str | None, *, what: str = "time", end: bool = False,
 
 # -- the command registry ----------------------------------------------------------
 
-@dataclass(frozen=True)
 class Entry:
     """A registered command: where it lives (``module:attribute``) and its one-line
-    help, which must equal the command's own short help (a test checks it)."""
+    help, which must equal the command's own short help (a test checks it). A plain
+    class, not a dataclass: making one costs every process start-up a millisecond."""
 
-    target: str
-    help: str
+    __slots__ = ("help", "target")
+
+    def __init__(self, target: str, help: str) -> None:
+        self.target = target
+        self.help = help
+
+    def __repr__(self) -> str:
+        return f"Entry({self.target!r}, {self.help!r})"
 
     def load(self, name: str) -> click.Command:
         module, _, attr = self.target.partition(":")

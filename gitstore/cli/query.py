@@ -59,16 +59,22 @@ def _cell(value: Any, fmt: str = "{}") -> str:
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]],
            right: frozenset[int] = frozenset()) -> None:
     """Print aligned columns (numbers right-aligned), one header line."""
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    lines = ["  ".join([c.rjust(w) if i in right else c.ljust(w)
-                        for i, (c, w) in enumerate(zip(line, widths, strict=True))]).rstrip()
-             for line in [list(headers), *rows]]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in headers]
+    widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(headers, columns,
+                                                                         strict=True)]
+    line = "  ".join(f"{{:{'>' if i in right else '<'}{w}}}" for i, w in enumerate(widths))
+    lines = [line.format(*r).rstrip() for r in [headers, *rows]]
     click.echo("\n".join(lines))  # one write: a table of 10,000 sessions prints at once
 
 
 def _status(row: dict[str, Any]) -> str:
     extra = row.get("completion_status")
     return f"{row['status']} ({extra})" if extra and extra != row["status"] else row["status"]
+
+
+#: The fields of a session the table of ``list`` shows (the index reads only these).
+TABLE_FIELDS = ("version", "status", "completion_status", "provider", "updated", "turns",
+                "completeness", "satisfaction", "success")
 
 
 def _sessions_table(rows: list[dict[str, Any]]) -> None:
@@ -112,7 +118,8 @@ def list_sessions(obj: Ctx, customer: str | None, status: str | None, provider: 
             customer=customer, status=status, provider=provider,
             since=parse_when(since, what="--since", now=now),
             until=parse_when(until, what="--until", end=True, now=now), sort=sort,
-            descending=descending, limit=limit, service=service, all_versions=all_versions)
+            descending=descending, limit=limit, service=service, all_versions=all_versions,
+            fields=TABLE_FIELDS if output == "text" else None)
     if output == "json":
         emit_json(rows)
     elif rows:

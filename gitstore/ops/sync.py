@@ -446,6 +446,7 @@ def travel(customer: Customer, outcome: Outcome | None = None) -> str | None:
     travelled log (``refs/gitstore/audit/<log id>``, continuing from the hub's copy
     when that is further on); returns its ref, if any."""
     log = AuditLog(customer.path)
+    log.settle(actor=str(customer.store.config.agent))  # the store-wide answers travel too
     log_id = log.log_id()
     if log_id is None:
         return None

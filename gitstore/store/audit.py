@@ -1,10 +1,14 @@
 """The per-customer access log: append-only and tamper-evident.
 
-Every read and write through the API and the CLI appends one record to
-``<root>/<customer>/gitstore-audit.jsonl`` (inside the customer's bare
+Every read and write of one customer through the API and the CLI appends one
+record to ``<root>/<customer>/gitstore-audit.jsonl`` (inside the customer's bare
 repository directory, outside git's object store, so it never mixes customers
-and travels with the repository when it is moved). A record is one line of
-canonical JSON::
+and travels with the repository when it is moved). An answer of a store-wide
+query (``list``, ``stats``, ...) is recorded once, however many customers it
+showed, in the store's answer log (:func:`record_answer`; the format, the
+receipts that carry it into each customer's log and their checks are
+:mod:`gitstore.store.answers`'); :meth:`AuditLog.history` shows both,
+:meth:`AuditLog.verify` checks both. A record is one line of canonical JSON::
 
     {"seq": 7, "time": "2026-11-21T04:30:00.123456Z", "actor": "reporter <…>",
      "user": "svc-agent", "pid": 4242, "op": "read", "customer": "customer-xyz789",
@@ -52,7 +56,9 @@ Invariants:
   repository holds (its own and, fetched from the hub, every other machine's:
   ``refs/remotes/*/audit/*``), and that this machine's log still begins with the
   records that travelled, so a clone taken from the hub verifies every
-  machine's records up to its last sync.
+  machine's records up to its last sync; before it travels, a sync appends a
+  receipt of the store-wide answers that showed the customer since the last one
+  (:meth:`AuditLog.settle`), so they travel too.
 
 An attacker who can rewrite both files and the history can forge the whole
 chain; sign versions (``gitstore verify``) where that matters.
@@ -62,20 +68,34 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import getpass
 import hashlib
 import json
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gitstore.core.versions import Scenario, Version
-from gitstore.errors import GitStoreWarning, StorageError, UsageError
+from gitstore.errors import GitStoreWarning, StorageError
+from gitstore.store import answers
+from gitstore.store.recorded import (
+    FINALIZING_OPS,
+    SYNC_BRANCH,
+    SYNC_TAG,
+    Recorded,
+    recorded_refs,
+)
 from gitstore.store.travel import GENESIS, log_id_of, log_ids, record_hash, travelled
+
+__all__ = ["ANCHOR_TRAILER", "FINALIZING_OPS", "GENESIS", "HEAD_LOST", "HEAD_NAME", "LOG_NAME",
+           "NOT_RECORDED", "SYNC_BRANCH", "SYNC_TAG", "Anchor", "AuditLog", "AuditNotRecorded",
+           "AuditNotRecordedWarning", "Problem", "Recorded", "answer_log_problems",
+           "record_access", "record_answer", "recorded_refs"]
 
 LOG_NAME = "gitstore-audit.jsonl"
 HEAD_NAME = "gitstore-audit.head"
@@ -109,13 +129,41 @@ def record_access(repo_dir: Path, *, required: bool, actor: str, op: str, custom
         AuditLog(repo_dir).append(actor=actor, op=op, customer=customer, rev=rev,
                                   commit=commit, document=document, detail=detail)
     except AuditNotRecorded as exc:
-        if required:
-            raise AuditNotRecorded(f"{exc}; this store requires an access-log record of every "
-                                   "access (require_audit), so nothing was read") from None
-        if notify is not None:
-            notify(NOT_RECORDED)
-        else:
-            warnings.warn(AuditNotRecordedWarning(NOT_RECORDED), stacklevel=3)
+        _unrecorded(exc, required, notify)
+
+
+def record_answer(root: Path, *, required: bool, actor: str, op: str,
+                  customers: Collection[str], detail: str,
+                  notify: Callable[[str], None] | None = None) -> None:
+    """Record one answer that showed the data of ``customers`` (repository names)
+    in the store's answer log (:mod:`gitstore.store.answers`): their set's file,
+    then one record naming it, however many they are. An answer that showed no
+    customer is not recorded. A read-only store is handled as by
+    :func:`record_access`."""
+    if not customers:
+        return
+    directory = answers.log_dir(root)
+    try:
+        try:
+            digest = answers.write_set(root, answers.set_bytes(customers))
+        except OSError as exc:
+            raise _open_error(directory, exc, "write an answer set in") from None
+        AuditLog(directory).append(actor=actor, op=op, customer=None, detail=detail,
+                                   extra={"answered": {"customers": len(set(customers)),
+                                                       "set": digest}})
+    except AuditNotRecorded as exc:
+        _unrecorded(exc, required, notify)
+
+
+def _unrecorded(exc: AuditNotRecorded, required: bool,
+                notify: Callable[[str], None] | None) -> None:
+    if required:
+        raise AuditNotRecorded(f"{exc}; this store requires an access-log record of every "
+                               "access (require_audit), so nothing was read") from None
+    if notify is not None:
+        notify(NOT_RECORDED)
+    else:
+        warnings.warn(AuditNotRecordedWarning(NOT_RECORDED), stacklevel=4)
 
 
 def _open_error(path: Path, exc: OSError, what: str) -> StorageError:
@@ -157,62 +205,103 @@ class Problem:
 
 
 class AuditLog:
-    """The access log of one customer repository directory."""
+    """The access log of one customer repository directory (``<root>/<name>``: the
+    store root is its parent unless ``store_root`` says otherwise)."""
 
-    def __init__(self, repo_dir: Path) -> None:
+    def __init__(self, repo_dir: Path, store_root: Path | None = None) -> None:
         self.path = repo_dir / LOG_NAME
         self.head_path = repo_dir / HEAD_NAME
+        self.name = repo_dir.name
+        self.store_root = store_root if store_root is not None else repo_dir.parent
 
-    def append(self, *, actor: str, op: str, customer: str, rev: str | None = None,
+    def append(self, *, actor: str, op: str, customer: str | None, rev: str | None = None,
                commit: str | None = None, document: str | None = None,
-               detail: str | None = None, now: datetime | None = None) -> dict[str, Any]:
-        """Append one record; returns it (with its ``seq`` and ``hash``).
+               detail: str | None = None, now: datetime | None = None,
+               extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Append one record; returns it (with its ``seq`` and ``hash``). ``customer``
+        is None only in the store's answer log, whose records carry ``extra`` fields.
 
         Raises :class:`AuditNotRecorded` when the store is read-only here and
         :class:`StorageError` for any other failure (a symbolic link included)."""
+        with self._locked("append to audit log") as fd:
+            return self._append(fd, actor=actor, op=op, customer=customer, now=now,
+                                extra={"rev": rev, "commit": commit, "document": document,
+                                       "detail": detail, **(extra or {})})
+
+    def settle(self, *, actor: str) -> dict[str, Any] | None:
+        """Append a receipt of the answers of the store's answer log that showed this
+        customer since the last receipt (:mod:`gitstore.store.answers`); returns it,
+        or None when there is nothing to receipt. ``gitstore sync`` calls it, so that
+        the answers travel with the log."""
+        log = answers.load(self.store_root)
+        if log.log_id is None or answers.receipt(
+                log, self.store_root, self.name,
+                answers.covered(self.records(), log.log_id)) is None:
+            return None
+        with self._locked("append to audit log") as fd:  # again, under the lock
+            made = answers.receipt(log, self.store_root, self.name,
+                                   answers.covered(self.records(), log.log_id))
+            if made is None:
+                return None
+            fields, detail = made
+            return self._append(fd, actor=actor, op=answers.RECEIPT, customer=self.name,
+                                now=None, extra={"detail": detail, answers.RECEIPT: fields})
+
+    def history(self) -> list[dict[str, Any]]:
+        """What ``gitstore audit`` shows: this log's records and, merged in by time,
+        every answer of the store's answer log that showed this customer (each
+        marked ``"log": "answers"``)."""
+        return answers.history(self.records(), self.store_root, self.name)
+
+    @contextmanager
+    def _locked(self, what: str) -> Iterator[int]:
+        """The log open for appending, under its exclusive ``flock``."""
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | _NOFOLLOW, 0o600)
         except OSError as exc:
             raise _open_error(self.path, exc, "open audit log") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            seq, prev = self._last(fd)
-            head = self._read_head()
-            if head is not None and head[0] > seq:
-                # Records were cut off the end, or the log was deleted: continue
-                # from the head so that the gap stays visible to verify(). (A
-                # head *behind* the log is a writer that died between writing
-                # its record and the head: the log is right, the head catches up.)
-                seq, prev = head
-            when = (now or datetime.now(UTC)).astimezone(UTC)
-            fields = {"time": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "actor": actor,
-                      "user": _user(), "pid": os.getpid()}
-            if head is None and seq >= 2:
-                # the head is gone (or garbage) while the log has records: say so in
-                # the chain itself, so that a tail cut with it stays visible
-                lost = self._record(seq, prev, fields, op=HEAD_LOST, customer=customer,
-                                    detail="the head file was missing or unreadable: records "
-                                           "may have been cut off the end before this one")
-                os.write(fd, _line(lost))
-                seq, prev = lost["seq"], lost["hash"]
-            record = self._record(seq, prev, fields, op=op, customer=customer, rev=rev,
-                                  commit=commit, document=document, detail=detail)
-            os.write(fd, _line(record))
-            self._write_head(record["seq"], record["hash"])
-            return record
+            yield fd
         except OSError as exc:
-            raise _open_error(self.path, exc, "append to audit log") from None
+            raise _open_error(self.path, exc, what) from None
         finally:
             os.close(fd)
 
+    def _append(self, fd: int, *, actor: str, op: str, customer: str | None,
+                now: datetime | None, extra: Mapping[str, Any]) -> dict[str, Any]:
+        seq, prev = self._last(fd)
+        head = self._read_head()
+        if head is not None and head[0] > seq:
+            # Records were cut off the end, or the log was deleted: continue
+            # from the head so that the gap stays visible to verify(). (A
+            # head *behind* the log is a writer that died between writing
+            # its record and the head: the log is right, the head catches up.)
+            seq, prev = head
+        when = (now or datetime.now(UTC)).astimezone(UTC)
+        fields = {"time": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "actor": actor,
+                  "user": _user(), "pid": os.getpid()}
+        if head is None and seq >= 2:
+            # the head is gone (or garbage) while the log has records: say so in
+            # the chain itself, so that a tail cut with it stays visible
+            lost = self._record(seq, prev, fields, op=HEAD_LOST, customer=customer,
+                                extra={"detail": "the head file was missing or unreadable: "
+                                                 "records may have been cut off the end "
+                                                 "before this one"})
+            os.write(fd, _line(lost))
+            seq, prev = lost["seq"], lost["hash"]
+        record = self._record(seq, prev, fields, op=op, customer=customer, extra=extra)
+        os.write(fd, _line(record))
+        self._write_head(record["seq"], record["hash"])
+        return record
+
     @staticmethod
-    def _record(seq: int, prev: str, fields: dict[str, Any], *, op: str, customer: str,
-                rev: str | None = None, commit: str | None = None,
-                document: str | None = None, detail: str | None = None) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "seq": seq + 1, **fields, "op": op, "customer": customer, "rev": rev,
-            "commit": commit, "document": document, "detail": detail, "prev": prev,
-        }
+    def _record(seq: int, prev: str, fields: dict[str, Any], *, op: str,
+                customer: str | None, extra: Mapping[str, Any]) -> dict[str, Any]:
+        record: dict[str, Any] = {"rev": None, "commit": None, "document": None,
+                                  "detail": None, **extra,  # never over what follows
+                                  "seq": seq + 1, **fields, "op": op, "customer": customer,
+                                  "prev": prev}
         record["hash"] = record_hash(record)
         return record
 
@@ -341,7 +430,8 @@ class AuditLog:
 
         ``anchors`` are ``(commit id, Audit-Head trailer value)`` pairs found in
         git; the newest one that belongs to this log must match it. The logs that
-        travelled (see the module docstring) are checked too."""
+        travelled (see the module docstring) are checked too, and so are this log's
+        receipts and the store's answer log (:mod:`gitstore.store.answers`)."""
         anchors = list(anchors)
         own, others = self.log_id(), log_ids(self.path.parent)
         problems = self._verify_local([(c, v) for c, v in anchors
@@ -351,6 +441,10 @@ class AuditLog:
                  if (a := Anchor.parse(c, v)) is not None]
         problems += [Problem(None, seq, text) for seq, text in travelled(
             self.path.parent, own, lambda: self.records(), found)]
+        problems += [Problem(None, seq, text) for seq, text in answers.check_receipts(
+            self.records(), self.store_root, self.name)]
+        problems += [Problem(None, None, f"the store's answer log: {text}")
+                     for text in answer_log_problems(self.store_root)]
         return problems
 
     def _verify_local(self, anchors: list[tuple[str, str]]) -> list[Problem]:
@@ -440,6 +534,27 @@ class AuditLog:
             os.close(fd)
 
 
+def answer_log_problems(root: Path) -> list[str]:
+    """The problems of the store's answer log: its chain (as :meth:`AuditLog.verify`
+    checks a customer's) and its answer sets; checked once per process while the
+    log stays as it is."""
+    log = AuditLog(answers.log_dir(root))
+    if not os.path.lexists(log.path) and not os.path.lexists(log.head_path):
+        return []
+    keys = (answers.identity(log.path), answers.identity(log.head_path))
+    if keys[0] is None or keys[1] is None:  # missing, or changed just now: no cache
+        chain = _chain_problems.__wrapped__(root, None, None)
+    else:
+        chain = _chain_problems(root, *keys)
+    return [*chain, *answers.set_problems(root)]
+
+
+@functools.lru_cache(maxsize=4)
+def _chain_problems(root: Path, log: answers.Identity | None,
+                    head: answers.Identity | None) -> tuple[str, ...]:
+    return tuple(str(p) for p in AuditLog(answers.log_dir(root))._verify_local([]))
+
+
 @dataclass(frozen=True)
 class Anchor:
     """An ``Audit-Head`` trailer: the log had record ``seq`` with hash ``digest``."""
@@ -463,63 +578,3 @@ def _newest_anchor(anchors: Iterable[tuple[str, str]], log_id: str | None) -> An
     found = [a for c, v in anchors if (a := Anchor.parse(c, v)) is not None
              and (log_id is None or a.log_id == log_id)]
     return max(found, key=lambda a: a.seq, default=None)
-
-
-# -- what the log says must exist -----------------------------------------------------
-
-FINALIZING_OPS = ("write:finalize", "write:correction")
-SYNC_BRANCH = "sync:branch"
-"""A sync moved a scenario branch to the hub's history (``rev`` the scenario,
-``commit`` its new tip): the writes recorded before it were replayed there."""
-SYNC_TAG = "sync:tag"
-"""A sync set a version tag to the hub's (``commit`` its commit), or dropped a
-local tag the hub numbered otherwise (``commit`` null)."""
-
-
-@dataclass
-class Recorded:
-    """The refs the access log says a repository has: each scenario branch with the
-    last commit written on it, each version tag with the commit it was cut at.
-    A retention purge (``retention:purge``) takes its scenario's out again."""
-
-    branches: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    purged: set[str] = field(default_factory=set)
-
-
-def recorded_refs(records: Iterable[dict[str, Any]]) -> Recorded:
-    """What :class:`Recorded` the records (in log order) add up to."""
-    out = Recorded()
-    for r in records:
-        op, rev, commit = r.get("op"), r.get("rev"), r.get("commit")
-        if not isinstance(op, str) or not isinstance(rev, str):
-            continue
-        try:
-            if op.startswith("write:") and op != "write:replayed" and isinstance(commit, str):
-                version = Version.parse(rev)
-                out.branches[version.scenario.branch_ref] = commit
-                if op in FINALIZING_OPS:
-                    out.tags[version.tag_ref] = commit
-            elif op == SYNC_BRANCH and isinstance(commit, str):
-                out.branches[Scenario.parse(rev).branch_ref] = commit
-            elif op == SYNC_TAG:
-                version = Version.parse(rev)
-                if isinstance(commit, str):
-                    out.tags[version.tag_ref] = commit
-                else:
-                    out.tags.pop(version.tag_ref, None)
-            elif op == "retention:purge":
-                scenario = Scenario.parse(rev)
-                prefix = f"refs/tags/v{scenario.major}."
-                for ref in [t for t in out.tags if t.startswith(prefix)]:
-                    out.purged.add(ref)
-                    del out.tags[ref]
-                if isinstance(commit, str):
-                    out.branches[scenario.branch_ref] = commit
-                else:
-                    out.branches.pop(scenario.branch_ref, None)
-                    out.purged.add(scenario.branch_ref)
-        except UsageError:
-            continue
-    return out
-

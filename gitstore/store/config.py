@@ -16,15 +16,20 @@ import os
 import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from gitstore.core import lazy
 from gitstore.core.commits import Identity
 from gitstore.core.names import STORE_DIR
 from gitstore.core.time import format_duration, parse_duration
 from gitstore.errors import UsageError
 from gitstore.git.locking import private_dirs
-from gitstore.rules.secrets import Policy
+
+if TYPE_CHECKING:
+    from gitstore.rules import secrets as secrets_mod
+else:  # a policy is checked only when one is set (gitstore.core.lazy)
+    secrets_mod = lazy.module("gitstore.rules.secrets")
 
 CONFIG_DIR = STORE_DIR
 CONFIG_FILE = "config.json"
@@ -183,7 +188,8 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
             delta = parse_duration(value, what="active_timeout")  # refuses a bad one now
             changes[key] = value if isinstance(value, str) else format_duration(delta)
         elif key == "secrets":
-            changes[key] = Policy.from_json(value).to_json()  # refuses a bad policy now
+            # refuses a bad policy now
+            changes[key] = secrets_mod.Policy.from_json(value).to_json()
         elif key == "remote":
             changes[key] = check_remote(value, f"{origin}: remote")
         elif key == "remote_shards":

@@ -20,20 +20,19 @@ data appends a record with :meth:`CustomerContext.audit`.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import re
 import shlex
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gitstore.catalog.index import Index
-from gitstore.core.commits import Identity
+from gitstore.core import lazy
 from gitstore.core.names import STORE_DIR, check_customer
 from gitstore.core.versions import Scenario, parse_branch_ref
 from gitstore.errors import (
@@ -46,15 +45,28 @@ from gitstore.errors import (
     UsageError,
 )
 from gitstore.git import repo as backend
-from gitstore.git import signing
 from gitstore.git.locking import writer_lock
 from gitstore.rules.pipeline import Pipeline, load_hook
-from gitstore.rules.proposal import Hook
-from gitstore.rules.secrets import DEFAULT_POLICY, Policy
 from gitstore.store import audit as audit_mod
 from gitstore.store import config as config_mod
 from gitstore.store.audit import AuditLog
 from gitstore.store.keys import KEYS_DIR, KeyStore, Sealer, master_key
+
+if TYPE_CHECKING:
+    import hmac
+
+    from gitstore.catalog import index as index_mod
+    from gitstore.catalog.index import Index
+    from gitstore.core.commits import Identity
+    from gitstore.git import signing
+    from gitstore.rules import secrets as secrets_mod
+    from gitstore.rules.proposal import Hook
+    from gitstore.rules.secrets import Policy
+else:  # not needed to read (gitstore.core.lazy)
+    hmac = lazy.module("hmac")
+    index_mod = lazy.module("gitstore.catalog.index")
+    secrets_mod = lazy.module("gitstore.rules.secrets")
+    signing = lazy.module("gitstore.git.signing")
 
 Clock = Callable[[], datetime]
 
@@ -120,7 +132,8 @@ class StoreContext:
     @cached_property
     def secrets_policy(self) -> Policy:
         """The credentials/personal-data policy of this store."""
-        return Policy.from_json(self.config.secrets) if self.config.secrets else DEFAULT_POLICY
+        return secrets_mod.Policy.from_json(self.config.secrets) if self.config.secrets \
+            else secrets_mod.DEFAULT_POLICY
 
     @cached_property
     def signer(self) -> Callable[[bytes], bytes] | None:
@@ -146,7 +159,15 @@ class StoreContext:
     def catalog(self) -> Index:
         """The store's catalog (the SQLite index), shared by this object's writes
         and queries."""
-        return Index(self)
+        return index_mod.Index(self)
+
+    def record_answer(self, op: str, customers: Collection[str], detail: str) -> None:
+        """Record one answer of a store-wide query (the catalog's) that showed the
+        data of ``customers`` (repository names): one record in the store's answer
+        log, however many they are (see :func:`gitstore.store.audit.record_answer`)."""
+        audit_mod.record_answer(self.root, required=self.config.require_audit,
+                                actor=str(self.config.agent), op=op, customers=customers,
+                                detail=detail, notify=self.warn)
 
     @property
     def lock_dir(self) -> Path:

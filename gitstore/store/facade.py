@@ -26,29 +26,42 @@ into a :class:`~gitstore.errors.GitStoreError` (a UsageError), never a
 from __future__ import annotations
 
 import os
-import secrets as token_source
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gitstore.core import canonical
+from gitstore.core import canonical, lazy
 from gitstore.core.commits import Identity
-from gitstore.core.diff import Diff
 from gitstore.core.documents import count, text_or_none
 from gitstore.core.names import CONV, DOCUMENTS, JSON_DOCUMENTS, STORE_DIR
 from gitstore.core.versions import Scenario, Version
 from gitstore.errors import ConflictError, NotFoundError, StorageError, UsageError
-from gitstore.git import signing
 from gitstore.git.locking import private_dirs
-from gitstore.rules.proposal import Hook
 from gitstore.store import config as config_mod
-from gitstore.store import history, merges, unsealed, upkeep
-from gitstore.store.context import NAME_KEY_FILE, Clock, CustomerContext, StoreContext
+from gitstore.store import history
+from gitstore.store.context import NAME_KEY_FILE, CustomerContext, StoreContext
 from gitstore.store.history import LogEntry, Snapshot, VersionInfo, pick_scenario
-from gitstore.store.merges import PendingMerge
-from gitstore.store.session import Session
+
+if TYPE_CHECKING:
+    import secrets as token_source
+
+    from gitstore.core.diff import Diff
+    from gitstore.git import signing
+    from gitstore.rules.proposal import Hook
+    from gitstore.store import merges, unsealed, upkeep
+    from gitstore.store import session as session_mod
+    from gitstore.store.context import Clock
+    from gitstore.store.merges import PendingMerge
+    from gitstore.store.session import Session
+else:  # not needed to read (gitstore.core.lazy)
+    token_source = lazy.module("secrets")
+    signing = lazy.module("gitstore.git.signing")
+    merges = lazy.module("gitstore.store.merges")
+    upkeep = lazy.module("gitstore.store.upkeep")
+    unsealed = lazy.module("gitstore.store.unsealed")
+    session_mod = lazy.module("gitstore.store.session")
 
 
 def _path(value: object, what: str) -> str | os.PathLike[str]:
@@ -294,7 +307,7 @@ class Store(StoreContext):
         in its access log."""
         text_or_none(customer, "customer")
         name, found = self.catalog.find_session(session_id, customer, scenario)
-        session = Session(self.customer_named(name), Scenario.parse(found))
+        session = session_mod.Session(self.customer_named(name), Scenario.parse(found))
         session.customer.audit("find-session", rev=found, detail=f"session {session_id}")
         return session
 
@@ -343,14 +356,14 @@ class Customer(CustomerContext):
     def new_session(self, **kwargs: Any) -> Session:
         """Open a new deployment scenario (the next major version). See
         :meth:`gitstore.store.session.Session.create` for the arguments."""
-        return Session.create(self, **kwargs)
+        return session_mod.Session.create(self, **kwargs)
 
     def session(self, scenario: str | int | Scenario | None = None) -> Session:
         """The session of a scenario (``"v2"``, ``2``); default: the newest one."""
-        return Session(self, pick_scenario(self, scenario))
+        return session_mod.Session(self, pick_scenario(self, scenario))
 
     def sessions(self) -> list[Session]:
-        return [Session(self, s) for s in self.scenarios()]
+        return [session_mod.Session(self, s) for s in self.scenarios()]
 
     # -- reading -----------------------------------------------------------
     def resolve(self, rev: str | Version | Scenario | None = None) -> str:

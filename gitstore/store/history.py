@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from gitstore.core import canonical, schema
+from gitstore.core import canonical, lazy
 from gitstore.core.commits import (
     ChangeKind,
     CommitInfo,
@@ -39,17 +39,23 @@ from gitstore.core.commits import (
     metadata_version,
     version_of,
 )
-from gitstore.core.diff import Diff, compute
 from gitstore.core.documents import count, document_name, parse_ts, text_or_none
 from gitstore.core.names import CONV, JSON_DOCUMENTS, MANIFEST, MERGED, META
 from gitstore.core.time import format_rfc3339, from_timestamp, parse_rfc3339
 from gitstore.core.versions import Scenario, Version, parse_tag_ref, refuse_bare_version
 from gitstore.errors import NotFoundError, UsageError
-from gitstore.git.repo import Repo
 from gitstore.store.context import CustomerContext
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
+
+    from gitstore.core import diff as diff_mod
+    from gitstore.core import schema
+    from gitstore.core.diff import Diff
+    from gitstore.git.repo import Repo
+else:  # the models only for Snapshot.model (gitstore.core.lazy)
+    schema = lazy.module("gitstore.core.schema")
+    diff_mod = lazy.module("gitstore.core.diff")
 
 #: The clocks :func:`read_at` can travel by (see the module docstring).
 TIME_BASES = ("session", "commit")
@@ -222,7 +228,7 @@ def diff(customer: CustomerContext, a: str | Version | Scenario,
         manifest = MANIFEST in keep
     customer.audit("diff", rev=f"{a}..{b}", commit=f"{snap_a.commit}..{snap_b.commit}",
                 document=",".join(sorted(documents)) if documents else None)
-    return compute(files_a, files_b, include_manifest=manifest), snap_a, snap_b
+    return diff_mod.compute(files_a, files_b, include_manifest=manifest), snap_a, snap_b
 
 
 def versions(customer: CustomerContext, scenario: str | Scenario | None = None

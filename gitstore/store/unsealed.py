@@ -6,9 +6,9 @@ timestamps, counts), so that no plaintext of it lands on disk outside git.
 keys are at hand, in memory, at query time.
 
 Invariants: nothing decrypted here is written anywhere; a session whose key is
-unavailable or shredded is skipped (and counted), never reported as a match; a
-customer with a hit shown gets one ``search`` record in its access log, naming
-counts and versions, never the text.
+unavailable or shredded is skipped (and counted), never reported as a match; an
+answer with hits is one ``search`` record of the store's answer log naming the
+customers shown and a count, never the text.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def search(store: StoreContext, text: str, limit: int) -> tuple[list[dict[str, A
                               "version": str(state.version), "snippet": None, "score": None,
                               "encrypted": True})
         hits.extend(found[:limit - len(hits)])
-        if found:
-            customer.audit("search", rev=str(Scenario(major)), detail=(
-                f"{len(found)} matching turn(s) of an encrypted session scanned and shown"))
+    if hits:  # one answer record naming every customer shown, as the index's queries do
+        store.record_answer("search", sorted({h["customer"] for h in hits}),
+                            f"{len(hits)} matching turn(s) of encrypted sessions, scanned")
     return hits, skipped
