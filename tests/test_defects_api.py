@@ -427,9 +427,11 @@ TARGET_NAMES = sorted(targets(SimpleNamespace(  # type: ignore[arg-type]
 
 @pytest.mark.parametrize("target", TARGET_NAMES)
 def test_wrong_types_raise_only_gitstore_errors(fuzzed: tuple[Targets, dict[str, Any]],
-                                                target: str) -> None:
+                                                target: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     _, calls = fuzzed
     call = calls[target]
+    monkeypatch.chdir(tmp_path)  # a hostile relative root (Store.init("x")) lands here
 
     @settings(max_examples=25, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow])
