@@ -31,6 +31,7 @@ from conftest import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from servers import start_daemon, synced_store, turn
+from starlette.testclient import TestClient
 
 from gitstore import IntegrityError, KeyUnavailableError, ShreddedError, Store
 from gitstore.core import canonical, sealed
@@ -39,6 +40,8 @@ from gitstore.ops import encryption, githooks, retention, syncing
 from gitstore.ops import hub as hub_ops
 from gitstore.ops.verify import check_customer
 from gitstore.store.keys import master_key, new_master_key_file
+from gitstore.web.app import create_app
+from gitstore.web.tokens import TokenFile
 
 MARKERS = ("ZEBRAQUOKKA", "MARMOSETVIOLET", "PANGOLINAMBER", "NARWHALCOPPER", "OCELOTMAUVE")
 
@@ -507,3 +510,23 @@ def test_search_scans_encrypted_sessions_only_with_their_keys(
     assert keyless.search(MARKERS[0]) == []
     assert said == ["1 encrypted session(s) not searched: their keys are not at hand (no "
                     "master key, or shredded)"]
+
+
+def test_the_web_viewer_shows_plaintext_and_says_why_it_cannot(
+        encrypted: Any, master: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _ = encrypted
+    token, _ = TokenFile(store.root).create("auditor")
+    page = f"/c/{CUSTOMER}/v/v1.0.0"
+    with TestClient(create_app(store.root, index_max_age=0)) as client:
+        r = client.get(page, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and MARKERS[1] in r.text
+    monkeypatch.delenv("GITSTORE_MASTER_KEY")
+    with TestClient(create_app(store.root, index_max_age=0)) as client:
+        r = client.get(page, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 403 and "encrypted session" in r.text
+        assert MARKERS[1] not in r.text
+    monkeypatch.setenv("GITSTORE_MASTER_KEY", master)
+    encryption.shred(Store(store.root), CUSTOMER, "v1")
+    with TestClient(create_app(store.root, index_max_age=0)) as client:
+        r = client.get(page, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 410 and "shredded" in r.text
