@@ -1,7 +1,9 @@
 """append: one turn through the whole gitstore pipeline, at growing history.
 
 For each history size n (10, 100, 1,000 turns) a customer is seeded with an
-open v1.0.0 of n turns (two gitstore commits, not n appends). Then, per run,
+open v1.0.0 of n turns (two gitstore commits, not n appends), its conversation
+stored whole (layout 1, the flat tree a baseline writes; the default layout, a
+long conversation in parts, is measured against the peer stores by ``peers``). Then, per run,
 one new turn is appended with ``Session.append_turn`` (lock, read tip, build,
 pipeline, objects, compare-and-swap, audit record) and every baseline writes
 the very same new tree: the bench computes the expected files itself
@@ -80,8 +82,13 @@ def _one_size(ctx: Context, res: CaseResult, n: int, durable: bool,
     root = ctx.tmpdir(f"append-{n}")
     common.log(f"append ({label}): seeding a {n}-turn session")
     store = common.open_store(root / "store", fsync=durable)  # fsync=True would switch it on
-    session = common.seed_session(store, CUSTOMER, n)
+    session = common.seed_session(store, CUSTOMER, 0)
     repo = session.customer.repo
+    # the conversation whole (layout 1): the flat tree every baseline writes too; the
+    # default layout (a long conversation in parts) is measured by the peers case
+    repo.set_layout(1)
+    if n:
+        session.put("conversation.json", common.conversation(n, session_id=common.SESSION_ID))
     files = repo.read_tree(repo.ref_target("refs/heads/v1"))
     base = [b for b in common.baselines(durable) if only is None or b.name in only]
     for i, b in enumerate(base):
