@@ -530,3 +530,65 @@ def test_the_web_viewer_shows_plaintext_and_says_why_it_cannot(
     with TestClient(create_app(store.root, index_max_age=0)) as client:
         r = client.get(page, headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 410 and "shredded" in r.text
+
+
+# -- what a fresh-eyes review found ------------------------------------------------------
+
+def test_a_shred_is_seen_by_a_process_that_already_holds_the_key(encrypted: Any) -> None:
+    store, session = encrypted
+    assert MARKERS[0] in store.customer(CUSTOMER).read("v1").raw(CONV).decode()  # key cached
+    encryption.shred(Store(store.root), CUSTOMER, "v1")         # another process shreds
+    with pytest.raises(ShreddedError):
+        session.append_turn(turn("2025-01-15T12:30:00Z", "after the shred"))
+    with pytest.raises(ShreddedError):
+        store.customer(CUSTOMER).read("v1")                      # not from memory either
+
+
+def test_an_interrupted_shred_is_finished_by_the_next_one(encrypted: Any) -> None:
+    store, _ = encrypted
+    key_file = store.keys.dir / CUSTOMER / "1.key"
+    saved = key_file.read_bytes()
+    encryption.shred(store, CUSTOMER, "v1")
+    key_file.write_bytes(saved)                  # as if the shred died after its tombstone
+    assert store.keys.kids() == []               # never backed up, rotated or restored
+    with pytest.raises(ShreddedError, match="already shredded"):
+        encryption.shred(Store(store.root), CUSTOMER, "v1")
+    assert not key_file.exists()
+
+
+def test_a_purge_of_an_encrypted_session_shreds_its_key(encrypted: Any) -> None:
+    store, _ = encrypted
+    (store.root / ".gitstore" / "policy.json").write_text(json.dumps({
+        "retention_policies": {"active_customer_sessions": "1d", "completed_sessions": "1d"}}))
+    later = Store(store.root, clock=Clock(store.now().replace(year=2027)))
+    assert next(i.action for i in retention.apply(later)).startswith("purge")
+    assert store.keys.shredded(CUSTOMER, 1) is not None
+    assert not (store.keys.dir / CUSTOMER / "1.key").exists()
+
+
+def test_a_store_without_the_keys_refuses_to_read_or_write_sealed_data(
+        encrypted: Any, tmp_path: Path) -> None:
+    store, _ = encrypted
+    clone = tmp_path / "elsewhere"
+    Store.init(clone)
+    git(tmp_path, "clone", "-q", "--bare", str(store.root / CUSTOMER), str(clone / CUSTOMER))
+    res = run_cli(clone, "show", CUSTOMER, "v1.0.0", "conversation.json")
+    assert res.code == 13 and "keys restore" in res.err
+    (tmp_path / "t.json").write_text(json.dumps(turn("2025-01-15T12:40:00Z", "in clear?")))
+    res = run_cli(clone, "turn", CUSTOMER, str(tmp_path / "t.json"))
+    assert res.code == 13, res.err
+    assert "in clear?" not in git(clone / CUSTOMER, "log", "--all", "-p")
+
+
+def test_a_master_key_command_that_does_not_round_trip_writes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = make_store(tmp_path / "enc", encrypt=False)
+    (store.root / ".gitstore" / "config.json").write_text(json.dumps({"encrypt": True}))
+    kms = tmp_path / "kms.sh"
+    kms.write_text("#!/bin/sh\ncat >/dev/null\n")   # wraps to nothing
+    kms.chmod(0o700)
+    monkeypatch.setenv("GITSTORE_MASTER_KEY_COMMAND", str(kms))
+    with pytest.raises(KeyUnavailableError, match="did not wrap"):
+        record(Store(store.root))
+    assert Store(store.root).customers() == []     # no repository, no key, no scenario
+    assert not (store.root / ".gitstore" / "keys" / CUSTOMER / "1.key").exists()

@@ -115,6 +115,7 @@ def keys_status(obj: Ctx, output: str) -> None:
         emit_json(info)
         return
     master = (f"{info['master']} (from {info['master_origin']})" if info["master"]
+              else f"unusable: {info['master_problem']}" if info["master_problem"]
               else "none set")
     click.echo(f"encrypt             {'on' if info['encrypt'] else 'off'}")
     click.echo(f"key store           {info['key_store']}")

@@ -199,7 +199,7 @@ _items: OrderedDict[tuple[int, int, str, bool], tuple[Any, SessionKey, Any]] = O
 
 
 def _cached(key: SessionKey, value: Any, pointer: str, blanked: bool) -> Any:
-    hit = _items.get((id(key), id(value), pointer, blanked))
+    hit = _items.get((id(key), id(value), pointer, blanked))  # pointer: "<document>:/a/b"
     if hit is not None and hit[0] is value and hit[1] is key:
         return hit[2]
     return _MISS
@@ -229,7 +229,7 @@ def seal_doc(key: SessionKey, name: str, doc: Any, *, pointer: str = "",
 
     def walk(value: Any, pointer: str, pattern: str) -> Any:
         if pointer:
-            hit = _cached(key, value, pointer, blanked)
+            hit = _cached(key, value, f"{name}:{pointer}", blanked)
             if hit is not _MISS:
                 return hit
         if isinstance(value, dict):
@@ -239,10 +239,10 @@ def seal_doc(key: SessionKey, name: str, doc: Any, *, pointer: str = "",
             out, items, star, kid = [], _items, f"{pattern}/*", id(key)
             for i, v in enumerate(value):
                 where = f"{pointer}/{i}"
-                hit = items.get((kid, id(v), where, blanked))
+                hit = items.get((kid, id(v), f"{name}:{where}", blanked))
                 out.append(hit[2] if hit is not None and hit[0] is v and hit[1] is key
                            else child(v, where, star))
-        return _keep(key, value, pointer, blanked, out) if pointer else out
+        return _keep(key, value, f"{name}:{pointer}", blanked, out) if pointer else out
 
     def child(value: Any, pointer: str, pattern: str) -> Any:
         if value is None or pattern in plan.clear or (
@@ -253,10 +253,11 @@ def seal_doc(key: SessionKey, name: str, doc: Any, *, pointer: str = "",
         if blanked:
             return None
         if isinstance(value, (dict, list)):
-            hit = _cached(key, value, pointer, False)
+            hit = _cached(key, value, f"{name}:{pointer}", False)
             if hit is not _MISS:
                 return hit
-            return _keep(key, value, pointer, False, key.seal(name, pointer, _compact(value)))
+            return _keep(key, value, f"{name}:{pointer}", False,
+                         key.seal(name, pointer, _compact(value)))
         return key.seal(name, pointer, _compact(value))
 
     if pattern is not None:
@@ -320,8 +321,11 @@ def seal_file(key: SessionKey, name: str, data: bytes, doc: Any = None) -> bytes
     return canonical.dumps(seal_doc(key, name, doc))
 
 
-def open_file(key: SessionKey | None, name: str, stored: bytes) -> bytes:
-    """The plaintext bytes of a stored session file (as it was before sealing)."""
+def open_file(key: SessionKey | None, name: str, stored: bytes, *, strict: bool = False
+              ) -> bytes:
+    """The plaintext bytes of a stored session file (as it was before sealing);
+    ``strict``: a value :data:`PLANS` seals found in clear is a :class:`SealError`
+    (plaintext put where ciphertext belongs, by a writer without the key)."""
     if not has_tokens(stored):
         return stored
     if not name.endswith(".json"):
@@ -335,6 +339,10 @@ def open_file(key: SessionKey | None, name: str, stored: bytes) -> bytes:
         doc = canonical.loads_stored(stored)
     except canonical.JSONParseError as exc:
         raise SealError(f"{name}: damaged sealed document ({exc})") from None
+    clear = _in_clear(name, doc) if strict and name in PLANS else None
+    if clear is not None:
+        raise SealError(f"{name} {clear}: in clear where an encrypted session holds "
+                        "ciphertext (written without the key)")
     return canonical.dumps(open_doc(key, name, doc))
 
 

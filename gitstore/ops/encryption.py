@@ -23,7 +23,6 @@ from gitstore.core.names import CONV
 from gitstore.core.versions import Scenario
 from gitstore.errors import GitStoreError, NotFoundError, ShreddedError, UsageError
 from gitstore.store import config as config_mod
-from gitstore.store.context import ENCRYPTED_KEY
 from gitstore.store.facade import Store
 from gitstore.store.keys import KeyStore, master_key, new_master_key_file
 
@@ -58,10 +57,12 @@ def shred(store: Store, customer_name: str, scenario: str | int | Scenario) -> S
         raise UsageError(f"{customer.name} is not encrypted: shredding needs a per-session "
                          "key (purge plaintext history with `gitstore retention` instead)")
     tomb = store.keys.shredded(customer.name, scen.major)
-    if tomb is not None:
+    if tomb is not None:  # an interrupted shred is finished first (key file, backups)
+        with customer.locked():
+            store.keys.shred(customer.name, scen.major, store.now())
         raise ShreddedError(f"scenario {scen} of {customer.name} was already shredded at "
                             f"{tomb.get('at', 'unknown')}")
-    if scen not in customer.scenarios():
+    if scen not in customer.scenarios() and not store.keys.has_key(customer.name, scen.major):
         raise NotFoundError(f"{customer.name} has no scenario {scen}")
     with customer.locked():  # no write of this session is half way while its key goes
         return shred_locked(store, customer.name, scen)
@@ -152,17 +153,20 @@ def _open_part(key: sealed.SessionKey, name: str, temp_name: str, data: bytes) -
 def status(store: Store) -> dict[str, Any]:
     """What the key store holds: keys, tombstones, backups, the master key in force."""
     keys = store.keys
+    try:
+        master, problem = keys.master, None
+    except GitStoreError as exc:  # status is how a missing master key file is diagnosed
+        master, problem = None, str(exc)
     tombs = sorted(p.parent.name + "/" + p.name.split(".")[0]
                    for p in keys.dir.glob("*/*.shredded")) if keys.dir.is_dir() else []
     return {"encrypt": store.config.encrypt, "key_store": str(keys.dir),
-            "master": keys.master.fingerprint if keys.master else None,
-            "master_origin": keys.master.origin if keys.master else None,
+            "master": master.fingerprint if master else None,
+            "master_origin": master.origin if master else None, "master_problem": problem,
             "keys": [KeyStore.kid(c, s) for c, s in keys.kids()], "shredded": tombs,
             "backups": keys.backups()}
 
 
 def encrypted_customers(store: Store) -> list[str]:
-    """Customers whose repositories say they are encrypted."""
-    return [name for name in store.customers()
-            if store.customer_named(name).repo.config_get(ENCRYPTED_KEY) == "true"]
+    """Customers that are encrypted (their setting, their keys here, or their data)."""
+    return [name for name in store.customers() if store.customer_named(name).encrypted]
 

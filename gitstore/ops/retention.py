@@ -412,6 +412,10 @@ def apply(store: Store, customers: Iterable[str] | None = None,
                                             f"the purge ({exc}); run it again") from None
                     customer.audit("retention:purge", rev=item.target, commit=kept,
                                     detail=_tombstone(item, kept))
+                    major = Scenario.parse(item.target).major
+                    if store.keys.has_key(customer.name, major):  # copies elsewhere (a hub,
+                        encryption.shred_locked(  # a clone) must not stay readable either
+                            store, customer.name, Scenario.parse(item.target))
                     customer.refs_moved()
                 done.append(item)
             if any(i.action not in ("delete", "shred") for i in items):

@@ -449,8 +449,10 @@ def _check_tree(customer: Customer, repo: backend.Repo, where: str, commit: str,
     for name, mode in sorted(repo.tree_modes(commit).items()):
         if mode not in (0o100644, 0o100755):
             problems.append(f"{where}: {name} is not a regular file (mode {mode:o})")
-    if repo.codec is not None:  # sealed: the manifest lists the stored bytes
-        problems.extend(f"{where}: {v}" for v in manifest.verify(stored))
+    if repo.codec is not None:  # sealed: the manifest lists the stored bytes; without the
+        # key, what a hub checks too (canonical, well-formed tokens, nothing in clear)
+        problems.extend(f"{where}: {v}" for v in (
+            manifest.verify(stored) if files is not None else sealed.check_stored(stored)))
         if files is not None:
             problems.extend(f"{where}: {p}" for p in content_proof(customer, info, stored, files))
     if files is None:

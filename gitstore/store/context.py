@@ -32,7 +32,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gitstore.core import lazy
+from gitstore.core import lazy, sealed
 from gitstore.core.names import STORE_DIR, check_customer
 from gitstore.core.versions import Scenario, parse_branch_ref
 from gitstore.errors import (
@@ -151,9 +151,11 @@ class StoreContext:
 
     @cached_property
     def keys(self) -> KeyStore:
-        """The store's key store (the master key is read now: environment, then config)."""
-        return KeyStore(self.root, master_key(self.config.master_key_file,
-                                              self.config.master_key_command))
+        """The store's key store (its master key is read when first needed:
+        environment, then config)."""
+        cfg = self.config
+        return KeyStore(self.root, lambda: master_key(cfg.master_key_file,
+                                                      cfg.master_key_command))
 
     @cached_property
     def catalog(self) -> Index:
@@ -273,8 +275,8 @@ class CustomerContext:
         self.require()
         repo = backend.Repo.open(self.path)
         keys = self.store.root / STORE_DIR / KEYS_DIR / self.name
-        if repo.config_get(ENCRYPTED_KEY) == "true" or keys.is_dir():
-            repo.codec = self.sealer  # (keys but no flag: a clone from a hub, keys restored)
+        if repo.config_get(ENCRYPTED_KEY) == "true" or keys.is_dir() or _sealed_head(repo):
+            repo.codec = self.sealer  # (no flag: a clone from a hub, or an import)
         return repo
 
     @property
@@ -391,6 +393,17 @@ class CustomerContext:
             return []
         last = self.repo.config_get("gitstore.lastScenario")
         return [Scenario(int(last))] if last and last.isdigit() and int(last) > 0 else []
+
+
+def _sealed_head(repo: backend.Repo) -> bool:
+    """Whether the commit ``HEAD`` names is an encrypted customer's (its
+    ``Sealed-Digest``): the data says so even where no setting or key does."""
+    try:
+        head = repo.head_ref()
+        tip = repo.ref_target(head) if head else None
+        return tip is not None and repo.commit(tip).trailer(sealed.TRAILER) is not None
+    except GitStoreError:
+        return False
 
 
 StoreContext.customer_class = CustomerContext

@@ -32,15 +32,16 @@ import json
 import os
 import shlex
 import subprocess
+import tempfile
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitstore.core import canonical, lazy, manifest, sealed
-from gitstore.core.names import CONV, MANIFEST, META, STORE_DIR
+from gitstore.core.names import CONV, MANIFEST, META, STORE_DIR, check_customer
 from gitstore.core.versions import Version
 from gitstore.errors import KeyUnavailableError, ShreddedError, StorageError, UsageError
 
@@ -181,11 +182,12 @@ def new_master_key_file(path: Path) -> bool:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """``data`` at ``path``, whole or not at all, durable, 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """``data`` at ``path``, whole or not at all, durable, 0600 (its directories 0700)."""
+    tmp = None
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        _private_dir(path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(name)
         try:
             os.write(fd, data)
             os.fsync(fd)
@@ -194,8 +196,28 @@ def _write_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _private_dir(path: Path) -> None:
+    if not path.is_dir():
+        path.mkdir(parents=True, mode=0o700)
+        os.chmod(path, 0o700)
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """A key-store JSON object file (KeyUnavailableError when it is not one)."""
+    try:
+        found = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise KeyUnavailableError(f"cannot read {path}: {exc}") from None
+    if not isinstance(found, dict):
+        raise KeyUnavailableError(f"{path} is damaged (not a JSON object)")
+    return found
 
 
 def _fsync_dir(path: Path) -> None:
@@ -233,10 +255,22 @@ class Shredded:
 class KeyStore:
     """The wrapped data keys of one store (see the module docstring)."""
 
-    def __init__(self, root: Path, master: Master | None) -> None:
+    def __init__(self, root: Path, master: Master | Callable[[], Master | None] | None) -> None:
         self.dir = root / STORE_DIR / KEYS_DIR
-        self.master = master
+        self._master = master
         self._keys: dict[str, bytes] = {}
+
+    @property
+    def master(self) -> Master | None:
+        """The master key in force, read when first needed (a store whose master key
+        file is missing still lists, logs, verifies stored bytes and shreds)."""
+        if callable(self._master):
+            self._master = self._master()
+        return self._master
+
+    @master.setter
+    def master(self, value: Master | None) -> None:
+        self._master = value
 
     @staticmethod
     def kid(customer: str, scenario: int) -> str:
@@ -254,14 +288,13 @@ class KeyStore:
 
     def shredded(self, customer: str, scenario: int) -> dict[str, Any] | None:
         """The tombstone of a shredded session (None when it was not shredded)."""
-        try:
-            found: dict[str, Any] = json.loads(
-                self._path(customer, scenario, ".shredded").read_text("utf-8"))
-            return found
-        except FileNotFoundError:
+        path = self._path(customer, scenario, ".shredded")
+        if not path.exists():
             return None
-        except (OSError, ValueError):
-            return {"at": "unknown"}
+        try:
+            return _read_record(path)
+        except (KeyUnavailableError, FileNotFoundError):
+            return {"at": "unknown"}  # a damaged tombstone is still a tombstone
 
     def create(self, customer: str, scenario: int) -> bytes:
         """A new random data key for a new scenario, stored before it is used."""
@@ -271,7 +304,12 @@ class KeyStore:
             return self.data_key(customer, scenario)
         master = self._need_master(f"customer {customer}")
         key = os.urandom(32)
-        record = {"kid": kid, "master": master.fingerprint, "wrapped": master.wrap(key, kid)}
+        wrapped = master.wrap(key, kid)
+        if not wrapped or "\n" in wrapped or master.unwrap(wrapped, kid) != key:
+            raise KeyUnavailableError(f"the master key ({master.origin}) did not wrap the new "
+                                      f"data key of {kid} so that it unwraps again; nothing "
+                                      "was written")
+        record = {"kid": kid, "master": master.fingerprint, "wrapped": wrapped}
         _write_atomic(path, canonical.dumps(record))
         self._keys[kid] = key
         return key
@@ -280,21 +318,20 @@ class KeyStore:
         """The data key of a scenario: :class:`ShreddedError` after a shred,
         :class:`KeyUnavailableError` when it cannot be had here."""
         kid = self.kid(customer, scenario)
-        if kid in self._keys:
-            return self._keys[kid]
-        tomb = self.shredded(customer, scenario)
-        if tomb is not None:
+        tomb = self.shredded(customer, scenario)  # looked at every time: another process
+        if tomb is not None:                      # may have shredded it meanwhile
+            self._keys.pop(kid, None)
             raise ShreddedError(f"scenario {scenario} of {customer} was shredded at "
                                 f"{tomb.get('at', 'unknown')}: its content is erased")
+        if kid in self._keys:
+            return self._keys[kid]
         path = self._path(customer, scenario)
         try:
-            record = json.loads(path.read_text("utf-8"))
+            record = _read_record(path)
         except FileNotFoundError:
             raise KeyUnavailableError(
                 f"scenario {scenario} of {customer} is encrypted and its data key is not in "
                 f"the key store ({self.dir}); restore it with `gitstore keys restore`") from None
-        except (OSError, ValueError) as exc:
-            raise KeyUnavailableError(f"cannot read the data key {path}: {exc}") from None
         master = self._need_master(f"scenario {scenario} of {customer}")
         if record.get("master") != master.fingerprint:
             raise KeyUnavailableError(
@@ -305,41 +342,59 @@ class KeyStore:
         return key
 
     def kids(self) -> list[tuple[str, int]]:
-        """Every (customer, scenario) whose key the store holds."""
+        """Every (customer, scenario) whose key the store holds (never a shredded one,
+        even if a shred was cut short before its key file went)."""
         out = []
         if self.dir.is_dir():
             for path in sorted(self.dir.glob("*/*.key")):
-                if path.stem.isdigit():
+                if path.stem.isdigit() and not path.with_suffix(".shredded").exists():
                     out.append((path.parent.name, int(path.stem)))
         return out
 
+    def has_key(self, customer: str, scenario: int) -> bool:
+        return self._path(customer, scenario).exists()
+
     def shred(self, customer: str, scenario: int, at: datetime) -> Shredded:
-        """Destroy a scenario's data key here and in every backup this store wrote."""
+        """Destroy a scenario's data key here and in every backup this store wrote.
+        Idempotent: run again after an interruption, it finishes the work (the key
+        file, stray temporary copies, backups), keeping the first tombstone's time."""
         kid = self.kid(customer, scenario)
         path = self._path(customer, scenario)
-        stamp = at.isoformat()
-        _write_atomic(self._path(customer, scenario, ".shredded"),
-                      canonical.dumps({"kid": kid, "at": stamp}))
+        tomb = self.shredded(customer, scenario)
+        stamp = str(tomb.get("at", "unknown")) if tomb is not None else at.isoformat()
+        if tomb is None:
+            _write_atomic(self._path(customer, scenario, ".shredded"),
+                          canonical.dumps({"kid": kid, "at": stamp}))
         _destroy(path)
+        for stray in path.parent.glob(f".{path.name}.*.tmp"):
+            _destroy(stray)
         self._keys.pop(kid, None)
         cleaned, unreachable = [], []
         for backup in self.backups():
             try:
-                bundle = json.loads(Path(backup).read_text("utf-8"))
+                bundle = _read_record(Path(backup))
                 if kid in bundle.get("keys", {}):
                     del bundle["keys"][kid]
                     _write_atomic(Path(backup), canonical.dumps(bundle))
                 cleaned.append(backup)
-            except (OSError, ValueError, StorageError, AttributeError):
+            except (OSError, StorageError, KeyUnavailableError, TypeError, AttributeError):
                 unreachable.append(backup)
         return Shredded(kid, stamp, tuple(cleaned), tuple(unreachable))
 
     def backups(self) -> list[str]:
-        try:
-            found = json.loads((self.dir / BACKUPS_FILE).read_text("utf-8"))
-        except (OSError, ValueError):
+        """Where :meth:`backup` wrote (a damaged list is an error: a shred must
+        know every copy it has to reach)."""
+        path = self.dir / BACKUPS_FILE
+        if not path.exists():
             return []
-        return [str(p) for p in found] if isinstance(found, list) else []
+        try:
+            found = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise KeyUnavailableError(f"cannot read the list of key backups {path}: {exc}; "
+                                      "repair it (a JSON list of paths)") from None
+        if not isinstance(found, list):
+            raise KeyUnavailableError(f"{path} is damaged (not a JSON list of paths)")
+        return [str(p) for p in found]
 
     def backup(self, dest: Path) -> int:
         """Write every wrapped key to ``dest`` (one file, 0600) and remember it, so
@@ -347,8 +402,7 @@ class KeyStore:
         dest = dest.resolve()
         keys = {}
         for customer, scenario in self.kids():
-            record = json.loads(self._path(customer, scenario).read_text("utf-8"))
-            keys[self.kid(customer, scenario)] = record
+            keys[self.kid(customer, scenario)] = _read_record(self._path(customer, scenario))
         _write_atomic(dest, canonical.dumps({"format": BUNDLE_FORMAT, "keys": keys}))
         known = self.backups()
         if str(dest) not in known:
@@ -368,8 +422,11 @@ class KeyStore:
         restored, skipped = 0, []
         for kid, record in sorted(bundle["keys"].items()):
             customer, _, scenario = str(kid).rpartition("/")
-            if not scenario.isdigit() or not isinstance(record, dict) or "/" in customer \
-                    or not customer or customer.startswith("."):
+            try:
+                check_customer(customer)
+            except UsageError:
+                raise UsageError(f"{source}: malformed key entry {kid!r}") from None
+            if not scenario.isdigit() or not isinstance(record, dict):
                 raise UsageError(f"{source}: malformed key entry {kid!r}")
             if self.shredded(customer, int(scenario)) is not None:
                 skipped.append(kid)
@@ -386,17 +443,18 @@ class KeyStore:
         pending = []
         for customer, scenario in self.kids():
             kid = self.kid(customer, scenario)
-            record = json.loads(self._path(customer, scenario).read_text("utf-8"))
+            record = _read_record(self._path(customer, scenario))
             if record.get("master") == new.fingerprint:
                 continue
             if record.get("master") != old.fingerprint:
                 raise KeyUnavailableError(f"the data key of {kid} was wrapped by master key "
                                           f"{record.get('master')}, not by the current one")
-            key = old.unwrap(str(record["wrapped"]), kid)
+            key = old.unwrap(str(record.get("wrapped", "")), kid)
             pending.append((customer, scenario, {"kid": kid, "master": new.fingerprint,
                                                  "wrapped": new.wrap(key, kid)}))
-        for customer, scenario, record in pending:  # every unwrap worked: now write
-            _write_atomic(self._path(customer, scenario), canonical.dumps(record))
+        for customer, scenario, record in pending:  # every unwrap worked: now write,
+            if self.shredded(customer, scenario) is None:  # never bringing a shredded key back
+                _write_atomic(self._path(customer, scenario), canonical.dumps(record))
         self.master = new
         return len(pending)
 
@@ -413,7 +471,13 @@ class Sealer:
         self._session_keys: dict[int, sealed.SessionKey] = {}
 
     def key(self, scenario: int, *, create: bool = False) -> sealed.SessionKey:
+        """The scenario's key; a shred by any process is seen at once (the tombstone
+        is looked at every time, one ``stat``), so nothing is sealed with or opened
+        by a destroyed key."""
         found = self._session_keys.get(scenario)
+        if found is not None and self.keys.shredded(self.customer, scenario) is not None:
+            self.forget(scenario)
+            found = None
         if found is None:
             data = self.keys.create(self.customer, scenario) if create else \
                 self.keys.data_key(self.customer, scenario)
@@ -440,13 +504,13 @@ class Sealer:
         for name, data in stored.items():
             if name == MANIFEST or not sealed.has_tokens(data):
                 continue
+            if key is None:  # first, even for what is remembered: it may be shredded now
+                key = self.key(self._scenario_of(stored))
             hit = _opened.get(id(data))
             if hit is not None and hit[0] is data:
                 out[name] = hit[1]
                 continue
-            if key is None:
-                key = self.key(self._scenario_of(stored))
-            out[name] = sealed.open_file(key, name, data)
+            out[name] = sealed.open_file(key, name, data, strict=True)
             self.remember(data, out[name])
         return out
 

@@ -50,6 +50,7 @@ from gitstore.errors import (
     GitStoreError,
     InputTooLargeError,
     InvalidDocumentError,
+    KeyUnavailableError,
     RenderError,
     UsageError,
     VersionRuleError,
@@ -273,6 +274,8 @@ class Writer:
                 checked = self.check(session_id, plan,  # before the repository is created
                                      customer.repo.layout_for(None) if customer.exists
                                      else LATEST_LAYOUT)
+                if customer.encrypted:  # the new scenario's key, before anything is made
+                    customer.sealer.key(plan.version.major, create=True)
                 repo = customer.ensure_repo()
                 customer.clear_stale_locks()
                 check_head(repo)
@@ -355,6 +358,10 @@ class Writer:
                 Trailer.MANIFEST) or manifest.digest(files[MANIFEST]))
         parts = layout == 2
         stored, parsed = files, plan.parsed
+        if repo.codec is None and state is not None and state.info.trailer(sealed.TRAILER):
+            raise KeyUnavailableError(f"{self.customer.name} is encrypted (its tip carries a "
+                                      "Sealed-Digest) and this store holds none of its keys: "
+                                      "run `gitstore keys restore` first; nothing was written")
         if repo.codec is not None:  # an encrypted customer: checked in clear, stored sealed
             one = plan.changed_turns if plan.change == ChangeKind.TURN and state else None
             base = (state.files, state.stored) if state and state.stored is not None else None
