@@ -275,7 +275,7 @@ class CustomerContext:
         self.require()
         repo = backend.Repo.open(self.path)
         keys = self.store.root / STORE_DIR / KEYS_DIR / self.name
-        if repo.config_get(ENCRYPTED_KEY) == "true" or keys.is_dir() or _sealed_head(repo):
+        if repo.config_get(ENCRYPTED_KEY) == "true" or keys.is_dir() or _sealed_head(self.path):
             repo.codec = self.sealer  # (no flag: a clone from a hub, or an import)
         return repo
 
@@ -395,10 +395,13 @@ class CustomerContext:
         return [Scenario(int(last))] if last and last.isdigit() and int(last) > 0 else []
 
 
-def _sealed_head(repo: backend.Repo) -> bool:
+def _sealed_head(path: Path) -> bool:
     """Whether the commit ``HEAD`` names is an encrypted customer's (its
-    ``Sealed-Digest``): the data says so even where no setting or key does."""
+    ``Sealed-Digest``): the data says so even where no setting or key does. Read
+    through a handle of its own, so damage it meets is left for the caller's
+    handle to report, as it would without this look."""
     try:
+        repo = backend.Repo.open(path)
         head = repo.head_ref()
         tip = repo.ref_target(head) if head else None
         return tip is not None and repo.commit(tip).trailer(sealed.TRAILER) is not None

@@ -25,221 +25,33 @@ Invariants:
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import os
-import shlex
-import subprocess
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gitstore.core import canonical, lazy, manifest, sealed
+from gitstore.core import canonical, manifest, sealed
 from gitstore.core.names import CONV, MANIFEST, META, STORE_DIR, check_customer
 from gitstore.core.versions import Version
 from gitstore.errors import KeyUnavailableError, ShreddedError, StorageError, UsageError
-
-if TYPE_CHECKING:
-    import cryptography.hazmat.primitives.ciphers.aead as aead
-else:
-    aead = lazy.module("cryptography.hazmat.primitives.ciphers.aead")
+from gitstore.store.masterkey import MASTER_KEY_ENV as MASTER_KEY_ENV
+from gitstore.store.masterkey import Master as Master
+from gitstore.store.masterkey import destroy, read_record, write_atomic
+from gitstore.store.masterkey import master_from_file as master_from_file
+from gitstore.store.masterkey import master_key as master_key
+from gitstore.store.masterkey import new_master_key_file as new_master_key_file
 
 __all__ = ["KEYS_DIR", "MASTER_KEY_ENV", "KeyStore", "Master", "Sealer", "master_from_file",
            "master_key", "new_master_key_file"]
 
 KEYS_DIR = "keys"
-MASTER_KEY_ENV = ("GITSTORE_MASTER_KEY", "GITSTORE_MASTER_KEY_FILE",
-                  "GITSTORE_MASTER_KEY_COMMAND")
-"""The environment variables that set the master key, over the store's config."""
 BACKUPS_FILE = "backups.json"
 BUNDLE_FORMAT = "gitstore-keys-v1"
-COMMAND_TIMEOUT = 30.0
 OPEN_CACHE = 64
-
-
-class Master:
-    """The master key: wraps and unwraps data keys; ``fingerprint`` names it."""
-
-    def __init__(self, secret: bytes | None = None, command: str | None = None,
-                 origin: str = "") -> None:
-        if (secret is None) == (command is None):
-            raise ValueError("a master key is a secret or a command")
-        if secret is not None and len(secret) != 32:
-            raise UsageError(f"{origin}: a master key is 32 bytes (or their base64)")
-        self._secret = secret
-        self.command = command
-        self.origin = origin
-        self.fingerprint = ("cmd-" + hashlib.sha256(command.encode()).hexdigest()[:16]
-                            if command is not None else
-                            hmac.new(secret or b"", b"gitstore master key", hashlib.sha256
-                                     ).hexdigest()[:20])
-
-    def wrap(self, key: bytes, kid: str) -> str:
-        if self._secret is not None:
-            nonce = os.urandom(12)
-            return base64.b64encode(nonce + aead.AESGCM(self._secret).encrypt(
-                nonce, key, kid.encode())).decode("ascii")
-        return self._run("wrap", base64.b64encode(key).decode("ascii"), kid)
-
-    def unwrap(self, wrapped: str, kid: str) -> bytes:
-        if self._secret is not None:
-            try:
-                raw = base64.b64decode(wrapped, validate=True)
-                return bytes(aead.AESGCM(self._secret).decrypt(raw[:12], raw[12:],
-                                                               kid.encode()))
-            except Exception:  # InvalidTag, bad base64
-                raise KeyUnavailableError(f"the data key of {kid} does not unwrap with the "
-                                          f"master key from {self.origin}") from None
-        out = self._run("unwrap", wrapped, kid)
-        try:
-            key = base64.b64decode(out, validate=True)
-        except ValueError:
-            key = b""
-        if len(key) != 32:
-            raise KeyUnavailableError(f"master key command ({self.origin}) did not unwrap "
-                                      f"the data key of {kid}")
-        return key
-
-    def _run(self, verb: str, data: str, kid: str) -> str:
-        assert self.command is not None
-        try:
-            done = subprocess.run([*shlex.split(self.command), verb], input=data + "\n",
-                                  capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
-                                  env={**os.environ, "GITSTORE_KEY_ID": kid}, check=False)
-        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-            raise KeyUnavailableError(f"master key command ({self.origin}) failed to "
-                                      f"{verb}: {exc}") from None
-        if done.returncode != 0:
-            why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
-            raise KeyUnavailableError(f"master key command ({self.origin}) failed to "
-                                      f"{verb} {kid}: {why}")
-        return done.stdout.strip()
-
-
-def master_key(file: Path | None = None, command: str | None = None) -> Master | None:
-    """The master key in force: ``GITSTORE_MASTER_KEY`` (base64),
-    ``GITSTORE_MASTER_KEY_FILE``, ``GITSTORE_MASTER_KEY_COMMAND``, then the
-    store's ``master_key_command`` and ``master_key_file``; None when none is set."""
-    env = os.environ.get("GITSTORE_MASTER_KEY")
-    if env:
-        return Master(_decode_secret(env.encode(), "GITSTORE_MASTER_KEY"),
-                      origin="GITSTORE_MASTER_KEY")
-    env_file = os.environ.get("GITSTORE_MASTER_KEY_FILE")
-    env_cmd = os.environ.get("GITSTORE_MASTER_KEY_COMMAND")
-    if env_file:
-        return _from_file(Path(env_file))
-    if env_cmd:
-        return Master(command=env_cmd, origin="GITSTORE_MASTER_KEY_COMMAND")
-    if command:
-        return Master(command=command, origin="master_key_command")
-    if file is not None:
-        return _from_file(file)
-    return None
-
-
-def master_from_file(path: Path) -> Master:
-    """The master key in the file ``path`` (32 bytes or their base64), whatever the
-    environment says (a rotation's new key): :class:`KeyUnavailableError` when the
-    file cannot be read, :class:`UsageError` when it holds no key."""
-    return _from_file(path)
-
-
-def _from_file(path: Path) -> Master:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise KeyUnavailableError(f"cannot read the master key file {path}: "
-                                  f"{exc.strerror or exc}") from None
-    return Master(_decode_secret(data, str(path)), origin=str(path))
-
-
-def _decode_secret(data: bytes, origin: str) -> bytes:
-    if len(data) == 32:
-        return data
-    try:
-        secret = base64.b64decode(data.strip(), validate=True)
-    except ValueError:
-        secret = b""
-    if len(secret) != 32:
-        raise UsageError(f"{origin}: a master key is 32 random bytes or their base64")
-    return secret
-
-
-def new_master_key_file(path: Path) -> bool:
-    """Create a master key file (base64 of 32 random bytes, mode 0600) unless one
-    exists; returns whether it was created."""
-    if path.exists():
-        _from_file(path)  # refuses a bad one now
-        return False
-    _write_atomic(path, base64.b64encode(os.urandom(32)) + b"\n")
-    return True
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """``data`` at ``path``, whole or not at all, durable, 0600 (its directories 0700)."""
-    tmp = None
-    try:
-        _private_dir(path.parent)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        tmp = Path(name)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except OSError as exc:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def _private_dir(path: Path) -> None:
-    if not path.is_dir():
-        path.mkdir(parents=True, mode=0o700)
-        os.chmod(path, 0o700)
-
-
-def _read_record(path: Path) -> dict[str, Any]:
-    """A key-store JSON object file (KeyUnavailableError when it is not one)."""
-    try:
-        found = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise KeyUnavailableError(f"cannot read {path}: {exc}") from None
-    if not isinstance(found, dict):
-        raise KeyUnavailableError(f"{path} is damaged (not a JSON object)")
-    return found
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _destroy(path: Path) -> None:
-    """Overwrite a file with zeros (fsynced), then remove it."""
-    try:
-        size = path.stat().st_size
-        with path.open("r+b") as f:
-            f.write(b"\0" * size)
-            f.flush()
-            os.fsync(f.fileno())
-        path.unlink()
-        _fsync_dir(path.parent)
-    except FileNotFoundError:
-        return
 
 
 @dataclass(frozen=True)
@@ -292,7 +104,7 @@ class KeyStore:
         if not path.exists():
             return None
         try:
-            return _read_record(path)
+            return read_record(path)
         except (KeyUnavailableError, FileNotFoundError):
             return {"at": "unknown"}  # a damaged tombstone is still a tombstone
 
@@ -310,7 +122,7 @@ class KeyStore:
                                       f"data key of {kid} so that it unwraps again; nothing "
                                       "was written")
         record = {"kid": kid, "master": master.fingerprint, "wrapped": wrapped}
-        _write_atomic(path, canonical.dumps(record))
+        write_atomic(path, canonical.dumps(record))
         self._keys[kid] = key
         return key
 
@@ -327,7 +139,7 @@ class KeyStore:
             return self._keys[kid]
         path = self._path(customer, scenario)
         try:
-            record = _read_record(path)
+            record = read_record(path)
         except FileNotFoundError:
             raise KeyUnavailableError(
                 f"scenario {scenario} of {customer} is encrypted and its data key is not in "
@@ -363,19 +175,19 @@ class KeyStore:
         tomb = self.shredded(customer, scenario)
         stamp = str(tomb.get("at", "unknown")) if tomb is not None else at.isoformat()
         if tomb is None:
-            _write_atomic(self._path(customer, scenario, ".shredded"),
+            write_atomic(self._path(customer, scenario, ".shredded"),
                           canonical.dumps({"kid": kid, "at": stamp}))
-        _destroy(path)
+        destroy(path)
         for stray in path.parent.glob(f".{path.name}.*.tmp"):
-            _destroy(stray)
+            destroy(stray)
         self._keys.pop(kid, None)
         cleaned, unreachable = [], []
         for backup in self.backups():
             try:
-                bundle = _read_record(Path(backup))
+                bundle = read_record(Path(backup))
                 if kid in bundle.get("keys", {}):
                     del bundle["keys"][kid]
-                    _write_atomic(Path(backup), canonical.dumps(bundle))
+                    write_atomic(Path(backup), canonical.dumps(bundle))
                 cleaned.append(backup)
             except (OSError, StorageError, KeyUnavailableError, TypeError, AttributeError):
                 unreachable.append(backup)
@@ -402,11 +214,11 @@ class KeyStore:
         dest = dest.resolve()
         keys = {}
         for customer, scenario in self.kids():
-            keys[self.kid(customer, scenario)] = _read_record(self._path(customer, scenario))
-        _write_atomic(dest, canonical.dumps({"format": BUNDLE_FORMAT, "keys": keys}))
+            keys[self.kid(customer, scenario)] = read_record(self._path(customer, scenario))
+        write_atomic(dest, canonical.dumps({"format": BUNDLE_FORMAT, "keys": keys}))
         known = self.backups()
         if str(dest) not in known:
-            _write_atomic(self.dir / BACKUPS_FILE, canonical.dumps([*known, str(dest)]))
+            write_atomic(self.dir / BACKUPS_FILE, canonical.dumps([*known, str(dest)]))
         return len(keys)
 
     def restore(self, source: Path) -> tuple[int, list[str]]:
@@ -433,7 +245,7 @@ class KeyStore:
                 continue
             path = self._path(customer, int(scenario))
             if not path.exists():
-                _write_atomic(path, canonical.dumps(record))
+                write_atomic(path, canonical.dumps(record))
                 restored += 1
         return restored, skipped
 
@@ -443,7 +255,7 @@ class KeyStore:
         pending = []
         for customer, scenario in self.kids():
             kid = self.kid(customer, scenario)
-            record = _read_record(self._path(customer, scenario))
+            record = read_record(self._path(customer, scenario))
             if record.get("master") == new.fingerprint:
                 continue
             if record.get("master") != old.fingerprint:
@@ -454,7 +266,7 @@ class KeyStore:
                                                  "wrapped": new.wrap(key, kid)}))
         for customer, scenario, record in pending:  # every unwrap worked: now write,
             if self.shredded(customer, scenario) is None:  # never bringing a shredded key back
-                _write_atomic(self._path(customer, scenario), canonical.dumps(record))
+                write_atomic(self._path(customer, scenario), canonical.dumps(record))
         self.master = new
         return len(pending)
 
