@@ -180,16 +180,19 @@ class _Guided:
             raise _Mismatch
         return value, end
 
-    def members(self, was: dict[str, Any], ind: str, pos: int) -> tuple[Any, int]:
-        text = self.text
+    def opened(self, ind: str, pos: int, closer: str) -> tuple[str, str, str, int]:
+        """The inner indent, item separator and closing text of the object or array
+        opening at ``pos`` (indented ``ind``), and where its first item starts."""
         if len(ind) >= MAX_INDENT:
             raise _Mismatch
         inner = ind + "  "
-        sep, close = "," + inner, ind + "}"
-        at = pos + 1
-        if not text.startswith(inner, at):
+        if not self.text.startswith(inner, pos + 1):
             raise _Mismatch
-        at += len(inner)
+        return inner, "," + inner, ind + closer, pos + 1 + len(inner)
+
+    def members(self, was: dict[str, Any], ind: str, pos: int) -> tuple[Any, int]:
+        text = self.text
+        inner, sep, close, at = self.opened(ind, pos, "}")
         out: dict[str, Any] = {}
         last: str | None = None
         while True:
@@ -216,14 +219,7 @@ class _Guided:
 
     def items(self, was: list[Any], ind: str, pos: int) -> tuple[Any, int]:
         text = self.text
-        if len(ind) >= MAX_INDENT:
-            raise _Mismatch
-        inner = ind + "  "
-        sep, close = "," + inner, ind + "]"
-        at = pos + 1
-        if not text.startswith(inner, at):
-            raise _Mismatch
-        at += len(inner)
+        inner, sep, close, at = self.opened(ind, pos, "]")
         out: list[Any] = []
         n, j = len(was), 0  # was[j]: the earlier item expected next
         old_texts = self.old_texts
