@@ -190,6 +190,17 @@ class _Guided:
             raise _Mismatch
         return inner, "," + inner, ind + closer, pos + 1 + len(inner)
 
+    def next_item(self, out: Any, pos: int, at: int, sep: str, close: str) -> int:
+        """Past the separator before the next item, or, at the close, minus where the
+        object or array (``out``, opened at ``pos``) ends, its text remembered."""
+        if self.text.startswith(sep, at):
+            return at + len(sep)
+        if self.text.startswith(close, at):
+            end = at + len(close)
+            self.found[id(out)] = self.text[pos:end]
+            return -end
+        raise _Mismatch
+
     def members(self, was: dict[str, Any], ind: str, pos: int) -> tuple[Any, int]:
         text = self.text
         inner, sep, close, at = self.opened(ind, pos, "}")
@@ -208,14 +219,9 @@ class _Guided:
                 raise _Mismatch
             out[key], at = self.value(was.get(key), inner, after + 2)
             last = key
-            if text.startswith(sep, at):
-                at += len(sep)
-            elif text.startswith(close, at):
-                end = at + len(close)
-                self.found[id(out)] = text[pos:end]
-                return out, end
-            else:
-                raise _Mismatch
+            at = self.next_item(out, pos, at, sep, close)
+            if at < 0:
+                return out, -at
 
     def items(self, was: list[Any], ind: str, pos: int) -> tuple[Any, int]:
         text = self.text
@@ -235,14 +241,9 @@ class _Guided:
             else:  # changed or inserted: read it (guided by was[j]; j stays for the next)
                 value, at = self.value(was[j] if j < n else None, inner, at, tried=True)
                 out.append(value)
-            if text.startswith(sep, at):
-                at += len(sep)
-            elif text.startswith(close, at):
-                end = at + len(close)
-                self.found[id(out)] = text[pos:end]
-                return out, end
-            else:
-                raise _Mismatch
+            at = self.next_item(out, pos, at, sep, close)
+            if at < 0:
+                return out, -at
 
 
 def guided(data: bytes, old: Any, old_texts: Mapping[int, str]
