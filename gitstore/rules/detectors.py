@@ -32,8 +32,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import sys
 from collections.abc import Generator
 from functools import cache
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any, TypeAlias
 
 from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
@@ -165,3 +168,71 @@ KEYWORD_PATTERNS: dict[re.Pattern[str], int] = {
 KEYWORD_DENYLIST: tuple[str, ...] = tuple(keyword.DENYLIST)
 #: Regex of a keyword's value.
 KEYWORD_SECRET: str = keyword.SECRET
+
+
+# --------------------------------------------------------------------------- the gate's data
+
+#: Where :func:`gate_source` is written: what the first look of a scan needs, without us.
+GATE_MODULE = Path(__file__).with_name("detectordata.py")
+
+
+def gate_source() -> str:
+    """The text of :mod:`gitstore.rules.detectordata`: the regexes of every plugin of
+    :func:`plugins` and of the keyword patterns, the entropy charset and limit, as
+    literals (so a scan can rule a line out without importing detect-secrets)."""
+    regex_based = [plugin for _, plugin in plugins() if isinstance(plugin, RegexBasedDetector)]
+    if len(regex_based) != len(plugins()):  # the gate would not know what such a plugin finds
+        raise TypeError("a credential plugin is not regex-based: the gate cannot rule it out")
+    plugin_patterns = sorted({(p.pattern, p.flags) for plugin in regex_based
+                              for p in plugin.denylist})
+    keyword = [(p.pattern, p.flags, group) for p, group in KEYWORD_PATTERNS.items()]
+
+    def block(name: str, kind: str, doc: str, items: list[Any]) -> str:
+        body = "".join(f"    {item!r},\n" for item in items)
+        return f"#: {doc}\n{name}: {kind} = (\n{body})\n"
+
+    return (
+        "# ruff: noqa: E501\n"
+        f'"""Generated from detect-secrets {_version()} by ``python -m '
+        'gitstore.rules.detectors --write``.\n\n'
+        "Do not edit. What the first look of a secrets scan (:mod:`gitstore.rules.gate`)\n"
+        "needs from detect-secrets, as literals; ``tests/test_detectors_contract.py`` fails\n"
+        'when this file and the installed detect-secrets disagree.\n"""\n\n'
+        f"DETECT_SECRETS_VERSION = {_version()!r}\n"
+        f"ENTROPY_CHARSET = {ENTROPY_CHARSET!r}\n"
+        f"ENTROPY_LIMIT = {ENTROPY_LIMIT!r}\n"
+        f"KEYWORD_SECRET = {KEYWORD_SECRET!r}\n\n"
+        + block("KEYWORD_DENYLIST", "tuple[str, ...]", "Regexes of secret-naming words.",
+                list(KEYWORD_DENYLIST)) + "\n"
+        + block("KEYWORD_PATTERNS", "tuple[tuple[str, int, int], ...]",
+                "(pattern, flags, group of the value) of each keyword pattern.", keyword) + "\n"
+        + block("PLUGIN_PATTERNS", "tuple[tuple[str, int], ...]",
+                "(pattern, flags) of every regex a credential plugin matches with.",
+                plugin_patterns))
+
+
+def _version() -> str:
+    return version("detect-secrets")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gitstore.rules.detectors --write|--check``: (re)write or check
+    :data:`GATE_MODULE` against the installed detect-secrets (exit 1 if stale)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args not in (["--write"], ["--check"]):
+        print("usage: python -m gitstore.rules.detectors --write|--check", file=sys.stderr)
+        return 2
+    text = gate_source()
+    current = GATE_MODULE.read_text(encoding="utf-8") if GATE_MODULE.is_file() else None
+    if current == text:
+        return 0
+    if args == ["--check"]:
+        print(f"stale: {GATE_MODULE}", file=sys.stderr)
+        return 1
+    GATE_MODULE.write_text(text, encoding="utf-8")
+    print(f"wrote {GATE_MODULE}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

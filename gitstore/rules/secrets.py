@@ -6,8 +6,8 @@
 the value. A pointer segment (object key) holding a caught value is shown masked,
 as :func:`apply` renames the key when it redacts.
 
-* Credentials: the detect-secrets plugins (all use of detect-secrets goes through
-  :mod:`gitstore.rules.detectors`), created once and driven through their
+* Credentials: the detect-secrets plugins (only via :mod:`gitstore.rules.detectors`,
+  loaded for a line :mod:`gitstore.rules.gate` lets by), created once, driven by their
   side-effect-free ``analyze_string`` line by line (``scan_line``/``analyze_line``
   use global settings and may verify over the network), with detect-secrets'
   heuristic filters (sequential, UUID, ``${X}``/``<x>``, ``$VAR``, non-alphanumeric,
@@ -42,8 +42,8 @@ finds a string in decoded JSON.
 A PII hit inside a credential is reported as the credential. Default policy: block
 credentials, redact card numbers, allow emails and phones. Redaction replaces the
 span with ``[REDACTED:<kind>]``; a key is renamed likewise (`` #2`` if taken).
-Reading or checking a policy loads neither detect-secrets nor phonenumbers (both
-deferred, :mod:`gitstore.core.lazy`, and the kinds are in :mod:`gitstore.rules.kinds`).
+Reading or checking a policy loads neither detect-secrets nor phonenumbers (deferred,
+:mod:`gitstore.core.lazy`; kinds in :mod:`gitstore.rules.kinds`).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 from gitstore.core import lazy
 from gitstore.core.names import SOW_DOCUMENT
 from gitstore.errors import InvalidDocumentError, UsageError, Violation
+from gitstore.rules import gate
 from gitstore.rules.kinds import CREDENTIAL_KINDS, ENTROPY, KEYWORD, PII_KINDS
 from gitstore.rules.normalise import needs_normalising, normalise
 
@@ -119,10 +120,10 @@ def category_of(kind: str) -> str:
 
 @cache
 def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
-    """Regexes of detect-secrets' data (made by the first scan): an entropy token, a
-    name ending in a secret-naming keyword, and the name around a keyword match."""
-    deny = "|".join(detectors.KEYWORD_DENYLIST)
-    return (re.compile(f"[{re.escape(detectors.ENTROPY_CHARSET)}]{{32,}}"),
+    """An entropy token, a name ending in a secret-naming keyword, and the name around
+    a keyword match (detect-secrets' data, via the gate; made by the first scan)."""
+    deny = "|".join(gate.KEYWORD_DENYLIST)
+    return (re.compile(f"[{re.escape(gate.ENTROPY_CHARSET)}]{{32,}}"),
             re.compile(rf"(?:{deny})(?:[_-]?(?:key|token|value|string))?$", re.IGNORECASE),
             re.compile(rf"[\w.-]*(?:{deny})[\w.-]*", re.IGNORECASE))
 
@@ -145,7 +146,7 @@ def _random_token(token: str) -> bool:
     return (_DIGIT.search(token) is not None and not token.isupper() and not token.islower()
             and not token.startswith("/")
             and sum(map(len, lower_runs)) < 3 * len(lower_runs)   # mean run of a-z < 3
-            and detectors.shannon_entropy(token) > detectors.ENTROPY_LIMIT)
+            and gate.shannon_entropy(token) > gate.ENTROPY_LIMIT)
 
 
 def _keyword_hits(line: str) -> Iterator[tuple[int, int]]:
@@ -153,7 +154,7 @@ def _keyword_hits(line: str) -> Iterator[tuple[int, int]]:
     if not _KEYWORD_HINT.search(line):
         return
     _, keyword_name, name_around = _patterns()
-    for pattern, group in detectors.KEYWORD_PATTERNS.items():
+    for pattern, group in gate.keyword_patterns():
         for m in pattern.finditer(line):
             start, end = m.span(group)
             name = name_around.search(line[m.start():start] + " " + line[end:m.end()])
@@ -182,14 +183,14 @@ def _extend(text: str, start: int, end: int, kind: str) -> _Hit:
 
 def _credential_hits(text: str) -> Iterator[_Hit]:
     offset = 0
-    plugins, false_positive = detectors.plugins(), detectors.is_false_positive
     entropy_token = _patterns()[0]
     for line in text.splitlines(keepends=True):
         if len(line) >= 8:
             seen: set[tuple[int, int]] = set()
-            for kind, plugin in plugins:
+            # detect-secrets is loaded only for a line one of its regexes matches
+            for kind, plugin in detectors.plugins() if gate.may_hold_plugin_secret(line) else ():
                 for value in set(plugin.analyze_string(line)):
-                    if value and not false_positive(value, line, plugin):
+                    if value and not detectors.is_false_positive(value, line, plugin):
                         for m in re.finditer(re.escape(value), line):
                             hit = _extend(text, offset + m.start(), offset + m.end(), kind)
                             if kind != "connection_string" or (hit.start, hit.end) not in seen:
@@ -198,7 +199,7 @@ def _credential_hits(text: str) -> Iterator[_Hit]:
             for start, end in _keyword_hits(line):
                 yield _Hit(offset + start, offset + end, KEYWORD)
             for m in entropy_token.finditer(line):
-                if _random_token(m.group()) and not false_positive(
+                if _random_token(m.group()) and not detectors.is_false_positive(
                         m.group(), line, detectors.ENTROPY_DETECTOR):
                     yield _Hit(offset + m.start(), offset + m.end(), ENTROPY)
         offset += len(line)
@@ -243,7 +244,7 @@ def _hits(text: str, region: str, named: bool = False) -> tuple[_Hit, ...]:
     ``named``: the string is the value of a member whose key names a secret."""
     raw = [*_credential_hits(text), *_pii_hits(text, region), *_normalised_hits(text, region)]
     if (named and text.lower() not in _PLACEHOLDER_WORDS and not any(c.isspace() for c in text)
-            and re.fullmatch(detectors.KEYWORD_SECRET, text)
+            and re.fullmatch(gate.KEYWORD_SECRET, text)
             and not detectors.is_false_positive(text, "")):
         raw.append(_Hit(0, len(text), KEYWORD))
     creds = [h for h in raw if category_of(h.kind) == CREDENTIAL]

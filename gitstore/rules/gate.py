@@ -1,0 +1,79 @@
+"""The first look of the credential scan: what rules a line out without detect-secrets.
+
+Loading detect-secrets costs a fresh process well over 100 ms (it pulls in requests,
+urllib3 and the rest), most of what a one-turn ``gitstore turn`` would otherwise spend.
+Most lines of a conversation hold no credential, and proving that needs only the
+regexes detect-secrets would match with, kept as literals in the generated
+:mod:`gitstore.rules.detectordata`. So :mod:`gitstore.rules.secrets` asks this module
+first and loads :mod:`gitstore.rules.detectors` (and detect-secrets) only for a line
+that one of them matches.
+
+Invariants (``tests/test_detectors_contract.py`` checks each against the installed
+detect-secrets):
+
+* :func:`may_hold_plugin_secret` is False only when no plugin of
+  :func:`gitstore.rules.detectors.plugins` can report anything in the line: every
+  plugin reports only matches of its ``denylist`` regexes (some keep fewer), and
+  :data:`~gitstore.rules.detectordata.PLUGIN_PATTERNS` is every one of them;
+* :func:`shannon_entropy` is detect-secrets' own measure over
+  :data:`ENTROPY_CHARSET`, to the last bit;
+* the keyword data (:data:`KEYWORD_DENYLIST`, :func:`keyword_patterns`,
+  :data:`KEYWORD_SECRET`) is detect-secrets' own, compiled with its flags.
+
+Nothing is skipped: a line the gate lets through is scanned exactly as before, and
+the heuristic filters (which need detect-secrets) run only on a candidate found.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import cache
+
+from gitstore.rules import detectordata
+
+__all__ = [
+    "ENTROPY_CHARSET", "ENTROPY_LIMIT", "KEYWORD_DENYLIST", "KEYWORD_SECRET",
+    "keyword_patterns", "may_hold_plugin_secret", "shannon_entropy",
+]
+
+#: The base64 alphabet (with ``-_`` and ``=``) the entropy measure counts over.
+ENTROPY_CHARSET: str = detectordata.ENTROPY_CHARSET
+#: Bits of entropy per character above which a random-looking token is a secret.
+ENTROPY_LIMIT: float = detectordata.ENTROPY_LIMIT
+#: Regexes of secret-naming words (``pass(word|wd)?``, ``secret``, ``api_?key``, ...).
+KEYWORD_DENYLIST: tuple[str, ...] = detectordata.KEYWORD_DENYLIST
+#: Regex of a keyword's value.
+KEYWORD_SECRET: str = detectordata.KEYWORD_SECRET
+
+
+@cache
+def _plugin_patterns() -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(pattern, flags) for pattern, flags in detectordata.PLUGIN_PATTERNS)
+
+
+def may_hold_plugin_secret(line: str) -> bool:
+    """Whether any credential plugin's regex matches ``line`` (False: none can report)."""
+    return any(p.search(line) is not None for p in _plugin_patterns())
+
+
+@cache
+def keyword_patterns() -> tuple[tuple[re.Pattern[str], int], ...]:
+    """detect-secrets' keyword patterns (``password = "..."``, ``"secret": "..."``, ...),
+    each with the group holding the value (compiled on first use)."""
+    return tuple((re.compile(pattern, flags), group)
+                 for pattern, flags, group in detectordata.KEYWORD_PATTERNS)
+
+
+def shannon_entropy(text: str) -> float:
+    """Shannon entropy of ``text`` in bits per character, counting only the characters
+    of :data:`ENTROPY_CHARSET` (detect-secrets' measure; 0 for an empty text)."""
+    if not text:
+        return 0.0
+    entropy = 0.0
+    size = len(text)
+    for ch in ENTROPY_CHARSET:
+        p = float(text.count(ch)) / size
+        if p > 0:
+            entropy += - p * math.log(p, 2)
+    return entropy

@@ -1,0 +1,105 @@
+"""The gate of the credential scan (:mod:`gitstore.rules.gate`) against detect-secrets.
+
+The gate lets a scan skip detect-secrets for a line none of its regexes matches; these
+tests hold it to the installed detect-secrets: the generated data is what detect-secrets
+has now, every plugin reports only matches of those regexes, the entropy measure is
+bit-for-bit detect-secrets' own, and (Hypothesis) a line the gate rules out is a line
+every plugin reports nothing in. Fake credentials are assembled at run time.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gitstore.rules import detectors, gate
+from gitstore.rules.detectors import (
+    AuthorizationDetector,
+    ConnectionStringDetector,
+    RegexBasedDetector,
+    plugins,
+)
+
+AWS_ID = "AKIA" + "IOSFODNN7" + "EXAMPLE"
+GITHUB = "ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5"
+JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" + ".eyJzdWIiOiIxMjM0NTY3ODkwIn0"
+       + ".dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U")
+STRIPE = "sk_" + "live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+SLACK = "xoxb-" + "123456789012-1234567890123-abcdefghijABCDEFGHIJklmn"
+PEM = "-----BEGIN RSA " + "PRIVATE KEY-----"
+BASIC = "Authorization: Basic " + base64.b64encode(b"admin:" + b"hunter2").decode()
+CONN = "postgres://app:" + "s3cr3tPassw0rd" + "@db.internal:5432/app"
+KNOWN = (AWS_ID, GITHUB, JWT, STRIPE, SLACK, PEM, BASIC, CONN)
+
+#: Pieces that come near what the plugins look for, so the law meets real near-misses.
+PIECES = ("AKIA", "ghp_", "glpat-", "eyJ", ".", "://", ":", "@", "-----BEGIN", "PRIVATE KEY",
+          "sk_live_", "rk_live_", "xoxb-", "SG.", "AC", "SK", "npm_", "pypi-", "Basic ",
+          "Bearer ", "Authorization: ", "aws", "key", "password", "token", "=", '"', "'",
+          " ", "\n", "/", "AccountKey=", "sq0csp-", "_authToken=", "hooks.slack.com",
+          "T3BlbkFJ", "cloudant", "ibm", "https://", "redis://:", "0123456789",
+          "abcdefghijklmnopqrstuvwxyzABCDEF", "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345")
+lines = st.lists(st.one_of(st.sampled_from(PIECES), st.sampled_from(KNOWN),
+                           st.text(alphabet="abcXYZ0189+/=_-.:@ ", max_size=40)),
+                 max_size=12).map("".join)
+
+
+def test_the_generated_data_is_the_installed_detect_secrets() -> None:
+    assert detectors.gate_source() == detectors.GATE_MODULE.read_text(encoding="utf-8"), (
+        "gitstore/rules/detectordata.py is stale: run python -m gitstore.rules.detectors "
+        "--write and review the change")
+
+
+def test_every_plugin_reports_only_matches_of_its_regexes() -> None:
+    jwt = type(dict(plugins())["jwt"])
+    only_filters = {RegexBasedDetector.analyze_string, jwt.analyze_string,
+                    AuthorizationDetector.analyze_string, ConnectionStringDetector.analyze_string}
+    for kind, plugin in plugins():
+        assert isinstance(plugin, RegexBasedDetector), kind
+        assert type(plugin).analyze_string in only_filters, (
+            f"{kind} has an analyze_string of its own: check that it only filters what its "
+            "regexes match before adding it here")
+
+
+def test_the_keyword_data_is_detect_secrets_own() -> None:
+    assert [(p.pattern, p.flags, g) for p, g in gate.keyword_patterns()] == [
+        (p.pattern, p.flags, g) for p, g in detectors.KEYWORD_PATTERNS.items()]
+    assert gate.KEYWORD_DENYLIST == detectors.KEYWORD_DENYLIST
+    assert gate.KEYWORD_SECRET == detectors.KEYWORD_SECRET
+    assert (gate.ENTROPY_CHARSET, gate.ENTROPY_LIMIT) == (
+        detectors.ENTROPY_CHARSET, detectors.ENTROPY_LIMIT)
+
+
+@given(st.text(alphabet=gate.ENTROPY_CHARSET + "é ~", max_size=80))
+def test_the_entropy_is_detect_secrets_own_to_the_bit(text: str) -> None:
+    assert gate.shannon_entropy(text) == (detectors.shannon_entropy(text) if text else 0.0)
+
+
+def test_the_gate_lets_every_known_credential_through() -> None:
+    for secret in KNOWN:
+        assert gate.may_hold_plugin_secret(f"here it is: {secret} ok"), secret
+    assert not gate.may_hold_plugin_secret("We deploy three web servers behind a balancer.")
+
+
+@settings(max_examples=400, deadline=None)
+@given(lines)
+def test_a_line_the_gate_rules_out_is_one_no_plugin_reports_in(line: str) -> None:
+    if not gate.may_hold_plugin_secret(line):
+        assert all(not list(plugin.analyze_string(line)) for _, plugin in plugins()), line
+
+
+def test_a_clean_text_is_scanned_without_loading_detect_secrets() -> None:
+    """The cost the gate saves is real: a scan of a text with no candidate line leaves
+    detect-secrets unloaded, and a text with one loads it and finds the credential."""
+    src = ("import sys\nfrom gitstore.rules.secrets import scan\n"
+           "clean = {'user_input': {'query': 'Deploy at 2026-12-02T13:15:21Z please'},"
+           " 'agent_response': {'message': 'Sure: three servers behind a load balancer.'}}\n"
+           "print(scan(clean, 'conversation.json'), 'detect_secrets' in sys.modules)\n"
+           f"print([f.kind for f in scan({{'q': 'id {AWS_ID}'}}, 'conversation.json')],"
+           " 'detect_secrets' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out == ["[] False", "['aws_access_key'] True"]
