@@ -13,6 +13,7 @@ import base64
 import subprocess
 import sys
 
+import phonenumbers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,7 @@ from gitstore.rules.detectors import (
     RegexBasedDetector,
     plugins,
 )
+from gitstore.rules.secrets import scan
 
 AWS_ID = "AKIA" + "IOSFODNN7" + "EXAMPLE"
 GITHUB = "ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5"
@@ -103,3 +105,27 @@ def test_a_clean_text_is_scanned_without_loading_detect_secrets() -> None:
     out = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert out == ["[] False", "['aws_access_key'] True"]
+
+
+two = st.integers(0, 99).map("{:02d}".format)
+plain_timestamps = st.builds(
+    lambda y, mo, d, t, h, mi, s, z: f"{y:04d}-{mo}-{d}{t}{h}:{mi}:{s}{z}",
+    st.integers(0, 9999), two, two, st.sampled_from("Tt"), two, two, two,
+    st.one_of(st.sampled_from("Zz"), st.builds("{}{}:{}".format, st.sampled_from("+-"), two,
+                                                two)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(plain_timestamps, st.sampled_from(["US", "GB", "DE", "IN", "BR", "JP", "AU", "SH"]))
+def test_a_plain_timestamp_holds_no_phone_or_card(text: str, region: str) -> None:
+    assert gate.is_plain_timestamp(text)
+    assert not list(phonenumbers.PhoneNumberMatcher(text, region,
+                                                    leniency=phonenumbers.Leniency.VALID))
+    assert scan({"t": text, "u": f"at {text}"}, "conversation.json", region=region) == []
+
+
+def test_a_timestamp_with_fractional_seconds_is_still_scanned_for_phones() -> None:
+    text = "2025-01-15T10:00:20.12345678+01:00"
+    assert not gate.is_plain_timestamp(text)
+    policy_phone = [f.kind for f in scan({"t": text}, "conversation.json")]
+    assert policy_phone == ["phone"]

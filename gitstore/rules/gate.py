@@ -22,6 +22,10 @@ detect-secrets):
 
 Nothing is skipped: a line the gate lets through is scanned exactly as before, and
 the heuristic filters (which need detect-secrets) run only on a candidate found.
+
+Likewise for phonenumbers (about 20 ms to load): a string that is exactly a timestamp
+without fractional seconds (:func:`is_plain_timestamp`, what every turn holds) has no
+phone number or card number in it, so the scan does not load it for one.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from gitstore.rules import detectordata
 
 __all__ = [
     "ENTROPY_CHARSET", "ENTROPY_LIMIT", "KEYWORD_DENYLIST", "KEYWORD_SECRET",
-    "keyword_patterns", "may_hold_plugin_secret", "shannon_entropy",
+    "is_plain_timestamp", "keyword_patterns", "may_hold_plugin_secret", "shannon_entropy",
 ]
 
 #: The base64 alphabet (with ``-_`` and ``=``) the entropy measure counts over.
@@ -77,3 +81,19 @@ def shannon_entropy(text: str) -> float:
         if p > 0:
             entropy += - p * math.log(p, 2)
     return entropy
+
+
+_PLAIN_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
+                              r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})")
+
+
+def is_plain_timestamp(text: str) -> bool:
+    """Whether ``text`` is exactly ``YYYY-MM-DDTHH:MM:SS`` with ``Z`` or an offset.
+
+    Such a string holds no phone number ``phonenumbers.PhoneNumberMatcher`` (leniency
+    VALID, any region) finds, nor a card number: its only run of more than two digits
+    is the date, and a match followed by a Latin letter (the ``T``) is refused; ``:``
+    is no phone punctuation. (With fractional seconds it may hold one: ``20.12345678``
+    is a valid US number, so those are scanned.) ``tests/test_detectors_gate.py``
+    checks this against phonenumbers itself."""
+    return _PLAIN_TIMESTAMP.fullmatch(text) is not None
