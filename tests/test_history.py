@@ -533,6 +533,24 @@ def test_tail_items_refuses_what_it_cannot_read() -> None:
                                 "conversation_turns", 3) == []
 
 
+@pytest.mark.parametrize("depth", [1, 60, 126, 127, 200])
+def test_tail_items_keeps_the_nesting_bound(depth: int) -> None:
+    """The tail is parsed as one array (one level more than its items): an item nested
+    within ``MAX_DEPTH`` levels counting that array comes back, a deeper one is refused
+    (None: the caller's whole parse then reports it), brackets in strings or not."""
+    deep: Any = "[{"
+    for _ in range(depth - 1):
+        deep = {"k": deep}
+    doc = {"conversation_turns": [{"a": 1}, {"k": deep}]}   # canonical, but unchecked:
+    data = (json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False,  # dumps refuses
+                       separators=(",", ": ")) + "\n").encode()               # depth + 2 > 128
+    got = canonical.tail_items(data, "conversation_turns", 2)
+    if depth + 1 <= canonical.MAX_DEPTH:
+        assert got == [{"a": 1}, {"k": deep}]
+    else:
+        assert got is None
+
+
 def test_plain_git_commits_show_in_the_log(plain: Store) -> None:
     """A commit made with plain git has no trailers; log takes its version from
     the metadata."""

@@ -21,7 +21,6 @@ Invariants:
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
@@ -88,8 +87,23 @@ def check_depth(value: Any, max_depth: int = MAX_DEPTH) -> None:
                 stack.append((child, depth + 1))
 
 
+#: The strict decoder, made once (``json.loads`` with hooks builds one per call).
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
+                            parse_float=_finite, parse_int=_bounded_int)
+
+
+def _may_nest_deeper(text: str, max_depth: int) -> bool:
+    # Nesting is never deeper than the number of opening brackets, strings' included.
+    return text.count("[") + text.count("{") > max_depth
+
+
 def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     """Parse JSON strictly and within bounds (see module docstring)."""
+    return _loads(data, max_depth, shallow=False)
+
+
+def _loads(data: bytes | str, max_depth: int, *, shallow: bool) -> Any:
+    # shallow: the caller has proved the nesting within max_depth (see tail_items)
     if isinstance(data, bytes):
         if data.startswith(b"\xef\xbb\xbf"):
             raise JSONParseError("starts with a UTF-8 byte-order mark")
@@ -102,9 +116,9 @@ def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     if not text.strip():
         raise JSONParseError("empty document")
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
-                           parse_float=_finite, parse_int=_bounded_int)
-        check_depth(value, max_depth)
+        value = _DECODER.decode(text)
+        if not shallow and _may_nest_deeper(text, max_depth):
+            check_depth(value, max_depth)
         if _SURROGATE_ESCAPE.search(text):
             try:
                 json.dumps(value, ensure_ascii=False).encode("utf-8")
@@ -188,20 +202,20 @@ def tail_items(data: bytes, key: str, n: int,
             chosen.append(0)
             break
         chosen.append(at + 1)
-    chosen.reverse()
-    bounds = [*chosen, len(body)]
-    items = []
-    for a, b in itertools.pairwise(bounds):
-        chunk = body[a:b].rstrip()
-        if chunk.endswith(b","):
-            chunk = chunk[:-1]
-        try:
-            item = loads(chunk)
-        except JSONParseError:
-            return None
-        if not isinstance(item, dict):
-            return None
-        items.append(item)
+    if not chosen:
+        return []
+    # The chosen elements as one array, parsed once. Its nesting is 1 + the deepest
+    # element's, and no element nests deeper than it has opening brackets.
+    ends = [*chosen[1:], len(body)]
+    shallow = all(body.count(b"[", a, b) + body.count(b"{", a, b) < MAX_DEPTH
+                  for a, b in zip(chosen, ends, strict=True))
+    try:
+        items = _loads(b"[\n" + body[min(chosen):] + b"]", MAX_DEPTH, shallow=shallow)
+    except JSONParseError:
+        return None
+    if not isinstance(items, list) or len(items) != len(chosen) \
+            or not all(isinstance(item, dict) for item in items):
+        return None
     return items
 
 
