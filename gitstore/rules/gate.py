@@ -84,16 +84,19 @@ def shannon_entropy(text: str) -> float:
 
 
 _PLAIN_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
-                              r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})")
+                              r"(?:[Zz]|\+[0-9]{2}:[0-9]{2})")
 
 
 def is_plain_timestamp(text: str) -> bool:
-    """Whether ``text`` is exactly ``YYYY-MM-DDTHH:MM:SS`` with ``Z`` or an offset.
+    """Whether ``text`` is exactly ``YYYY-MM-DDTHH:MM:SS`` with ``Z`` or a ``+``
+    offset.
 
     Such a string holds no phone number ``phonenumbers.PhoneNumberMatcher`` (leniency
     VALID, any region) finds, nor a card number: its only run of more than two digits
     is the date, and a match followed by a Latin letter (the ``T``) is refused; ``:``
-    is no phone punctuation. (With fractional seconds it may hold one: ``20.12345678``
-    is a valid US number, so those are scanned.) ``tests/test_detectors_gate.py``
-    checks this against phonenumbers itself."""
+    is no phone punctuation and ``+`` only leads a number. Others may hold one, so
+    they are scanned: with fractional seconds (``20.12345678`` is a valid US number)
+    or a ``-`` offset (``:80-00:00`` holds ``80-00``, a valid number of Saint Helena,
+    whose numbers have four digits). ``tests/test_detectors_gate.py`` checks this
+    against phonenumbers itself."""
     return _PLAIN_TIMESTAMP.fullmatch(text) is not None
