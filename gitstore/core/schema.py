@@ -25,24 +25,31 @@ Invariants:
 * the schema files are canonical JSON (:func:`gitstore.core.canonical.dumps`), and
   :func:`load` reads the committed files, so what is validated is what is
   published;
+* :func:`validate` first asks :func:`gitstore.core.conform.conforms`, an exact
+  interpreter of these schemas that can only *accept* (True means jsonschema reports
+  nothing; the type, pattern and ``date-time`` rules above are defined there, once,
+  for both); only a document it does not accept, an invalid one say, goes through
+  jsonschema (:func:`validate_full`), so the violations and messages are always
+  jsonschema's;
 * importing this module loads neither jsonschema nor pydantic nor the models
-  (:mod:`gitstore.core.lazy`): the validator class is made on the first
-  :func:`validate`, each document's validator is compiled once per process
-  (:func:`_validator`), and the models are loaded by the first model check or
-  generation, so a command that validates nothing pays for none of it.
+  (:mod:`gitstore.core.lazy`), and validating a valid document loads none of them
+  either: the validator class is made on the first :func:`validate_full` (the first
+  document that is not provably valid), each document's validator is compiled once
+  per process (:func:`_validator`), and the models are loaded by the first model
+  check or generation, so a command that validates only valid documents, or
+  nothing, pays for none of it.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitstore.core import canonical, lazy
+from gitstore.core import canonical, conform, lazy
 from gitstore.core.names import check_document
 from gitstore.core.resources import schemas_dir
 from gitstore.core.timestamps import TIMESTAMP_RANGE, is_timestamp, timestamp_problem
@@ -81,6 +88,7 @@ __all__ = [
     "parse_model",
     "schema_filename",
     "validate",
+    "validate_full",
 ]
 
 SCHEMA_VERSION = "1"
@@ -152,31 +160,16 @@ def load(filename: str) -> dict[str, Any]:
 
 
 def _is_integer(_checker: Any, instance: object) -> bool:
-    return isinstance(instance, int) and not isinstance(instance, bool)
+    return conform.is_integer(instance)
 
 
 def _is_number(_checker: Any, instance: object) -> bool:
-    if isinstance(instance, bool):
-        return False
-    if isinstance(instance, int):
-        try:
-            float(instance)
-        except OverflowError:
-            return False
-        return True
-    return isinstance(instance, float) and math.isfinite(instance)
-
-
-@cache
-def _compile(pattern: str) -> re.Pattern[str]:
-    # ECMA-262 (and the models' Rust engine): '$' is the very end of the input.
-    if pattern.endswith("$") and not pattern.endswith("\\$"):
-        pattern = pattern[:-1] + r"\Z"
-    return re.compile(pattern)
+    return conform.is_number(instance)
 
 
 def _pattern(validator: Any, pattern: str, instance: object, _schema: Any) -> Iterator[SchemaError]:
-    if isinstance(instance, str) and _compile(pattern).search(instance) is None:
+    # ECMA-262 (and the models' Rust engine): '$' is the very end of the input.
+    if isinstance(instance, str) and conform.compile_pattern(pattern).search(instance) is None:
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
@@ -290,7 +283,18 @@ def _sort_key(v: Violation) -> tuple[tuple[tuple[int, int, str], ...], str]:
 
 
 def validate(filename: str, data: Any) -> list[Violation]:
-    """Every schema violation of ``data`` as document ``filename`` (empty: valid)."""
+    """Every schema violation of ``data`` as document ``filename`` (empty: valid).
+
+    Same answer as :func:`validate_full`; a document :mod:`gitstore.core.conform`
+    proves valid is answered without jsonschema."""
+    filename = _document(filename)
+    if conform.conforms(load(filename), data):
+        return []
+    return validate_full(filename, data)
+
+
+def validate_full(filename: str, data: Any) -> list[Violation]:
+    """:func:`validate` by jsonschema alone, always (loading it on the first call)."""
     filename = _document(filename)
     found = {
         Violation(file=filename, pointer=pointer, message=message, hook=HOOK)
