@@ -130,3 +130,33 @@ def test_other_timestamps_are_still_scanned_for_phones() -> None:
     assert not gate.is_plain_timestamp(text)
     policy_phone = [f.kind for f in scan({"t": text}, "conversation.json")]
     assert policy_phone == ["phone"]
+
+
+#: Valid numbers of several regions (Saint Helena's have four digits), to plant in ids.
+PHONES = ("2025550123", "12025550123", "4155552671", "442079460958", "919876543210", "8000",
+          "22155", "4930901820", "61291234567", "0011442079460958")
+hex_ids = st.builds(
+    lambda prefix, parts: f"{prefix}sha256:" + "".join(parts)[:64].ljust(64, "a"),
+    st.sampled_from(["", "turn-", "turn-hmac-"]),
+    st.lists(st.one_of(st.sampled_from(PHONES), st.text(alphabet="0123456789abcdef",
+                                                          min_size=1, max_size=9)),
+             min_size=1, max_size=12))
+
+
+@settings(max_examples=400, deadline=None)
+@given(hex_ids, st.sampled_from(["US", "GB", "DE", "IN", "SH", "AU", "NU", "TK"]))
+def test_a_digest_id_holds_no_phone_or_card(text: str, region: str) -> None:
+    if not gate.is_digest_id(text):   # all digits, or a run of over 20: scanned as any text
+        return
+    assert not list(phonenumbers.PhoneNumberMatcher(text, region,
+                                                    leniency=phonenumbers.Leniency.VALID))
+    assert [f for f in scan({"k": text}, "conversation.json", region=region)
+            if f.category == "pii"] == []
+
+
+def test_digest_ids_the_gate_does_not_vouch_for() -> None:
+    assert gate.is_digest_id("turn-sha256:" + "ab" * 32)
+    assert not gate.is_digest_id("turn-sha256:" + "1" * 64)               # no letter
+    assert not gate.is_digest_id("turn-sha256:" + "1" * 21 + "a" * 43)     # a run over 20
+    assert not gate.is_digest_id("turn-sha256:" + "AB" * 32)               # not lowercase
+    assert not gate.is_digest_id("call 2025550123 sha256:" + "ab" * 32)    # not only the id

@@ -24,8 +24,9 @@ Nothing is skipped: a line the gate lets through is scanned exactly as before, a
 the heuristic filters (which need detect-secrets) run only on a candidate found.
 
 Likewise for phonenumbers (about 20 ms to load): a string that is exactly a timestamp
-without fractional seconds (:func:`is_plain_timestamp`, what every turn holds) has no
-phone number or card number in it, so the scan does not load it for one.
+without fractional seconds (:func:`is_plain_timestamp`, what every turn holds) or a
+digest id (:func:`is_digest_id`, a turn's default idempotency key) has no phone number
+or card number in it, so the scan does not load it for one.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from gitstore.rules import detectordata
 
 __all__ = [
     "ENTROPY_CHARSET", "ENTROPY_LIMIT", "KEYWORD_DENYLIST", "KEYWORD_SECRET",
-    "is_plain_timestamp", "keyword_patterns", "may_hold_plugin_secret", "shannon_entropy",
+    "is_digest_id", "is_plain_timestamp", "keyword_patterns", "may_hold_plugin_secret",
+    "shannon_entropy",
 ]
 
 #: The base64 alphabet (with ``-_`` and ``=``) the entropy measure counts over.
@@ -100,3 +102,22 @@ def is_plain_timestamp(text: str) -> bool:
     whose numbers have four digits). ``tests/test_detectors_gate.py`` checks this
     against phonenumbers itself."""
     return _PLAIN_TIMESTAMP.fullmatch(text) is not None
+
+
+_DIGEST_ID = re.compile(r"(?:[a-z]+-)*sha256:(?=[0-9]*[a-f])[0-9a-f]{64}")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def is_digest_id(text: str) -> bool:
+    """Whether ``text`` is exactly ``[word-...]sha256:`` and 64 lowercase hex digits,
+    at least one a letter and no run of digits longer than 20 (``turn-sha256:...``,
+    ``turn-hmac-sha256:...``: what gitstore makes a turn's idempotency key).
+
+    Such a string holds no phone number ``PhoneNumberMatcher`` (leniency VALID, any
+    region) finds, nor a card number: it has no phone punctuation, so every candidate
+    is one whole run of digits (at most 20, the matcher's block), and each run touches
+    a Latin letter on one side (the ``a`` before ``256``; the hex letters), which the
+    matcher refuses; a card must not touch a letter either. Checked against
+    phonenumbers itself in ``tests/test_detectors_gate.py``."""
+    return _DIGEST_ID.fullmatch(text) is not None and \
+        max(map(len, _DIGITS.findall(text, text.index(":"))), default=0) <= 20
