@@ -40,6 +40,8 @@ MERGED = "refs/gitstore/merged/"
 
 STORE_DIR = ".gitstore"
 """The store's own directory under its root (config, locks, catalog, keys)."""
+KEYS_DIR = "keys"
+"""The key store's directory under :data:`STORE_DIR` (one subdirectory per customer)."""
 
 
 def _describe(name: str) -> str:

@@ -1,12 +1,12 @@
 """The git layer's front door: :class:`Repo`, one repository and its libgit2 handle.
 
-Everything above the git layer speaks in hex object ids, ``bytes`` and the
-plain dataclasses of :mod:`gitstore.core.commits`, through :class:`Repo`.
-:class:`Repo` opens and creates repositories, reads objects and refs, and
-hands each other job to the module that does it: :mod:`~gitstore.git.objects`
-(writing objects), :mod:`~gitstore.git.refs` (compare-and-swap ref updates),
-:mod:`~gitstore.git.packs` (packs, bundles), :mod:`~gitstore.git.integrity`
-(damage and repair). Invariants this layer keeps:
+Everything above the git layer speaks in hex object ids, ``bytes`` and the plain
+dataclasses of :mod:`gitstore.core.commits`, through :class:`Repo`, which opens and
+creates repositories, reads objects and refs, and hands each other job to the module
+that does it: :mod:`~gitstore.git.objects` (writing objects), :mod:`~gitstore.git.refs`
+(compare-and-swap ref updates), :mod:`~gitstore.git.packs` (packs, bundles),
+:mod:`~gitstore.git.integrity` (damage and repair; like the others a read does not
+need, loaded when first used). Invariants this layer keeps:
 
 * objects are written straight into the object database: no work tree, no index;
 * every ref update is a compare-and-swap against the value the caller read
@@ -14,17 +14,14 @@ hands each other job to the module that does it: :mod:`~gitstore.git.objects`
   there first); tag creation fails rather than moving an existing tag;
 * with :func:`enable_fsync` on, libgit2 fsyncs objects and refs before a write
   returns, so an acknowledged write survives a crash of the machine;
-* a repository is created in a temporary directory and renamed into place, so
-  a crash never leaves a half-initialised repository behind; libgit2 creates
-  it with the ``files`` ref format (repositories the git binary creates:
-  :mod:`gitstore.git.binary`);
+* a repository is created in a temporary directory and renamed into place (no crash
+  leaves a half-initialised one), with the ``files`` ref format;
 * libgit2's errors on damaged data surface as :class:`IntegrityError` naming
   the repository and ``gitstore verify``;
-* the refs a caller is given are all sound: :meth:`Repo.refs` and
-  :meth:`Repo.ref_target` raise :class:`IntegrityError` for a ref file libgit2
-  cannot parse (it would silently skip it) or a ref naming an object the
-  database does not hold, so a read never silently omits a version; only
-  ``verify`` and ``repair`` ask for the lenient view (``strict=False``).
+* the refs a caller is given are all sound: :meth:`Repo.refs` and :meth:`Repo.ref_target`
+  raise :class:`IntegrityError` for a ref file libgit2 cannot parse (it would skip it)
+  or a ref naming an object the database does not hold, so a read never silently omits
+  a version; only ``verify`` and ``repair`` ask for the lenient view (``strict=False``).
 """
 
 from __future__ import annotations
@@ -32,34 +29,37 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, BinaryIO, TypeVar
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import pygit2
 
-from gitstore.core import layout, sealed
+from gitstore.core import layout, lazy, sealed
 from gitstore.core.commits import CommitInfo, Identity, TagInfo
 from gitstore.core.names import CONV
-from gitstore.errors import (
-    ConflictError,
-    IntegrityError,
-    NotFoundError,
-    StorageError,
-    UsageError,
-)
-from gitstore.git import binary, integrity, objects, packs, packwrite
+from gitstore.errors import ConflictError, IntegrityError, NotFoundError, StorageError, UsageError
+from gitstore.git import objects
 from gitstore.git import refs as ref_ops
 from gitstore.git.refs import RefConflict
 from gitstore.git.trees import Prepared, Trees
+
+if TYPE_CHECKING:
+    import tempfile
+
+    from gitstore.git import binary, integrity, packs, packwrite
+else:  # not needed to read (gitstore.core.lazy)
+    integrity = lazy.module("gitstore.git.integrity")
+    tempfile = lazy.module("tempfile")
+    binary = lazy.module("gitstore.git.binary")
+    packs = lazy.module("gitstore.git.packs")
+    packwrite = lazy.module("gitstore.git.packwrite")
 
 __all__ = ["RefConflict", "Repo", "enable_fsync", "is_repository", "repository_problem"]
 
 _fsync_enabled = False
 LAYOUT_KEY = "gitstore.layout"
 """The repository's configured layout (see :meth:`Repo.layout_for`)."""
-
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -508,16 +508,14 @@ class Repo:
 
     @_damage_is_integrity_error
     def write_bundle(self, out: IO[bytes]) -> dict[str, str]:
-        """Write a git bundle (format v2) of every ref under ``refs/`` with its
-        whole history, and ``HEAD``, to ``out``; no git binary needed. Returns
-        the refs."""
+        """Write a git bundle (format v2) of every ref under ``refs/`` with its whole
+        history, and ``HEAD``, to ``out``; no git binary needed. Returns the refs."""
         return packs.write_bundle(self._repo, self.path, self.head_ref(), out)
 
     def index_pack(self, pack: BinaryIO) -> int:
-        """Store the pack read from ``pack`` (positioned at ``PACK``; a bundle's
-        pack section) in this repository with its index, checking every object.
-        pygit2 exposes no pack indexer, so this needs git on PATH. Returns the
-        pack's object count."""
+        """Store the pack read from ``pack`` (at ``PACK``: a bundle's pack section) with
+        its index, checking every object (git on PATH: pygit2 has no pack indexer).
+        Returns the pack's object count."""
         return len(packs.pack_ids(binary.index_pack(self.path, pack)))
 
     # -- damage and repair (gitstore.git.integrity) -----------------------------
@@ -534,8 +532,8 @@ class Repo:
         return integrity.broken_refs(self._repo, self.path)
 
     def copy_reachable_from(self, source: Repo, also: Iterable[str] = ()) -> int:
-        """Copy in every object reachable from this repository's refs (and from the
-        ids ``also``) that this database lacks and ``source`` has."""
+        """Copy in every object reachable from the refs (and ``also``) that this
+        database lacks and ``source`` has."""
         return integrity.copy_reachable(self._repo, source._repo, also)
 
     def packed_refs_problems(self) -> list[str]:
@@ -543,8 +541,7 @@ class Repo:
         return integrity.packed_refs_problems(self.path)
 
     def salvage_packed_refs(self, aside: Path) -> int | None:
-        """Set a damaged ``packed-refs`` aside, keeping its valid lines; the refs kept,
-        or None if it was sound."""
+        """Set a damaged ``packed-refs`` aside, keeping its valid lines: refs kept, or None."""
         return integrity.salvage_packed_refs(self.path, aside)
 
     def head_problem(self) -> str | None:

@@ -22,13 +22,19 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pygit2
 
-from gitstore.core import layout, manifest
+from gitstore.core import layout, lazy, manifest
 from gitstore.core.names import CONV, MANIFEST
 from gitstore.errors import IntegrityError, NotFoundError
-from gitstore.git import objects, packwrite
+from gitstore.git import objects
+
+if TYPE_CHECKING:
+    from gitstore.git import packwrite
+else:  # object ids and bytes of what a write adds; reads need none (gitstore.core.lazy)
+    packwrite = lazy.module("gitstore.git.packwrite")
 
 __all__ = ["BLOB_CACHE_BYTES", "TREE_CACHE", "Prepared", "Trees"]
 

@@ -79,10 +79,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gitstore.core import lazy
 from gitstore.errors import GitStoreWarning, StorageError
-from gitstore.store import answers
 from gitstore.store.recorded import (
     FINALIZING_OPS,
     SYNC_BRANCH,
@@ -91,6 +91,11 @@ from gitstore.store.recorded import (
     recorded_refs,
 )
 from gitstore.store.travel import GENESIS, log_id_of, log_ids, record_hash, travelled
+
+if TYPE_CHECKING:
+    from gitstore.store import answers
+else:  # the store's answer log: not needed to record an access (gitstore.core.lazy)
+    answers = lazy.module("gitstore.store.answers")
 
 __all__ = ["ANCHOR_TRAILER", "FINALIZING_OPS", "GENESIS", "HEAD_LOST", "HEAD_NAME", "LOG_NAME",
            "NOT_RECORDED", "SYNC_BRANCH", "SYNC_TAG", "Anchor", "AuditLog", "AuditNotRecorded",

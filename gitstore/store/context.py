@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gitstore.core import lazy, sealed
-from gitstore.core.names import STORE_DIR, check_customer
+from gitstore.core.names import KEYS_DIR, STORE_DIR, check_customer
 from gitstore.core.versions import Scenario, parse_branch_ref
 from gitstore.errors import (
     GitStoreError,
@@ -46,11 +46,9 @@ from gitstore.errors import (
 )
 from gitstore.git import repo as backend
 from gitstore.git.locking import writer_lock
-from gitstore.rules.pipeline import Pipeline, load_hook
 from gitstore.store import audit as audit_mod
 from gitstore.store import config as config_mod
 from gitstore.store.audit import AuditLog
-from gitstore.store.keys import KEYS_DIR, KeyStore, Sealer, master_key
 
 if TYPE_CHECKING:
     import hmac
@@ -59,10 +57,16 @@ if TYPE_CHECKING:
     from gitstore.catalog.index import Index
     from gitstore.core.commits import Identity
     from gitstore.git import signing
+    from gitstore.rules import pipeline as pipeline_mod
     from gitstore.rules import secrets as secrets_mod
+    from gitstore.rules.pipeline import Pipeline
     from gitstore.rules.proposal import Hook
     from gitstore.rules.secrets import Policy
+    from gitstore.store import keys as keys_mod
+    from gitstore.store.keys import KeyStore, Sealer
 else:  # not needed to read (gitstore.core.lazy)
+    pipeline_mod = lazy.module("gitstore.rules.pipeline")
+    keys_mod = lazy.module("gitstore.store.keys")
     hmac = lazy.module("hmac")
     index_mod = lazy.module("gitstore.catalog.index")
     secrets_mod = lazy.module("gitstore.rules.secrets")
@@ -126,8 +130,17 @@ class StoreContext:
             maintenance_bytes=maintenance_bytes)
         if self.config.fsync:
             backend.enable_fsync()
-        self.pipeline = Pipeline([*(load_hook(h) for h in self.config.hooks), *hooks])
+        self._hooks = tuple(hooks)
+        if self.config.hooks or self._hooks:
+            self.pipeline  # noqa: B018  (a configured hook that cannot load fails the open)
         self.clock: Clock = clock or utcnow
+
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        """The checks every write runs: the configured hooks, then those passed in
+        (made when first needed, or at open when there are hooks to load)."""
+        return pipeline_mod.Pipeline([*(pipeline_mod.load_hook(h) for h in self.config.hooks),
+                                      *self._hooks])
 
     @cached_property
     def secrets_policy(self) -> Policy:
@@ -154,8 +167,8 @@ class StoreContext:
         """The store's key store (its master key is read when first needed:
         environment, then config)."""
         cfg = self.config
-        return KeyStore(self.root, lambda: master_key(cfg.master_key_file,
-                                                      cfg.master_key_command))
+        return keys_mod.KeyStore(self.root, lambda: keys_mod.master_key(
+            cfg.master_key_file, cfg.master_key_command))
 
     @cached_property
     def catalog(self) -> Index:
@@ -290,7 +303,7 @@ class CustomerContext:
     @cached_property
     def sealer(self) -> Sealer:
         """Seals and opens this customer's files (used only when it is encrypted)."""
-        return Sealer(self.store.keys, self.name)
+        return keys_mod.Sealer(self.store.keys, self.name)
 
     def reopen(self) -> None:
         """Forget the open repository (it was replaced, moved or removed on disk)."""

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from gitstore.core import canonical, manifest, sealed
-from gitstore.core.names import CONV, MANIFEST, META, STORE_DIR, check_customer
+from gitstore.core.names import CONV, KEYS_DIR, MANIFEST, META, STORE_DIR, check_customer
 from gitstore.core.versions import Version
 from gitstore.errors import KeyUnavailableError, ShreddedError, StorageError, UsageError
 from gitstore.store.masterkey import MASTER_KEY_ENV as MASTER_KEY_ENV
@@ -48,7 +48,6 @@ from gitstore.store.masterkey import new_master_key_file as new_master_key_file
 __all__ = ["KEYS_DIR", "MASTER_KEY_ENV", "KeyStore", "Master", "Sealer", "master_from_file",
            "master_key", "new_master_key_file"]
 
-KEYS_DIR = "keys"
 BACKUPS_FILE = "backups.json"
 BUNDLE_FORMAT = "gitstore-keys-v1"
 OPEN_CACHE = 64
