@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitstore.catalog import journal
 from gitstore.catalog.freshness import fingerprint
@@ -47,11 +46,17 @@ from gitstore.catalog.rows import (
     turns_of,
     version_row,
 )
+from gitstore.core import lazy
 from gitstore.core.commits import CommitInfo, version_of
 from gitstore.core.names import MERGED
 from gitstore.core.versions import Scenario, parse_branch_ref, parse_tag_ref
 from gitstore.errors import GitStoreError
 from gitstore.git.repo import Repo
+
+if TYPE_CHECKING:
+    import subprocess
+else:  # only a parallel build starts workers (gitstore.core.lazy)
+    subprocess = lazy.module("subprocess")
 
 __all__ = ["BATCH", "PARALLEL_FROM", "UNDERIVABLE", "Derived", "Rows", "changed_majors",
            "derive", "read_all", "read_chunk", "read_customer", "worker"]

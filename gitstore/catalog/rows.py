@@ -35,14 +35,21 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gitstore.core import sealed
+from gitstore.core import lazy
 from gitstore.core.commits import ChangeKind, CommitInfo, Trailer
-from gitstore.core.names import JSON_DOCUMENTS
+from gitstore.core.names import JSON_DOCUMENTS, SEALED_PREFIX
 from gitstore.core.time import format_rfc3339, from_timestamp
 from gitstore.core.versions import Version
 from gitstore.errors import UsageError
+
+if TYPE_CHECKING:
+    from gitstore.core import sealed
+else:  # only an encrypted session's documents need it (gitstore.core.lazy)
+    sealed = lazy.module("gitstore.core.sealed")
+
+_TOKEN = SEALED_PREFIX.encode()  # in a document's bytes: it holds sealed values
 
 __all__ = ["ANA", "COLUMNS", "CONV", "CTX", "META", "PURGED_VERSIONS", "RETAINED",
            "SATISFACTION_WEIGHTS", "Docs", "fts_query", "iso", "parse", "retained_version",
@@ -166,7 +173,7 @@ def parse(files: Mapping[str, bytes], given: Mapping[str, Any] | None = None) ->
             continue
         try:
             doc = json.loads(files[name])
-            if sealed.has_tokens(files[name]):  # an encrypted session: index what is clear
+            if _TOKEN in files[name]:  # an encrypted session: index what is clear
                 doc = sealed.blank(doc)
         except (KeyError, ValueError, RecursionError):
             doc = None

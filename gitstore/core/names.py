@@ -42,6 +42,10 @@ STORE_DIR = ".gitstore"
 """The store's own directory under its root (config, locks, catalog, keys)."""
 KEYS_DIR = "keys"
 """The key store's directory under :data:`STORE_DIR` (one subdirectory per customer)."""
+SEALED_TRAILER = "Sealed-Digest"
+"""The trailer of an encrypted customer's commits (:data:`gitstore.core.sealed.TRAILER`)."""
+SEALED_PREFIX = "ENC[AES256_GCM,"
+"""How every sealed value begins (:data:`gitstore.core.sealed.PREFIX`)."""
 
 
 def _describe(name: str) -> str:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gitstore.core import canonical, lazy, manifest
-from gitstore.core.names import ANA, CONV, CTX, META, SOW_DOCUMENT
+from gitstore.core.names import ANA, CONV, CTX, META, SEALED_PREFIX, SEALED_TRAILER, SOW_DOCUMENT
 from gitstore.errors import IntegrityError, Violation
 
 if TYPE_CHECKING:
@@ -50,10 +50,10 @@ __all__ = ["PLANS", "PREFIX", "SEALED_FILES", "TRAILER", "Opener", "Plan", "Seal
            "SessionKey", "blank", "check_stored", "has_tokens", "is_sealed_tree", "is_token",
            "open_doc", "open_file", "seal_doc", "seal_file", "strip"]
 
-TRAILER = "Sealed-Digest"
+TRAILER = SEALED_TRAILER
 """The commit trailer of a sealed tree: the keyed digest (HMAC-SHA256 under the
 session's key) of its plaintext manifest, which proves the content to a key holder."""
-PREFIX = "ENC[AES256_GCM,"
+PREFIX = SEALED_PREFIX
 """How every token starts (a stored string with this prefix is ciphertext)."""
 _PREFIX_B = PREFIX.encode()
 _RAW, _ZLIB = b"\x00", b"\x01"

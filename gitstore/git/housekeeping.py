@@ -48,11 +48,16 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gitstore.core import lazy
 from gitstore.errors import StorageError
-from gitstore.git.packs import loose_objects, pack_ids, pack_indexes
 from gitstore.git.repo import Repo
+
+if TYPE_CHECKING:
+    from gitstore.git import packs
+else:  # only a run of maintenance needs it, not a write counting its bytes (core.lazy)
+    packs = lazy.module("gitstore.git.packs")
 
 STATE_FILE = "gitstore-maintenance"
 MAX_PACKS = 16
@@ -140,14 +145,14 @@ def compact(repo: Repo, path: Path, *, full: bool, prune: bool = False,
     report.temp_removed = clear_temp_files(path)
     if prune:  # reflog entries must not name what pruning deletes (git fsck checks them)
         repo.drop_unreachable_reflog_entries()
-    loose = loose_objects(path)
-    old_packs = pack_indexes(path)
+    loose = packs.loose_objects(path)
+    old_packs = packs.pack_indexes(path)
     rolled = [] if full else packs_to_roll_up(old_packs, _bytes_of(loose.values()))
     if full or loose or len(rolled) > 1:
         report.kind = "full" if full else "incremental"
-        wanted = None if full else sorted(set(loose).union(*(pack_ids(i) for i in rolled)))
+        wanted = None if full else sorted(set(loose).union(*(packs.pack_ids(i) for i in rolled)))
         idx, report.objects_packed = repo.write_pack(wanted)
-        held = pack_ids(idx) if idx is not None else set()
+        held = packs.pack_ids(idx) if idx is not None else set()
         # prune only what is provably unreachable: with refs, a pack must exist
         prune = prune and (idx is not None or not repo.refs())
         for oid, obj in loose.items():
@@ -155,7 +160,7 @@ def compact(repo: Repo, path: Path, *, full: bool, prune: bool = False,
                 _unlink(obj)
                 report.loose_removed += 1
         for old in old_packs if full else rolled:
-            if old != idx and (prune or pack_ids(old) <= held):
+            if old != idx and (prune or packs.pack_ids(old) <= held):
                 for sibling in old.parent.glob(old.stem + ".*"):
                     _unlink(sibling)
                 report.packs_removed += 1

@@ -35,7 +35,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import pygit2
 
-from gitstore.core import layout, lazy, sealed
+from gitstore.core import layout, lazy
 from gitstore.core.commits import CommitInfo, Identity, TagInfo
 from gitstore.core.names import CONV
 from gitstore.errors import ConflictError, IntegrityError, NotFoundError, StorageError, UsageError
@@ -47,6 +47,7 @@ from gitstore.git.trees import Prepared, Trees
 if TYPE_CHECKING:
     import tempfile
 
+    from gitstore.core import sealed
     from gitstore.git import binary, integrity, packs, packwrite
 else:  # not needed to read (gitstore.core.lazy)
     integrity = lazy.module("gitstore.git.integrity")

@@ -32,8 +32,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gitstore.core import lazy, sealed
-from gitstore.core.names import KEYS_DIR, STORE_DIR, check_customer
+from gitstore.core import lazy
+from gitstore.core.names import KEYS_DIR, SEALED_TRAILER, STORE_DIR, check_customer
 from gitstore.core.versions import Scenario, parse_branch_ref
 from gitstore.errors import (
     GitStoreError,
@@ -417,7 +417,7 @@ def _sealed_head(path: Path) -> bool:
         repo = backend.Repo.open(path)
         head = repo.head_ref()
         tip = repo.ref_target(head) if head else None
-        return tip is not None and repo.commit(tip).trailer(sealed.TRAILER) is not None
+        return tip is not None and repo.commit(tip).trailer(SEALED_TRAILER) is not None
     except GitStoreError:
         return False
 

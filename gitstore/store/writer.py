@@ -38,11 +38,11 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from gitstore.core import canonical, manifest, sealed
+from gitstore.core import canonical, manifest
 from gitstore.core.commits import ChangeKind, Identity, Message, Trailer, trailers
 from gitstore.core.documents import offset_minutes
 from gitstore.core.layout import LATEST as LATEST_LAYOUT
-from gitstore.core.names import CONV, MANIFEST, MERGED, META, SOW_DOCUMENT
+from gitstore.core.names import CONV, MANIFEST, MERGED, META, SEALED_TRAILER, SOW_DOCUMENT
 from gitstore.core.schema import SCHEMA_VERSION
 from gitstore.core.versions import Scenario, Version
 from gitstore.errors import (
@@ -358,7 +358,7 @@ class Writer:
                 Trailer.MANIFEST) or manifest.digest(files[MANIFEST]))
         parts = layout == 2
         stored, parsed = files, plan.parsed
-        if repo.codec is None and state is not None and state.info.trailer(sealed.TRAILER):
+        if repo.codec is None and state is not None and state.info.trailer(SEALED_TRAILER):
             raise KeyUnavailableError(f"{self.customer.name} is encrypted (its tip carries a "
                                       "Sealed-Digest) and this store holds none of its keys: "
                                       "run `gitstore keys restore` first; nothing was written")
@@ -369,7 +369,7 @@ class Writer:
                 files, plan.version.major, parsed=plan.parsed, create=state is None, base=base,
                 appended=one[0] if one is not None and len(one) == 1 else None,
                 span=repo.turns_span(state.tip, base[1].get(CONV)) if state and base else None)
-            plan = replace(plan, extra_trailers=(*plan.extra_trailers, (sealed.TRAILER, proof)))
+            plan = replace(plan, extra_trailers=(*plan.extra_trailers, (SEALED_TRAILER, proof)))
         prepared = repo.prepare_session_tree(stored, parts=parts, base=parent,
                                              materialise=plan.finalizing)
         digest = manifest.digest(prepared.manifest)
@@ -423,7 +423,7 @@ class Writer:
                                              materialise=plan.finalizing)
 
         layouts = (repo.layout_for(parent) == 2, repo.layout_for(parent) != 2)
-        source_sealed = m.get(sealed.TRAILER) is not None
+        source_sealed = m.get(SEALED_TRAILER) is not None
         if repo.codec is None and not source_sealed:
             for parts in layouts:
                 found = prepared if parts == layouts[0] else tree(stored, parts)
@@ -431,10 +431,10 @@ class Writer:
                     return text, found
         elif source_sealed or any(manifest.digest(tree(files, p).manifest) == claimed
                                   for p in layouts):
-            proof = dict(plan.extra_trailers).get(sealed.TRAILER)
+            proof = dict(plan.extra_trailers).get(SEALED_TRAILER)
             pairs = [(k, v) for k, v in m.trailers if k not in (
-                sealed.TRAILER, Trailer.MANIFEST, "Replayed-Manifest")]
-            pairs += [*([(sealed.TRAILER, proof)] if proof else []),
+                SEALED_TRAILER, Trailer.MANIFEST, "Replayed-Manifest")]
+            pairs += [*([(SEALED_TRAILER, proof)] if proof else []),
                       ("Replayed-Manifest", claimed),
                       (Trailer.MANIFEST, manifest.digest(prepared.manifest))]
             return Message(m.summary, tuple(pairs), m.body).format(), prepared
