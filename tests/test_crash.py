@@ -60,6 +60,11 @@ def cli(root: Path, *args: str, stdin: bytes | None = None) -> subprocess.Comple
 
 
 def fsck(repo: Path) -> None:
+    # git fsck reads the pack directory unlocked: a repack this test process's own
+    # writes started in the background (it replaces packs) would show as missing
+    # indexes and objects for a moment, as with git's own gc --auto. Killed writers
+    # are dead; wait for this process's runs.
+    Store.wait_for_maintenance()
     proc = subprocess.run(["git", "-C", str(repo), "fsck", "--strict", "--no-dangling"],
                           capture_output=True, check=False)
     out = (proc.stdout + proc.stderr).decode(errors="replace")
