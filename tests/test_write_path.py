@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 
 from gitstore import Store
 from gitstore.errors import InvalidDocumentError, NotFoundError, UsageError
+from gitstore.git import objects
+from gitstore.git.repo import Repo
 
 
 def _turn(i: int, second: int | None = None) -> dict[str, Any]:
@@ -110,3 +112,21 @@ def test_writes_read_back_exactly_as_git_has_them(tmp_path_factory: Any,
     for commit in made:
         read = session.customer.read(commit).document("conversation.json")
         assert read == json.loads(git_conversation(session.customer.path, commit))
+
+
+def test_a_commit_is_read_once_and_the_cache_stays_bounded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The git layer keeps recently read commits (an id names one content, in any
+    repository): a second read is the same object, equal to what git says, and the
+    cache forgets the least recently read beyond its bound."""
+    monkeypatch.setattr(objects, "COMMIT_INFOS", 3)
+    _, session = _new(tmp_path)
+    ids = [session.append_turn(_turn(i)).commit for i in range(1, 6)]
+    repo = Repo.open(tmp_path / "s" / CUSTOMER)
+    first = repo.commit(ids[-1])
+    assert repo.commit(ids[-1]) is first
+    assert Repo.open(tmp_path / "s" / CUSTOMER).commit(ids[-1]) is first
+    assert first.id == ids[-1] and first.trailer("Turn") == "5"
+    for oid in ids[:4]:
+        repo.commit(oid)
+    assert repo.commit(ids[-1]) is not first and repo.commit(ids[-1]) == first

@@ -9,11 +9,17 @@ is the way in from above the git layer. Invariants:
 * a signed commit carries its SSH signature in a ``gpgsig`` header, a signed
   tag after its message, exactly as ``git commit -S`` and ``git tag -s`` write
   them, so plain ``git verify-commit`` / ``git verify-tag`` check them;
-* trailers are read with libgit2's own parser (``Commit.message_trailers``).
+* trailers are read with libgit2's own parser (``Commit.message_trailers``);
+* a commit is read into a :class:`CommitInfo` once per process while it stays among
+  the most recently read (:data:`COMMIT_INFOS`): an id names one content, in every
+  repository, so the cache is never stale (a writer's idempotency look-back and
+  ``log`` walk the same recent commits again and again).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 import pygit2
@@ -42,7 +48,28 @@ def identity(sig: pygit2.Signature | None) -> Identity | None:
     return Identity(sig.name, sig.email)
 
 
+#: How many commits' :class:`CommitInfo` a process keeps (least recently read go first).
+COMMIT_INFOS = 1024
+_infos: OrderedDict[pygit2.Oid, CommitInfo] = OrderedDict()
+_infos_lock = threading.Lock()
+
+
 def commit_info(obj: pygit2.Commit) -> CommitInfo:
+    key = obj.id
+    with _infos_lock:
+        found = _infos.get(key)
+        if found is not None:
+            _infos.move_to_end(key)
+            return found
+    info = _commit_info(obj)
+    with _infos_lock:
+        _infos[key] = info
+        while len(_infos) > COMMIT_INFOS:
+            _infos.popitem(last=False)
+    return info
+
+
+def _commit_info(obj: pygit2.Commit) -> CommitInfo:
     return CommitInfo(
         id=str(obj.id), tree_id=str(obj.tree_id),
         parents=tuple(str(p) for p in obj.parent_ids),
