@@ -10,6 +10,7 @@ every plugin reports nothing in. Fake credentials are assembled at run time.
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ import phonenumbers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitstore.rules import detectors, gate
+from gitstore.rules import detectordata, detectors, gate, hints
 from gitstore.rules.detectors import (
     AuthorizationDetector,
     ConnectionStringDetector,
@@ -35,7 +36,9 @@ SLACK = "xoxb-" + "123456789012-1234567890123-abcdefghijABCDEFGHIJklmn"
 PEM = "-----BEGIN RSA " + "PRIVATE KEY-----"
 BASIC = "Authorization: Basic " + base64.b64encode(b"admin:" + b"hunter2").decode()
 CONN = "postgres://app:" + "s3cr3tPassw0rd" + "@db.internal:5432/app"
-KNOWN = (AWS_ID, GITHUB, JWT, STRIPE, SLACK, PEM, BASIC, CONN)
+CLOUDANT = "https://acct:" + "0123456789abcdef" * 4 + "@acct.cloudant.com"   # "cl" hint
+IBM = "ibm_cloud_iam_key = " + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5bC7dE9fG"    # inside longer
+KNOWN = (AWS_ID, GITHUB, JWT, STRIPE, SLACK, PEM, BASIC, CONN, CLOUDANT, IBM)
 
 #: Pieces that come near what the plugins look for, so the law meets real near-misses.
 PIECES = ("AKIA", "ghp_", "glpat-", "eyJ", ".", "://", ":", "@", "-----BEGIN", "PRIVATE KEY",
@@ -82,7 +85,9 @@ def test_the_entropy_is_detect_secrets_own_to_the_bit(text: str) -> None:
 
 def test_the_gate_lets_every_known_credential_through() -> None:
     for secret in KNOWN:
-        assert gate.may_hold_plugin_secret(f"here it is: {secret} ok"), secret
+        line = f"here it is: {secret} ok"
+        assert gate.may_hold_plugin_secret(line), secret
+        assert any(list(p.analyze_string(line)) for _, p in plugins()), secret
     assert not gate.may_hold_plugin_secret("We deploy three web servers behind a balancer.")
 
 
@@ -160,3 +165,55 @@ def test_digest_ids_the_gate_does_not_vouch_for() -> None:
     assert not gate.is_digest_id("turn-sha256:" + "1" * 21 + "a" * 43)     # a run over 20
     assert not gate.is_digest_id("turn-sha256:" + "AB" * 32)               # not lowercase
     assert not gate.is_digest_id("call 2025550123 sha256:" + "ab" * 32)    # not only the id
+
+
+# ------------------------------------------------------------------ hints: what every match holds
+
+@settings(max_examples=300, deadline=None)
+@given(lines)
+def test_every_match_of_a_plugin_pattern_holds_one_of_its_hints(line: str) -> None:
+    if not line.isascii():
+        return
+    for pattern, flags, found in detectordata.PLUGIN_PATTERNS:
+        m = re.compile(pattern, flags).search(line)
+        if m is not None and found is not None:
+            text = m.group().lower() if flags & re.IGNORECASE else m.group()
+            assert any(h in text for h in found), (pattern, line)
+
+
+def test_required_hints_of_small_patterns() -> None:
+    assert hints.required("abc") == ("abc",)
+    assert hints.required("x?abc") == ("abc",)
+    assert hints.required("ABC", re.IGNORECASE) == ("abc",)
+    assert hints.required("(?i)ABC") == ("abc",)
+    assert hints.required("(?i:abc)de") == ("de",)     # a scoped case flag proves nothing
+    assert hints.required("[ab]cd") == ("cd",)
+    assert hints.required("(?=abc)d") == ("d",)          # a lookahead is not consumed
+    assert hints.required("(?:ab|cd)(?:e|fg)") == ("ab", "cd")
+    assert hints.required("(?:ab|c?)") is None           # a branch that needs nothing
+    assert hints.required("a*") is None and hints.required("(?:xy){0,3}") is None
+    assert hints.required("(?:xy){2,3}") == ("xy",)
+    assert hints.required("é+") is None                  # only ASCII hints are kept
+    assert hints.required(r"(a)b\1") == ("a",)
+
+
+atoms = st.sampled_from(["a", "b", "ab", "ba", "[ab]", ".", "\\d", "x"])
+regexes = st.recursive(
+    atoms,
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map("".join),
+        st.tuples(inner, inner).map(lambda t: f"(?:{t[0]}|{t[1]})"),
+        inner.map(lambda r: f"(?:{r})?"), inner.map(lambda r: f"(?:{r})+"),
+        inner.map(lambda r: f"(?:{r}){{2,3}}"), inner.map(lambda r: f"(?=x)(?:{r})")),
+    max_leaves=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(regexes, st.text(alphabet="abxAB1", max_size=12), st.booleans())
+def test_a_match_holds_one_of_the_hints(pattern: str, text: str, icase: bool) -> None:
+    flags = re.IGNORECASE if icase else 0
+    found = hints.required(pattern, flags)
+    m = re.search(pattern, text, flags)
+    if m is not None and found is not None:
+        got = m.group().lower() if icase else m.group()
+        assert any(h in got for h in found), (pattern, text, found)

@@ -45,6 +45,7 @@ from detect_secrets.plugins import keyword
 from detect_secrets.plugins.base import BasePlugin, RegexBasedDetector
 from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
 
+from gitstore.rules import hints
 from gitstore.rules.kinds import PLUGIN_KINDS
 
 __all__ = [
@@ -183,8 +184,9 @@ def gate_source() -> str:
     regex_based = [plugin for _, plugin in plugins() if isinstance(plugin, RegexBasedDetector)]
     if len(regex_based) != len(plugins()):  # the gate would not know what such a plugin finds
         raise TypeError("a credential plugin is not regex-based: the gate cannot rule it out")
-    plugin_patterns = sorted({(p.pattern, p.flags) for plugin in regex_based
-                              for p in plugin.denylist})
+    plugin_patterns = [(pattern, flags, hints.required(pattern, flags)) for pattern, flags in
+                       sorted({(p.pattern, p.flags) for plugin in regex_based
+                               for p in plugin.denylist})]
     keyword = [(p.pattern, p.flags, group) for p, group in KEYWORD_PATTERNS.items()]
 
     def block(name: str, kind: str, doc: str, items: list[Any]) -> str:
@@ -196,7 +198,7 @@ def gate_source() -> str:
         f'"""Generated from detect-secrets {_version()} by ``python -m '
         'gitstore.rules.detectors --write``.\n\n'
         "Do not edit. What the first look of a secrets scan (:mod:`gitstore.rules.gate`)\n"
-        "needs from detect-secrets, as literals; ``tests/test_detectors_contract.py`` fails\n"
+        "needs from detect-secrets, as literals; ``tests/test_detectors_gate.py`` fails\n"
         'when this file and the installed detect-secrets disagree.\n"""\n\n'
         f"DETECT_SECRETS_VERSION = {_version()!r}\n"
         f"ENTROPY_CHARSET = {ENTROPY_CHARSET!r}\n"
@@ -206,8 +208,9 @@ def gate_source() -> str:
                 list(KEYWORD_DENYLIST)) + "\n"
         + block("KEYWORD_PATTERNS", "tuple[tuple[str, int, int], ...]",
                 "(pattern, flags, group of the value) of each keyword pattern.", keyword) + "\n"
-        + block("PLUGIN_PATTERNS", "tuple[tuple[str, int], ...]",
-                "(pattern, flags) of every regex a credential plugin matches with.",
+        + block("PLUGIN_PATTERNS", "tuple[tuple[str, int, tuple[str, ...] | None], ...]",
+                "(pattern, flags, hints) of every regex a credential plugin matches with: "
+                "every match holds one of the hints (gitstore.rules.hints.required).",
                 plugin_patterns))
 
 

@@ -14,7 +14,8 @@ detect-secrets):
 * :func:`may_hold_plugin_secret` is False only when no plugin of
   :func:`gitstore.rules.detectors.plugins` can report anything in the line: every
   plugin reports only matches of its ``denylist`` regexes (some keep fewer), and
-  :data:`~gitstore.rules.detectordata.PLUGIN_PATTERNS` is every one of them;
+  :data:`~gitstore.rules.detectordata.PLUGIN_PATTERNS` is every one of them, each
+  with hints every match holds (so an ASCII line without them skips the pattern);
 * :func:`shannon_entropy` is detect-secrets' own measure over
   :data:`ENTROPY_CHARSET`, to the last bit;
 * the keyword data (:data:`KEYWORD_DENYLIST`, :func:`keyword_patterns`,
@@ -34,6 +35,7 @@ from __future__ import annotations
 import math
 import re
 from functools import cache
+from typing import NamedTuple
 
 from gitstore.rules import detectordata
 
@@ -54,13 +56,61 @@ KEYWORD_SECRET: str = detectordata.KEYWORD_SECRET
 
 
 @cache
-def _plugin_patterns() -> tuple[re.Pattern[str], ...]:
-    return tuple(re.compile(pattern, flags) for pattern, flags in detectordata.PLUGIN_PATTERNS)
+def _plugin_pattern(i: int) -> re.Pattern[str]:
+    pattern, flags, _ = detectordata.PLUGIN_PATTERNS[i]
+    return re.compile(pattern, flags)
+
+
+class _Hints(NamedTuple):
+    """Which patterns an ASCII line can meet: one finder per case mode, reporting at
+    every position the longest hint that starts there (a shorter one starting there
+    is its prefix), and the patterns each hint belongs to."""
+
+    exact: re.Pattern[str] | None
+    folded: re.Pattern[str] | None
+    covers: dict[tuple[bool, str], frozenset[int]]  # (folded?, hint) -> the patterns
+    always: frozenset[int]                          # of a hint within it; without hints
+
+
+@cache
+def _hints() -> _Hints:
+    owners: dict[tuple[bool, str], list[int]] = {}
+    always = []
+    for i, (_, flags, hints) in enumerate(detectordata.PLUGIN_PATTERNS):
+        for h in hints or ():
+            owners.setdefault((bool(flags & re.IGNORECASE), h), []).append(i)
+        if hints is None:
+            always.append(i)
+
+    def finder(folded: bool) -> re.Pattern[str] | None:
+        words = sorted({h for f, h in owners if f == folded}, key=len, reverse=True)
+        return re.compile("(?=(" + "|".join(map(re.escape, words)) + "))") if words else None
+
+    covers = {(f, m): frozenset(i for (g, h), found in owners.items() if g == f and h in m
+                                for i in found) for f, m in owners}
+    return _Hints(finder(False), finder(True), covers, frozenset(always))
+
+
+def _candidates(line: str) -> set[int]:
+    """The patterns an ASCII ``line`` holds a hint of (and those without hints)."""
+    table = _hints()
+    found = set(table.always)
+    for folded, finder, text in ((False, table.exact, line), (True, table.folded, line.lower())):
+        if finder is not None:
+            for m in {m.group(1) for m in finder.finditer(text)}:
+                found |= table.covers[folded, m]
+    return found
 
 
 def may_hold_plugin_secret(line: str) -> bool:
-    """Whether any credential plugin's regex matches ``line`` (False: none can report)."""
-    return any(p.search(line) is not None for p in _plugin_patterns())
+    """Whether any credential plugin's regex matches ``line`` (False: none can report).
+
+    In an ASCII line only the patterns one of whose hints occur are compiled and run
+    (:mod:`gitstore.rules.hints`: every match holds one); any other line meets every
+    pattern."""
+    indices = sorted(_candidates(line)) if line.isascii() else \
+        range(len(detectordata.PLUGIN_PATTERNS))
+    return any(_plugin_pattern(i).search(line) is not None for i in indices)
 
 
 @cache
