@@ -8,7 +8,7 @@ regexes detect-secrets would match with, kept as literals in the generated
 first and loads :mod:`gitstore.rules.detectors` (and detect-secrets) only for a line
 that one of them matches.
 
-Invariants (``tests/test_detectors_contract.py`` checks each against the installed
+Invariants (``tests/test_detectors_gate.py`` checks each against the installed
 detect-secrets):
 
 * :func:`may_hold_plugin_secret` is False only when no plugin of
@@ -25,9 +25,9 @@ Nothing is skipped: a line the gate lets through is scanned exactly as before, a
 the heuristic filters (which need detect-secrets) run only on a candidate found.
 
 Likewise for phonenumbers (about 20 ms to load): a string that is exactly a timestamp
-without fractional seconds (:func:`is_plain_timestamp`, what every turn holds) or a
-digest id (:func:`is_digest_id`, a turn's default idempotency key) has no phone number
-or card number in it, so the scan does not load it for one.
+with ``Z`` or a ``+`` offset and no fractional seconds (:func:`is_plain_timestamp`, what
+every turn holds) or a digest id (:func:`is_digest_id`, a turn's default idempotency
+key) has no phone number or card number in it, so the scan does not load it for one.
 """
 
 from __future__ import annotations
