@@ -71,6 +71,9 @@ def _run_killed(script: str, *args: str, rng: random.Random) -> bool:
 
 
 def _fsck(repo: Path) -> None:
+    # what this test process's writes started in the background (repack, pack-refs)
+    # must be done first: git fsck and the health check read the repository unlocked
+    Store.wait_for_maintenance()
     proc = subprocess.run(["git", "-C", str(repo), "fsck", "--strict", "--no-dangling"],
                           capture_output=True, check=False)
     assert proc.returncode == 0, (proc.stdout + proc.stderr).decode()
@@ -113,6 +116,7 @@ def test_retention_apply_killed_at_random(aged: Path, tmp_path: Path) -> None:
         _fsck(repo)
         assert git(repo, "tag", "-l") == ""
         assert git(repo, "rev-parse", "v2").strip() == keep
+        Store.wait_for_maintenance()
         assert health.check_customer(Store(root).customer(CUSTOMER)).problems == []
 
 
