@@ -4,8 +4,9 @@ Not a timing test (speed targets live in ``bench/``): each case runs the real co
 in a fresh interpreter and checks ``sys.modules`` when it is done. ``--help`` and
 ``--version`` load no heavy library at all; the read commands load none of the
 validation, rendering and scanning libraries (jsonschema, pydantic, jinja2,
-detect-secrets, phonenumbers), ``render`` only jinja2; and a write still loads what
-its pipeline needs and refuses what it always refused. The deferred imports that make
+detect-secrets, phonenumbers), ``render`` only jinja2; a clean write loads none of
+them either, and a write whose data needs one loads it and refuses what it always
+refused. The deferred imports that make
 this so (:mod:`gitstore.core.lazy`) are checked statically too: each is paired with a
 ``TYPE_CHECKING`` import of the same module, so the layer rules still see it.
 """
@@ -35,10 +36,15 @@ HEAVY_MODULES = ("gitstore.core.models", "gitstore.core.templating", "gitstore.r
 #: imports it at load, and the index commands need it anyway), nor what only merges use.
 NOT_FOR_READS = (*HEAVY[:5], *HEAVY_MODULES, "gitstore.store.merges", "gitstore.core.merge")
 #: Nor do the reads the benchmark times (``bench/cases/cli.py``) sign anything, generate
-#: secrets, load the writer's side of the store, the index or the secrets scanner.
+#: secrets, load the writer's side of the store, the index, the secrets scanner, the
+#: pipeline, the key store, the sealing module, the answer log, or the git layer's pack
+#: writer, packs, repair checks and git-binary wrapper.
 NOT_FOR_TIMED_READS = (*NOT_FOR_READS, "gitstore.git.signing", "secrets",
                        "gitstore.store.session", "gitstore.store.writer",
-                       "gitstore.catalog.index", "gitstore.rules.secrets", "sqlite3")
+                       "gitstore.catalog.index", "gitstore.rules.secrets", "sqlite3",
+                       "gitstore.rules.pipeline", "gitstore.store.keys", "gitstore.core.sealed",
+                       "gitstore.store.answers", "gitstore.git.packwrite", "gitstore.git.packs",
+                       "gitstore.git.integrity", "gitstore.git.binary", "subprocess")
 
 PROBE = """\
 import json, sys
@@ -149,6 +155,24 @@ def test_a_write_in_a_fresh_process_still_runs_every_check(tmp_path: Path) -> No
     assert code == 4 and "turn_id" in err, err
     assert "jsonschema" in modules
     assert git(path / "customer-write", "rev-list", "--count", "v1").strip() == "1"
+
+
+def test_a_clean_turn_in_a_fresh_process_loads_no_check_library(tmp_path: Path) -> None:
+    """A valid turn with nothing to find is checked whole without jsonschema (the schema
+    interpreter accepts it), detect-secrets (no line holds what a plugin matches) or
+    phonenumbers (its digits are a plain timestamp and a digest id); it is stored."""
+    path = tmp_path / "sessions"
+    store = Store.init(path, clock=Clock())
+    store.customer("customer-clean").new_session(session_id="orchestrator-session-clean",
+                                                 created="2025-01-15T09:00:00Z")
+    turn = json.loads((ROOT / "examples" / "session" / "turns" / "turn-01.json").read_text())
+    (tmp_path / "clean.json").write_text(json.dumps(turn), encoding="utf-8")
+    code, modules, err = _run(tmp_path, "--root", str(path), "turn", "customer-clean",
+                              str(tmp_path / "clean.json"))
+    assert code == 0, err
+    assert not _loaded(modules, ("jsonschema", "detect_secrets", "phonenumbers")), \
+        _loaded(modules, ("jsonschema", "detect_secrets", "phonenumbers"))
+    assert git(path / "customer-clean", "rev-list", "--count", "v1").strip() == "2"
 
 
 def test_a_policy_with_the_default_region_loads_no_phonenumbers(tmp_path: Path) -> None:
