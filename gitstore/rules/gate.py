@@ -64,12 +64,13 @@ def _plugin_pattern(i: int) -> re.Pattern[str]:
 class _Hints(NamedTuple):
     """Which patterns an ASCII line can meet: one finder per case mode, reporting at
     every position the longest hint that starts there (a shorter one starting there
-    is its prefix), and the patterns each hint belongs to."""
+    is its prefix); for each hint so reported, the patterns of every hint within it
+    (``covers``, keyed by ``(folded, hint)``); and the patterns without hints."""
 
     exact: re.Pattern[str] | None
     folded: re.Pattern[str] | None
-    covers: dict[tuple[bool, str], frozenset[int]]  # (folded?, hint) -> the patterns
-    always: frozenset[int]                          # of a hint within it; without hints
+    covers: dict[tuple[bool, str], frozenset[int]]
+    always: frozenset[int]
 
 
 @cache
