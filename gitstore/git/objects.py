@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import pygit2
 
@@ -78,6 +78,45 @@ def _commit_info(obj: pygit2.Commit) -> CommitInfo:
         time=obj.commit_time, offset=obj.commit_time_offset, message=obj.message,
         trailers=read_trailers(obj.message_trailers),
         author_time=obj.author.time, author_offset=obj.author.offset)
+
+
+#: How many commits one handle's :class:`Chains` keeps.
+CHAIN_COMMITS = 1024
+
+
+class Chains:
+    """The first-parent chains one repository handle walked. A commit it read
+    once is not read again while it stays among the newest :data:`CHAIN_COMMITS`,
+    so a writer looking back after its own last write reads one commit. Kept per
+    handle, not per process: a new handle reads from disk again, and so finds a
+    commit that went missing since."""
+
+    def __init__(self) -> None:
+        self._seen: OrderedDict[str, CommitInfo] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_parents(self, repo: pygit2.Repository, start: str,
+                      damaged: Callable[[str], Exception]) -> Iterator[CommitInfo]:
+        """``start`` and its first-parent ancestors, newest first, lazily;
+        ``damaged(what)`` is raised for a missing or unreadable commit."""
+        at: str | None = start
+        while at is not None:
+            with self._lock:
+                info = self._seen.get(at)
+            if info is None:
+                try:
+                    obj = repo.get(pygit2.Oid(hex=at))
+                except pygit2.GitError as exc:
+                    raise damaged(f"commit {at} cannot be read: {exc}") from None
+                if not isinstance(obj, pygit2.Commit):
+                    raise damaged(f"commit {at} is missing")
+                info = commit_info(obj)
+                with self._lock:
+                    self._seen[at] = info
+                    if len(self._seen) > CHAIN_COMMITS:
+                        self._seen.popitem(last=False)
+            yield info
+            at = info.parents[0] if info.parents else None
 
 
 def tag_info(obj: pygit2.Tag, name: str) -> TagInfo:

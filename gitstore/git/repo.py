@@ -56,7 +56,7 @@ else:  # not needed to read (gitstore.core.lazy)
     packs = lazy.module("gitstore.git.packs")
     packwrite = lazy.module("gitstore.git.packwrite")
 
-__all__ = ["RefConflict", "Repo", "enable_fsync", "is_repository", "repository_problem"]
+__all__ = ["RefConflict", "Repo", "enable_fsync", "is_repository"]
 
 _fsync_enabled = False
 LAYOUT_KEY = "gitstore.layout"
@@ -98,6 +98,7 @@ class Repo:
         self._repo = repo
         self.path = path
         self._trees = Trees(repo, path)
+        self._chains = objects.Chains()
         self.codec: sealed.Opener | None = None
 
     # -- lifecycle -------------------------------------------------------
@@ -338,6 +339,11 @@ class Repo:
             raise IntegrityError(f"repository {self.path.name} is damaged: {exc}; run "
                                  f"`gitstore verify {self.path.name}`") from None
 
+    def first_parents(self, start: str) -> Iterator[CommitInfo]:
+        """``start`` and its first-parent ancestors, newest first, lazily
+        (:class:`objects.Chains`: a commit this handle read is not read again)."""
+        return self._chains.first_parents(self._repo, start, self._damaged)
+
     def _walk(self, start: str, hide: list[str], first_parent: bool) -> Iterator[CommitInfo]:
         # a first-parent chain is already in order: unsorted, the walk yields its
         # first commit at once instead of loading the whole history to sort it
@@ -488,10 +494,8 @@ class Repo:
     # -- packs and bundles (gitstore.git.packs) ---------------------------------
     def write_pack(self, oids: list[str] | None) -> tuple[Path | None, int]:
         """Write one pack (with deltas) of ``oids``, or of everything reachable
-        from any ref when None; returns its index path and object count.
-
-        The pack and its index are complete on disk (fsynced with fsync on)
-        before this returns; nothing is removed here."""
+        from any ref when None; returns its index path and object count. Both files
+        are on disk (fsynced with fsync on) before this returns; nothing is removed."""
         return packs.write_pack(self._repo, self.path, oids)
 
     def compress_refs(self) -> None:
@@ -590,9 +594,3 @@ class Repo:
 
 def is_repository(path: Path) -> bool:
     return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
-
-
-def repository_problem(path: Path) -> str | None:
-    """Why the directory ``path`` is not a usable repository (None if it looks like one):
-    empty, a plain directory, or ``HEAD``, ``objects/`` or ``refs/`` missing."""
-    return integrity.repository_problem(path)

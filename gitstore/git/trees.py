@@ -13,7 +13,12 @@ Invariants:
   content is recognised by identity and never hashed again;
 * the logical files of a tree are the same whether they were decoded from git
   or remembered when the tree was written: the stored manifest, the conversation
-  assembled, parts left out only when sound.
+  assembled, parts left out only when sound;
+* a prepared tree lists every object its commit needs that the base commit's
+  tree does not reach, without asking the object database (libgit2 rescans the
+  pack directory on every miss, and a new write's objects are nearly all
+  misses). An object the database already holds elsewhere may so be written
+  again: git reads it from any pack, and maintenance keeps one copy.
 """
 
 from __future__ import annotations
@@ -50,13 +55,16 @@ Logical = tuple[dict[str, bytes], layout.Split | None]
 class Prepared:
     """A session tree computed in memory (see :meth:`Trees.prepare`): its id, its
     stored manifest, the objects to write (kind, content), every blob's bytes by
-    id, and its logical files when its conversation is stored in parts."""
+    id, its logical files when its conversation is stored in parts, and the ids
+    it needs no object written for (the base commit's tree reaches them, or
+    this write already has it)."""
 
     tree: str
     manifest: bytes
     objects: list[tuple[int, bytes]] = field(default_factory=list)
     blobs: dict[str, bytes] = field(default_factory=dict)
     logical: Logical | None = None
+    held: set[str] = field(default_factory=set)
 
 
 class Trees:
@@ -164,6 +172,8 @@ class Trees:
             files = {**files, MANIFEST: manifest.build(files)}
             stored = dict(files)
         out = Prepared("", stored.get(MANIFEST, b""))
+        if base is not None:
+            self._held_by(base, out.held)
         top = {n: self._prepared_blob(d, out) for n, d in stored.items()
                if not layout.is_part(n)}
         dirs = {}
@@ -193,7 +203,7 @@ class Trees:
         oid = packwrite.object_id(packwrite.BLOB, data)
         if oid not in out.blobs:
             out.blobs[oid] = data
-            if not self._repo.odb.exists(oid):
+            if oid not in out.held:
                 out.objects.append((packwrite.BLOB, data))
         return oid
 
@@ -201,9 +211,23 @@ class Trees:
                        dirs: Mapping[str, str] | None = None) -> str:
         data = packwrite.tree_bytes(files, dirs)
         oid = packwrite.object_id(packwrite.TREE, data)
-        if not self._repo.odb.exists(oid):
+        if oid not in out.held:
+            out.held.add(oid)
             out.objects.append((packwrite.TREE, data))
         return oid
+
+    @staticmethod
+    def _held_by(tree: pygit2.Tree, held: set[str]) -> None:
+        """Add the ids of ``tree`` and of every entry in it, its conversation's
+        directory and turns included: objects the base commit already reaches."""
+        held.add(str(tree.id))
+        for entry in tree:
+            held.add(str(entry.id))
+            if entry.name == layout.CONV_DIR and isinstance(entry, pygit2.Tree):
+                for sub in entry:
+                    held.add(str(sub.id))
+                    if sub.name == "turns" and isinstance(sub, pygit2.Tree):
+                        held.update(str(e.id) for e in sub)
 
     # -- blobs -----------------------------------------------------------------
     def blob(self, oid: pygit2.Oid) -> bytes:

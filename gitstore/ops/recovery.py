@@ -50,7 +50,8 @@ from gitstore.errors import (
     UsageError,
 )
 from gitstore.git import binary
-from gitstore.git.repo import Repo, repository_problem
+from gitstore.git.integrity import repository_problem
+from gitstore.git.repo import Repo
 from gitstore.ops.verify import check_customer
 from gitstore.store import config as config_mod
 from gitstore.store.audit import recorded_refs

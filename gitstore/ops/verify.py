@@ -52,8 +52,8 @@ from gitstore.core.names import CONV_PARTS, MANIFEST, MERGED, STORE_DIR
 from gitstore.core.names import check_customer as check_name
 from gitstore.core.versions import Scenario, Version, parse_branch_ref, parse_tag_ref
 from gitstore.errors import GitStoreError, InvalidDocumentError, KeyUnavailableError, ShreddedError
+from gitstore.git import integrity, signing
 from gitstore.git import repo as backend
-from gitstore.git import signing
 from gitstore.rules.proposal import Proposal
 from gitstore.store.audit import ANCHOR_TRAILER, Recorded, recorded_refs
 from gitstore.store.context import NAME_KEY_FILE
@@ -114,7 +114,7 @@ def stray_directories(store: Store) -> list[Report]:
             check_name(entry.name)
         except GitStoreError:
             continue
-        problem = backend.repository_problem(Path(entry.path))
+        problem = integrity.repository_problem(Path(entry.path))
         if problem is not None:
             reports.append(Report(entry.name, [_not_a_repository(entry.name, problem)]))
     return reports
@@ -135,7 +135,7 @@ def _guarded(problems: list[str], where: str, check: Callable[[], object]) -> No
 
 
 def _checks(customer: Customer, report: Report) -> None:
-    problem = backend.repository_problem(customer.path)
+    problem = integrity.repository_problem(customer.path)
     if problem is not None and customer.path.is_dir() and not customer.path.is_symlink():
         report.problems.append(_not_a_repository(customer.name, problem))
         return

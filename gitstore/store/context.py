@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from gitstore.catalog import index as index_mod
     from gitstore.catalog.index import Index
     from gitstore.core.commits import Identity
-    from gitstore.git import signing
+    from gitstore.git import integrity, signing
     from gitstore.rules import pipeline as pipeline_mod
     from gitstore.rules import secrets as secrets_mod
     from gitstore.rules.pipeline import Pipeline
@@ -71,6 +71,7 @@ else:  # not needed to read (gitstore.core.lazy)
     index_mod = lazy.module("gitstore.catalog.index")
     secrets_mod = lazy.module("gitstore.rules.secrets")
     signing = lazy.module("gitstore.git.signing")
+    integrity = lazy.module("gitstore.git.integrity")
 
 Clock = Callable[[], datetime]
 
@@ -314,7 +315,7 @@ class CustomerContext:
         when its directory is there but is no longer a repository: damage)."""
         if not self.exists:
             damage = None if self.path.is_symlink() or not self.path.is_dir() \
-                else backend.repository_problem(self.path)
+                else integrity.repository_problem(self.path)
             if damage is not None:
                 raise IntegrityError(f"customer {self.name}: its directory {damage}; run "
                                      f"`gitstore verify {self.name}`")

@@ -526,7 +526,7 @@ class Writer:
         window = by.idempotency_window if by is not None else None
         moment = by.time if by is not None else None
         scan = IDEMPOTENCY_SCAN if window is None else RETRY_SCAN
-        for n, info in enumerate(repo.walk(tip, first_parent=True)):
+        for n, info in enumerate(repo.first_parents(tip)):
             if n >= scan:
                 break
             if window is not None and moment is not None:
