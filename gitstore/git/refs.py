@@ -8,9 +8,9 @@ is the way in from above the git layer. Invariants:
   and nothing changes, so two writers never both win;
 * with libgit2's strict object creation (its default) a ref never names an
   object the database does not hold;
-* libgit2 writes the reflog entry with the update (branches and ``HEAD``: see
-  ``core.logAllRefUpdates`` in :meth:`gitstore.git.repo.Repo.create`), and
-  deletes a ref's reflog with the ref;
+* where the repository keeps reflogs (``core.logAllRefUpdates``; repositories
+  :meth:`gitstore.git.repo.Repo.create` makes do not), libgit2 writes the entry
+  with the update and deletes a ref's reflog with the ref;
 * an update that fails while the ref still has the value the caller read was
   not lost to another writer: it is damage (an unreadable ``HEAD``, a garbage
   ``packed-refs``) and raises :class:`IntegrityError` at once, so a writer never

@@ -140,9 +140,9 @@ class Repo:
         try:
             repo = pygit2.init_repository(str(tmp), bare=True)
             cfg = repo.config
-            # reflogs for branches and HEAD only: git's reflog expiry (run by
-            # git gc) expects commits, and version tags point at tag objects
-            cfg["core.logAllRefUpdates"] = True
+            # no reflog (git's default for a bare repository): the commit chain
+            # is the ref history (fast-forward only), and a reflog costs a write
+            # four fsyncs; git config core.logAllRefUpdates true turns it on
             cfg["receive.denyNonFastForwards"] = True
             cfg["receive.denyDeletes"] = True
             cfg["gc.auto"] = 0
