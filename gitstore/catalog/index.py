@@ -61,6 +61,8 @@ from gitstore.errors import NotFoundError, UsageError
 if TYPE_CHECKING:
     import sqlite3
 
+    from gitstore.git.repo import Repo
+
 __all__ = ["DEFAULT_ACTIVE_TIMEOUT", "SORT_FIELDS", "CustomerView", "Index", "Progress",
            "StoreView", "fts_query", "satisfaction", "version_row"]
 
@@ -170,8 +172,9 @@ class Index:
 
     def record(self, customer_name: str, scenario: str | Scenario, tip_commit: str,
                files: dict[str, bytes], parsed: Mapping[str, Any] | None = None,
-               unchanged_turns: int = 0) -> bool:
-        """The writer's fast path: index the commit a write just made, from its files.
+               unchanged_turns: int = 0, repo: Repo | None = None) -> bool:
+        """The writer's fast path: index the commit a write just made, from its files
+        (and through ``repo``, the writer's own handle of the repository, if given).
 
         Call after the branch (and tag) update, under the customer's writer lock.
         One transaction: the scenario's tip row (and its new tag's row), only the
@@ -181,7 +184,7 @@ class Index:
         holds that parent as the scenario's tip). Never raises for index trouble:
         returns False, and the next :meth:`refresh` catches up."""
         return self._sync.record(customer_name, scenario, tip_commit, files, parsed,
-                                 unchanged_turns)
+                                 unchanged_turns, repo)
 
     def _known(self, customer: str | CustomerView) -> str:
         """The repository name of ``customer``: an api_key as a caller names it, or

@@ -241,14 +241,14 @@ class Sync:
 
     def record(self, customer_name: str, scenario: str | Scenario, tip_commit: str,
                files: Mapping[str, bytes], parsed: Mapping[str, Any] | None = None,
-               unchanged_turns: int = 0) -> bool:
+               unchanged_turns: int = 0, repo: Repo | None = None) -> bool:
         """Index the commit a write just made, from its files (see ``Index.record``)."""
         try:
             cust = self.store.customer_named(customer_name)
             scen = scenario if isinstance(scenario, Scenario) else Scenario.parse(str(scenario))
             if not cust.exists:
                 return False
-            repo = self._open(cust.name)
+            repo = repo or self._open(cust.name)
             tags = repo.refs(f"refs/tags/v{scen.major}.")
             info = repo.commit(tip_commit)
             known = (tip_commit, info, files)

@@ -101,7 +101,8 @@ class StagingIndex(Index):
     brings the index up to date), while the session-id check still sees the store."""
 
     def record(self, customer_name: str, scenario: str | Scenario, tip_commit: str,
-               files: dict[str, bytes], parsed: Any = None, unchanged_turns: int = 0) -> bool:
+               files: dict[str, bytes], parsed: Any = None, unchanged_turns: int = 0,
+               repo: Any = None) -> bool:
         return True
 
 

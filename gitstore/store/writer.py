@@ -488,7 +488,8 @@ class Writer:
             kept = 1 << 62 if CONV not in plan.changed else \
                 min(plan.changed_turns, default=0) if plan.changed_turns is not None else 0
             if customer.catalogued and not self.store.catalog.record(
-                    customer.name, plan.version.scenario, commit, files, parsed, kept):
+                    customer.name, plan.version.scenario, commit, files, parsed, kept,
+                    customer.repo):
                 warnings.append("the index was not updated (the next query catches up, or "
                                 "`gitstore reindex`)")
         except (GitStoreError, OSError) as exc:  # Index.record catches SQLite's own
