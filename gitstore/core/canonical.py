@@ -16,14 +16,21 @@ Invariants:
   ``conversation.json``), a number must be a finite double (``1e400`` is refused, not turned into
   infinity) and an integer has at most :data:`MAX_INT_DIGITS` digits; ``dumps``
   refuses the same values. Every refusal is a one-line :class:`JSONParseError`,
-  never ``RecursionError``, ``OverflowError`` or a bare ``ValueError``.
+  never ``RecursionError``, ``OverflowError`` or a bare ``ValueError``;
+* ``loads_cached`` returns what ``loads`` would, a new value every call: it
+  keeps a bounded, process-wide copy of what it parsed (never an error), so a
+  version read again, by the web viewer, the MCP server or a diff, is not parsed
+  again.
 """
 
 from __future__ import annotations
 
 import json
+import marshal
 import math
 import re
+import threading
+from collections import OrderedDict
 from typing import Any
 
 MAX_DEPTH = 128
@@ -134,6 +141,51 @@ def _loads(data: bytes | str, max_depth: int, *, shallow: bool) -> Any:
         raise
     except ValueError as exc:  # the int/float conversions of a hostile number
         raise JSONParseError(str(exc).splitlines()[0][:120]) from None
+
+
+#: The most bytes :func:`loads_cached` keeps: documents and their parsed values.
+PARSED_CACHE_BYTES = 48 * 2**20
+#: Documents smaller than this are parsed again, not looked up.
+PARSED_CACHE_MIN = 16 * 1024
+
+_parsed: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
+_parsed_bytes = 0
+_parsed_lock = threading.Lock()
+
+
+def loads_cached(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
+    """:func:`loads`, remembered: the same bytes parsed again (another read of
+    the same version, in this process) come back from a compact copy of the
+    checked value, several times faster than parsing, and every call returns a
+    new value the caller may change. Errors are never remembered. At most
+    :data:`PARSED_CACHE_BYTES` are kept, least recently used go first."""
+    global _parsed_bytes
+    if len(data) < PARSED_CACHE_MIN:
+        return loads(data, max_depth=max_depth)
+    key = (data, max_depth)
+    with _parsed_lock:
+        kept = _parsed.get(key)
+        if kept is not None:
+            _parsed.move_to_end(key)
+    if kept is not None:
+        return marshal.loads(kept)
+    value = loads(data, max_depth=max_depth)
+    kept = marshal.dumps(value)
+    size = len(data) + len(kept)
+    with _parsed_lock:
+        if key not in _parsed and size <= PARSED_CACHE_BYTES // 4:
+            _parsed[key] = kept
+            _parsed_bytes += size
+            while _parsed_bytes > PARSED_CACHE_BYTES:
+                (old, _), dropped = _parsed.popitem(last=False)
+                _parsed_bytes -= len(old) + len(dropped)
+    return value
+
+
+def parsed_cache_info() -> tuple[int, int]:
+    """How many documents :func:`loads_cached` keeps, and their bytes (both forms)."""
+    with _parsed_lock:
+        return len(_parsed), _parsed_bytes
 
 
 def loads_stored(data: bytes) -> Any:

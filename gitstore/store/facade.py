@@ -330,7 +330,7 @@ class Store(StoreContext):
         docs: dict[str, Any] = {}
         for doc in DOCUMENTS:
             if doc in snap.files:
-                docs[doc] = canonical.loads(snap.files[doc]) if doc in JSON_DOCUMENTS \
+                docs[doc] = canonical.loads_cached(snap.files[doc]) if doc in JSON_DOCUMENTS \
                     else snap.files[doc].decode("utf-8")
         conv = docs.get(CONV)
         every = conv.get("conversation_turns") if isinstance(conv, dict) else None

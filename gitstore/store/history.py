@@ -89,7 +89,7 @@ class Snapshot:
 
     def document(self, name: str) -> Any:
         name = document_name(name, allow_sow=False)
-        return canonical.loads(self.raw(name))
+        return canonical.loads_cached(self.raw(name))
 
     def model(self, name: str) -> BaseModel:
         name = document_name(name, allow_sow=False)
@@ -97,7 +97,8 @@ class Snapshot:
 
     def documents(self) -> dict[str, Any]:
         """Every JSON document present, parsed."""
-        return {n: canonical.loads(self.files[n]) for n in JSON_DOCUMENTS if n in self.files}
+        return {n: canonical.loads_cached(self.files[n]) for n in JSON_DOCUMENTS
+                if n in self.files}
 
     @property
     def session_id(self) -> str | None:
