@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 import subprocess
@@ -205,6 +206,26 @@ def test_tail_items_agrees_with_loads(doc: dict[str, Any], items: list[dict[str,
     data = canonical.dumps(doc)
     tail = canonical.tail_items(data, "conversation_turns", n)
     assert tail is None or same(tail, items[-n:] if n else [])
+
+
+@pytest.mark.parametrize("deep_at", [0, 1, 2])
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_tail_items_refuses_a_chosen_turn_nested_too_deep(deep_at: int, n: int) -> None:
+    """Each chosen turn's nesting is bounded by its own brackets: a turn nested
+    past the bound is refused when it is among the chosen, and costs nothing when
+    it is not (git could hold such a file: plain git does not check depth)."""
+    deep: Any = 0
+    for _ in range(canonical.MAX_DEPTH + 2):
+        deep = [deep]
+    turns: list[Any] = [{"n": i, "v": [i, {"w": i}]} for i in range(3)]
+    turns[deep_at] = {"n": deep_at, "v": deep}
+    data = (json.dumps({"conversation_turns": turns}, indent=2, sort_keys=True)
+            + "\n").encode()
+    tail = canonical.tail_items(data, "conversation_turns", n)
+    if deep_at >= 3 - n:
+        assert tail is None
+    else:
+        assert tail == turns[-n:]
 
 
 # --------------------------------------------------------------------------- trailers

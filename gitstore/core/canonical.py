@@ -258,9 +258,10 @@ def tail_items(data: bytes, key: str, n: int,
         return []
     # The chosen elements as one array, parsed once. Its nesting is 1 + the deepest
     # element's, and no element nests deeper than it has opening brackets.
-    ends = [*chosen[1:], len(body)]
+    starts = chosen[::-1]
+    ends = [*starts[1:], len(body)]
     shallow = all(body.count(b"[", a, b) + body.count(b"{", a, b) < MAX_DEPTH
-                  for a, b in zip(chosen, ends, strict=True))
+                  for a, b in zip(starts, ends, strict=True))
     try:
         items = _loads(b"[\n" + body[min(chosen):] + b"]", MAX_DEPTH, shallow=shallow)
     except JSONParseError:
