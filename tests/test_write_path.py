@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CUSTOMER, Clock, git_conversation
+from conftest import CUSTOMER, Clock, git, git_conversation
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gitstore import Store
+from gitstore.core import layout
 from gitstore.errors import InvalidDocumentError, NotFoundError, UsageError
-from gitstore.git import objects
+from gitstore.git import objects, packwrite
 from gitstore.git.repo import Repo
 
 
@@ -130,3 +131,52 @@ def test_a_commit_is_read_once_and_the_cache_stays_bounded(
     for oid in ids[:4]:
         repo.commit(oid)
     assert repo.commit(ids[-1]) is not first and repo.commit(ids[-1]) == first
+
+
+def test_an_append_hashes_what_it_changed_not_the_whole_conversation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long conversation's unchanged chunks are known by identity from write to
+    write: an append hashes its last chunk, the head and the small documents, so
+    what it hashes does not grow with the session (chunks that filled up and were
+    cut again once were hashed on every later append)."""
+    _, session = _new(tmp_path)
+    big = "x" * 300
+    n = layout.CHUNK * 4 + 3
+    session.put("conversation.json", {
+        "session_id": session.session_id,
+        "conversation_turns": [{**_turn(i, i), "turn_id": i, "note": big}
+                               for i in range(1, n + 1)]})
+    hashed: list[int] = []
+    real = packwrite.object_id
+
+    def counting(kind: int, data: bytes) -> str:
+        hashed.append(len(data))
+        return real(kind, data)
+
+    monkeypatch.setattr(packwrite, "object_id", counting)
+    per_append: dict[int, int] = {}
+    for i in range(n + 1, n + layout.CHUNK + 8):  # a chunk fills up, the next begins
+        hashed.clear()
+        session.append_turn({**_turn(i, i), "note": big})
+        per_append[i] = sum(hashed)
+    first = next(i for i in per_append if i % layout.CHUNK == 1)  # alone in a new chunk
+    # the last chunk is all that grows: 3 turns in it cost far less than 62 did
+    assert per_append[first + 2] < per_append[first - 2] / 2, per_append
+    assert per_append[first + 6] < per_append[first - 2] / 2, per_append
+    assert _git_turns(session, "refs/heads/v1")[-1]["turn_id"] == n + layout.CHUNK + 7
+
+
+def test_the_look_back_reads_each_commit_once_per_handle(
+        tmp_path: Path) -> None:
+    """Repo.first_parents follows first parents newest first, equal to git's
+    own list; a handle reads a commit once (the damage matrix shows a new
+    handle reading from disk again)."""
+    _, session = _new(tmp_path)
+    ids = [session.append_turn(_turn(i)).commit for i in range(1, 6)]
+    path = tmp_path / "s" / CUSTOMER
+    repo = Repo.open(path)
+    chain = [c.id for c in repo.first_parents(ids[-1])]
+    assert chain == git(path, "rev-list", "--first-parent", ids[-1]).split()
+    again = list(repo.first_parents(ids[-1]))
+    assert [c.id for c in again] == chain
+    assert all(a is b for a, b in zip(again, repo.first_parents(ids[-1]), strict=True))

@@ -10,7 +10,9 @@ Invariants:
   (at most :data:`TREE_CACHE` trees);
 * every read of a blob hands out the same ``bytes`` object, and a ``bytes``
   object read or written here is remembered with its blob id, so unchanged
-  content is recognised by identity and never hashed again;
+  content is recognised by identity and never hashed again; a blob a write
+  uses again counts as used, so the chunks of a long conversation stay known
+  however much new content passes through the cache;
 * the logical files of a tree are the same whether they were decoded from git
   or remembered when the tree was written: the stored manifest, the conversation
   assembled, parts left out only when sound;
@@ -199,6 +201,8 @@ class Trees:
     def _prepared_blob(self, data: bytes, out: Prepared) -> str:
         known = self._oid_of.get(id(data))
         if known is not None and known[0] is data:
+            if known[1] in self._blobs:  # in use: the last to be evicted
+                self._blobs.move_to_end(known[1])
             return known[1]
         oid = packwrite.object_id(packwrite.BLOB, data)
         if oid not in out.blobs:
@@ -257,7 +261,15 @@ class Trees:
         return oid
 
     def _remember(self, oid: str, data: bytes) -> None:
-        if oid in self._blobs or len(data) > BLOB_CACHE_BYTES // 4:
+        held = self._blobs.get(oid)
+        if held is not None:  # the object in use now is the one to know
+            self._blobs.move_to_end(oid)
+            if held is not data:
+                self._oid_of.pop(id(held), None)
+                self._blobs[oid] = data
+                self._oid_of[id(data)] = (data, oid)
+            return
+        if len(data) > BLOB_CACHE_BYTES // 4:
             return
         self._blobs[oid] = data
         self._oid_of[id(data)] = (data, oid)
