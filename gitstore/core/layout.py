@@ -119,7 +119,7 @@ def split(conv: bytes, base: tuple[bytes, Split] | None = None) -> Split | None:
         old, old_split = base
         keep = old_split.ends[-2]  # all but the last chunk, which an append changes
         if conv[body_start + keep:body_start + keep + 3] == b",\n " and conv.startswith(
-                old[old_split.body:old_split.body + keep], body_start):
+                memoryview(old)[old_split.body:old_split.body + keep], body_start):
             chunks, ends = list(old_split.chunks[:-1]), list(old_split.ends[:-1])
             offset = body_start + keep + 2
             # the turns array still closes where the earlier one's did, counted from
