@@ -18,8 +18,17 @@ import pytest
 from conftest import CUSTOMER, EXAMPLES, Clock, git, load_example
 
 from gitstore import Store
-from gitstore.git.housekeeping import MAX_PACKS, WRITES_PER_RUN, repo_bytes
+from gitstore.git import housekeeping
+from gitstore.git.housekeeping import (
+    MAX_PACKS,
+    RUN_OBJECTS,
+    WRITES_PER_RUN,
+    packs_to_roll_up,
+    repo_bytes,
+)
+from gitstore.git.repo import Repo
 from gitstore.ops.maintenance import maintain
+from gitstore.store import upkeep
 
 WORDS = ("collector", "gateway", "lambda", "cloudwatch", "role", "permission", "metric",
          "alarm", "trace", "deploy", "stage", "api", "log", "group", "subscription", "filter",
@@ -180,6 +189,7 @@ _MAINTAIN_LOOP = """
 import sys
 from gitstore import Store
 from gitstore.ops.maintenance import maintain
+from gitstore.store import upkeep
 store = Store(sys.argv[1])
 c = store.customer(sys.argv[2])
 while True:
@@ -253,3 +263,91 @@ def test_cli_maintain_reports_and_verify_stays_clean(finalized: Any) -> None:
 def _examples_present() -> None:
     assert (EXAMPLES / "session" / "turns").is_dir()
     assert load_example("session", "conversation.json")
+
+
+# -- which packs a run merges, and what it leaves counted ------------------------------
+
+def _fake_packs(tmp_path: Path, counts: list[int]) -> list[Path]:
+    """Pack indexes (version 2) that say they list ``counts`` objects: all that
+    :func:`packs_to_roll_up` reads of them (the fan-out table's last entry)."""
+    out = []
+    for n, count in enumerate(counts):
+        idx = tmp_path / f"pack-{n:040x}.idx"
+        fanout = b"".join(min(count, k * count // 255).to_bytes(4, "big") for k in range(256))
+        idx.write_bytes(b"\377tOc\0\0\0\2" + fanout)
+        idx.with_suffix(".pack").write_bytes(b"PACK")
+        out.append(idx)
+    return out
+
+
+@pytest.mark.parametrize(("counts", "loose", "rolled"), [
+    # the writes since the last run are merged, the history left alone
+    ([5000] + [7] * 30, 0, [7] * 30),
+    # the history is merged again once as much was written after it
+    ([300] + [7] * 30, 0, [300] + [7] * 30),
+    # a geometric progression stays as it is; loose objects go into the run's pack
+    ([1, 4, 16, 64, 256], 0, []),
+    ([1, 4, 16, 64, 256], 10, [1, 4, 16]),
+    # a run stops at the smallest packs within its budget (at least two)
+    ([500] * 20, 0, [500] * 8),
+    ([9000, 9000, 9000], 0, [9000, 9000]),
+    # an unreadable index counts as empty: merged first
+    ([0, 7, 7], 0, [0, 7, 7]),
+])
+def test_packs_to_roll_up_is_geometric_by_objects(tmp_path: Path, counts: list[int], loose: int,
+                                                  rolled: list[int]) -> None:
+    assert RUN_OBJECTS == 4096
+    indexes = _fake_packs(tmp_path, counts)
+    got = packs_to_roll_up(indexes, loose)
+    assert sorted(counts[indexes.index(i)] for i in got) == sorted(rolled)
+
+
+def test_more_than_max_packs_left_merges_them_all(tmp_path: Path) -> None:
+    progression = [3 ** k for k in range(MAX_PACKS + 1)]  # each 2x what is below it
+    indexes = _fake_packs(tmp_path, progression)
+    assert packs_to_roll_up(indexes, 0) == indexes
+    assert packs_to_roll_up(indexes[:MAX_PACKS - 1], 0) == []
+
+
+def test_writes_made_during_a_run_stay_counted(tmp_path: Path, monkeypatch: Any) -> None:
+    """A run takes off the counter what it found there when it began; writes that
+    land while it packs are left for the next run, so a stream of writes during
+    a long run makes the next one due at once."""
+    store = Store.init(tmp_path / "s", clock=Clock(), maintenance_bytes=0)
+    session = _grow(store, 3)
+    path = session.customer.path
+    for _ in range(5):
+        assert not housekeeping.count_write(path, 100, 1 << 30)
+    assert (path / housekeeping.STATE_FILE).read_text().split() == ["500", "5"]
+    real = Repo.write_pack
+
+    def writers_meanwhile(self: Any, oids: Any) -> Any:
+        for _ in range(WRITES_PER_RUN + 1):
+            housekeeping.count_write(path, 10, 1 << 30)
+        return real(self, oids)
+
+    monkeypatch.setattr(Repo, "write_pack", writers_meanwhile)
+    housekeeping.compact(Repo.open(path), path, full=True, refs=False)
+    left = (path / housekeeping.STATE_FILE).read_text().split()
+    assert left == [str(10 * (WRITES_PER_RUN + 1)), str(WRITES_PER_RUN + 1)]
+    assert housekeeping.count_write(path, 10, 1 << 30)  # due again: the next write starts it
+
+
+def test_a_run_skips_packing_refs_rather_than_wait_for_busy_writers(tmp_path: Path) -> None:
+    """The run packs objects outside the writer lock, then waits only briefly for
+    it to pack refs: a writer holding it does not hold the run up."""
+    store = Store.init(tmp_path / "s", clock=Clock(), maintenance_bytes=0)
+    session = _grow(store, 3)
+    customer = session.customer
+    with customer.locked():
+        started = time.monotonic()
+        thread = upkeep.start(customer)
+        assert thread is not None
+        thread.join(60)
+        assert not thread.is_alive()
+        assert time.monotonic() - started < 30
+    details = [r.get("detail") or "" for r in store.customer(CUSTOMER).audit_log.records()
+               if r["op"] == "maintain"]
+    assert details and "refs left loose" in details[-1]
+    assert len(_packs(customer.path)) == 1
+    git(customer.path, "fsck", "--strict")

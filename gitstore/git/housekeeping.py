@@ -21,10 +21,11 @@ size ``git gc --aggressive`` reaches. The caller keeps the audit record
   fsck`` stays clean;
 * an incremental run packs the loose objects together with the small packs
   a geometric progression calls for (:func:`packs_to_roll_up`: each pack left
-  at least twice the size of everything smaller), so a run costs about what was
-  written since the last one, packs stay logarithmic in number and no write ever
-  waits for a repack of the whole history; ``full`` repacks everything
-  reachable into one;
+  holds at least twice the objects of everything smaller), so a run costs about what was
+  written since the last one (amortised: a pack is merged again only once as
+  much has been written after it), packs stay logarithmic in number and no
+  write ever waits for a repack of the whole history; ``full`` repacks
+  everything reachable into one;
 * a run without ``refs`` or ``prune`` touches no ref, no lock file and no
   directory a writer may be about to use, so it may run beside writers, outside
   their lock (objects a writer adds meanwhile are
@@ -61,6 +62,10 @@ else:  # only a run of maintenance needs it, not a write counting its bytes (cor
 
 STATE_FILE = "gitstore-maintenance"
 MAX_PACKS = 16
+RUN_OBJECTS = 4096
+"""The most objects an incremental run merges, unless two packs already hold
+more: a run that merges everything takes seconds, and every write meanwhile
+adds a pack (:func:`packs_to_roll_up`)."""
 WRITES_PER_RUN = 32
 """Automatic maintenance is due after this many writes at the latest."""
 TEMP_MAX_AGE = 3600.0
@@ -108,38 +113,54 @@ def repo_bytes(path: Path) -> int:
     return total
 
 
-def packs_to_roll_up(indexes: list[Path], loose_bytes: int) -> list[Path]:
-    """The packs an incremental run merges with the loose objects: smallest
-    first, each as long as it is at most twice the bytes gathered so far (git's
-    ``repack --geometric=2``); all of them once :data:`MAX_PACKS` would be
-    exceeded otherwise."""
-    sized = []
-    for idx in indexes:
-        try:
-            sized.append((idx.with_suffix(".pack").stat().st_size, idx))
-        except OSError:
-            continue
-    sized.sort()
-    gathered, rolled = max(loose_bytes, 1), []
-    for size, idx in sized:
-        if size > 2 * gathered:
-            break
-        gathered += size
-        rolled.append(idx)
-    if len(sized) - len(rolled) + 1 > MAX_PACKS:
-        return [idx for _, idx in sized]
-    return rolled
+def packs_to_roll_up(indexes: list[Path], loose_objects: int) -> list[Path]:
+    """The packs an incremental run merges with the loose objects (git's
+    ``repack --geometric=2``, by object count, so compression does not skew it):
+    from the largest down, a pack of at least twice the objects of everything
+    smaller (the loose objects included) stays, and the first that is not goes,
+    with everything smaller. So a run merges about what was written since the
+    last, and the packs left grow geometrically (few: logarithmic in the
+    history). A merge beyond :data:`RUN_OBJECTS` stops at the smallest packs
+    within it (the rest wait: packs then grow by that much at a time); all of
+    them once :data:`MAX_PACKS` would be exceeded otherwise."""
+    counted = sorted((_objects_in(idx), idx) for idx in indexes if idx.exists())
+    smaller = [loose_objects]  # smaller[k]: the loose objects and the packs before k
+    for count, _ in counted:
+        smaller.append(smaller[-1] + count)
+    keep = len(counted)
+    while keep > 0 and counted[keep - 1][0] >= 2 * smaller[keep - 1]:
+        keep -= 1
+    if len(counted) - keep + 1 > MAX_PACKS:
+        return [idx for _, idx in counted]
+    if keep > 2 and smaller[keep] > RUN_OBJECTS:  # a long run: writers' packs pile up
+        keep = max(2, next(k for k in range(keep + 1) if smaller[k] > RUN_OBJECTS) - 1)
+    return [idx for _, idx in counted[:keep]]
+
+
+def _objects_in(idx: Path) -> int:
+    """How many objects a pack index (version 2) lists: the last entry of its
+    fan-out table. An index that cannot be read counts as empty (merged first)."""
+    try:
+        with idx.open("rb") as f:
+            head = f.read(8 + 256 * 4)
+    except OSError:
+        return 0
+    if len(head) < 8 + 256 * 4 or head[:8] != b"\377tOc\0\0\0\2":
+        return 0
+    return int.from_bytes(head[-4:], "big")
 
 
 def compact(repo: Repo, path: Path, *, full: bool, prune: bool = False,
             refs: bool = True) -> MaintenanceReport:
     """Pack, remove packed loose objects, pack refs (with ``refs``), clear
-    stale temp files; reset the write counter. Call with the customer's writer
+    stale temp files; take what the write counter held when the run began off
+    it (what writers add meanwhile is left for the next run). Call with the customer's writer
     lock held, except for a run without ``refs`` or ``prune`` (see above).
 
     ``prune`` (implies ``full``) also deletes every object that no ref reaches:
     the step that makes purged data unrecoverable (retention)."""
     start = time.monotonic()
+    counted = _load_count(path)  # what this run covers; writes made meanwhile stay counted
     full = full or prune
     report = MaintenanceReport(path.name, "none", bytes_before=repo_bytes(path))
     report.temp_removed = clear_temp_files(path)
@@ -147,7 +168,7 @@ def compact(repo: Repo, path: Path, *, full: bool, prune: bool = False,
         repo.drop_unreachable_reflog_entries()
     loose = packs.loose_objects(path)
     old_packs = packs.pack_indexes(path)
-    rolled = [] if full else packs_to_roll_up(old_packs, _bytes_of(loose.values()))
+    rolled = [] if full else packs_to_roll_up(old_packs, len(loose))
     if full or loose or len(rolled) > 1:
         report.kind = "full" if full else "incremental"
         wanted = None if full else sorted(set(loose).union(*(packs.pack_ids(i) for i in rolled)))
@@ -169,7 +190,8 @@ def compact(repo: Repo, path: Path, *, full: bool, prune: bool = False,
     if refs:
         repo.compress_refs()
         remove_empty_fanouts(path)
-    _save_count(path, 0)
+    pending, writes = _load_count(path)
+    _save_count(path, max(0, pending - counted[0]), max(0, writes - counted[1]))
     report.bytes_after = repo_bytes(path)
     report.seconds = time.monotonic() - start
     return report
@@ -183,12 +205,6 @@ def remove_empty_fanouts(path: Path) -> None:
             fanout.rmdir()
 
 
-def _bytes_of(paths: Any) -> int:
-    total = 0
-    for p in paths:
-        with contextlib.suppress(OSError):
-            total += p.stat().st_size
-    return total
 
 
 def count_write(path: Path, nbytes: int, limit: int) -> bool:
@@ -196,16 +212,15 @@ def count_write(path: Path, nbytes: int, limit: int) -> bool:
     the bytes since the last :func:`compact` reach ``limit``, or the writes reach
     :data:`WRITES_PER_RUN` (each gitstore write adds a small pack: see
     :mod:`gitstore.git.packwrite`), so maintenance is due (:func:`compact`
-    resets the count). A ``limit`` of 0 or less turns counting off. Call with the
-    customer's writer lock held."""
+    takes what it covered off the count; until then every write finds it due).
+    A ``limit`` of 0 or less turns counting off. Call with the customer's writer
+    lock held."""
     if limit <= 0:
         return False
     pending, writes = _load_count(path)
     pending, writes = pending + nbytes, writes + 1
-    if pending < limit and writes < WRITES_PER_RUN:
-        _save_count(path, pending, writes)
-        return False
-    return True
+    _save_count(path, pending, writes)
+    return pending >= limit or writes >= WRITES_PER_RUN
 
 
 def _load_count(path: Path) -> tuple[int, int]:
