@@ -392,11 +392,12 @@ def apply(store: Store, customers: Iterable[str] | None = None,
         customer = store.customer_named(name)
         config = store.config
         with writer_lock(store.lock_dir, customer.name, config.lock_timeout):
+            if customer.exists:  # a run killed mid-purge may have left one (run it again)
+                customer.repo.clear_stale_locks()
             items = [i for i in plan_customer(customer, policy, store.now()) if i.goes]
             if not items:
                 continue
             repo = customer.repo
-            repo.clear_stale_locks()
             for item in items:
                 if item.action == "shred":  # the key goes; the history stays
                     encryption.shred_locked(store, customer.name, Scenario.parse(item.target))
