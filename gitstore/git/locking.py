@@ -46,7 +46,7 @@ def writer_lock(lock_dir: Path, customer: str, timeout: float,
     """Hold the customer's writer lock for the duration of the block.
 
     Waits up to ``timeout`` seconds (polling with exponential backoff capped at
-    4 ms, so a waiting writer takes over soon after the holder is done), then
+    1 ms, so a waiting writer takes over soon after the holder is done), then
     raises :class:`ConflictError`. ``on_wait(customer)`` is called once if the
     lock is still held by another writer after :data:`WAIT_NOTICE` seconds.
     """
@@ -76,7 +76,7 @@ def writer_lock(lock_dir: Path, customer: str, timeout: float,
                 notice = None
                 on_wait(customer)
             time.sleep(delay)
-            delay = min(delay * 2, 0.004)  # short: hand-offs between writers stay quick
+            delay = min(delay * 2, 0.001)  # short: hand-offs between writers stay quick
         try:
             yield
         finally:
