@@ -221,8 +221,10 @@ class Gitstore(System):
 
     def close(self) -> None:
         # what a writer process leaves on disk: one that exits waits for its
-        # background maintenance (upkeep's threads are not daemons)
+        # background maintenance (upkeep's threads are not daemons) and closes
+        # its index connection (SQLite checkpoints its log then, as the peers')
         self.store.wait_for_maintenance()
+        self.store.catalog.close()
 
 
 class _AsyncSystem(System):
