@@ -125,6 +125,33 @@ def test_no_marker_is_anywhere_under_an_encrypted_root(encrypted: Any, tmp_path:
     assert found_markers(store.root) == set()
 
 
+def test_the_index_catching_up_on_a_missed_write_learns_no_clear_text(
+        tmp_path: Path, master: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer records each write in the index; when one was missed (SQLite
+    busy, say), the next write's record reads the missed version from git too.
+    It must read it sealed, as a rebuild does: the index holds only clear fields."""
+    from gitstore.catalog import sync as sync_mod
+
+    store = make_store(tmp_path / "enc", encrypt=True)
+    session = record(store)
+    real = sync_mod.Sync.record
+    missed = {"on": True}
+
+    def busy_once(self: Any, *args: Any, **kwargs: Any) -> bool:
+        return False if missed["on"] else real(self, *args, **kwargs)
+
+    monkeypatch.setattr(sync_mod.Sync, "record", busy_once)
+    session.finalize(message="plan agreed")  # the index misses this version
+    missed["on"] = False
+    session.follow_up()
+    session.append_turn({"timestamp": "2025-01-15T12:00:00Z",
+                         "user_input": {"query": "follow-up"},
+                         "agent_response": {"orchestrator_response": "sure"}})
+    versions = {r[2] for r in store.catalog.dump()["versions"]}
+    assert {"v1.0.0", "v1.1.0"} <= versions, versions  # the missed version is indexed
+    assert found_markers(store.root / ".gitstore") == set()
+
+
 def test_the_same_grep_finds_every_marker_in_a_plaintext_store(tmp_path: Path) -> None:
     store = make_store(tmp_path / "plain", encrypt=False)
     record(store).finalize()

@@ -174,7 +174,9 @@ class Index:
                files: dict[str, bytes], parsed: Mapping[str, Any] | None = None,
                unchanged_turns: int = 0, repo: Repo | None = None) -> bool:
         """The writer's fast path: index the commit a write just made, from its files
-        (and through ``repo``, the writer's own handle of the repository, if given).
+        (and through ``repo``, the writer's own handle of the repository, if given:
+        never one that opens sealed files, or the rows of another commit it reads
+        would hold their clear text).
 
         Call after the branch (and tag) update, under the customer's writer lock.
         One transaction: the scenario's tip row (and its new tag's row), only the

@@ -489,7 +489,7 @@ class Writer:
                 min(plan.changed_turns, default=0) if plan.changed_turns is not None else 0
             if customer.catalogued and not self.store.catalog.record(
                     customer.name, plan.version.scenario, commit, files, parsed, kept,
-                    customer.repo):
+                    customer.repo if customer.repo.codec is None else None):
                 warnings.append("the index was not updated (the next query catches up, or "
                                 "`gitstore reindex`)")
         except (GitStoreError, OSError) as exc:  # Index.record catches SQLite's own
