@@ -291,8 +291,10 @@ def _fake_packs(tmp_path: Path, counts: list[int]) -> list[Path]:
     # a run stops at the smallest packs within its budget (at least two)
     ([500] * 20, 0, [500] * 8),
     ([9000, 9000, 9000], 0, [9000, 9000]),
-    # an unreadable index counts as empty: merged first
+    # an empty pack goes first
     ([0, 7, 7], 0, [0, 7, 7]),
+    # never more than MAX_PACKS left, even when the run's budget is spent
+    ([4096] * (MAX_PACKS + 4), 0, [4096] * 5),
 ])
 def test_packs_to_roll_up_is_geometric_by_objects(tmp_path: Path, counts: list[int], loose: int,
                                                   rolled: list[int]) -> None:
@@ -302,10 +304,16 @@ def test_packs_to_roll_up_is_geometric_by_objects(tmp_path: Path, counts: list[i
     assert sorted(counts[indexes.index(i)] for i in got) == sorted(rolled)
 
 
-def test_more_than_max_packs_left_merges_them_all(tmp_path: Path) -> None:
+def test_a_pack_whose_index_cannot_be_read_is_left_alone(tmp_path: Path) -> None:
+    indexes = _fake_packs(tmp_path, [7, 7, 7])
+    indexes[0].write_bytes(b"not an index")
+    assert sorted(packs_to_roll_up(indexes, 0)) == sorted(indexes[1:])
+
+
+def test_more_than_max_packs_left_merges_the_smallest(tmp_path: Path) -> None:
     progression = [3 ** k for k in range(MAX_PACKS + 1)]  # each 2x what is below it
     indexes = _fake_packs(tmp_path, progression)
-    assert packs_to_roll_up(indexes, 0) == indexes
+    assert packs_to_roll_up(indexes, 0) == indexes[:2]  # MAX_PACKS left, the new one too
     assert packs_to_roll_up(indexes[:MAX_PACKS - 1], 0) == []
 
 

@@ -121,32 +121,32 @@ def packs_to_roll_up(indexes: list[Path], loose_objects: int) -> list[Path]:
     with everything smaller. So a run merges about what was written since the
     last, and the packs left grow geometrically (few: logarithmic in the
     history). A merge beyond :data:`RUN_OBJECTS` stops at the smallest packs
-    within it (the rest wait: packs then grow by that much at a time); all of
-    them once :data:`MAX_PACKS` would be exceeded otherwise."""
-    counted = sorted((_objects_in(idx), idx) for idx in indexes if idx.exists())
+    within it (the rest wait), but never leaves more than :data:`MAX_PACKS`: the
+    smallest go until it does not. A pack whose index cannot be read is left
+    alone (``gitstore verify`` names it)."""
+    counted = sorted((n, idx) for idx in indexes if (n := _objects_in(idx)) is not None)
     smaller = [loose_objects]  # smaller[k]: the loose objects and the packs before k
     for count, _ in counted:
         smaller.append(smaller[-1] + count)
     keep = len(counted)
     while keep > 0 and counted[keep - 1][0] >= 2 * smaller[keep - 1]:
         keep -= 1
-    if len(counted) - keep + 1 > MAX_PACKS:
-        return [idx for _, idx in counted]
     if keep > 2 and smaller[keep] > RUN_OBJECTS:  # a long run: writers' packs pile up
         keep = max(2, next(k for k in range(keep + 1) if smaller[k] > RUN_OBJECTS) - 1)
+    keep = max(keep, len(counted) - MAX_PACKS + 1)  # packs left: len - keep + the new one
     return [idx for _, idx in counted[:keep]]
 
 
-def _objects_in(idx: Path) -> int:
+def _objects_in(idx: Path) -> int | None:
     """How many objects a pack index (version 2) lists: the last entry of its
-    fan-out table. An index that cannot be read counts as empty (merged first)."""
+    fan-out table; None when it cannot be read as one."""
     try:
         with idx.open("rb") as f:
             head = f.read(8 + 256 * 4)
     except OSError:
-        return 0
+        return None
     if len(head) < 8 + 256 * 4 or head[:8] != b"\377tOc\0\0\0\2":
-        return 0
+        return None
     return int.from_bytes(head[-4:], "big")
 
 

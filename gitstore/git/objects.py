@@ -106,11 +106,11 @@ class Chains:
             if info is None:
                 try:
                     obj = repo.get(pygit2.Oid(hex=at))
+                    if not isinstance(obj, pygit2.Commit):
+                        raise damaged(f"commit {at} is missing")
+                    info = commit_info(obj)
                 except pygit2.GitError as exc:
                     raise damaged(f"commit {at} cannot be read: {exc}") from None
-                if not isinstance(obj, pygit2.Commit):
-                    raise damaged(f"commit {at} is missing")
-                info = commit_info(obj)
                 with self._lock:
                     self._seen[at] = info
                     if len(self._seen) > CHAIN_COMMITS:
