@@ -276,3 +276,29 @@ def test_retention_cli(root: Path) -> None:
     assert [i["target"] for i in done] == ["v1"]
     assert git(root / CUSTOMER, "tag", "-l") == ""
     cli("--root", str(root), "verify")
+
+
+def test_a_run_killed_between_purge_and_prune_is_finished_by_the_next(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refs go first, the objects with the prune. A run killed between the
+    two leaves nothing for the plan to find; the mark it left makes the next
+    run prune, so the purged data does not stay readable."""
+    repo = root / CUSTOMER
+    gone = git(repo, "rev-parse", "v1.0.0:conversation.json").strip()
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("killed before the prune")
+
+    monkeypatch.setattr(rt, "maintain_locked", killed)
+    with pytest.raises(KeyboardInterrupt):
+        rt.apply(at(root, 800))
+    monkeypatch.undo()
+    assert (repo / rt.PRUNE_PENDING).exists()
+    assert git(repo, "tag", "-l") == ""  # purged: the refs are gone ...
+    assert subprocess.run(["git", "-C", str(repo), "cat-file", "-e", gone]).returncode == 0
+    assert rt.apply(at(root, 800)) == []  # ... nothing left to plan, and yet:
+    assert subprocess.run(["git", "-C", str(repo), "cat-file", "-e", gone],
+                          capture_output=True).returncode != 0
+    assert not (repo / rt.PRUNE_PENDING).exists()
+    git(repo, "fsck", "--strict", "--no-dangling")
+    assert check_customer(at(root, 800).customer(CUSTOMER)).problems == []

@@ -18,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
@@ -46,6 +47,8 @@ POLICY_FILE = "policy.json"
 RETENTION_CHANGE = "retention"
 EXPIRE_CHANGE = "expire"
 DAMAGED_DIR = "gitstore-damaged"
+PRUNE_PENDING = "gitstore-prune-pending"
+"""In a repository's git directory while purged objects still await the prune."""
 YEAR = timedelta(days=365)
 
 
@@ -395,9 +398,13 @@ def apply(store: Store, customers: Iterable[str] | None = None,
             if customer.exists:  # a run killed mid-purge may have left one (run it again)
                 customer.repo.clear_stale_locks()
             items = [i for i in plan_customer(customer, policy, store.now()) if i.goes]
-            if not items:
+            pending = customer.exists and (customer.path / PRUNE_PENDING).exists()
+            if not items and not pending:
                 continue
             repo = customer.repo
+            if any(i.action not in ("delete", "shred") for i in items):
+                _mark_prune_pending(customer.path)  # before the first ref goes
+                pending = True
             for item in items:
                 if item.action == "shred":  # the key goes; the history stays
                     encryption.shred_locked(store, customer.name, Scenario.parse(item.target))
@@ -419,12 +426,31 @@ def apply(store: Store, customers: Iterable[str] | None = None,
                             store, customer.name, Scenario.parse(item.target))
                     customer.refs_moved()
                 done.append(item)
-            if any(i.action not in ("delete", "shred") for i in items):
+            if pending:
                 _fix_head(repo)
                 repo.drop_unreachable_reflog_entries()
                 maintain_locked(customer, full=True, prune=True)
                 customer.reopen()
+                (customer.path / PRUNE_PENDING).unlink(missing_ok=True)
     return done
+
+
+def _mark_prune_pending(git_dir: Path) -> None:
+    """Record, durably, that this repository's purged objects still await the
+    prune: a run killed between the purge and the prune leaves the refs gone
+    and the plan empty, and the next run finishes the prune from this mark."""
+    fd = os.open(git_dir / PRUNE_PENDING,
+                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, b"retention: purged objects await the prune\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dir_fd = os.open(git_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _tombstone(item: Item, kept: str | None) -> str:
