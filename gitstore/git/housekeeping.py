@@ -205,8 +205,6 @@ def remove_empty_fanouts(path: Path) -> None:
             fanout.rmdir()
 
 
-
-
 def count_write(path: Path, nbytes: int, limit: int) -> bool:
     """Count one write of ``nbytes`` to the repository at ``path``; True when
     the bytes since the last :func:`compact` reach ``limit``, or the writes reach

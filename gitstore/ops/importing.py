@@ -101,7 +101,7 @@ class StagingCustomer(Customer):
         self.path = path
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self, timeout: float | None = None) -> Iterator[None]:
         yield
 
 

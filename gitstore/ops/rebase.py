@@ -116,7 +116,7 @@ class StagedCustomer(Customer):
         self.path = path
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self, timeout: float | None = None) -> Iterator[None]:
         yield
 
     def audit(self, op: str, *, rev: str | None = None, commit: str | None = None,

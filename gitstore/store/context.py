@@ -337,11 +337,12 @@ class CustomerContext:
         return AuditLog(self.path)
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self, timeout: float | None = None) -> Iterator[None]:
         """Hold this customer's writer lock (every change to the repository's refs
-        happens under it)."""
-        with writer_lock(self.store.lock_dir, self.name, self.store.config.lock_timeout,
-                         on_wait=self.store.lock_wait):
+        happens under it), waiting ``timeout`` seconds at most (default: the
+        store's ``lock_timeout``; ConflictError after)."""
+        wait = self.store.config.lock_timeout if timeout is None else timeout
+        with writer_lock(self.store.lock_dir, self.name, wait, on_wait=self.store.lock_wait):
             yield
 
     def ensure_repo(self) -> backend.Repo:

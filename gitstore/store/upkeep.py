@@ -100,7 +100,7 @@ def _run(customer: CustomerContext) -> None:
             return  # another process is maintaining this customer now
         detail = report.summary()
         try:  # a short wait: busy writers are not held up, nor is this run held by them
-            with writer_lock(store.lock_dir, customer.name, REFS_WAIT):
+            with customer.locked(REFS_WAIT):
                 repo.compress_refs()
                 housekeeping.remove_empty_fanouts(customer.path)
         except ConflictError:
