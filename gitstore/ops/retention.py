@@ -18,7 +18,6 @@ Invariants:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
@@ -39,6 +38,7 @@ from gitstore.ops import encryption
 from gitstore.ops.maintenance import maintain_locked
 from gitstore.rules.proposal import Proposal
 from gitstore.store.facade import Customer, Store
+from gitstore.store.masterkey import write_atomic
 from gitstore.store.tip import State, load_doc, read_state
 from gitstore.store.writer import Authorship, Plan, Writer
 
@@ -403,7 +403,10 @@ def apply(store: Store, customers: Iterable[str] | None = None,
                 continue
             repo = customer.repo
             if any(i.action not in ("delete", "shred") for i in items):
-                _mark_prune_pending(customer.path)  # before the first ref goes
+                # durably, before the first ref goes: a run killed between the
+                # purge and the prune leaves an empty plan; this makes the next prune
+                write_atomic(customer.path / PRUNE_PENDING,
+                             b"retention: purged objects await the prune\n")
                 pending = True
             for item in items:
                 if item.action == "shred":  # the key goes; the history stays
@@ -433,24 +436,6 @@ def apply(store: Store, customers: Iterable[str] | None = None,
                 customer.reopen()
                 (customer.path / PRUNE_PENDING).unlink(missing_ok=True)
     return done
-
-
-def _mark_prune_pending(git_dir: Path) -> None:
-    """Record, durably, that this repository's purged objects still await the
-    prune: a run killed between the purge and the prune leaves the refs gone
-    and the plan empty, and the next run finishes the prune from this mark."""
-    fd = os.open(git_dir / PRUNE_PENDING,
-                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, b"retention: purged objects await the prune\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    dir_fd = os.open(git_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _tombstone(item: Item, kept: str | None) -> str:
