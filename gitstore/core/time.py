@@ -48,8 +48,9 @@ from gitstore.errors import UsageError
 
 __all__ = [
     "MAX_COMMIT_TIME", "MAX_DURATION", "MAX_TIME", "MIN_COMMIT_TIME", "MIN_TIME", "MONTH",
-    "YEAR", "check_commit_time", "format_duration", "format_rfc3339", "from_timestamp",
-    "offset_minutes", "parse_duration", "parse_rfc3339", "parse_when", "try_parse_rfc3339",
+    "YEAR", "check_commit_time", "check_wait", "format_duration", "format_rfc3339",
+    "from_timestamp", "offset_minutes", "parse_duration", "parse_rfc3339", "parse_when",
+    "try_parse_rfc3339",
 ]
 
 MIN_TIME = datetime.min.replace(tzinfo=UTC)
@@ -242,6 +243,17 @@ def _text_seconds(text: str, what: str, form: str) -> int:
             raise _fail(what, text, "longer than 1000 years", form)
         total += int(number) * _UNITS[unit]
     return total
+
+
+def check_wait(value: object, *, what: str = "timeout") -> float | None:
+    """``value`` as seconds to wait: a finite number >= 0, or None (the
+    caller's default); anything else is a one-line UsageError."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not 0 <= value < float("inf"):
+        raise UsageError(f"{what} must be a number of seconds >= 0 or None, not {value!r}")
+    return float(value)
 
 
 def format_duration(delta: timedelta | None) -> str:

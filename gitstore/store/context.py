@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from gitstore.core import lazy
 from gitstore.core.names import KEYS_DIR, SEALED_TRAILER, STORE_DIR, check_customer
+from gitstore.core.time import check_wait
 from gitstore.core.versions import Scenario, parse_branch_ref
 from gitstore.errors import (
     GitStoreError,
@@ -341,7 +342,9 @@ class CustomerContext:
         """Hold this customer's writer lock (every change to the repository's refs
         happens under it), waiting ``timeout`` seconds at most (default: the
         store's ``lock_timeout``; ConflictError after)."""
-        wait = self.store.config.lock_timeout if timeout is None else timeout
+        wait = check_wait(timeout)
+        if wait is None:
+            wait = self.store.config.lock_timeout
         with writer_lock(self.store.lock_dir, self.name, wait, on_wait=self.store.lock_wait):
             yield
 

@@ -36,6 +36,7 @@ from gitstore.core import canonical, lazy
 from gitstore.core.commits import Identity
 from gitstore.core.documents import count, text_or_none
 from gitstore.core.names import CONV, DOCUMENTS, JSON_DOCUMENTS, STORE_DIR
+from gitstore.core.time import check_wait
 from gitstore.core.versions import Scenario, Version
 from gitstore.errors import ConflictError, NotFoundError, StorageError, UsageError
 from gitstore.git.locking import private_dirs
@@ -196,12 +197,7 @@ class Store(StoreContext):
         background (see :mod:`gitstore.store.upkeep`); True when none is left.
         Never needed for correctness: a process waits for them when it exits.
         ``timeout`` is seconds (a number >= 0) or None (as long as it takes)."""
-        if timeout is not None and (isinstance(timeout, bool)
-                                    or not isinstance(timeout, int | float)
-                                    or not 0 <= timeout < float("inf")):
-            raise UsageError(f"timeout must be a number of seconds >= 0 or None, not "
-                             f"{timeout!r}")
-        return upkeep.wait(timeout)
+        return upkeep.wait(check_wait(timeout))
 
     def customer(self, name: str) -> Customer:
         """The customer ``name`` (see :meth:`StoreContext.customer`)."""
