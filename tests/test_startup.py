@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +113,32 @@ def test_reads_import_no_validation_rendering_or_scanning(root: Path, tmp_path: 
                                                            args: list[str]) -> None:
     code, modules, err = _run(tmp_path, "--root", str(root), *args)
     assert code == 0, err
-    assert "pygit2" in modules  # the command did read the store
+    if args[0] in ("show", "versions", "log", "diff"):
+        assert "pygit2" in modules  # the command did read a repository
     assert not _loaded(modules, NOT_FOR_READS), _loaded(modules, NOT_FOR_READS)
+
+
+#: The reads the index answers: with the index fresh they read no repository.
+INDEX_READS = ("customers", "list", "stats", "search", "active")
+
+
+def test_index_reads_of_a_fresh_index_import_no_pygit2(tmp_path: Path) -> None:
+    """Once the index is fresh (built, refs unchanged since and not racily new),
+    the index reads answer from it alone: importing pygit2 is most of the Python
+    floor's cost, and ``enable_fsync`` reaches libgit2 only when a repository opens."""
+    path = tmp_path / "sessions"
+    build_history(path)
+    when = time.time() - 60  # a store nobody wrote to lately (not racily fresh)
+    for rel in ("refs/heads", "refs/tags", "packed-refs"):
+        if (path / CUSTOMER / rel).exists():
+            os.utime(path / CUSTOMER / rel, (when, when))
+    code, modules, err = _run(tmp_path, "--root", str(path), "list")
+    assert code == 0 and "pygit2" in modules, err  # the first one builds the index
+    for args in READS:
+        if args[0] in INDEX_READS:
+            code, modules, err = _run(tmp_path, "--root", str(path), *args)
+            assert code == 0, err
+            assert "pygit2" not in modules, args
 
 
 @pytest.mark.parametrize("args", READS[:5], ids=" ".join)

@@ -30,13 +30,18 @@ import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pygit2
-
+from gitstore.core import lazy
 from gitstore.errors import StorageError
 from gitstore.git.packs import pack_ids, pack_indexes
 from gitstore.git.refs import loose_ref_files
-from gitstore.git.walk import UNREADABLE, reachable
+from gitstore.git.walk import reachable, unreadable
+
+if TYPE_CHECKING:
+    import pygit2
+else:
+    pygit2 = lazy.module("pygit2")
 
 
 def check_objects(repo: pygit2.Repository) -> list[str]:
@@ -94,7 +99,7 @@ def copy_reachable(repo: pygit2.Repository, source: pygit2.Repository,
         nonlocal copied
         try:
             kind, data = source.odb.read(oid)
-        except UNREADABLE:
+        except unreadable():
             return None
         if repo.odb.write(kind, data) != oid:
             raise StorageError(f"object {oid} from the source does not hash to its id")
@@ -114,7 +119,7 @@ def damaged_objects(repo: pygit2.Repository, git_dir: Path) -> list[tuple[str, P
     for oid in repo.odb:
         try:
             repo.odb.read(oid)
-        except UNREADABLE:
+        except unreadable():
             hexid = str(oid)
             loose = objects / hexid[:2] / hexid[2:]
             damaged.append((hexid, loose if loose.exists() else _pack_of(git_dir, hexid)))
@@ -143,7 +148,7 @@ def broken_refs(repo: pygit2.Repository, git_dir: Path) -> list[str]:
         try:
             target = repo.references[name].resolve().target
             repo[target]
-        except UNREADABLE:
+        except unreadable():
             broken.append(name)
     return broken
 
@@ -355,7 +360,7 @@ def drop_unreachable_reflog_entries(repo: pygit2.Repository, git_dir: Path) -> i
         try:
             target = repo.references[name].resolve().target
             repo[target]
-        except UNREADABLE:
+        except unreadable():
             continue
         targets.append(pygit2.Oid(hex=str(target)))
     kept = {str(obj.id) for obj in reachable(repo, targets, trees=False)}

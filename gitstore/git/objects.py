@@ -21,12 +21,17 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
-import pygit2
-
+from gitstore.core import lazy
 from gitstore.core.commits import CommitInfo, Identity, TagInfo, read_trailers
 
-_BLOB = pygit2.enums.FileMode.BLOB
+if TYPE_CHECKING:
+    import pygit2
+else:
+    pygit2 = lazy.module("pygit2")
+
+_BLOB = 0o100644  # pygit2.enums.FileMode.BLOB, without importing pygit2
 
 Signer = Callable[[bytes], bytes]
 """Signs a payload, returning the armoured signature (see :mod:`gitstore.git.signing`)."""

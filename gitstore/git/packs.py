@@ -22,12 +22,16 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import pygit2
-
+from gitstore.core import lazy
 from gitstore.errors import NotFoundError, StorageError
 from gitstore.git.walk import reachable
+
+if TYPE_CHECKING:
+    import pygit2
+else:
+    pygit2 = lazy.module("pygit2")
 
 
 def pack_ids(idx: Path) -> set[str]:

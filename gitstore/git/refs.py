@@ -23,10 +23,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pygit2
-
+from gitstore.core import lazy
 from gitstore.errors import IntegrityError
+
+if TYPE_CHECKING:
+    import pygit2
+else:
+    pygit2 = lazy.module("pygit2")
 
 
 class RefConflict(Exception):

@@ -12,8 +12,9 @@ need, loaded when first used). Invariants this layer keeps:
 * every ref update is a compare-and-swap against the value the caller read
   (:meth:`Repo.update_ref` raises :class:`RefConflict` when another writer got
   there first); tag creation fails rather than moving an existing tag;
-* with :func:`enable_fsync` on, libgit2 fsyncs objects and refs before a write
-  returns, so an acknowledged write survives a crash of the machine;
+* with :func:`enable_fsync` on (:mod:`~gitstore.git.settings`), libgit2 fsyncs
+  objects and refs before a write returns, so an acknowledged write survives a
+  crash of the machine;
 * a repository is created in a temporary directory and renamed into place (no crash
   leaves a half-initialised one), with the ``files`` ref format;
 * libgit2's errors on damaged data surface as :class:`IntegrityError` naming
@@ -33,23 +34,25 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-import pygit2
-
 from gitstore.core import layout, lazy
 from gitstore.core.commits import CommitInfo, Identity, TagInfo
 from gitstore.core.names import CONV
 from gitstore.errors import ConflictError, IntegrityError, NotFoundError, StorageError, UsageError
-from gitstore.git import objects
+from gitstore.git import objects, settings
 from gitstore.git import refs as ref_ops
 from gitstore.git.refs import RefConflict
+from gitstore.git.settings import enable_fsync
 from gitstore.git.trees import Prepared, Trees
 
 if TYPE_CHECKING:
     import tempfile
 
+    import pygit2
+
     from gitstore.core import sealed
     from gitstore.git import binary, integrity, packs, packwrite
 else:  # not needed to read (gitstore.core.lazy)
+    pygit2 = lazy.module("pygit2")
     integrity = lazy.module("gitstore.git.integrity")
     tempfile = lazy.module("tempfile")
     binary = lazy.module("gitstore.git.binary")
@@ -58,7 +61,6 @@ else:  # not needed to read (gitstore.core.lazy)
 
 __all__ = ["RefConflict", "Repo", "enable_fsync", "is_repository"]
 
-_fsync_enabled = False
 LAYOUT_KEY = "gitstore.layout"
 """The repository's configured layout (see :meth:`Repo.layout_for`)."""
 
@@ -80,15 +82,6 @@ def _damage_is_integrity_error(method: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-def enable_fsync() -> None:
-    """Ask libgit2 to fsync objects and refs (process-wide, idempotent)."""
-    global _fsync_enabled
-    if not _fsync_enabled:
-        pygit2.settings.enable_fsync_gitdir(True)
-        pygit2.settings.enable_strict_hash_verification(True)
-        _fsync_enabled = True
-
-
 class Repo:
     """A bare customer repository (or another repository opened to read from).
     ``codec``, installed by the store for an encrypted customer, opens what
@@ -104,6 +97,7 @@ class Repo:
     # -- lifecycle -------------------------------------------------------
     @classmethod
     def open(cls, path: Path) -> Repo:
+        settings.apply()
         try:
             repo = pygit2.Repository(str(path), pygit2.enums.RepositoryOpenFlag.NO_SEARCH
                                      | pygit2.enums.RepositoryOpenFlag.BARE)
@@ -115,6 +109,7 @@ class Repo:
     def open_any(cls, path: Path) -> Repo:
         """Open a bare repository or a clone with a work tree (its top or its git
         dir), without searching parent directories. ``path`` becomes the git dir."""
+        settings.apply()
         try:
             repo = pygit2.Repository(str(path), pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
         except pygit2.GitError as exc:
@@ -124,6 +119,7 @@ class Repo:
     @classmethod
     def open_source(cls, path: Path) -> Repo:
         """Open another repository (bare or with a work tree) to read objects from."""
+        settings.apply()
         try:
             return cls(pygit2.Repository(str(path)), path)
         except pygit2.GitError as exc:
@@ -132,6 +128,7 @@ class Repo:
     @classmethod
     def create(cls, path: Path, *, description: str, head: str, committer: Identity) -> Repo:
         """Create a bare repository at ``path`` atomically (temp dir + rename)."""
+        settings.apply()
         parent = path.parent
         try:
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-init-", dir=parent))
@@ -292,7 +289,7 @@ class Repo:
         try:
             _, ids = packwrite.write_pack(self.path, [*prepared.objects,
                                                       (packwrite.COMMIT, data)],
-                                          sync=_fsync_enabled)
+                                          sync=settings.fsync_enabled())
         except OSError as exc:
             raise StorageError(f"cannot write to repository {self.path.name}: "
                                f"{exc.strerror or exc}") from None

@@ -31,16 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pygit2
-
 from gitstore.core import layout, lazy, manifest
 from gitstore.core.names import CONV, MANIFEST
 from gitstore.errors import IntegrityError, NotFoundError
 from gitstore.git import objects
 
 if TYPE_CHECKING:
+    import pygit2
+
     from gitstore.git import packwrite
-else:  # object ids and bytes of what a write adds; reads need none (gitstore.core.lazy)
+else:  # packwrite: object ids and bytes of what a write adds; reads need none
+    pygit2 = lazy.module("pygit2")  # (gitstore.core.lazy)
     packwrite = lazy.module("gitstore.git.packwrite")
 
 __all__ = ["BLOB_CACHE_BYTES", "TREE_CACHE", "Prepared", "Trees"]

@@ -19,16 +19,27 @@ objects from a repair source and the object check of ``verify``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
-import pygit2
+from gitstore.core import lazy
 
-UNREADABLE = (KeyError, pygit2.GitError, ValueError)
-"""What libgit2 raises for an object it cannot read: missing (KeyError),
-damaged (GitError: bad zlib, bad hash, damaged pack) or a bad id (ValueError)."""
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-Reader = Callable[[pygit2.Oid], pygit2.Object]
-Fallback = Callable[[pygit2.Oid, Exception], pygit2.Object | None]
+    import pygit2
+
+    Reader = Callable[[pygit2.Oid], pygit2.Object]
+    Fallback = Callable[[pygit2.Oid, Exception], pygit2.Object | None]
+else:
+    pygit2 = lazy.module("pygit2")
+
+
+def unreadable() -> tuple[type[Exception], ...]:
+    """What libgit2 raises for an object it cannot read: missing (KeyError),
+    damaged (GitError: bad zlib, bad hash, damaged pack) or a bad id (ValueError).
+    A function, so that importing this module does not import pygit2."""
+    return (KeyError, pygit2.GitError, ValueError)
 
 
 def reachable(repo: pygit2.Repository, starts: Iterable[pygit2.Oid], *, trees: bool = True,
@@ -37,7 +48,7 @@ def reachable(repo: pygit2.Repository, starts: Iterable[pygit2.Oid], *, trees: b
     """Every object reachable from ``starts`` (depth first), each once.
 
     ``read`` loads an object (default: look it up in ``repo``) and raises one of
-    :data:`UNREADABLE` when it cannot; ``fallback(oid, error)`` then returns the
+    :func:`unreadable` when it cannot; ``fallback(oid, error)`` then returns the
     object to go on with, or None to skip it."""
     seen = set() if seen is None else seen
     stack = list(starts)
@@ -48,7 +59,7 @@ def reachable(repo: pygit2.Repository, starts: Iterable[pygit2.Oid], *, trees: b
         seen.add(oid)
         try:
             obj = read(oid) if read is not None else repo[oid]
-        except UNREADABLE as exc:
+        except unreadable() as exc:
             if fallback is None:
                 if isinstance(exc, pygit2.GitError):
                     raise
