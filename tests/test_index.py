@@ -460,6 +460,33 @@ def test_an_unusable_index_file_is_moved_aside_and_rebuilt(tmp_path: Path, damag
     assert fresh.dump() == rebuilt(store, tmp_path).dump()
 
 
+def test_a_version_3_index_gets_the_list_index_in_place(tmp_path: Path) -> None:
+    """Schema 4 differs from 3 only by the covering index of ``gitstore list``: a
+    version-3 file is upgraded where it is (nothing moved aside or rebuilt), and the
+    list query then reads that one index in order (no row lookups, no sort)."""
+    store = build(tmp_path / "s")
+    index = Index(store)
+    expected = index.list_sessions()
+    index.close()
+    with contextlib.closing(sqlite3.connect(index.path)) as cx:
+        cx.execute("DROP INDEX versions_listed")
+        cx.execute("CREATE INDEX versions_updated ON versions (latest, updated)")
+        cx.execute("PRAGMA user_version = 3")
+        cx.commit()
+    upgraded = Index(store)
+    assert upgraded.list_sessions() == expected
+    assert upgraded.moved_aside == [] and upgraded.problems == []
+    with contextlib.closing(sqlite3.connect(index.path)) as cx:
+        assert cx.execute("PRAGMA user_version").fetchone()[0] == 4
+        names = {r[0] for r in cx.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert "versions_listed" in names and "versions_updated" not in names
+        plan = " ".join(r[3] for r in cx.execute(
+            "EXPLAIN QUERY PLAN SELECT customer, version, status, completion_status, updated, "
+            "provider, completeness, success, satisfaction, turns FROM versions "
+            "WHERE latest = 1 ORDER BY updated DESC, customer, major, minor, patch"))
+    assert "COVERING INDEX versions_listed" in plan and "TEMP B-TREE" not in plan, plan
+
+
 def test_damage_found_after_opening_is_repaired(tmp_path: Path) -> None:
     store = build(tmp_path / "s")
     index = Index(store)

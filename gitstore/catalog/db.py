@@ -3,7 +3,8 @@
 Invariants: the file is a cache, never a source of truth, so it is never repaired in
 place. A file that SQLite cannot read (on opening, or later: :func:`guarded`), that
 fails ``quick_check``, that has another ``application_id`` or ``user_version`` than
-:data:`APPLICATION_ID`/:data:`SCHEMA_VERSION`, or lacks a table, is moved aside
+:data:`APPLICATION_ID`/:data:`SCHEMA_VERSION` (version 3, which lacks only the index
+of ``gitstore list``, gets it in place), or lacks a table, is moved aside
 (renamed ``<name>.unusable-<UTC stamp>-<pid>`` with its ``-wal``/``-shm``; never
 deleted) and replaced by an empty one, which the caller fills from git. A file is
 only written after it has been read and found to be ours (a foreign file is set
@@ -50,7 +51,7 @@ else:  # loaded by the first use of the file, not by importing the catalog
 __all__ = ["APPLICATION_ID", "INDEX_FILE", "SCHEMA_VERSION", "SELECT", "TABLES", "Database",
            "guarded"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x67697473  # "gits"
 INDEX_FILE = "index.sqlite"
 WAL_LIMIT = 1024 * 1024
@@ -78,7 +79,8 @@ CREATE TABLE versions (customer TEXT NOT NULL, scenario TEXT NOT NULL, version T
   satisfaction REAL, pattern_hash TEXT, complexity_profile TEXT, user_expertise TEXT,
   turns INTEGER NOT NULL, commit_id TEXT NOT NULL, tag TEXT,
   PRIMARY KEY (customer, version)) WITHOUT ROWID;
-CREATE INDEX versions_updated ON versions (latest, updated);
+CREATE INDEX versions_listed ON versions (latest, updated DESC, customer, major, minor, patch,
+  version, status, completion_status, provider, completeness, success, satisfaction, turns);
 CREATE INDEX versions_pattern ON versions (pattern_hash);
 CREATE INDEX versions_profile ON versions (complexity_profile);
 CREATE TABLE services (customer TEXT NOT NULL, version TEXT NOT NULL, service TEXT NOT NULL,
@@ -90,6 +92,9 @@ CREATE TABLE turns (id INTEGER PRIMARY KEY AUTOINCREMENT, customer TEXT NOT NULL
 CREATE VIRTUAL TABLE turns_fts USING fts5 (query, response,
   tokenize = 'porter unicode61 remove_diacritics 2')
 """
+#: The index that answers ``gitstore list`` (newest first) alone, in order: the
+#: columns of its table, so no row is looked up (schema version 4).
+_LISTED = next(s for s in _SCHEMA.split(";") if "versions_listed" in s)
 #: Every table of the schema (``turns_fts`` rows are keyed by ``turns.id``).
 TABLES = ("refs", "fingerprints", "state", "scenarios", "versions", "services", "turns",
           "turns_fts")
@@ -229,6 +234,11 @@ class Database:
                 for statement in _SCHEMA.split(";"):
                     cx.execute(statement)
                 cx.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                cx.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            elif version == 3 and cx.execute("PRAGMA application_id").fetchone()[0] == \
+                    APPLICATION_ID:  # 4 covers `gitstore list`'s table with one index
+                cx.execute("DROP INDEX IF EXISTS versions_updated")
+                cx.execute(_LISTED)
                 cx.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             elif version != SCHEMA_VERSION:
                 raise _Unusable(f"schema version {version}, expected {SCHEMA_VERSION}")
