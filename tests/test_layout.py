@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from gitstore import Store
 from gitstore.core import canonical, layout, manifest
+from gitstore.core import files as sessionfiles
 from gitstore.errors import IntegrityError
 from gitstore.ops import githooks, migrate
 from gitstore.ops.verify import check_customer
@@ -104,6 +105,72 @@ def test_what_cannot_be_split_is_stored_whole() -> None:
                  canonical.dumps({"session_id": "x"})):
         files = {"conversation.json": data}
         assert layout.encode(files, materialise=False) == (files, None)
+
+
+_some_turns = st.lists(st.dictionaries(st.text(min_size=1, max_size=8), _values, min_size=1,
+                                       max_size=4), max_size=6)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(layout.CHUNK + 1, 260), _some_turns, st.integers(0, 70), _some_turns,
+       _trailing)
+def test_appending_to_the_parts_equals_splitting_the_whole(
+        n: int, turns: list[Any], filler: int, more: list[Any], extra: Any) -> None:
+    """``appended`` builds the next split from the parts alone (a chunk filling up
+    and a new one starting included, and total_turns growing a digit): always the
+    split of the whole document so changed, and a ``Joined`` of it assembles to
+    exactly that document, its size known before."""
+    added = [{"n": i, "text": "line\nbreak"} for i in range(filler)] + more
+    if not added:
+        added = [{"n": 0}]
+    doc = _doc([*turns, *({"n": i} for i in range(n - len(turns)))], extra)
+    parts = layout.split(canonical.dumps(doc))
+    assert parts is not None
+    for item in added:
+        doc["conversation_turns"].append(item)
+        doc["conversation_summary"]["total_turns"] = len(doc["conversation_turns"])
+        grown = layout.appended(parts, item, len(doc["conversation_turns"]))
+        whole = canonical.dumps(doc)
+        assert grown == layout.split(whole)
+        assert grown is not None and grown.chunks[:-2] == parts.chunks[:len(grown.chunks) - 2]
+        assert all(a is b for a, b in zip(grown.chunks[:-2], parts.chunks, strict=False))
+        joined = layout.Joined(grown)
+        assert joined.size == len(whole) and not joined.assembled
+        assert joined.data() == whole and joined.data() is joined.data()
+        parts = grown
+
+
+def test_appended_refuses_parts_it_cannot_extend() -> None:
+    doc = _doc([{"n": i} for i in range(layout.CHUNK + 3)])
+    parts = layout.split(canonical.dumps(doc))
+    assert parts is not None
+    n = len(doc["conversation_turns"])
+    assert layout.appended(parts, ["not", "an", "object"], n + 1) is None
+    no_total = layout.split(canonical.dumps({**doc, "conversation_summary": {}}))
+    assert no_total is not None and layout.appended(no_total, {"n": 0}, n + 1) is None
+    bad = layout.Split(parts.head, (*parts.chunks[:-1], b"[]\n"), parts.ends, parts.body)
+    assert layout.appended(bad, {"n": 0}, n + 1) is None
+    assert layout.appended(layout.Split(parts.head, ()), {"n": 0}, n + 1) is None
+
+
+def test_files_read_like_a_dict_and_assemble_only_when_read() -> None:
+    doc = _doc([{"n": i} for i in range(layout.CHUNK * 2 + 1)])
+    parts = layout.split(canonical.dumps(doc))
+    assert parts is not None
+    joined = layout.Joined(parts)
+    files = sessionfiles.updated({"a.json": b"{}", "conversation.json": b"old"},
+                                 {"conversation.json": joined})
+    assert isinstance(files, sessionfiles.Files)
+    assert sessionfiles.size(files, "conversation.json") == len(canonical.dumps(doc))
+    assert sessionfiles.raw(files, "conversation.json") is joined
+    assert sessionfiles.same(files, sessionfiles.updated(files, {}), "SHA256SUMS")
+    assert not sessionfiles.same(files, sessionfiles.updated(files, {"a.json": b"[]"}),
+                                 "SHA256SUMS")
+    assert not joined.assembled  # nothing above read the conversation
+    assert files["conversation.json"] == canonical.dumps(doc) and joined.assembled
+    assert dict(files) == {"a.json": b"{}", "conversation.json": canonical.dumps(doc)}
+    assert sessionfiles.updated({"a.json": b"1"}, {"b.json": b"2"}) == {"a.json": b"1",
+                                                                         "b.json": b"2"}
 
 
 # -- a store, seen with plain git ----------------------------------------------
@@ -197,6 +264,31 @@ def test_an_append_writes_one_chunk_not_the_conversation(grown: Any) -> None:
     session.append_turn(_turn(200))
     changed = git(repo, "diff-tree", "-r", "--name-only", "--no-commit-id", "v1").split()
     assert changed == ["SHA256SUMS", "conversation/head.json", "conversation/turns/0002.json"]
+
+
+def test_appends_and_recall_never_assemble_the_conversation(grown: Any,
+                                                            monkeypatch: Any) -> None:
+    """Appending to a conversation in parts and reading its last turns work on
+    the parts: the whole document is never assembled in the writer's process,
+    and what git holds is exactly the document a full serialisation gives (the
+    other tests run with GITSTORE_CHECK_SPLICE, which assembles every append
+    and compares it with the full serialisation)."""
+    monkeypatch.delenv("GITSTORE_CHECK_SPLICE", raising=False)
+    _, session = grown
+    repo = session.customer.repo
+    for i in range(200, 260):  # chunk 0002 fills up (128 + 64) and 0003 starts
+        session.append_turn(_turn(i))
+        held = repo.split_of(repo.ref_target("refs/heads/v1"))
+        assert held is not None and isinstance(held[0], layout.Joined)
+        assert not held[0].assembled, i
+    assert [t["turn_id"] for t in session.history(70)] == list(range(130, 200))
+    assert not held[0].assembled
+    stored = json.loads(git_conversation(session.customer.path, "v1"))
+    assert stored["conversation_summary"]["total_turns"] == 199
+    assert [t["turn_id"] for t in stored["conversation_turns"]] == list(range(1, 200))
+    assert git_conversation(session.customer.path, "v1") == canonical.dumps(stored)
+    assert session.read().document("conversation.json") == stored  # a read assembles
+    assert held[0].assembled
 
 
 def test_a_damaged_part_is_named_by_verify(grown: Any, tmp_path: Path) -> None:

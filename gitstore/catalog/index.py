@@ -171,7 +171,7 @@ class Index:
         journal.note(self.store.root, customer_name)
 
     def record(self, customer_name: str, scenario: str | Scenario, tip_commit: str,
-               files: dict[str, bytes], parsed: Mapping[str, Any] | None = None,
+               files: Mapping[str, bytes], parsed: Mapping[str, Any] | None = None,
                unchanged_turns: int = 0, repo: Repo | None = None) -> bool:
         """The writer's fast path: index the commit a write just made, from its files
         (and through ``repo``, the writer's own handle of the repository, if given:

@@ -272,7 +272,9 @@ def tail_items(data: bytes, key: str, n: int,
     return items
 
 
-def _indented(value: Any, spaces: int) -> bytes:
+def indented(value: Any, spaces: int) -> bytes:
+    """``dumps(value)`` without its final newline, every line indented by
+    ``spaces``: the value as it appears nested in a canonical document."""
     pad = b" " * spaces
     body = dumps(value)[:-1]
     return b"\n".join(pad + line for line in body.split(b"\n"))
@@ -291,12 +293,12 @@ def append_item(data: bytes, key: str, item: Any, end: int | None = None) -> byt
     if not data.startswith(b'{\n  "'):
         return None
     if end is not None and data[end:end + 4] == b"\n  ]" and data[end - 1:end] == b"}":
-        return data[:end] + b",\n" + _indented(item, 4) + data[end:]
+        return data[:end] + b",\n" + indented(item, 4) + data[end:]
     quoted = json.dumps(key, ensure_ascii=False).encode("utf-8")
     empty = b"\n  " + quoted + b": []"
     at = data.find(empty)
     if at >= 0 and data[at + len(empty):at + len(empty) + 1] in (b",", b"\n"):
-        return (data[:at] + b"\n  " + quoted + b": [\n" + _indented(item, 4) + b"\n  ]"
+        return (data[:at] + b"\n  " + quoted + b": [\n" + indented(item, 4) + b"\n  ]"
                 + data[at + len(empty):])
     marker = b"\n  " + quoted + b": [\n"
     start = data.find(marker)
@@ -305,7 +307,7 @@ def append_item(data: bytes, key: str, item: Any, end: int | None = None) -> byt
     end = data.find(b"\n  ]", start + len(marker) - 1)
     if end < 0 or data[end - 1:end] != b"}":
         return None  # not an array of objects
-    return data[:end] + b",\n" + _indented(item, 4) + data[end:]
+    return data[:end] + b",\n" + indented(item, 4) + data[end:]
 
 
 def append_at(data: bytes, head: bytes, body: int, end: int, item: Any) -> bytes | None:
@@ -316,7 +318,7 @@ def append_at(data: bytes, head: bytes, body: int, end: int, item: Any) -> bytes
     if data[end:end + 4] != b"\n  ]" or data[end - 1:end] != b"}":
         return None
     view = memoryview(data)
-    return b"".join((head, view[body:end], b",\n", _indented(item, 4), view[end:]))
+    return b"".join((head, view[body:end], b",\n", indented(item, 4), view[end:]))
 
 
 _INT_MEMBER = re.compile(rb'\n    "([^"\\]+)": (-?[0-9]+),?(?=\n)')

@@ -42,14 +42,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from gitstore.core import manifest
+from gitstore.core import canonical, manifest
 from gitstore.core.names import CONV, CONV_PARTS, MANIFEST
 
-__all__ = ["CHUNK", "CONV_DIR", "HEAD", "LATEST", "TURNS_DIR", "Split", "chunk_name", "decode",
-           "encode", "is_part", "join", "restate", "split"]
+__all__ = ["CHUNK", "CONV_DIR", "HEAD", "LATEST", "TURNS_DIR", "Joined", "Split", "appended",
+           "chunk_name", "decode", "encode", "is_part", "join", "restate", "split"]
 
 CHUNK = 64
 """Turns per chunk file."""
@@ -170,23 +172,88 @@ def join(head: bytes, chunks: list[bytes] | tuple[bytes, ...]) -> tuple[bytes, S
     return conv, Split(head, tuple(chunks), tuple(ends), at + len(_OPEN))
 
 
+class Joined:
+    """A conversation held as its parts, its bytes assembled on first use.
+
+    What an append hands on instead of the whole document: appending a turn to a
+    5,000-turn session changes one chunk and the head, so the writer builds the
+    new :class:`Split` from the old one (:func:`appended`) and nothing needs the
+    5 MB of bytes unless something reads them. Invariants: :meth:`data` is
+    ``join(split.head, split.chunks)[0]``, assembled once (every caller gets
+    the same ``bytes`` object); ``size`` is its length, known without it."""
+
+    __slots__ = ("_data", "_lock", "size", "split")
+
+    def __init__(self, parts: Split) -> None:
+        self.split = parts
+        self.size = len(parts.head) if not parts.chunks else \
+            len(parts.head) - len(_EMPTY) + len(_OPEN) + parts.ends[-1] + len(_CLOSE)
+        self._data: bytes | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def assembled(self) -> bool:
+        return self._data is not None
+
+    def data(self) -> bytes:
+        with self._lock:
+            if self._data is None:
+                joined = join(self.split.head, self.split.chunks)
+                if joined is None:  # appended() makes only parts that join
+                    raise ValueError("conversation parts that do not join")
+                self._data = joined[0]
+            return self._data
+
+
+def appended(parts: Split, item: Any, total: int) -> Split | None:
+    """The split of the conversation ``parts`` holds with ``item`` appended to
+    its turns and ``conversation_summary.total_turns`` set to
+    ``total``, made from the parts alone: the head is edited, the last chunk grows
+    (a new one starts when it holds :data:`CHUNK` turns), every other chunk is
+    the same ``bytes`` object. Equal to ``split`` of the whole document so
+    changed (the tests prove it); None when the parts are not laid out as
+    :func:`split` makes them or the summary has no integer ``total_turns``."""
+    if not parts.chunks or not parts.chunks[-1].endswith(b"\n  }\n]\n") or \
+            not isinstance(item, dict):
+        return None
+    in_last = parts.chunks[-1].count(b"\n  },\n  {\n") + 1  # JSON strings hold no newline
+    head = canonical.set_int_member(parts.head, "conversation_summary", "total_turns", total)
+    at = head.find(_EMPTY) if head is not None else -1
+    if head is None or at < 0 or head.find(_ARRAY, at + 1) >= 0:
+        return None
+    turn = canonical.indented(item, 2)
+    end = parts.ends[-1] + 2 + len(turn) + 2 * (turn.count(b"\n") + 1)  # indented by 4
+    if in_last < CHUNK:
+        chunks = (*parts.chunks[:-1], b"".join((parts.chunks[-1][:-3], b",\n", turn,
+                                                b"\n]\n")))
+        ends = (*parts.ends[:-1], end)
+    else:
+        chunks, ends = (*parts.chunks, b"[\n" + turn + b"\n]\n"), (*parts.ends, end)
+    return Split(head, chunks, ends, at + len(_OPEN))
+
+
 def encode(files: Mapping[str, bytes], *, materialise: bool,
-           base: tuple[bytes, Split, Mapping[str, str]] | None = None,
-           ) -> tuple[dict[str, bytes], Split | None]:
+           base: tuple[bytes | Joined, Split, Mapping[str, str]] | None = None,
+           parts: Split | None = None) -> tuple[dict[str, bytes], Split | None]:
     """Stored files (layout 2) for logical ``files``: the conversation split into
     parts (kept whole instead with ``materialise``), the manifest listing exactly
     the stored files; and the split. A conversation that cannot be split, or
     of fewer than :data:`MIN_CHUNKS` chunks, is stored whole; files without a
     conversation are stored as they are. ``base``
     (an earlier conversation, its split and its parts' digests) makes an append
-    cost what it changed (see :func:`split`)."""
-    conv = files.get(CONV)
-    if materialise or conv is None:
+    cost what it changed (see :func:`split`); ``parts``, the conversation's split
+    when the caller holds it (a :class:`Joined` conversation), makes it cost
+    nothing more: the conversation's bytes are not read."""
+    if materialise or CONV not in files:
         return dict(files), None
-    parts = split(conv, base[:2] if base else None)
+    if parts is None:
+        prior = base[0].data() if base and isinstance(base[0], Joined) else \
+            base[0] if base else b""
+        parts = split(files[CONV], (prior, base[1]) if base and isinstance(prior, bytes)
+                      else None)
     if parts is None or len(parts.chunks) < MIN_CHUNKS:
         return dict(files), None
-    stored = {n: d for n, d in files.items() if n != CONV and not is_part(n)}
+    stored = {n: files[n] for n in files if n != CONV and not is_part(n)}
     stored.update(parts.parts())
     if MANIFEST in files:
         known = {}

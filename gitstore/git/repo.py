@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
+from gitstore.core import files as sessionfiles
 from gitstore.core import layout, lazy
 from gitstore.core.commits import CommitInfo, Identity, TagInfo
 from gitstore.core.names import CONV
@@ -237,21 +238,25 @@ class Repo:
         return self.codec.open_files(stored) if self.codec is not None else dict(stored)
 
     @_damage_is_integrity_error
-    def read_stored(self, commit: str) -> dict[str, bytes]:
-        """The session files of ``commit`` as stored (what ``SHA256SUMS`` lists)."""
-        return dict(self._trees.logical(self._commit_obj(commit).tree)[0])
+    def read_stored(self, commit: str) -> Mapping[str, bytes]:
+        """The session files of ``commit`` as stored (what ``SHA256SUMS`` lists);
+        a conversation this handle wrote may be held in parts until it is read
+        (:mod:`gitstore.core.files`)."""
+        return sessionfiles.updated(self._trees.logical(self._commit_obj(commit).tree)[0], {})
 
     @_damage_is_integrity_error
     def read_file(self, commit: str, name: str) -> bytes | None:
         return self.read_tree(commit).get(name) if self.codec is not None else \
             self._trees.file(self._commit_obj(commit).tree, name)
 
-    def split_of(self, commit: str) -> tuple[bytes, layout.Split, dict[str, str]] | None:
+    def split_of(self, commit: str
+                 ) -> tuple[bytes | layout.Joined, layout.Split, dict[str, str]] | None:
         """The conversation of a commit stored in parts: its bytes, its split and
         the parts' manifest digests (None for a conversation stored whole)."""
         return self._trees.split_of(self._commit_obj(commit).tree)
 
-    def turns_span(self, commit: str, conv: bytes | None) -> tuple[int, int] | None:
+    def turns_span(self, commit: str, conv: bytes | layout.Joined | None
+                   ) -> tuple[int, int] | None:
         """Where the turns array body of ``conv``, the conversation this handle
         read at ``commit``, starts and ends (None unless it was stored in parts
         and read here)."""

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gitstore.core import files as sessionfiles
 from gitstore.core import layout, lazy, manifest
 from gitstore.core.names import CONV, MANIFEST
 from gitstore.errors import IntegrityError, NotFoundError
@@ -51,7 +52,7 @@ TREE_CACHE = 16
 BLOB_CACHE_BYTES = 64 * 1024 * 1024
 """The most blob bytes one handle keeps in memory."""
 
-Logical = tuple[dict[str, bytes], layout.Split | None]
+Logical = tuple[Mapping[str, bytes], layout.Split | None]
 
 
 @dataclass
@@ -105,13 +106,16 @@ class Trees:
             return None
         return self.blob(entry.id)
 
-    def split_of(self, tree: pygit2.Tree) -> tuple[bytes, layout.Split, dict[str, str]] | None:
-        """A conversation stored in parts: its bytes, its split and the parts'
+    def split_of(self, tree: pygit2.Tree
+                 ) -> tuple[bytes | layout.Joined, layout.Split, dict[str, str]] | None:
+        """A conversation stored in parts: its bytes as held (a write's may still
+        be :class:`~gitstore.core.layout.Joined`), its split and the parts'
         manifest digests (None when ``tree`` holds it whole)."""
         files, parts = self.logical(tree)
-        if parts is None:
+        conv = sessionfiles.raw(files, CONV)
+        if parts is None or conv is None:
             return None
-        return files[CONV], parts, manifest.parse(files.get(MANIFEST, b""))[0]
+        return conv, parts, manifest.parse(files.get(MANIFEST, b""))[0]
 
     def modes(self, tree: pygit2.Tree) -> dict[str, int]:
         """Every file's git mode: the top-level entries, and a conversation's
@@ -167,9 +171,11 @@ class Trees:
         (reusing ``base``'s unchanged parts) or whole; with the stored manifest
         and the objects the database does not hold yet. Whole, a manifest built
         without the conversation's line (``Proposal.unlisted``) gets it."""
-        stored, split = layout.encode(files, materialise=False,
-                                      base=self.split_of(base) if base is not None else None) \
-            if parts and CONV in files else (dict(files), None)
+        joined = sessionfiles.raw(files, CONV)
+        stored, split = layout.encode(
+            files, materialise=False, base=self.split_of(base) if base is not None else None,
+            parts=joined.split if isinstance(joined, layout.Joined) else None) \
+            if parts and joined is not None else (dict(files), None)
         if split is None and MANIFEST in files and CONV in files and \
                 CONV not in manifest.parse(files[MANIFEST])[0]:
             files = {**files, MANIFEST: manifest.build(files)}
@@ -187,8 +193,8 @@ class Trees:
             dirs[layout.CONV_DIR] = self._prepared_tree(
                 out, {"head.json": self._prepared_blob(stored[layout.HEAD], out)},
                 {"turns": turns})
-            out.logical = ({**files, MANIFEST: out.manifest} if MANIFEST in files
-                           else dict(files), split)
+            out.logical = (sessionfiles.updated(files, {MANIFEST: out.manifest} if MANIFEST
+                                                in files else {}), split)
         out.tree = self._prepared_tree(out, top, dirs)
         return out
 

@@ -44,7 +44,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -101,7 +101,7 @@ class StagingIndex(Index):
     brings the index up to date), while the session-id check still sees the store."""
 
     def record(self, customer_name: str, scenario: str | Scenario, tip_commit: str,
-               files: dict[str, bytes], parsed: Any = None, unchanged_turns: int = 0,
+               files: Mapping[str, bytes], parsed: Any = None, unchanged_turns: int = 0,
                repo: Any = None) -> bool:
         return True
 

@@ -17,7 +17,7 @@ was written for.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta, timezone
 from typing import Any
 
@@ -72,7 +72,7 @@ def restore_as(source: backend.Repo, customer: Customer) -> list[str]:
         if len(history) == 1 and history[0].change == ChangeKind.RETENTION:
             _restore_retained_commit(source, customer, repo, scenario, history[0])
             continue
-        before: dict[str, bytes] = {}
+        before: Mapping[str, bytes] = {}
         for n, info in enumerate(history):
             plan, by, sid, old = _renamed_commit(source, customer.name, scenario, info,
                                                  before, tags.get(info.id))
@@ -95,7 +95,7 @@ def _always(plan: Plan) -> Callable[[Any], Plan]:
 
 
 def _renamed_commit(source: backend.Repo, new: str, scenario: Scenario, info: CommitInfo,
-                    before: dict[str, bytes], tag: TagInfo | None
+                    before: Mapping[str, bytes], tag: TagInfo | None
                     ) -> tuple[Plan, Authorship, str, str | None]:
     """One commit of ``source`` rewritten for customer ``new``: its plan, its
     authorship (original author, time and message, new manifest and trailers), its

@@ -37,7 +37,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -433,7 +433,7 @@ def check_catalog(store: Store) -> list[str]:
 
 def _check_tree(customer: Customer, repo: backend.Repo, where: str, commit: str,
                 version: Version | None, finalized: bool, problems: list[str]) -> None:
-    files: dict[str, bytes] | None
+    files: Mapping[str, bytes] | None
     try:
         stored = repo.read_stored(commit)
         files = stored if repo.codec is None else repo.codec.open_files(stored)
@@ -466,8 +466,8 @@ def _check_tree(customer: Customer, repo: backend.Repo, where: str, commit: str,
         problems.extend(f"{where}: {v}" for v in exc.violations)
 
 
-def content_proof(customer: Customer, info: CommitInfo, stored: dict[str, bytes],
-                  files: dict[str, bytes]) -> list[str]:
+def content_proof(customer: Customer, info: CommitInfo, stored: Mapping[str, bytes],
+                  files: Mapping[str, bytes]) -> list[str]:
     """With the key: the commit's ``Sealed-Digest`` is the keyed digest of the
     manifest of its plaintext files (every session file; a conversation in parts
     assembled)."""

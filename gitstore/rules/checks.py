@@ -171,11 +171,10 @@ def check_integrity(p: Proposal) -> Iterator[Violation]:
                             f"is {total} but there are {len(turns)} turns", "integrity")
         seen: set[int] = set()
         first = _first_changed(p)  # the turns before it passed this check at their commit
-        if first:
-            seen = set(range(1, first + 1))
         for i, turn in enumerate(turns[first:], first):
-            tid = turn["turn_id"]
-            if tid in seen:
+            tid = turn["turn_id"]  # the turns before hold 1..first: no set of them is made
+            if tid in seen or (isinstance(tid, int | float) and 1 <= tid <= first
+                               and tid == int(tid)):
                 yield Violation(CONV, f"/conversation_turns/{i}/turn_id",
                                 f"duplicate turn_id {tid}", "integrity")
             elif tid != i + 1:

@@ -72,13 +72,13 @@ class Pipeline:
             except Exception as exc:  # a user hook's bug must not write anything either
                 found.append(Violation("", "", f"hook {name!r} failed: "
                                        f"{type(exc).__name__}: {exc}", name))
-        files = {k: v for k, v in proposal.files.items() if k != MANIFEST}
         if proposal.verify_manifest:
             found.extend(manifest.verify(proposal.files))
         if found:
             raise InvalidDocumentError(_ordered(found))
+        files = proposal.files  # an unlisted document is not read (it may be in parts)
         proposal.manifest = manifest.build(
-            {k: v for k, v in files.items() if k not in proposal.unlisted})
+            {k: files[k] for k in files if k != MANIFEST and k not in proposal.unlisted})
 
 
 def _ordered(found: list[Violation]) -> list[Violation]:

@@ -4,7 +4,7 @@ stages fill in the derived fields as they run."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,7 @@ class Proposal:
     """
 
     customer: str
-    files: dict[str, bytes]
+    files: Mapping[str, bytes]
     version: Version | None = None
     change: str = "update"
     session_id: str | None = None

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -224,7 +225,7 @@ def prepare(customer: CustomerContext, source: str, into: str | Scenario | None 
 
 
 
-def _documents(files: dict[str, bytes]) -> dict[str, Any]:
+def _documents(files: Mapping[str, bytes]) -> dict[str, Any]:
     out = {}
     for name in JSON_DOCUMENTS:
         if name in files:

@@ -28,7 +28,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from gitstore.core import canonical, render
+from gitstore.core import canonical, layout, render
+from gitstore.core import files as sessionfiles
 from gitstore.core.commits import ChangeKind, Identity
 from gitstore.core.documents import (
     as_version,
@@ -60,6 +61,7 @@ from gitstore.errors import (
     VersionRuleError,
     Violation,
 )
+from gitstore.git import repo as backend
 from gitstore.store import history
 from gitstore.store.context import CustomerContext
 from gitstore.store.history import Snapshot
@@ -115,14 +117,20 @@ class Session:
         an int >= 0 or a string of digits; anything else is a UsageError.
 
         For an agent's context window: only ``conversation.json`` is read, and
-        of it only the returned turns are parsed (the rest is scanned)."""
+        of it only the returned turns are parsed (the rest is scanned); stored
+        in parts, only its last chunks are read."""
         limit = count(limit, "history limit")
         repo = self.customer.repo
         tip = repo.ref_target(self.scenario.branch_ref)
         if tip is None:
             raise NotFoundError(f"{self.customer.name} has no scenario {self.scenario}")
-        data = repo.read_file(tip, CONV)
         self.customer.audit("history", rev=str(self.scenario), commit=tip, document=CONV)
+        found = repo.split_of(tip) if limit is not None and repo.codec is None else None
+        if found is not None and limit is not None:  # the last chunks hold the last turns
+            tail = _last_turns(found[1], limit)
+            if tail is not None:
+                return tail
+        data = repo.read_file(tip, CONV)
         if data is None:
             return []
         if limit is not None:
@@ -238,10 +246,11 @@ class Session:
             if isinstance(summary, dict):
                 summary["total_turns"] = len(turns)
             n = new_turn["turn_id"] if isinstance(new_turn["turn_id"], int) else pos + 1
-            stored = _conversation_bytes(state, conv, pos, self.customer.repo.turns_span(
-                state.tip, state.files.get(CONV)))
+            repo = self.customer.repo
+            stored = _conversation_parts(state, repo, conv, pos) or _conversation_bytes(
+                state, conv, pos, repo.turns_span(state.tip, sessionfiles.raw(state.files, CONV)))
             remember(stored, conv)
-            files = {**state.files, CONV: stored}
+            files = sessionfiles.updated(state.files, {CONV: stored})
             return Plan(files, state.version, ChangeKind.TURN,
                          message or f"{state.version}: add turn {n}", frozenset({CONV}),
                          turn=n, redacted=redacted, parsed={CONV: conv}, changed_turns=(pos,))
@@ -466,6 +475,44 @@ def _refuse_open(customer: CustomerContext) -> None:
                 f"session {state.session_id}); add to it, finalize it, or pass --new-scenario "
                 "(allow_open=True) to start another deployment scenario anyway")
 
+
+
+def _last_turns(parts: layout.Split, limit: int) -> list[dict[str, Any]] | None:
+    """The last ``limit`` turns of a conversation held in ``parts``, read from its
+    last chunks only (None when a chunk is not an array of turn objects)."""
+    turns: list[Any] = []
+    for chunk in reversed(parts.chunks):
+        if len(turns) >= limit:
+            break
+        items = canonical.loads_cached(chunk)
+        if not isinstance(items, list) or not all(isinstance(t, dict) for t in items):
+            return None
+        turns[:0] = items
+    return turns[len(turns) - limit:] if limit else []
+
+
+def _conversation_parts(state: State, repo: backend.Repo, conv: dict[str, Any],
+                        pos: int) -> layout.Joined | None:
+    """``conv`` (the tip's conversation with a turn added at ``pos``) as parts
+    made from the tip's (:func:`gitstore.core.layout.appended`), when the tip's
+    conversation is stored in parts, held by this handle, and the turn went to
+    the end: an append then costs one chunk, not the whole document."""
+    turns = conv["conversation_turns"]
+    summary = conv.get("conversation_summary")
+    total = summary.get("total_turns") if isinstance(summary, dict) else None
+    if pos != len(turns) - 1 or not isinstance(total, int) or isinstance(total, bool):
+        return None
+    found = repo.split_of(state.tip)
+    if found is None or found[0] is not sessionfiles.raw(state.files, CONV) or \
+            len(found[1].chunks) < layout.MIN_CHUNKS:
+        return None
+    parts = layout.appended(found[1], turns[pos], total)
+    if parts is None:
+        return None
+    joined = layout.Joined(parts)
+    if os.environ.get("GITSTORE_CHECK_SPLICE") and joined.data() != canonical.dumps(conv):
+        raise AssertionError("appended conversation parts differ from its canonical form")
+    return joined
 
 
 _TURNS_OPEN = b'\n  "conversation_turns": [\n'

@@ -11,11 +11,12 @@ fails it at once, before any object is written, never as a lost race.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gitstore.core import canonical, manifest
+from gitstore.core import files as sessionfiles
 from gitstore.core.commits import (
     ChangeKind,
     CommitInfo,
@@ -25,6 +26,7 @@ from gitstore.core.commits import (
     trailers,
     version_of,
 )
+from gitstore.core.layout import Joined
 from gitstore.core.names import JSON_DOCUMENTS
 from gitstore.core.versions import Scenario, ScenarioState, Version, parse_tag_ref
 from gitstore.errors import (
@@ -48,9 +50,9 @@ class State:
     version: Version
     session_id: str
     finalized: bool
-    files: dict[str, bytes]
+    files: Mapping[str, bytes]
     tags: tuple[Version, ...]
-    stored: dict[str, bytes] | None = None
+    stored: Mapping[str, bytes] | None = None
     """The files as stored, when they differ from ``files`` (an encrypted
     session: ``files`` is the plaintext)."""
 
@@ -69,7 +71,7 @@ def load_doc(state: State, name: str) -> Any:
 
 PARSED_CACHE = 8
 """How many parsed documents :func:`load_shared` keeps (per process)."""
-_parsed: OrderedDict[int, tuple[bytes, Any]] = OrderedDict()
+_parsed: OrderedDict[int, tuple[bytes | Joined, Any]] = OrderedDict()
 
 
 def load_shared(state: State, name: str) -> dict[str, Any]:
@@ -80,7 +82,7 @@ def load_shared(state: State, name: str) -> dict[str, Any]:
     The caller gets a new top-level dict whose dict and list members are new
     too, one level down; anything deeper (a turn) is shared with the cache and
     must be replaced, never changed in place."""
-    data = state.files.get(name)
+    data = sessionfiles.raw(state.files, name)
     if data is None:
         return {}
     hit = _parsed.get(id(data))
@@ -88,7 +90,7 @@ def load_shared(state: State, name: str) -> dict[str, Any]:
         _parsed.move_to_end(id(data))
         doc = hit[1]
     else:
-        doc = canonical.loads_stored(data)
+        doc = canonical.loads_stored(data.data() if isinstance(data, Joined) else data)
         if not isinstance(doc, dict):
             return {}
         remember(data, doc)
@@ -96,8 +98,9 @@ def load_shared(state: State, name: str) -> dict[str, Any]:
             for k, v in doc.items()}
 
 
-def remember(data: bytes, doc: dict[str, Any]) -> None:
-    """Record that ``data`` parses to ``doc`` (which nobody changes afterwards)."""
+def remember(data: bytes | Joined, doc: dict[str, Any]) -> None:
+    """Record that ``data`` (bytes, or a conversation's parts) parses to ``doc``
+    (which nobody changes afterwards)."""
     _parsed[id(data)] = (data, doc)
     while len(_parsed) > PARSED_CACHE:
         _parsed.popitem(last=False)

@@ -33,12 +33,13 @@ a given ``idempotency_key`` names at most one commit of a scenario (a key with a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
 from gitstore.core import canonical, manifest
+from gitstore.core import files as sessionfiles
 from gitstore.core.commits import ChangeKind, Identity, Message, Trailer, trailers
 from gitstore.core.documents import offset_minutes
 from gitstore.core.layout import LATEST as LATEST_LAYOUT
@@ -130,7 +131,7 @@ class Plan:
     ``gitstore render``); when they do not, it is reported with the violations
     that explain it (:class:`InvalidDocumentError`, exit 4)."""
 
-    files: dict[str, bytes]
+    files: Mapping[str, bytes]
     version: Version
     change: str
     summary: str
@@ -305,7 +306,7 @@ class Writer:
                              "another, or omit it for a fresh one")
 
     def check(self, session_id: str, plan: Plan, layout: int = 1,
-              ) -> tuple[dict[str, bytes], Proposal]:
+              ) -> tuple[Mapping[str, bytes], Proposal]:
         """Run the pre-commit pipeline over the planned tree (writes nothing).
 
         Returns the complete tree, manifest included, and the proposal the
@@ -334,16 +335,16 @@ class Writer:
         if plan.render_error is not None:
             raise RenderError(plan.render_error)
         assert proposal.manifest is not None
-        files = {**plan.files, MANIFEST: proposal.manifest}
+        files = sessionfiles.updated(plan.files, {MANIFEST: proposal.manifest})
         limit = store.config.max_document_bytes
-        for name, data in files.items():
-            if len(data) > limit:
-                raise InputTooLargeError(f"{name} would be {len(data)} bytes; the store's limit "
+        for name in files:
+            if (size := sessionfiles.size(files, name)) > limit:
+                raise InputTooLargeError(f"{name} would be {size} bytes; the store's limit "
                                          f"is {limit} (max_document_bytes)")
         return files, proposal
 
     def commit(self, repo: backend.Repo, state: State | None, session_id: str, plan: Plan,
-               by: Authorship, checked: tuple[dict[str, bytes], Proposal] | None = None
+               by: Authorship, checked: tuple[Mapping[str, bytes], Proposal] | None = None
                ) -> Written | None:
         """Check (unless already ``checked``), write and publish one commit; the
         caller holds the writer lock. Returns None when the compare-and-swap lost
@@ -352,7 +353,8 @@ class Writer:
         parent = state.tip if state else None
         layout = repo.layout_for(parent)
         files, proposal = checked or self.check(session_id, plan, layout)
-        if state is not None and _same_documents(files, state.files) and not plan.finalizing \
+        if state is not None and sessionfiles.same(files, state.files, MANIFEST) and \
+                not plan.finalizing \
                 and plan.change in (ChangeKind.UPDATE, ChangeKind.TURN) and by.message is None:
             return Written(state.tip, state.version, "unchanged", state.info.trailer(
                 Trailer.MANIFEST) or manifest.digest(files[MANIFEST]))
@@ -398,13 +400,14 @@ class Writer:
             tag_id = cut_tag(repo, commit, repo.commit(commit), int(tag_when.timestamp()),
                              offset_minutes(tag_when), store.signer,
                              message=_retarget(by.tag_message, commit), tagger=by.tagger)
-        warnings = self._after_commit(plan, commit, stored, parsed)
+        warnings = self._after_commit(plan, commit, stored, parsed,
+                                      sum(len(data) for _, data in prepared.objects))
         return Written(commit, plan.version, plan.change, digest, proposal.completeness,
                        plan.turn, tag_id, warnings=warnings)
 
     @staticmethod
-    def replayed(repo: backend.Repo, text: str, files: dict[str, bytes],
-                 stored: dict[str, bytes], prepared: Prepared, parent: str | None,
+    def replayed(repo: backend.Repo, text: str, files: Mapping[str, bytes],
+                 stored: Mapping[str, bytes], prepared: Prepared, parent: str | None,
                  plan: Plan) -> tuple[str, Prepared]:
         """A replayed commit's message and tree, once its content is shown to
         reproduce the recorded ``Manifest`` (in either layout), or UsageError.
@@ -418,7 +421,7 @@ class Writer:
         if claimed is None:
             return text, prepared
 
-        def tree(of: dict[str, bytes], parts: bool) -> Prepared:
+        def tree(of: Mapping[str, bytes], parts: bool) -> Prepared:
             return repo.prepare_session_tree(of, parts=parts, base=parent,
                                              materialise=plan.finalizing)
 
@@ -473,10 +476,11 @@ class Writer:
             return None
 
     # -- after the commit ------------------------------------------------------
-    def _after_commit(self, plan: Plan, commit: str, files: dict[str, bytes],
-                      parsed: dict[str, Any]) -> tuple[str, ...]:
-        """Catalog, maintenance counter and audit record; each may fail without
-        failing the write (the branch has moved: the change is committed)."""
+    def _after_commit(self, plan: Plan, commit: str, files: Mapping[str, bytes],
+                      parsed: dict[str, Any], written: int) -> tuple[str, ...]:
+        """Catalog, maintenance counter (``written``: the bytes of the objects the
+        commit added) and audit record; each may fail without failing the write
+        (the branch has moved: the change is committed)."""
         customer = self.customer
         warnings: list[str] = []
         try:  # every process's next query looks at this customer (catalog.journal)
@@ -495,7 +499,7 @@ class Writer:
         except (GitStoreError, OSError) as exc:  # Index.record catches SQLite's own
             warnings.append(f"catalog not updated ({exc}); `gitstore reindex` repairs it")
         try:
-            self._maintain(sum(len(files[n]) for n in (*plan.changed, MANIFEST) if n in files))
+            self._maintain(written)
         except (GitStoreError, OSError) as exc:
             warnings.append(f"automatic maintenance failed ({exc}); run `gitstore maintain`")
         try:
@@ -561,11 +565,6 @@ def _session_id_at(repo: backend.Repo, scenario: Scenario) -> str | None:
         except (KeyError, TypeError, canonical.JSONParseError):
             return None
     return found if isinstance(found, str) else None
-
-
-def _same_documents(a: dict[str, bytes], b: dict[str, bytes]) -> bool:
-    """Equal files, the manifest aside (a tip's lists its stored parts or bytes)."""
-    return a.keys() == b.keys() and all(a[n] == b[n] for n in a if n != MANIFEST)
 
 
 def _retarget(tag_message: str | None, commit: str) -> str | None:
