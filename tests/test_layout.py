@@ -169,6 +169,7 @@ def test_files_read_like_a_dict_and_assemble_only_when_read() -> None:
     assert not joined.assembled  # nothing above read the conversation
     assert files["conversation.json"] == canonical.dumps(doc) and joined.assembled
     assert dict(files) == {"a.json": b"{}", "conversation.json": canonical.dumps(doc)}
+    assert files.copy() == dict(files) == files | {}  # what a hook written for a dict does
     assert sessionfiles.updated({"a.json": b"1"}, {"b.json": b"2"}) == {"a.json": b"1",
                                                                          "b.json": b"2"}
 
@@ -282,6 +283,9 @@ def test_appends_and_recall_never_assemble_the_conversation(grown: Any,
         assert held is not None and isinstance(held[0], layout.Joined)
         assert not held[0].assembled, i
     assert [t["turn_id"] for t in session.history(70)] == list(range(130, 200))
+    for n in (0, 1, 64, 199, 200, 250, 500):  # more than there are: every turn
+        assert [t["turn_id"] for t in session.history(n)] == (list(range(1, 200))[-n:]
+                                                               if n else [])
     assert not held[0].assembled
     stored = json.loads(git_conversation(session.customer.path, "v1"))
     assert stored["conversation_summary"]["total_turns"] == 199

@@ -48,6 +48,14 @@ class Files(Mapping[str, bytes]):
     def __contains__(self, name: object) -> bool:
         return name in self._values
 
+    def copy(self) -> dict[str, bytes]:
+        """A plain dict of the files (assembling what is held in parts), as
+        ``dict.copy`` gives: a hook written for a dict keeps working."""
+        return dict(self)
+
+    def __or__(self, other: Mapping[str, bytes]) -> dict[str, bytes]:
+        return {**self, **other}
+
     def __repr__(self) -> str:
         shown = ", ".join(f"{n}: {size(self, n)} bytes" for n in self._values)
         return f"Files({{{shown}}})"

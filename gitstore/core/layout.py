@@ -35,7 +35,11 @@ tests prove them, with Hypothesis):
   objects) is stored whole: :func:`encode` never changes a document's bytes;
 * :func:`decode` checks every part against the stored manifest and keeps the
   parts in the logical files when any is damaged, missing or extra, so every
-  check of the logical files reports the damage, by the part's name.
+  check of the logical files reports the damage, by the part's name;
+* :func:`appended` (the next split after an append, made from the parts) is
+  the split of the whole document so changed, and a :class:`Joined` of a split
+  assembles to exactly the document it splits: an append hands its new
+  conversation on as parts, and only a reader pays for the whole document.
 """
 
 from __future__ import annotations

@@ -118,7 +118,8 @@ class Session:
 
         For an agent's context window: only ``conversation.json`` is read, and
         of it only the returned turns are parsed (the rest is scanned); stored
-        in parts, only its last chunks are read."""
+        in parts, only its last chunks are parsed (a process that has not read
+        the tip yet still reads and checks every part once)."""
         limit = count(limit, "history limit")
         repo = self.customer.repo
         tip = repo.ref_target(self.scenario.branch_ref)
@@ -488,7 +489,7 @@ def _last_turns(parts: layout.Split, limit: int) -> list[dict[str, Any]] | None:
         if not isinstance(items, list) or not all(isinstance(t, dict) for t in items):
             return None
         turns[:0] = items
-    return turns[len(turns) - limit:] if limit else []
+    return turns[max(0, len(turns) - limit):] if limit else []
 
 
 def _conversation_parts(state: State, repo: backend.Repo, conv: dict[str, Any],

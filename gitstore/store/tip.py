@@ -10,6 +10,7 @@ fails it at once, before any object is written, never as a lost race.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ def load_doc(state: State, name: str) -> Any:
 PARSED_CACHE = 8
 """How many parsed documents :func:`load_shared` keeps (per process)."""
 _parsed: OrderedDict[int, tuple[bytes | Joined, Any]] = OrderedDict()
+_parsed_lock = threading.Lock()
 
 
 def load_shared(state: State, name: str) -> dict[str, Any]:
@@ -85,9 +87,11 @@ def load_shared(state: State, name: str) -> dict[str, Any]:
     data = sessionfiles.raw(state.files, name)
     if data is None:
         return {}
-    hit = _parsed.get(id(data))
+    with _parsed_lock:  # threads of one process share it (the MCP and web servers)
+        hit = _parsed.get(id(data))
+        if hit is not None and hit[0] is data:
+            _parsed.move_to_end(id(data))
     if hit is not None and hit[0] is data:
-        _parsed.move_to_end(id(data))
         doc = hit[1]
     else:
         doc = canonical.loads_stored(data.data() if isinstance(data, Joined) else data)
@@ -101,9 +105,11 @@ def load_shared(state: State, name: str) -> dict[str, Any]:
 def remember(data: bytes | Joined, doc: dict[str, Any]) -> None:
     """Record that ``data`` (bytes, or a conversation's parts) parses to ``doc``
     (which nobody changes afterwards)."""
-    _parsed[id(data)] = (data, doc)
-    while len(_parsed) > PARSED_CACHE:
-        _parsed.popitem(last=False)
+    with _parsed_lock:
+        _parsed[id(data)] = (data, doc)
+        _parsed.move_to_end(id(data))
+        while len(_parsed) > PARSED_CACHE:
+            _parsed.popitem(last=False)
 
 
 def require_open(state: State, what: str) -> None:
