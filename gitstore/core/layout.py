@@ -251,10 +251,9 @@ def encode(files: Mapping[str, bytes], *, materialise: bool,
     if materialise or CONV not in files:
         return dict(files), None
     if parts is None:
-        prior = base[0].data() if base and isinstance(base[0], Joined) else \
-            base[0] if base else b""
-        parts = split(files[CONV], (prior, base[1]) if base and isinstance(prior, bytes)
-                      else None)
+        earlier = (base[0].data() if isinstance(base[0], Joined) else base[0], base[1]) \
+            if base else None
+        parts = split(files[CONV], earlier)
     if parts is None or len(parts.chunks) < MIN_CHUNKS:
         return dict(files), None
     stored = {n: files[n] for n in files if n != CONV and not is_part(n)}
