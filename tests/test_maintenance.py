@@ -140,6 +140,50 @@ def test_automatic_maintenance_runs_outside_the_writer_lock(tmp_path: Path,
     git(session.customer.path, "fsck", "--strict")
 
 
+def test_a_run_that_ends_due_again_follows_up(tmp_path: Path, monkeypatch: Any) -> None:
+    """Writes made while a run packs make maintenance due again; the run goes on
+    with an incremental one, so the store at rest holds none of their small
+    packs and nothing is left due (before, they waited for the next write).
+    (Here the whole pack already took their objects: it packs what the refs
+    reach when it packs, so the follow-up finds nothing to do.)"""
+    from gitstore.git import housekeeping
+
+    packing, release = threading.Event(), threading.Event()
+    real, real_clear = housekeeping.compact, housekeeping.clear_temp_files
+    kinds: list[bool] = []
+
+    def compact(*args: Any, **kwargs: Any) -> Any:
+        kinds.append(kwargs["full"])
+        return real(*args, **kwargs)
+
+    def held_clear(path: Path) -> list[str]:  # inside compact: its count is taken
+        packing.set()
+        assert release.wait(60)
+        return real_clear(path)
+
+    monkeypatch.setattr(housekeeping, "compact", compact)
+    monkeypatch.setattr(housekeeping, "clear_temp_files", held_clear)
+    store = Store.init(tmp_path / "s", clock=Clock(), maintenance_bytes=4096)
+    session = store.customer(CUSTOMER).new_session(created="2025-01-15T10:00:00Z")
+    path = session.customer.path
+    for i in range(3):
+        session.append_turn(_turn(i))
+    assert packing.wait(60)
+    for i in range(3, 9):  # while the run is held: each adds a pack, and maintenance is due
+        session.append_turn(_turn(i))
+    assert housekeeping.is_due(path, 4096)
+    release.set()
+    assert store.wait_for_maintenance(60)
+    assert kinds[0] is True and kinds[1:] and not any(kinds[1:])  # whole, then incremental
+    assert not housekeeping.is_due(path, 4096)
+    assert len(_packs(path)) <= 2, _packs(path)
+    ops = [r.get("detail") or "" for r in store.customer(CUSTOMER).audit_log.records()
+           if r["op"] == "maintain"]
+    assert len(ops) == 1 and ops[0].startswith("full"), ops  # an idle follow-up is quiet
+    assert session.history(100)[-1]["turn_id"] == 9
+    git(path, "fsck", "--strict")
+
+
 def test_a_run_beside_writers_leaves_their_fanout_directories(tmp_path: Path) -> None:
     """libgit2 creates objects/xx, then renames a new object into it: a run
     outside the writer lock must not remove an empty fan-out directory (that

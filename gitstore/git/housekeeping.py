@@ -221,6 +221,15 @@ def count_write(path: Path, nbytes: int, limit: int) -> bool:
     return pending >= limit or writes >= WRITES_PER_RUN
 
 
+def is_due(path: Path, limit: int) -> bool:
+    """Whether the writes counted since the last :func:`compact` make
+    maintenance due (as :func:`count_write` would say, counting nothing)."""
+    if limit <= 0:
+        return False
+    pending, writes = _load_count(path)
+    return pending >= limit or writes >= WRITES_PER_RUN
+
+
 def _load_count(path: Path) -> tuple[int, int]:
     try:
         fd = os.open(path / STATE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)

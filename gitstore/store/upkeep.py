@@ -21,7 +21,11 @@ Invariants:
   leaving a half-written pack (which would be harmless: temp files are cleared
   by the next run); :func:`wait` joins the runs started in this process;
 * a failed run loses nothing: it is reported through the store's warning
-  callback and the next write that finds maintenance due tries again.
+  callback and the next write that finds maintenance due tries again;
+* a run that ends with maintenance due again (writers added that much while it
+  went on) goes on with an incremental run, up to :data:`FOLLOW_UPS` times, so
+  a store left at rest after a stream of writes is compact: not left holding
+  the small packs written during its last run until the next write.
 """
 
 from __future__ import annotations
@@ -47,6 +51,11 @@ what was written, so no run's time grows with the history (a whole repack of a
 REFS_WAIT = 0.25
 """How long a run waits for the writer lock to pack refs (it skips that step
 rather than wait behind a stream of writes: refs are few, the next run packs them)."""
+
+FOLLOW_UPS = 8
+"""At most this many incremental runs follow a run in the same thread, while
+maintenance stays due (a stream of writes that outpaces them waits for its next
+write to start another)."""
 
 _running: dict[str, threading.Thread] = {}
 _guard = threading.Lock()
@@ -89,15 +98,24 @@ def wait(timeout: float | None = None) -> bool:
 def _run(customer: CustomerContext) -> None:
     with contextlib.suppress(OSError, AttributeError):  # not every platform has it
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    limit = customer.store.config.maintenance_bytes
+    for n in range(1 + FOLLOW_UPS):
+        if not _once(customer, first=n == 0) or not housekeeping.is_due(customer.path, limit):
+            return
+
+
+def _once(customer: CustomerContext, *, first: bool) -> bool:
+    """One run (whole when ``first`` and the repository is small); False when it
+    did not run (another process holds the maintenance lock) or failed."""
     store = customer.store
     try:
         try:
             with writer_lock(store.lock_dir, maintenance_lock_name(customer.name), 0.0):
                 repo = Repo.open(customer.path)  # its own handle: this is another thread
-                full = housekeeping.repo_bytes(customer.path) < FULL_BELOW
+                full = first and housekeeping.repo_bytes(customer.path) < FULL_BELOW
                 report = housekeeping.compact(repo, customer.path, full=full, refs=False)
         except ConflictError:
-            return  # another process is maintaining this customer now
+            return False  # another process is maintaining this customer now
         detail = report.summary()
         try:  # a short wait: busy writers are not held up, nor is this run held by them
             with customer.locked(REFS_WAIT):
@@ -105,8 +123,11 @@ def _run(customer: CustomerContext) -> None:
                 housekeeping.remove_empty_fanouts(customer.path)
         except ConflictError:
             detail += "; refs left loose (writers busy: the next run packs them)"
-        customer.audit("maintain", detail=detail)
+        if first or report.kind != "none":  # a follow-up that found nothing to do is quiet
+            customer.audit("maintain", detail=detail)
     except (GitStoreError, OSError) as exc:
         if store.warn is not None:
             store.warn(f"automatic maintenance of {customer.name} failed ({exc}); "
                        "run `gitstore maintain`")
+        return False
+    return True
