@@ -225,6 +225,50 @@ def test_list_filters(world: tuple[Store, Index]) -> None:
         index.list_sessions(sort="commit_id; DROP TABLE versions")
 
 
+@pytest.mark.parametrize("asked", [{}, {"all_versions": True, "sort": "version"},
+                                   {"status": "open", "descending": False},
+                                   {"provider": "aws", "limit": 2}, {"sort": "satisfaction"},
+                                   {"customer": AWS3, "fields": ["turns", "provider"]}])
+def test_list_columns_are_list_sessions_column_by_column(world: tuple[Store, Index],
+                                                         asked: dict[str, Any]) -> None:
+    """What the table of ``list`` reads is the listing itself, turned: same rows,
+    same order, same values (services as stored JSON, latest as 0/1)."""
+    _, index = world
+    rows = index.list_sessions(**asked)
+    cols = index.list_columns(**asked)
+    assert next(iter(cols)) == "customer" and set(cols) == set(rows[0])
+    for name, values in cols.items():
+        want = [r[name] for r in rows]
+        if name == "services":
+            want = [json.dumps(v, separators=(",", ":")) for v in want]
+            values = tuple(json.dumps(json.loads(v), separators=(",", ":")) for v in values)
+        assert list(values) == want, name
+    empty = index.list_columns(provider="nope")
+    assert list(empty) == list(cols) if not asked.get("fields") else next(iter(empty)) == "customer"
+    assert all(v == () for v in empty.values())
+
+
+def test_cli_table_cells_are_the_json_values(world: tuple[Store, Index]) -> None:
+    """Each cell of the text table is its session's value: '-' for none, the
+    completion status beside a different status, 85%, 2 decimals, %g."""
+    store, _ = world
+    rows = cli(store.root, "list", "--sort", "satisfaction", "-o", "json").json()
+    lines = cli(store.root, "list", "--sort", "satisfaction").text.splitlines()[1:]
+    assert len(lines) == len(rows)
+    for row, line in zip(rows, lines, strict=True):
+        status = row["status"] if row["completion_status"] in (None, row["status"]) \
+            else f"{row['status']} ({row['completion_status']})"
+
+        def cell(value: Any, fmt: str = "{}") -> str:
+            return "-" if value is None else fmt.format(value)
+
+        want = [row["customer"], row["version"], *status.split(), cell(row["provider"]),
+                row["updated"], cell(row["turns"]), cell(row["completeness"], "{}%"),
+                cell(row["satisfaction"], "{:.2f}"), cell(row["success"], "{:g}")]
+        assert line.split() == want
+        assert line == line.rstrip()
+
+
 @pytest.mark.parametrize("field", ["updated", "created", "completed", "customer", "version",
                                    "status", "provider", "completeness", "satisfaction",
                                    "success", "confidence", "turns"])

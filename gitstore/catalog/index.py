@@ -42,7 +42,7 @@ seconds where the value is not text (a JSON number in the config): from the
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -210,13 +210,44 @@ class Index:
         ``retained`` (purged, analytics summary kept) or a ``completion_status``;
         ``since``/``until`` bound the last activity. ``fields``: only these fields of
         each session (and its ``customer``), e.g. what a table shows; default all."""
+        name, asked = self._listing(customer, status, provider, since, until, sort,
+                                    descending, limit, service, all_versions, fields)
+        rows = queries.list_sessions(self.cx, name, status, provider, since, until, sort,
+                                     descending, limit, service=service,
+                                     all_versions=all_versions, fields=fields)
+        self._record("list", [r["customer"] for r in rows], "session(s)", asked)
+        return rows
+
+    @guarded
+    def list_columns(self, customer: str | CustomerView | None = None,
+                     status: str | None = None,
+                     provider: str | None = None, since: datetime | None = None,
+                     until: datetime | None = None, sort: str = "updated",
+                     descending: bool = True, limit: int | None = None, *,
+                     service: str | None = None, all_versions: bool = False,
+                     fields: Collection[str] | None = None) -> dict[str, tuple[Any, ...]]:
+        """:meth:`list_sessions` column by column, each field (``customer`` first) to
+        its values in order, as stored (:func:`gitstore.catalog.queries.session_columns`:
+        no object per session); refreshed, checked and recorded alike."""
+        name, asked = self._listing(customer, status, provider, since, until, sort,
+                                    descending, limit, service, all_versions, fields)
+        columns = queries.session_columns(self.cx, name, status, provider, since, until,
+                                          sort, descending, limit, service=service,
+                                          all_versions=all_versions, fields=fields)
+        self._record("list", columns["customer"], "session(s)", asked)
+        return columns
+
+    def _listing(self, customer: str | CustomerView | None, status: str | None,
+                 provider: str | None, since: datetime | None, until: datetime | None,
+                 sort: str, descending: bool, limit: int | None, service: str | None,
+                 all_versions: bool, fields: Collection[str] | None) -> tuple[str | None, str]:
+        """Check a listing's arguments (before any work), refresh what it reads;
+        return the customer's name (None: every customer) and the question asked,
+        for the record."""
         queries.sort_columns(sort)  # refuses an unknown sort key before any work
         queries.fields_of(fields)  # and an unknown field
         name = self._known(customer) if customer is not None else None
         self.refresh([name] if name else None)
-        rows = queries.list_sessions(self.cx, name, status, provider, since, until, sort,
-                                     descending, limit, service=service,
-                                     all_versions=all_versions, fields=fields)
         asked = [f"{k}={v}" for k, v in (("customer", name), ("status", status),
                                          ("provider", provider), ("service", service),
                                          ("since", since and iso(since)),
@@ -224,8 +255,7 @@ class Index:
                  if v is not None]
         asked.append(f"sort={sort} {'desc' if descending else 'asc'}")
         versions = "every version" if all_versions else "newest versions"
-        self._answered("list", rows, "session(s)", f"{versions}; {', '.join(asked)}")
-        return rows
+        return name, f"{versions}; {', '.join(asked)}"
 
     @guarded
     def stats(self) -> dict[str, Any]:
@@ -243,9 +273,14 @@ class Index:
                   asked: str | None = None) -> None:
         """Record an answer of ``rows`` once, naming each customer with rows in it
         (nothing when it has none); ``asked``: the question, for the record."""
-        shown = {row["customer"] for row in rows}
+        self._record(op, [row["customer"] for row in rows], what, asked)
+
+    def _record(self, op: str, customers: Sequence[str], what: str,
+                asked: str | None = None) -> None:
+        """:meth:`_answered` of an answer whose rows are of ``customers``, in order."""
+        shown = set(customers)
         if shown:
-            self.store.record_answer(op, shown, f"{len(rows)} {what} of {len(shown)} "
+            self.store.record_answer(op, shown, f"{len(customers)} {what} of {len(shown)} "
                                      "customer(s) shown" + (f" ({asked})" if asked else ""))
 
     @guarded

@@ -29,14 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 from gitstore.catalog import freshness, journal
 from gitstore.catalog.db import SELECT, TABLES, Database
-from gitstore.catalog.derive import (
-    UNDERIVABLE,
-    Derived,
-    Rows,
-    changed_majors,
-    derive,
-    read_all,
-)
 from gitstore.catalog.freshness import RACY_NS, State, fingerprint
 from gitstore.catalog.rows import COLUMNS, iso, turn_digest, turn_text
 from gitstore.catalog.view import StoreView
@@ -44,12 +36,18 @@ from gitstore.core import lazy
 from gitstore.core.commits import CommitInfo
 from gitstore.core.versions import Scenario
 from gitstore.errors import GitStoreError
-from gitstore.git.repo import Repo
 
 if TYPE_CHECKING:
     import sqlite3
-else:
+
+    import gitstore.catalog.derive as derivation
+    import gitstore.git.repo as git_repo
+    from gitstore.catalog.derive import Derived, Rows
+    from gitstore.git.repo import Repo
+else:  # a query over a fresh index reads no repository: these load when one is read
     sqlite3 = lazy.module("sqlite3")
+    derivation = lazy.module("gitstore.catalog.derive")
+    git_repo = lazy.module("gitstore.git.repo")
 
 __all__ = ["RACY_NS", "Progress", "Sync", "fingerprint"]
 
@@ -99,7 +97,7 @@ class Sync:
 
     def _open(self, name: str) -> Repo:
         # ``name`` came from customers(), passed CustomerView.exists, or is a checked name
-        return Repo.open(self.store.root / name)
+        return git_repo.Repo.open(self.store.root / name)
 
     def _read_refs(self, name: str, quiet: bool = False) -> tuple[Repo, dict[str, str]] | None:
         try:
@@ -199,7 +197,7 @@ class Sync:
             (last,) = cx.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence "
                                  "WHERE name = 'turns'").fetchone()
             done = 0
-            for batch in read_all(root, names, processes=processes):
+            for batch in derivation.read_all(root, names, processes=processes):
                 last = self._put_rows(batch, last)
                 for got in batch:
                     done += 1
@@ -285,7 +283,7 @@ class Sync:
         try:
             self._sync_customer(name, old, repo, cur)
             ok = True
-        except UNDERIVABLE as exc:
+        except derivation.UNDERIVABLE as exc:
             cx.execute("ROLLBACK TO sync")
             self._drop_customer(name)
             self.db.problems.append(f"{name}: not indexed: {exc}")
@@ -303,7 +301,7 @@ class Sync:
     def _sync_customer(self, name: str, old: dict[str, str], repo: Repo,
                        cur: dict[str, str]) -> None:
         """Re-index the scenarios of ``name`` whose branch or tags moved."""
-        for major in changed_majors(old, cur):
+        for major in derivation.changed_majors(old, cur):
             self._sync_scenario(repo, name, major, cur, cur.get(Scenario(major).branch_ref))
         cx = self.db.cx
         cx.execute("DELETE FROM refs WHERE customer = ?", (name,))
@@ -321,7 +319,7 @@ class Sync:
         have = dict(self.db.cx.execute("SELECT version, tag FROM versions WHERE customer = ? "
                                        "AND scenario = ?", (name, str(Scenario(major))))
                     .fetchall())
-        self._apply(name, derive(repo, name, major, refs, tip, have, known, parsed),
+        self._apply(name, derivation.derive(repo, name, major, refs, tip, have, known, parsed),
                     have, trusted)
 
     def _apply(self, name: str, derived: Derived, have: Mapping[str, str | None],
