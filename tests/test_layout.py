@@ -295,6 +295,35 @@ def test_appends_and_recall_never_assemble_the_conversation(grown: Any,
     assert held[0].assembled
 
 
+def test_an_append_after_a_put_parses_nothing_of_the_conversation(
+        grown: Any, monkeypatch: Any) -> None:
+    """A conversation put whole (an import, a seed) and then appended to: the put
+    keeps what it parsed, so the append (and the next) parses no stored
+    conversation (before, the first append parsed all of it: 170 ms at 5,000
+    turns)."""
+    monkeypatch.delenv("GITSTORE_CHECK_SPLICE", raising=False)
+    _, session = grown
+    conv = session.read().document("conversation.json")
+    conv["conversation_turns"] = conv["conversation_turns"][:100]
+    conv["conversation_summary"]["total_turns"] = 100
+    session.put("conversation.json", conv)
+    parsed: list[int] = []
+    real = canonical.loads_stored
+
+    def counting(data: bytes) -> Any:
+        parsed.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(canonical, "loads_stored", counting)
+    for i in range(300, 303):
+        session.append_turn(_turn(i))
+    assert not [n for n in parsed if n > 4096], parsed  # nothing conversation-sized
+    monkeypatch.setattr(canonical, "loads_stored", real)
+    stored = json.loads(git_conversation(session.customer.path, "v1"))
+    assert [t["turn_id"] for t in stored["conversation_turns"]] == list(range(1, 104))
+    assert stored["conversation_turns"][-1]["user_input"]["query"] == "question 302"
+
+
 def test_a_damaged_part_is_named_by_verify(grown: Any, tmp_path: Path) -> None:
     store, session = grown
     repo = session.customer.path

@@ -300,7 +300,10 @@ class Session:
             require_open(state, f"update {name} of")
             new = fill(name, copy.deepcopy(doc), self.customer.name, state.session_id,
                        state.version, self.customer.api_key)
-            files = {**state.files, name: canonical.dumps(new)}
+            data = canonical.dumps(new)
+            if isinstance(new, dict):  # the next write on this tip parses nothing (put, turns)
+                remember(data, new)
+            files = {**state.files, name: data}
             return Plan(files, state.version, ChangeKind.UPDATE,
                          message or f"{state.version}: update {name}", frozenset({name}),
                          redacted=redacted, parsed={name: new})
