@@ -21,6 +21,7 @@ from gitstore.core import files as sessionfiles
 from gitstore.errors import IntegrityError
 from gitstore.ops import githooks, migrate
 from gitstore.ops.verify import check_customer
+from gitstore.store import tip
 
 # -- the codec ---------------------------------------------------------------
 
@@ -54,6 +55,25 @@ def test_parts_are_canonical_and_join_back_exactly(turns: list[Any], extra: Any)
         assert chunk == canonical.dumps(turns[i * layout.CHUNK:(i + 1) * layout.CHUNK])
     joined = layout.join(parts.head, parts.chunks)
     assert joined is not None and joined[0] == data and joined[1] == parts
+
+
+@settings(max_examples=60, deadline=None)
+@given(_turns, _values)
+def test_a_conversation_parsed_part_by_part_is_the_document(turns: list[Any],
+                                                            extra: Any) -> None:
+    """What ``load_shared`` parses from a tip's parts (the head, then each chunk,
+    a chunk seen before from its cache) is what parsing the whole gives, in
+    the same key order."""
+    doc = _doc(turns, extra)
+    parts = layout.split(canonical.dumps(doc))
+    assert parts is not None
+    for _ in range(2):  # the second time every chunk comes from the cache
+        state = tip.State("0" * 40, None, None, "s-1", False,  # type: ignore[arg-type]
+                          {"conversation.json": layout.Joined(parts)}, ())
+        got = tip.load_shared(state, "conversation.json")
+        whole = json.loads(canonical.dumps(doc))
+        assert got == whole and list(got) == list(whole)
+        assert not state.files["conversation.json"].assembled or not parts.chunks
 
 
 _trailing = st.one_of(st.none(), _values, st.lists(st.dictionaries(
@@ -322,6 +342,38 @@ def test_an_append_after_a_put_parses_nothing_of_the_conversation(
     stored = json.loads(git_conversation(session.customer.path, "v1"))
     assert [t["turn_id"] for t in stored["conversation_turns"]] == list(range(1, 104))
     assert stored["conversation_turns"][-1]["user_input"]["query"] == "question 302"
+
+
+def test_an_append_on_a_tip_another_writer_moved_parses_its_new_parts_only(
+        grown: Any, monkeypatch: Any) -> None:
+    """Two writers of one session (two store handles: each its own repository
+    handle, as two processes): after the other's append, a writer parses the
+    head and the chunk that changed, not the conversation (its earlier chunks
+    it parsed once, and they are the same blobs)."""
+    monkeypatch.delenv("GITSTORE_CHECK_SPLICE", raising=False)
+    store, session = grown
+    other = Store(store.root, clock=Clock()).customer(CUSTOMER).session()
+    parsed: list[int] = []
+    real = canonical.loads_stored
+
+    def counting(data: bytes) -> Any:
+        parsed.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(canonical, "loads_stored", counting)
+    for i in range(300, 312, 2):
+        other.append_turn(_turn(i))
+        session.append_turn(_turn(i + 1))
+    chunk = max(len(c) for c in layout.split(
+        git_conversation(session.customer.path, "v1")).chunks)
+    conversation = len(git_conversation(session.customer.path, "v1"))
+    assert max(parsed) <= chunk < conversation // 2
+    assert sum(parsed[-4:]) < conversation // 2  # steady: the head and the last chunk each
+    monkeypatch.setattr(canonical, "loads_stored", real)
+    stored = json.loads(git_conversation(session.customer.path, "v1"))
+    assert [t["turn_id"] for t in stored["conversation_turns"]] == list(range(1, 152))
+    assert [t["user_input"]["query"] for t in stored["conversation_turns"][-12:]] == \
+        [f"question {i}" for i in range(300, 312)]
 
 
 def test_a_damaged_part_is_named_by_verify(grown: Any, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from gitstore.core.commits import (
     trailers,
     version_of,
 )
-from gitstore.core.layout import Joined
+from gitstore.core.layout import Joined, Split
 from gitstore.core.names import JSON_DOCUMENTS
 from gitstore.core.versions import Scenario, ScenarioState, Version, parse_tag_ref
 from gitstore.errors import (
@@ -72,14 +72,19 @@ def load_doc(state: State, name: str) -> Any:
 
 PARSED_CACHE = 8
 """How many parsed documents :func:`load_shared` keeps (per process)."""
+PARSED_PARTS = 256
+"""How many parsed conversation chunks (64 turns each) it keeps besides."""
 _parsed: OrderedDict[int, tuple[bytes | Joined, Any]] = OrderedDict()
+_parts: OrderedDict[int, tuple[bytes, Any]] = OrderedDict()
 _parsed_lock = threading.Lock()
 
 
-def load_shared(state: State, name: str) -> dict[str, Any]:
+def load_shared(state: State, name: str, parts: Split | None = None) -> dict[str, Any]:
     """A JSON object document of the tip, parsed once per content: the bytes a
     write produced (:func:`remember`) or a read returned (the repository hands
     out one ``bytes`` object per blob) are recognised by identity, not hashed.
+    A conversation held in parts (a write's :class:`Joined`, or ``parts``: the
+    split the repository read it from) is parsed part by part (:func:`_from_parts`).
 
     The caller gets a new top-level dict whose dict and list members are new
     too, one level down; anything deeper (a turn) is shared with the cache and
@@ -94,12 +99,45 @@ def load_shared(state: State, name: str) -> dict[str, Any]:
     if hit is not None and hit[0] is data:
         doc = hit[1]
     else:
-        doc = canonical.loads_stored(data.data() if isinstance(data, Joined) else data)
+        doc = _from_parts(data.split, data.data) if isinstance(data, Joined) else \
+            _from_parts(parts, lambda: data) if parts is not None else \
+            canonical.loads_stored(data)
         if not isinstance(doc, dict):
             return {}
         remember(data, doc)
     return {k: dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v
             for k, v in doc.items()}
+
+
+def _from_parts(parts: Split, whole: Callable[[], bytes]) -> Any:
+    """The conversation split into ``parts`` (assembled: ``whole()``), parsed
+    part by part: the head, then each chunk of turns, a chunk this process
+    parsed before taken from ``_parts`` (a chunk is the same ``bytes`` object
+    while the repository's blob cache holds it). So a tip another process moved
+    (it changed the last chunk and the head) costs the parse of those two, not
+    of the conversation. Equal to parsing the assembled bytes: the head is the
+    document with the turns array empty in place (:mod:`gitstore.core.layout`),
+    each chunk a JSON array of the next turns."""
+    head = canonical.loads_stored(parts.head)
+    if not isinstance(head, dict) or head.get("conversation_turns") != []:
+        return canonical.loads_stored(whole())  # not laid out as split() makes it
+    turns: list[Any] = []
+    for chunk in parts.chunks:
+        with _parsed_lock:
+            hit = _parts.get(id(chunk))
+            if hit is not None and hit[0] is chunk:
+                _parts.move_to_end(id(chunk))
+        if hit is None or hit[0] is not chunk:
+            hit = (chunk, canonical.loads_stored(chunk))
+            with _parsed_lock:
+                _parts[id(chunk)] = hit
+                while len(_parts) > PARSED_PARTS:
+                    _parts.popitem(last=False)
+        if not isinstance(hit[1], list):
+            return canonical.loads_stored(whole())
+        turns += hit[1]
+    head["conversation_turns"] = turns
+    return head
 
 
 def remember(data: bytes | Joined, doc: dict[str, Any]) -> None:
