@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import CUSTOMER, SESSION_ID, Clock, git, git_conversation, load_example, run_cli
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gitstore import Store
@@ -74,6 +74,36 @@ def test_a_conversation_parsed_part_by_part_is_the_document(turns: list[Any],
         whole = json.loads(canonical.dumps(doc))
         assert got == whole and list(got) == list(whole)
         assert not state.files["conversation.json"].assembled or not parts.chunks
+
+
+@settings(max_examples=60, deadline=None)
+@given(_turns, _values, st.booleans())
+@example([{"n": i, "t": "a\nb"} for i in range(130)], None, False)  # in three parts
+def test_a_lazy_decode_is_the_decode_unassembled(turns: list[Any], extra: Any,
+                                                 materialise: bool) -> None:
+    """What a writer reads of a tip another process wrote (``decode_lazy``): the
+    same files as ``decode``, the conversation of sound parts a ``Joined`` not
+    yet assembled (whole where materialised); ``measure`` finds the split
+    ``join`` does, without the bytes."""
+    doc = _doc(turns, extra)
+    data = canonical.dumps(doc)
+    files = {"conversation.json": data, "session_metadata.json": b"{}\n"}
+    files["SHA256SUMS"] = manifest.build(files)
+    stored, _ = layout.encode(files, materialise=materialise)
+    eager, eager_parts = layout.decode(stored)
+    lazy, lazy_parts = layout.decode_lazy(stored)
+    assert eager_parts == lazy_parts and set(eager) == set(lazy)
+    conv = lazy["conversation.json"]
+    assert isinstance(conv, layout.Joined) != (materialise or eager_parts is None)
+    if len(turns) == 130:
+        assert isinstance(conv, layout.Joined)
+    if isinstance(conv, layout.Joined):
+        assert not conv.assembled and conv.size == len(data) and conv.data() == data
+    assert {n: d.data() if isinstance(d, layout.Joined) else d for n, d in lazy.items()} == eager
+    parts = layout.split(data)
+    assert parts is not None
+    joined = layout.join(parts.head, parts.chunks)
+    assert joined is not None and layout.measure(parts.head, parts.chunks) == joined[1] == parts
 
 
 _trailing = st.one_of(st.none(), _values, st.lists(st.dictionaries(

@@ -47,7 +47,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +55,8 @@ from gitstore.core import canonical, manifest
 from gitstore.core.names import CONV, CONV_PARTS, MANIFEST
 
 __all__ = ["CHUNK", "CONV_DIR", "HEAD", "LATEST", "TURNS_DIR", "Joined", "Split", "appended",
-           "chunk_name", "decode", "encode", "is_part", "join", "restate", "split"]
+           "body_length", "chunk_name", "decode", "decode_lazy", "encode", "is_part", "join",
+           "measure", "restate", "split"]
 
 CHUNK = 64
 """Turns per chunk file."""
@@ -157,23 +158,42 @@ def split(conv: bytes, base: tuple[bytes, Split] | None = None) -> Split | None:
     return Split(head, tuple(chunks), tuple(ends), body_start)
 
 
-def join(head: bytes, chunks: list[bytes] | tuple[bytes, ...]) -> tuple[bytes, Split] | None:
-    """The conversation bytes of a head and its chunks, with their :class:`Split`
-    (None when the parts are not laid out as :func:`split` makes them)."""
+def body_length(chunk: bytes) -> int:
+    """How many bytes a chunk's turns take in the conversation: ``"  " +
+    chunk[2:-3]``, each line break gaining two spaces of indentation."""
+    return 2 + len(chunk) - 5 + 2 * chunk.count(b"\n", 2, len(chunk) - 3)
+
+
+def measure(head: bytes, chunks: list[bytes] | tuple[bytes, ...], *,
+            length: Callable[[bytes], int] = body_length) -> Split | None:
+    """The :class:`Split` of a head and its chunks, found without assembling the
+    conversation (what :func:`join` returns beside the bytes); None when the
+    parts are not laid out as :func:`split` makes them. ``length``:
+    :func:`body_length` (a caller may know it already)."""
     at = head.find(_EMPTY)
     if at < 0 or head.find(_ARRAY, at + 1) >= 0:
         return None
     if not chunks:
-        return head, Split(head, (), (), at + len(_EMPTY))
-    bodies, ends, offset = [], [], -2
+        return Split(head, (), (), at + len(_EMPTY))
+    ends, offset = [], -2
     for chunk in chunks:
         if not chunk.startswith(b"[\n  {") or not chunk.endswith(b"\n  }\n]\n"):
             return None
-        bodies.append(b"  " + chunk[2:-3].replace(b"\n", b"\n  "))
-        offset += 2 + len(bodies[-1])
+        offset += 2 + length(chunk)
         ends.append(offset)
+    return Split(head, tuple(chunks), tuple(ends), at + len(_OPEN))
+
+
+def join(head: bytes, chunks: list[bytes] | tuple[bytes, ...]) -> tuple[bytes, Split] | None:
+    """The conversation bytes of a head and its chunks, with their :class:`Split`
+    (:func:`measure`; None when the parts are not laid out as :func:`split` makes them)."""
+    parts = measure(head, chunks)
+    if parts is None or not chunks:
+        return None if parts is None else (head, parts)
+    at = parts.body - len(_OPEN)
+    bodies = [b"  " + chunk[2:-3].replace(b"\n", b"\n  ") for chunk in chunks]
     conv = head[:at] + _OPEN + b",\n".join(bodies) + _CLOSE + head[at + len(_EMPTY):]
-    return conv, Split(head, tuple(chunks), tuple(ends), at + len(_OPEN))
+    return conv, parts
 
 
 class Joined:
@@ -281,30 +301,48 @@ def restate(logical_manifest: bytes, stored: Mapping[str, bytes],
                    if n != MANIFEST).encode("ascii")
 
 
-def decode(stored: Mapping[str, bytes]) -> tuple[dict[str, bytes], Split | None]:
+def decode(stored: Mapping[str, bytes], *, digest: Callable[[bytes], str] | None = None
+           ) -> tuple[dict[str, bytes], Split | None]:
     """Logical files for stored ones: layout 1 as it is; layout 2 with the
     conversation assembled from its parts (or taken whole where materialised)
     and the stored manifest as it is. Sound parts (each matching the manifest,
     nothing missing or extra, laid out as :func:`split` makes them, equal to a
     materialised ``conversation.json``) are left out; otherwise every part is
-    kept, so :func:`gitstore.core.manifest.verify` names the damage."""
+    kept, so :func:`gitstore.core.manifest.verify` names the damage.
+    ``digest``: a part's SHA-256 in hex (a caller may know it already)."""
+    logical, parts = decode_lazy(stored, digest=digest, lazy=False)
+    return {n: d.data() if isinstance(d, Joined) else d for n, d in logical.items()}, parts
+
+
+def decode_lazy(stored: Mapping[str, bytes], *, digest: Callable[[bytes], str] | None = None,
+                length: Callable[[bytes], int] = body_length, lazy: bool = True
+                ) -> tuple[dict[str, bytes | Joined], Split | None]:
+    """:func:`decode`, the conversation of sound parts left :class:`Joined` (not
+    assembled until read) with ``lazy``: what a writer reads of a tip another
+    process wrote, where it needs only the last chunk. ``length``: see
+    :func:`measure`."""
     if HEAD not in stored:
         return dict(stored), None
+    sha = digest or (lambda data: hashlib.sha256(data).hexdigest())
     sums, _ = manifest.parse(stored.get(MANIFEST, b""))
     names = sorted(n for n in stored if n.startswith(TURNS_DIR + "/"))
     listed = sorted(n for n in sums if is_part(n))
-    sound = all(sums.get(n) == hashlib.sha256(stored[n]).hexdigest()
-                for n in (HEAD, *names)) and names == [chunk_name(i) for i in range(len(names))] \
+    sound = all(sums.get(n) == sha(stored[n]) for n in (HEAD, *names)) and \
+        names == [chunk_name(i) for i in range(len(names))] \
         and listed == sorted(n for n in stored if is_part(n))  # nothing missing or extra
-    joined = join(stored[HEAD], [stored[n] for n in names])
-    sound = sound and joined is not None
-    logical = {n: d for n, d in stored.items() if not is_part(n)}
-    if CONV in logical:  # materialised: it must equal its parts
-        sound = sound and joined is not None and joined[0] == logical[CONV]
+    parts = measure(stored[HEAD], [stored[n] for n in names], length=length)
+    sound = sound and parts is not None
+    logical: dict[str, bytes | Joined] = {n: d for n, d in stored.items() if not is_part(n)}
+    if CONV in logical or parts is None or not sound or not lazy:
+        joined = join(stored[HEAD], [stored[n] for n in names]) if parts is not None else None
+        if CONV in logical:  # materialised: it must equal its parts
+            sound = sound and joined is not None and joined[0] == logical[CONV]
+        else:
+            logical[CONV] = joined[0] if joined is not None else b""
     else:
-        logical[CONV] = joined[0] if joined is not None else b""
+        logical[CONV] = Joined(parts)
     if not sound:
         logical.update((n, d) for n, d in stored.items() if is_part(n))
         if CONV in logical and HEAD in sums and CONV not in sums and not logical[CONV]:
             logical[CONV] = stored[HEAD]  # something to show; the checks report the damage
-    return logical, joined[1] if joined is not None and sound else None
+    return logical, parts if sound else None

@@ -25,11 +25,12 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gitstore.core import files as sessionfiles
 from gitstore.core import layout, lazy, manifest
@@ -45,12 +46,15 @@ else:  # packwrite: object ids and bytes of what a write adds; reads need none
     pygit2 = lazy.module("pygit2")  # (gitstore.core.lazy)
     packwrite = lazy.module("gitstore.git.packwrite")
 
-__all__ = ["BLOB_CACHE_BYTES", "TREE_CACHE", "Prepared", "Trees"]
+__all__ = ["BLOB_CACHE_BYTES", "FACTS_CACHE", "TREE_CACHE", "Prepared", "Trees"]
 
 TREE_CACHE = 16
 """How many trees' logical files one handle keeps."""
 BLOB_CACHE_BYTES = 64 * 1024 * 1024
 """The most blob bytes one handle keeps in memory."""
+FACTS_CACHE = 16384
+"""How many facts about parts (SHA-256, length in the conversation) a handle
+keeps, by blob id."""
 
 Logical = tuple[Mapping[str, bytes], layout.Split | None]
 
@@ -78,6 +82,7 @@ class Trees:
         self._repo = repo
         self._path = path
         self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self._facts: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._blob_bytes = 0
         self._oid_of: dict[int, tuple[bytes, str]] = {}
         self._trees: OrderedDict[str, Logical] = OrderedDict()
@@ -90,9 +95,33 @@ class Trees:
         if hit is not None:
             self._trees.move_to_end(key)
             return hit
-        found = layout.decode(self._stored(tree))
+        files, parts = layout.decode_lazy(self._stored(tree), digest=self._digest,
+                                          length=self._body_length)
+        found = (sessionfiles.Files(files), parts)
         self._keep(key, found)
         return found
+
+    def _digest(self, data: bytes) -> str:
+        """The SHA-256 of a stored part, in hex: once per blob, for a part this
+        handle read or wrote (a blob's content is fixed by its id), so reading a
+        tip another process moved hashes only the parts it changed."""
+        return self._per_blob(data, "sha256", lambda d: hashlib.sha256(d).hexdigest())
+
+    def _body_length(self, chunk: bytes) -> int:
+        """:func:`~gitstore.core.layout.body_length`, once per blob likewise."""
+        return self._per_blob(chunk, "length", layout.body_length)
+
+    def _per_blob(self, data: bytes, what: str, compute: Callable[[bytes], Any]) -> Any:
+        known = self._oid_of.get(id(data))
+        key = (known[1], what) if known is not None and known[0] is data else None
+        if key is not None and (hit := self._facts.get(key)) is not None:
+            return hit
+        value = compute(data)
+        if key is not None:
+            self._facts[key] = value
+            while len(self._facts) > FACTS_CACHE:
+                self._facts.popitem(last=False)
+        return value
 
     def file(self, tree: pygit2.Tree, name: str) -> bytes | None:
         """One logical file of ``tree`` (None when absent or not a regular file)."""
