@@ -10,12 +10,12 @@ every plugin reports nothing in. Fake credentials are assembled at run time.
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 import subprocess
 import sys
 
 import phonenumbers
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -220,58 +220,32 @@ def test_a_match_holds_one_of_the_hints(pattern: str, text: str, icase: bool) ->
         assert any(h in got for h in found), (pattern, text, found)
 
 
-# ------------------------------------------------ phone_free: digits glued to letters
+# ------------------------------------------------ phones near letters: always scanned
 
-def test_the_fewest_phone_digits_is_phonenumbers_own() -> None:
-    """MIN_PHONE_DIGITS is the shortest valid national number of any region."""
-    metadata = phonenumbers.PhoneMetadata
-    lengths = [min(metadata.metadata_for_region(r).general_desc.possible_length)
-               for r in phonenumbers.SUPPORTED_REGIONS]
-    lengths += [min(metadata.metadata_for_nongeo_region(cc).general_desc.possible_length)
-                for cc in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS]
-    assert min(lengths) == gate.MIN_PHONE_DIGITS
-    assert phonenumbers.is_valid_number(phonenumbers.parse("8000", "SH"))  # four digits
-
-
-#: Near-misses for the phone gate: extension labels, phone punctuation, brackets, plus
-#: signs, other scripts' digits, letters that guard a run and letters that do not.
-PHONE_PIECES = (*PHONES, "x", "X", "ext", "EXT", "int", "anexo", "e", "a", "i", "b", "q",
-                "v", "Reference ", " ", "-", ".", "/", "(", ")", "+", "#", ",", ";", ":",
-                "~", "\u00a0", "\uff13", "\u0663", "sha", "1f3a", "deadbeef")
-phone_texts = st.lists(st.one_of(st.sampled_from(PHONE_PIECES),
-                                 st.text(alphabet="0123456789abcdefxq +-()", max_size=14)),
-                       max_size=10).map("".join)
+#: Texts a tried gate ("digits glued to Latin letters hold no phone") vouched for
+#: wrongly; a fresh-eyes review and a fuzzer found them: an ``int`` extension
+#: takes at most 9 digits, so a candidate may start inside a long run; an inner
+#: group may start with the label itself; and a number with three or more letters
+#: is read as a vanity number (``396int`` is 396468). The gate was withdrawn.
+NEAR_LETTERS = (("ticket q1int0000000004155552671 done", "US"), ("v2int0000000004155552671", "US"),
+                ("1 int030123456", "DE"), ("44;9int - 497838697258696o", "DE"))
+#: Numbers of 4 to 6 digits, valid in their regions, that the scan's first look
+#: (``_NUMBER_HINT``: 7 digits, lightly separated) passes over: a known gap.
+SHORT = (("1 int4002", "NU"), (";396int - 4o", "TK"), ("354INT.82n#extn", "TK"),
+         ("call +98 9601 now", "US"))
 
 
-@settings(max_examples=600, deadline=None)
-@given(phone_texts, st.sampled_from(["US", "GB", "DE", "IT", "IN", "SH", "NU", "TK", "AT"]))
-def test_a_text_the_phone_gate_vouches_for_holds_no_phone(text: str, region: str) -> None:
-    if gate.phone_free(text):
-        assert not list(phonenumbers.PhoneNumberMatcher(
-            text, region, leniency=phonenumbers.Leniency.VALID)), text
+@pytest.mark.parametrize(("text", "region"), NEAR_LETTERS)
+def test_a_phone_near_letters_is_found(text: str, region: str) -> None:
+    assert list(phonenumbers.PhoneNumberMatcher(text, region,
+                                                leniency=phonenumbers.Leniency.VALID))
+    assert "phone" in [f.kind for f in scan({"q": text}, "conversation.json", region=region)]
 
 
-def test_what_the_phone_gate_vouches_for() -> None:
-    reference = "Reference " + hashlib.sha1(b"7").hexdigest() + "."
-    assert gate.phone_free(reference) and gate.phone_free("v2.1 and q11, answer 11")
-    assert gate.phone_free("ab2025550123cd")                       # a valid number, glued
-    assert not gate.phone_free("call 202-555-0123 now")             # a phone: scanned
-    assert not gate.phone_free("answer 1234")                       # four digits in the open
-    assert not gate.phone_free("x2025550123")                       # x is phone punctuation
-    assert not gate.phone_free("2025550123ext")                     # an extension label follows
-    assert not gate.phone_free("b" + "1" * 21 + "c")                # a run past one block
-    assert not gate.phone_free("ab\uff12\uff10\uff12cd")            # another script's digits
-    assert scan({"q": "call 202-555-0123 now"}, "conversation.json")   # still found
-
-
-def test_a_hex_reference_is_scanned_without_loading_phonenumbers() -> None:
-    """The cost the phone gate saves is real: a turn's text with a hex reference
-    leaves phonenumbers unloaded; a text with a number loads it and finds it."""
-    text = "the Enhanced Collector (answer 11) fits. Reference " + "1f3a004854457c" * 3
-    src = ("import sys\nfrom gitstore.rules.secrets import scan\n"
-           f"print(scan({{'t': {text!r}}}, 'conversation.json'), 'phonenumbers' in sys.modules)\n"
-           "print([f.kind for f in scan({'t': 'call 202-555-0123'}, 'conversation.json')],"
-           " 'phonenumbers' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True,
-                         check=True).stdout.splitlines()
-    assert out == ["[] False", "['phone'] True"]
+@pytest.mark.xfail(strict=True, reason="known gap: the 7-digit first look skips numbers "
+                                       "of 4-6 digits (valid in NU, TK, SH, IR, DE, ...)")
+@pytest.mark.parametrize(("text", "region"), SHORT)
+def test_a_short_phone_is_found(text: str, region: str) -> None:
+    assert list(phonenumbers.PhoneNumberMatcher(text, region,
+                                                leniency=phonenumbers.Leniency.VALID))
+    assert "phone" in [f.kind for f in scan({"q": text}, "conversation.json", region=region)]

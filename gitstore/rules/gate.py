@@ -27,10 +27,7 @@ the heuristic filters (which need detect-secrets) run only on a candidate found.
 Likewise for phonenumbers (about 20 ms to load): a string that is exactly a timestamp
 with ``Z`` or a ``+`` offset and no fractional seconds (:func:`is_plain_timestamp`, what
 every turn holds) or a digest id (:func:`is_digest_id`, a turn's default idempotency
-key) has no phone number or card number in it, so the scan does not load it for one;
-and a string whose digits are nearly all glued to letters (:func:`phone_free`: a hex
-reference, a version, ``v2``, ``q11``) has no phone number in it (cards are still
-looked for, with a regex).
+key) has no phone number or card number in it, so the scan does not load it for one.
 """
 
 from __future__ import annotations
@@ -44,8 +41,8 @@ from gitstore.rules import detectordata
 
 __all__ = [
     "ENTROPY_CHARSET", "ENTROPY_LIMIT", "KEYWORD_DENYLIST", "KEYWORD_SECRET",
-    "MIN_PHONE_DIGITS", "is_digest_id", "is_plain_timestamp", "keyword_patterns",
-    "may_hold_plugin_secret", "phone_free", "shannon_entropy",
+    "is_digest_id", "is_plain_timestamp", "keyword_patterns", "may_hold_plugin_secret",
+    "shannon_entropy",
 ]
 
 #: The base64 alphabet (with ``-_`` and ``=``) the entropy measure counts over.
@@ -175,49 +172,3 @@ def is_digest_id(text: str) -> bool:
     phonenumbers itself in ``tests/test_detectors_gate.py``."""
     return _DIGEST_ID.fullmatch(text) is not None and \
         max(map(len, _DIGITS.findall(text, text.index(":"))), default=0) <= 20
-
-
-MIN_PHONE_DIGITS = 4
-"""The fewest digits of a national number phonenumbers calls valid, in any region
-(Niue, Saint Helena, Tokelau, ...: four); ``tests/test_detectors_gate.py`` checks it
-against phonenumbers' metadata."""
-
-_RUN = re.compile(r"\d+")  # any script's digits, as phonenumbers' own patterns see them
-#: A letter just before a run that no candidate can hold: Latin, not the ``x`` of
-#: phone punctuation (``555x1234``).
-_BEFORE = frozenset("abcdefghijklmnopqrstuvwyzABCDEFGHIJKLMNOPQRSTUVWYZ")
-#: A letter just after a run that no candidate can hold: Latin, and not the first
-#: letter of an extension label (``x``, ``ext``, ``int``, ``anexo``).
-_AFTER = _BEFORE - frozenset("aeiAEI")
-
-
-def phone_free(text: str) -> bool:
-    """Whether ``PhoneNumberMatcher`` (leniency VALID, any region) surely finds no
-    phone number in ``text``: every digit is an ASCII digit, no run of digits is
-    longer than 20 (the matcher's block), and the runs not *guarded* (just after a
-    letter of ``_BEFORE`` or just before one of ``_AFTER``) hold fewer than
-    :data:`MIN_PHONE_DIGITS` digits in all.
-
-    Why: a candidate the matcher parses holds, before its first digit, only phone
-    punctuation and opening brackets or ``+`` (no letter but ``x``), and after a
-    digit only punctuation, digits or an extension (whose label starts with ``x``,
-    ``e``, ``i``, ``a`` or a non-ASCII letter). So a candidate whose first run is
-    guarded before starts at that run, after a Latin letter, and one that reaches a
-    run guarded after ends there, before a Latin letter: leniency VALID refuses
-    both. A candidate it keeps therefore has a national number made of unguarded
-    runs only, and a valid national number has at least :data:`MIN_PHONE_DIGITS`
-    digits (what the number's country code, prefix or extension add only adds).
-    ``tests/test_detectors_gate.py`` checks this against phonenumbers itself."""
-    exposed = 0
-    end = len(text)
-    for m in _RUN.finditer(text):
-        run = m.group()
-        if not run.isascii() or len(run) > 20:
-            return False
-        a, b = m.span()
-        if (a > 0 and text[a - 1] in _BEFORE) or (b < end and text[b] in _AFTER):
-            continue
-        exposed += len(run)
-        if exposed >= MIN_PHONE_DIGITS:
-            return False
-    return True

@@ -233,9 +233,9 @@ def _pii_hits(text: str, region: str) -> Iterator[_Hit]:
         digits = re.sub(r"[^0-9]", "", m.group())
         if 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_valid(digits):
             yield _Hit(m.start(), m.end(), "card_number")
-    matches = () if gate.phone_free(text) else phonenumbers.PhoneNumberMatcher(
-        text, region, leniency=phonenumbers.Leniency.VALID)  # phone_free: a hex reference...
-    yield from (_Hit(match.start, match.end, "phone") for match in matches)
+    for match in phonenumbers.PhoneNumberMatcher(text, region,
+                                                 leniency=phonenumbers.Leniency.VALID):
+        yield _Hit(match.start, match.end, "phone")
 
 
 @lru_cache(maxsize=1 << 14)
