@@ -105,11 +105,11 @@ class Trees:
         """The SHA-256 of a stored part, in hex: once per blob, for a part this
         handle read or wrote (a blob's content is fixed by its id), so reading a
         tip another process moved hashes only the parts it changed."""
-        return self._per_blob(data, "sha256", lambda d: hashlib.sha256(d).hexdigest())
+        return str(self._per_blob(data, "sha256", lambda d: hashlib.sha256(d).hexdigest()))
 
     def _body_length(self, chunk: bytes) -> int:
         """:func:`~gitstore.core.layout.body_length`, once per blob likewise."""
-        return self._per_blob(chunk, "length", layout.body_length)
+        return int(self._per_blob(chunk, "length", layout.body_length))
 
     def _per_blob(self, data: bytes, what: str, compute: Callable[[bytes], Any]) -> Any:
         known = self._oid_of.get(id(data))
