@@ -345,6 +345,19 @@ def test_appends_and_recall_never_assemble_the_conversation(grown: Any,
     assert held[0].assembled
 
 
+def _count_parses(monkeypatch: Any) -> list[int]:
+    """The sizes of the stored documents parsed from now on (``loads_stored``)."""
+    parsed: list[int] = []
+    real = canonical.loads_stored
+
+    def counting(data: bytes) -> Any:
+        parsed.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(canonical, "loads_stored", counting)
+    return parsed
+
+
 def test_an_append_after_a_put_parses_nothing_of_the_conversation(
         grown: Any, monkeypatch: Any) -> None:
     """A conversation put whole (an import, a seed) and then appended to: the put
@@ -357,18 +370,11 @@ def test_an_append_after_a_put_parses_nothing_of_the_conversation(
     conv["conversation_turns"] = conv["conversation_turns"][:100]
     conv["conversation_summary"]["total_turns"] = 100
     session.put("conversation.json", conv)
-    parsed: list[int] = []
-    real = canonical.loads_stored
-
-    def counting(data: bytes) -> Any:
-        parsed.append(len(data))
-        return real(data)
-
-    monkeypatch.setattr(canonical, "loads_stored", counting)
+    parsed = _count_parses(monkeypatch)
     for i in range(300, 303):
         session.append_turn(_turn(i))
     assert not [n for n in parsed if n > 4096], parsed  # nothing conversation-sized
-    monkeypatch.setattr(canonical, "loads_stored", real)
+    monkeypatch.undo()
     stored = json.loads(git_conversation(session.customer.path, "v1"))
     assert [t["turn_id"] for t in stored["conversation_turns"]] == list(range(1, 104))
     assert stored["conversation_turns"][-1]["user_input"]["query"] == "question 302"
@@ -383,14 +389,7 @@ def test_an_append_on_a_tip_another_writer_moved_parses_its_new_parts_only(
     monkeypatch.delenv("GITSTORE_CHECK_SPLICE", raising=False)
     store, session = grown
     other = Store(store.root, clock=Clock()).customer(CUSTOMER).session()
-    parsed: list[int] = []
-    real = canonical.loads_stored
-
-    def counting(data: bytes) -> Any:
-        parsed.append(len(data))
-        return real(data)
-
-    monkeypatch.setattr(canonical, "loads_stored", counting)
+    parsed = _count_parses(monkeypatch)
     for i in range(300, 312, 2):
         other.append_turn(_turn(i))
         session.append_turn(_turn(i + 1))
@@ -399,7 +398,7 @@ def test_an_append_on_a_tip_another_writer_moved_parses_its_new_parts_only(
     conversation = len(git_conversation(session.customer.path, "v1"))
     assert max(parsed) <= chunk < conversation // 2
     assert sum(parsed[-4:]) < conversation // 2  # steady: the head and the last chunk each
-    monkeypatch.setattr(canonical, "loads_stored", real)
+    monkeypatch.undo()
     stored = json.loads(git_conversation(session.customer.path, "v1"))
     assert [t["turn_id"] for t in stored["conversation_turns"]] == list(range(1, 152))
     assert [t["user_input"]["query"] for t in stored["conversation_turns"][-12:]] == \
