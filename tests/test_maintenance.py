@@ -184,6 +184,46 @@ def test_a_run_that_ends_due_again_follows_up(tmp_path: Path, monkeypatch: Any) 
     git(path, "fsck", "--strict")
 
 
+_EXIT_DURING_A_RUN = """
+import atexit, sys, threading
+from gitstore import Store
+from gitstore.git import housekeeping
+packing, release, kinds = threading.Event(), threading.Event(), []
+real, real_clear = housekeeping.compact, housekeeping.clear_temp_files
+def compact(*a, **k):
+    kinds.append(k["full"])
+    return real(*a, **k)
+def held_clear(path):
+    packing.set()
+    release.wait(60)
+    return real_clear(path)
+housekeeping.compact, housekeeping.clear_temp_files = compact, held_clear
+store = Store.init(sys.argv[1], maintenance_bytes=4096)
+s = store.customer("customer-exit").new_session(created="2025-01-15T10:00:00Z")
+turn = lambda i: {"timestamp": f"2025-01-15T10:00:{i:02d}Z", "user_input": {"query": f"q{i}"},
+                  "agent_response": {"orchestrator_response": "a" * 400}}
+for i in range(3):
+    s.append_turn(turn(i))
+assert packing.wait(60)
+for i in range(3, 9):
+    s.append_turn(turn(i))
+atexit.register(lambda: print(len(kinds), housekeeping.is_due(s.customer.path, 4096)))
+threading.Timer(0.2, release.set).start()  # released once the main thread has ended
+"""
+
+
+def test_a_process_that_exits_waits_for_its_run_but_not_for_follow_ups(
+        tmp_path: Path) -> None:
+    """A one-shot command (the CLI) that started a run waits for it at exit, but
+    a run ending due again does not follow up once the main thread has ended:
+    the next write, in whatever process, starts the next run."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-c", _EXIT_DURING_A_RUN, str(tmp_path / "s")],
+                         env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["1", "True"], out.stdout + out.stderr
+    git(tmp_path / "s" / "customer-exit", "fsck", "--strict")
+
+
 def test_a_run_beside_writers_leaves_their_fanout_directories(tmp_path: Path) -> None:
     """libgit2 creates objects/xx, then renames a new object into it: a run
     outside the writer lock must not remove an empty fan-out directory (that

@@ -25,7 +25,9 @@ Invariants:
 * a run that ends with maintenance due again (writers added that much while it
   went on) goes on with an incremental run, up to :data:`FOLLOW_UPS` times, so
   a store left at rest after a stream of writes is compact: not left holding
-  the small packs written during its last run until the next write.
+  the small packs written during its last run until the next write; but not
+  once the process's main thread has ended (a one-shot command exiting waits
+  for the run it started, never for follow-ups other processes' writes call for).
 """
 
 from __future__ import annotations
@@ -100,7 +102,8 @@ def _run(customer: CustomerContext) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
     limit = customer.store.config.maintenance_bytes
     for n in range(1 + FOLLOW_UPS):
-        if not _once(customer, first=n == 0) or not housekeeping.is_due(customer.path, limit):
+        if not _once(customer, first=n == 0) or not housekeeping.is_due(customer.path, limit) \
+                or not threading.main_thread().is_alive():  # exiting: the next write follows up
             return
 
 
