@@ -40,9 +40,9 @@ from typing import NamedTuple
 from gitstore.rules import detectordata
 
 __all__ = [
-    "ENTROPY_CHARSET", "ENTROPY_LIMIT", "KEYWORD_DENYLIST", "KEYWORD_SECRET",
-    "is_digest_id", "is_plain_timestamp", "keyword_patterns", "may_hold_plugin_secret",
-    "shannon_entropy",
+    "ENTROPY_CHARSET", "ENTROPY_LIMIT", "INTERNATIONAL_DIGITS", "KEYWORD_DENYLIST",
+    "KEYWORD_SECRET", "SHORT_NATIONAL", "is_digest_id", "is_plain_timestamp",
+    "keyword_patterns", "may_hold_number", "may_hold_plugin_secret", "shannon_entropy",
 ]
 
 #: The base64 alphabet (with ``-_`` and ``=``) the entropy measure counts over.
@@ -172,3 +172,40 @@ def is_digest_id(text: str) -> bool:
     phonenumbers itself in ``tests/test_detectors_gate.py``."""
     return _DIGEST_ID.fullmatch(text) is not None and \
         max(map(len, _DIGITS.findall(text, text.index(":"))), default=0) <= 20
+
+
+#: The regions whose shortest valid national number has fewer than 7 digits, and
+#: that length (``tests/test_detectors_gate.py`` reads it off phonenumbers' metadata).
+SHORT_NATIONAL: dict[str, int] = {
+    "AC": 5, "AD": 6, "AE": 5, "AL": 6, "AT": 4, "AU": 5, "AX": 5, "BD": 6, "BG": 6, "BY": 6,
+    "CC": 6, "CK": 5, "CU": 6, "CX": 6, "DE": 4, "FI": 5, "FK": 5, "FO": 6, "GL": 6, "HK": 5,
+    "IR": 4, "IT": 6, "KI": 5, "KR": 5, "LU": 4, "MM": 6, "NC": 6, "NF": 6, "NL": 5, "NO": 5,
+    "NU": 4, "NZ": 5, "PF": 6, "PH": 6, "PL": 6, "PM": 6, "PY": 6, "RO": 6, "RS": 6, "SB": 5,
+    "SE": 6, "SH": 4, "SI": 5, "SJ": 5, "SK": 6, "SO": 6, "SR": 6, "TA": 4, "TK": 4, "TO": 5,
+    "TV": 5, "UY": 4, "VA": 6, "VU": 5, "WF": 6, "WS": 5, "ZA": 5}
+#: The fewest digits of a valid number written with ``+``: a 2-digit country
+#: code and a 4-digit national number (Iran, Austria, Germany).
+INTERNATIONAL_DIGITS = 6
+_CLOSE = r"[\s().\-/_]{0,3}"  # digits "close together": lightly separated
+_INTERNATIONAL = re.compile(rf"[+\uff0b]{_CLOSE}\d(?:{_CLOSE}\d){{{INTERNATIONAL_DIGITS - 1},}}")
+
+
+@cache
+def _close_digits(n: int) -> re.Pattern[str]:
+    return re.compile(rf"\d(?:{_CLOSE}\d){{{n - 1},}}")
+
+
+def may_hold_number(text: str, region: str) -> bool:
+    """The scan's first look for a phone or card number: whether ``text`` has 7
+    digits close together, or a ``+`` and :data:`INTERNATIONAL_DIGITS`, or as
+    many as the shortest valid national number of the policy ``region``
+    (:data:`SHORT_NATIONAL`). Only a text it passes is handed to phonenumbers.
+    (Digits joined by other punctuation, or by letters phonenumbers reads as
+    digits, are not looked at: a known gap, recorded in the tests.)"""
+    if _close_digits(7).search(text):
+        return True
+    if ("+" in text or "\uff0b" in text) and _INTERNATIONAL.search(text):
+        return True
+    short = SHORT_NATIONAL.get(region.upper())
+    return short is not None and _close_digits(short).search(text) is not None
+

@@ -213,7 +213,6 @@ _CARD_GROUPED = re.compile(  # 4-4-4-4(-1..3) or 4-6-5, one separator repeated
 _EMAIL = re.compile(r"(?<![\w.%+/-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
                     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
                     r"(?![\w-]|\.[A-Za-z0-9]|:\S)")
-_NUMBER_HINT = re.compile(r"\d(?:[\s().\-/_]{0,3}\d){6,}")   # 7+ digits, lightly separated
 
 
 def luhn_valid(digits: str) -> bool:
@@ -227,7 +226,8 @@ def luhn_valid(digits: str) -> bool:
 def _pii_hits(text: str, region: str) -> Iterator[_Hit]:
     if "@" in text:
         yield from (_Hit(m.start(), m.end(), "email") for m in _EMAIL.finditer(text))
-    if not _NUMBER_HINT.search(text) or gate.is_plain_timestamp(text) or gate.is_digest_id(text):
+    if not gate.may_hold_number(text, region) or gate.is_plain_timestamp(text) or \
+            gate.is_digest_id(text):
         return
     for m in (*_CARD.finditer(text), *_CARD_GROUPED.finditer(text)):
         digits = re.sub(r"[^0-9]", "", m.group())
