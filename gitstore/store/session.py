@@ -230,11 +230,7 @@ class Session:
 
         def build(state: State) -> Plan:
             require_open(state, "add a turn to")
-            repo = self.customer.repo
-            held = repo.split_of(state.tip)  # parsed part by part when another wrote the tip
-            conv = load_shared(state, CONV, held[1] if held is not None and held[0] is
-                               sessionfiles.raw(state.files, CONV) else None)
-            # the turns of conv are shared: replaced, never changed in place
+            conv = load_shared(state, CONV)  # turns are shared: replaced, never changed
             turns = conv.setdefault("conversation_turns", [])
             if not isinstance(turns, list):
                 turns = conv["conversation_turns"] = []
@@ -251,6 +247,7 @@ class Session:
             if isinstance(summary, dict):
                 summary["total_turns"] = len(turns)
             n = new_turn["turn_id"] if isinstance(new_turn["turn_id"], int) else pos + 1
+            repo = self.customer.repo
             stored = _conversation_parts(state, repo, conv, pos) or _conversation_bytes(
                 state, conv, pos, repo.turns_span(state.tip, sessionfiles.raw(state.files, CONV)))
             remember(stored, conv)

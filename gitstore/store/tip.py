@@ -79,12 +79,12 @@ _parts: OrderedDict[int, tuple[bytes, Any]] = OrderedDict()
 _parsed_lock = threading.Lock()
 
 
-def load_shared(state: State, name: str, parts: Split | None = None) -> dict[str, Any]:
+def load_shared(state: State, name: str) -> dict[str, Any]:
     """A JSON object document of the tip, parsed once per content: the bytes a
     write produced (:func:`remember`) or a read returned (the repository hands
     out one ``bytes`` object per blob) are recognised by identity, not hashed.
-    A conversation held in parts (a write's :class:`Joined`, or ``parts``: the
-    split the repository read it from) is parsed part by part (:func:`_from_parts`).
+    A conversation held in parts (a :class:`Joined`: a write's, or a tip the
+    repository read) is parsed part by part (:func:`_from_parts`).
 
     The caller gets a new top-level dict whose dict and list members are new
     too, one level down; anything deeper (a turn) is shared with the cache and
@@ -100,7 +100,6 @@ def load_shared(state: State, name: str, parts: Split | None = None) -> dict[str
         doc = hit[1]
     else:
         doc = _from_parts(data.split, data.data) if isinstance(data, Joined) else \
-            _from_parts(parts, lambda: data) if parts is not None else \
             canonical.loads_stored(data)
         if not isinstance(doc, dict):
             return {}
