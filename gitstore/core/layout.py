@@ -49,7 +49,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from gitstore.core import canonical, manifest
 from gitstore.core.names import CONV, CONV_PARTS, MANIFEST
@@ -311,7 +311,7 @@ def decode(stored: Mapping[str, bytes], *, digest: Callable[[bytes], str] | None
     kept, so :func:`gitstore.core.manifest.verify` names the damage.
     ``digest``: a part's SHA-256 in hex (a caller may know it already)."""
     logical, parts = decode_lazy(stored, digest=digest, lazy=False)
-    return {n: d.data() if isinstance(d, Joined) else d for n, d in logical.items()}, parts
+    return cast(dict[str, bytes], logical), parts  # not lazy: every value is bytes
 
 
 def decode_lazy(stored: Mapping[str, bytes], *, digest: Callable[[bytes], str] | None = None,

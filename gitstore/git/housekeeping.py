@@ -218,15 +218,16 @@ def count_write(path: Path, nbytes: int, limit: int) -> bool:
     pending, writes = _load_count(path)
     pending, writes = pending + nbytes, writes + 1
     _save_count(path, pending, writes)
-    return pending >= limit or writes >= WRITES_PER_RUN
+    return _due(pending, writes, limit)
 
 
 def is_due(path: Path, limit: int) -> bool:
     """Whether the writes counted since the last :func:`compact` make
     maintenance due (as :func:`count_write` would say, counting nothing)."""
-    if limit <= 0:
-        return False
-    pending, writes = _load_count(path)
+    return limit > 0 and _due(*_load_count(path), limit)
+
+
+def _due(pending: int, writes: int, limit: int) -> bool:
     return pending >= limit or writes >= WRITES_PER_RUN
 
 
