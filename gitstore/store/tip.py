@@ -74,8 +74,8 @@ PARSED_CACHE = 8
 """How many parsed documents :func:`load_shared` keeps (per process)."""
 PARSED_PARTS = 256
 """How many parsed conversation chunks (64 turns each) it keeps besides."""
-_parsed: OrderedDict[int, tuple[bytes | Joined, Any]] = OrderedDict()
-_parts: OrderedDict[int, tuple[bytes, Any]] = OrderedDict()
+_parsed: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
+_parts: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
 _parsed_lock = threading.Lock()
 
 
@@ -92,13 +92,8 @@ def load_shared(state: State, name: str) -> dict[str, Any]:
     data = sessionfiles.raw(state.files, name)
     if data is None:
         return {}
-    with _parsed_lock:  # threads of one process share it (the MCP and web servers)
-        hit = _parsed.get(id(data))
-        if hit is not None and hit[0] is data:
-            _parsed.move_to_end(id(data))
-    if hit is not None and hit[0] is data:
-        doc = hit[1]
-    else:
+    doc = _cached(_parsed, data)  # threads of one process share it (the MCP and web servers)
+    if doc is None:
         doc = _from_parts(data.split, data.data) if isinstance(data, Joined) else \
             canonical.loads_stored(data)
         if not isinstance(doc, dict):
@@ -122,19 +117,13 @@ def _from_parts(parts: Split, whole: Callable[[], bytes]) -> Any:
         return canonical.loads_stored(whole())  # not laid out as split() makes it
     turns: list[Any] = []
     for chunk in parts.chunks:
-        with _parsed_lock:
-            hit = _parts.get(id(chunk))
-            if hit is not None and hit[0] is chunk:
-                _parts.move_to_end(id(chunk))
-        if hit is None or hit[0] is not chunk:
-            hit = (chunk, canonical.loads_stored(chunk))
-            with _parsed_lock:
-                _parts[id(chunk)] = hit
-                while len(_parts) > PARSED_PARTS:
-                    _parts.popitem(last=False)
-        if not isinstance(hit[1], list):
+        part = _cached(_parts, chunk)
+        if part is None:
+            part = canonical.loads_stored(chunk)
+            _keep(_parts, chunk, part, PARSED_PARTS)
+        if not isinstance(part, list):
             return canonical.loads_stored(whole())
-        turns += hit[1]
+        turns += part
     head["conversation_turns"] = turns
     return head
 
@@ -142,11 +131,28 @@ def _from_parts(parts: Split, whole: Callable[[], bytes]) -> Any:
 def remember(data: bytes | Joined, doc: dict[str, Any]) -> None:
     """Record that ``data`` (bytes, or a conversation's parts) parses to ``doc``
     (which nobody changes afterwards)."""
+    _keep(_parsed, data, doc, PARSED_CACHE)
+
+
+def _cached(cache: OrderedDict[int, tuple[Any, Any]], data: bytes | Joined) -> Any:
+    """What ``cache`` holds for this very object (None: nothing)."""
     with _parsed_lock:
-        _parsed[id(data)] = (data, doc)
-        _parsed.move_to_end(id(data))
-        while len(_parsed) > PARSED_CACHE:
-            _parsed.popitem(last=False)
+        hit = cache.get(id(data))
+        if hit is None or hit[0] is not data:
+            return None
+        cache.move_to_end(id(data))
+        return hit[1]
+
+
+def _keep(cache: OrderedDict[int, tuple[Any, Any]], data: bytes | Joined, value: Any,
+          limit: int) -> None:
+    """Keep ``value`` for this very object (the entry holds it, so its id stays
+    its own), the oldest going beyond ``limit``."""
+    with _parsed_lock:
+        cache[id(data)] = (data, value)
+        cache.move_to_end(id(data))
+        while len(cache) > limit:
+            cache.popitem(last=False)
 
 
 def require_open(state: State, what: str) -> None:
