@@ -54,12 +54,10 @@ purpose. Codes 0, 1 and 70 belong to no exception (:data:`OK`,
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, NamedTuple
 
 
-@dataclass(frozen=True)
-class ExitStatus:
+class ExitStatus(NamedTuple):
     """One row of the exit-code table: ``code``, stable ``name``, ``meaning`` and an
     optional ``detail`` (Markdown: backticks mark literals)."""
 
@@ -118,8 +116,7 @@ class NotFoundError(GitStoreError):
                         "store, customer, scenario, version, document, file")
 
 
-@dataclass(frozen=True, order=True)
-class Violation:
+class Violation(NamedTuple):
     """One failed check: which file, where in it (RFC 6901 JSON pointer), and why.
 
     ``hook`` names the pipeline stage that reported it (``json``, ``schema``,

@@ -132,15 +132,13 @@ def synced_store(root: Path, template: str, clock: object = None, timeout: float
                  ) -> Any:
     """A new store at ``root`` whose remote is ``template`` (what `gitstore remote`
     saves), with the deterministic test clock unless ``clock`` is given."""
-    from dataclasses import replace
-
     from conftest import Clock
 
     from gitstore import Store
     from gitstore.store import config
 
     store = Store.init(root, clock=clock or Clock())
-    store.config = replace(store.config, remote=template, sync_timeout=timeout)
+    store.config = store.config._replace(remote=template, sync_timeout=timeout)
     config.save(root, store.config)
     return store
 

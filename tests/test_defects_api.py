@@ -392,6 +392,8 @@ def _public_methods() -> set[str]:
         for name, member in inspect.getmembers(cls):
             if name.startswith("_") or not callable(member) or inspect.isclass(member):
                 continue
+            if issubclass(cls, tuple) and name in vars(tuple):
+                continue  # a named tuple's count and index are Python's, not the store's
             params = [p for p in inspect.signature(member).parameters.values()
                       if p.name not in ("self", "cls")]
             if params:

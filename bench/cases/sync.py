@@ -19,7 +19,6 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +57,7 @@ def _store(root: Path, remote: str | None, fsync: bool) -> Any:
 
     store = common.open_store(root, fsync=fsync)
     if remote is not None:
-        store.config = replace(store.config, remote=remote, sync_timeout=10.0)
+        store.config = store.config._replace(remote=remote, sync_timeout=10.0)
         config_mod.save(root, store.config)
     return store
 

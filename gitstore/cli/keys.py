@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -229,7 +228,7 @@ def keys_rotate(obj: Ctx, new_file: str, output: str) -> None:
         moved = (cfg.master_key_file is not None or cfg.master_key_command is not None) and (
             cfg.master_key_file != path or cfg.master_key_command is not None)
         if moved:
-            config_mod.save(store.root, replace(cfg, master_key_file=path,
+            config_mod.save(store.root, cfg._replace(master_key_file=path,
                                                 master_key_command=None))
     env = [var for var in MASTER_KEY_ENV if os.environ.get(var)]
     if output == "json":

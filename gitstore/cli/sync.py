@@ -10,7 +10,6 @@ conflicts left for review exit 0 unless ``--fail-on-conflict``.
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -46,7 +45,7 @@ def remote(obj: Ctx, url: str | None, shards: int | None, timeout: float | None,
         raise UsageError("remote takes a URL or --unset, not both")
     changes = url is not None or unset or shards is not None or timeout is not None
     if changes:
-        cfg = replace(cfg, remote=None if unset else config_mod.check_remote(url, "URL")
+        cfg = cfg._replace(remote=None if unset else config_mod.check_remote(url, "URL")
                       if url is not None else cfg.remote,
                       remote_shards=shards or cfg.remote_shards,
                       sync_timeout=timeout or cfg.sync_timeout)

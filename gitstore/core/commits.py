@@ -18,11 +18,12 @@ and a trailing ``(cherry picked from ...)`` line that plain-git writers produce.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from gitstore.core import canonical
 from gitstore.core.names import META
@@ -109,8 +110,7 @@ def _shown(text: object) -> str:
     return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):
     """A git identity: who authored a change (the agent) or committed it (gitstore).
 
     Every identity that enters from outside (``GITSTORE_AGENT``, ``--agent``,
@@ -152,8 +152,7 @@ class Identity:
         return f"{self.name} <{self.email}>"
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
     summary: str
     trailers: tuple[tuple[str, str], ...] = ()
     body: str = ""
@@ -198,8 +197,7 @@ def trailers(pairs: Iterable[tuple[str, object | None]]) -> tuple[tuple[str, str
     return tuple((k, _one_line(str(v))) for k, v in pairs if v is not None)
 
 
-@dataclass(frozen=True)
-class CommitInfo:
+class CommitInfo(NamedTuple):
     """A commit as the domain layer sees it (no pygit2 types)."""
 
     id: str
@@ -213,19 +211,12 @@ class CommitInfo:
     trailers: tuple[tuple[str, str], ...] | None = None
     author_time: int | None = None
     author_offset: int | None = None
-    _parsed: Message | None = field(default=None, compare=False, repr=False)
 
     @property
     def parsed(self) -> Message:
         """The message split into summary, body and trailers (trailers as the
         git layer read them with libgit2, when it did)."""
-        if self._parsed is None:
-            m = Message.parse(self.message)
-            if self.trailers is not None:
-                m = Message(m.summary, self.trailers, m.body)
-            object.__setattr__(self, "_parsed", m)
-        assert self._parsed is not None
-        return self._parsed
+        return _parsed_message(self.message, self.trailers)
 
     def trailer(self, key: str) -> str | None:
         return self.parsed.get(key)
@@ -244,8 +235,7 @@ class CommitInfo:
         return self.change in FINALIZING
 
 
-@dataclass(frozen=True)
-class TagInfo:
+class TagInfo(NamedTuple):
     """An annotated tag: its name, the commit it points at, tagger and message."""
 
     name: str
@@ -255,6 +245,14 @@ class TagInfo:
     time: int
     message: str
     annotated: bool = True
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_message(message: str, trailers: tuple[tuple[str, str], ...] | None) -> Message:
+    """:attr:`CommitInfo.parsed`, remembered by message (a log asks each commit for
+    several trailers; equal messages parse equal)."""
+    m = Message.parse(message)
+    return m if trailers is None else Message(m.summary, trailers, m.body)
 
 
 def read_trailers(pairs: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -33,9 +33,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from itertools import repeat
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gitstore.core import canonical, jsontexts, lazy
 from gitstore.core.names import MANIFEST
@@ -70,8 +69,7 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     """One JSON value that differs: added, removed or changed at ``path``.
 
     A path element is an object key (``str``), an array index (``int``) or a
@@ -102,8 +100,7 @@ def pointer(path: Sequence[PathElem]) -> str:
     return "/" + "/".join(parts) if parts else ""
 
 
-@dataclass(frozen=True)
-class TurnChange:
+class TurnChange(NamedTuple):
     """A conversation turn added, removed or changed (``changes`` relative to the turn)."""
 
     turn_id: Any
@@ -113,8 +110,7 @@ class TurnChange:
     changes: tuple[Change, ...] = ()
 
 
-@dataclass(frozen=True)
-class TextEdit:
+class TextEdit(NamedTuple):
     """Replace ``old[a_start:a_end]`` (lines) with ``lines``."""
 
     a_start: int
@@ -123,8 +119,7 @@ class TextEdit:
     lines: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class DocumentDiff:
+class DocumentDiff(NamedTuple):
     """How one file differs. ``status`` is ``added``, ``removed`` or ``modified``.
 
     JSON documents carry ``changes`` (``turns`` too for the conversation); text
@@ -141,8 +136,7 @@ class DocumentDiff:
     edits: tuple[TextEdit, ...] = ()
 
 
-@dataclass(frozen=True)
-class Diff:
+class Diff(NamedTuple):
     """The differences between two session states, one entry per differing file.
 
     ``manifest`` is how ``SHA256SUMS`` differs when :func:`compute` left it out of
@@ -150,7 +144,7 @@ class Diff:
     and stat formats do not show it, but a patch carries it so that the patched
     tree verifies with ``sha256sum -c``, and :func:`apply` applies it."""
 
-    documents: tuple[DocumentDiff, ...] = field(default=())
+    documents: tuple[DocumentDiff, ...] = ()
     manifest: DocumentDiff | None = None
 
     @property

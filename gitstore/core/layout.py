@@ -48,8 +48,7 @@ import hashlib
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from gitstore.core import canonical, manifest
 from gitstore.core.names import CONV, CONV_PARTS, MANIFEST
@@ -85,8 +84,7 @@ def is_part(name: str) -> bool:
     return name.startswith(CONV_DIR + "/")
 
 
-@dataclass(frozen=True)
-class Split:
+class Split(NamedTuple):
     """A canonical conversation as its head and turn chunks (the stored parts).
 
     ``ends[k]`` is where chunk ``k``'s turns end in the conversation's turns

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from gitstore.errors import UsageError, VersionRuleError
 
@@ -52,8 +52,7 @@ def _shown(text: object) -> str:
     return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
-@dataclass(frozen=True, order=True)
-class Version:
+class Version(NamedTuple):
     """A session version ``vMAJOR.MINOR.PATCH``; majors start at 1."""
 
     major: int
@@ -98,8 +97,7 @@ class Version:
         return f"{self.major}.{self.minor}.{self.patch}"
 
 
-@dataclass(frozen=True, order=True)
-class Scenario:
+class Scenario(NamedTuple):
     """A deployment scenario: one major version and its branch ``refs/heads/vN``."""
 
     major: int
@@ -157,8 +155,7 @@ def parse_branch_ref(ref: str) -> Scenario | None:
         return None
 
 
-@dataclass(frozen=True)
-class ScenarioState:
+class ScenarioState(NamedTuple):
     """What the rules need to know about a scenario.
 
     ``current`` is the version its branch tip belongs to; ``finalized`` says
@@ -169,7 +166,7 @@ class ScenarioState:
     scenario: Scenario
     current: Version
     finalized: bool
-    tags: tuple[Version, ...] = field(default=())
+    tags: tuple[Version, ...] = ()
 
     @property
     def newest_tag(self) -> Version | None:

@@ -47,7 +47,6 @@ import errno
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,17 +70,34 @@ WRITES_PER_RUN = 32
 TEMP_MAX_AGE = 3600.0
 
 
-@dataclass
 class MaintenanceReport:
-    customer: str
-    kind: str  # "incremental" | "full" | "prune" | "none"
-    objects_packed: int = 0
-    loose_removed: int = 0
-    packs_removed: int = 0
-    temp_removed: list[str] = field(default_factory=list)
-    bytes_before: int = 0
-    bytes_after: int = 0
-    seconds: float = 0.0
+    """What one maintenance run of a repository did (filled in as it goes)."""
+
+    __slots__ = (
+        "bytes_after",
+        "bytes_before",
+        "customer",
+        "kind",
+        "loose_removed",
+        "objects_packed",
+        "packs_removed",
+        "seconds",
+        "temp_removed",
+    )
+
+    def __init__(self, customer: str, kind: str, *, bytes_before: int = 0) -> None:
+        self.customer = customer
+        self.kind = kind  # "incremental" | "full" | "prune" | "none"
+        self.objects_packed = 0
+        self.loose_removed = 0
+        self.packs_removed = 0
+        self.temp_removed: list[str] = []
+        self.bytes_before = bytes_before
+        self.bytes_after = 0
+        self.seconds = 0.0
+
+    def __repr__(self) -> str:
+        return f"MaintenanceReport({self.summary()!r})"
 
     def to_json(self) -> dict[str, Any]:
         return {"customer": self.customer, "kind": self.kind,

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +58,6 @@ keeps, by blob id."""
 Logical = tuple[Mapping[str, bytes], layout.Split | None]
 
 
-@dataclass
 class Prepared:
     """A session tree computed in memory (see :meth:`Trees.prepare`): its id, its
     stored manifest, the objects to write (kind, content), every blob's bytes by
@@ -67,12 +65,15 @@ class Prepared:
     it needs no object written for (the base commit's tree reaches them, or
     this write already has it)."""
 
-    tree: str
-    manifest: bytes
-    objects: list[tuple[int, bytes]] = field(default_factory=list)
-    blobs: dict[str, bytes] = field(default_factory=dict)
-    logical: Logical | None = None
-    held: set[str] = field(default_factory=set)
+    __slots__ = ("blobs", "held", "logical", "manifest", "objects", "tree")
+
+    def __init__(self, tree: str, manifest: bytes) -> None:
+        self.tree = tree
+        self.manifest = manifest
+        self.objects: list[tuple[int, bytes]] = []
+        self.blobs: dict[str, bytes] = {}
+        self.logical: Logical | None = None
+        self.held: set[str] = set()
 
 
 class Trees:

@@ -14,7 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,7 @@ def enable(store: Store, master_key_file: Path | None = None) -> bool:
     changes: dict[str, Any] = {"encrypt": True}
     if master_key_file is not None:
         changes["master_key_file"] = master_key_file.resolve()
-    new = replace(cfg, **changes)
+    new = cfg._replace(**changes)
     if master_key(new.master_key_file, new.master_key_command) is None:
         raise UsageError("an encrypted store needs a master key: pass --master-key-file PATH "
                          "(created if missing) or set GITSTORE_MASTER_KEY / "

@@ -171,7 +171,7 @@ class Staging:
                             head=Scenario(1).branch_ref, committer=store.config.committer)
         remote.share_objects(path, customer.path)
         staged_store = copy.copy(store)
-        staged_store.config = replace(store.config, maintenance_bytes=0)
+        staged_store.config = store.config._replace(maintenance_bytes=0)
         staged_store.__dict__["catalog"] = StagingIndex(store)
         self.customer = StagedCustomer(staged_store, customer.name, path, customer.api_key)
         repo = self.customer.repo

@@ -21,7 +21,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import Any
 
 from gitstore.core.names import MERGES, STORE_DIR
@@ -88,7 +87,7 @@ def clone(store: Store, template: str, customers: Iterable[Customer]) -> list[Ou
         except GitStoreError as exc:
             out.append(Outcome(customer.name, error=exc))
     if store.config.remote is None and any(o.error is None for o in out):
-        store.config = replace(store.config, remote=template)
+        store.config = store.config._replace(remote=template)
         config_mod.save(store.root, store.config)
     return out
 

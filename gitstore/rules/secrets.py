@@ -49,7 +49,6 @@ Reading or checking a policy loads neither detect-secrets nor phonenumbers (defe
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import itertools
 import re
 from collections import Counter
@@ -86,8 +85,7 @@ _DEFAULTS: dict[str, Action] = {"card_number": "redact", "email": "allow", "phon
 EXEMPT_POINTERS = frozenset({"/session_info/api_key"})
 
 
-@dataclass(frozen=True, order=True)
-class Finding:
+class Finding(NamedTuple):
     """One caught value: ``file``, ``pointer``, span ``start:end`` within the string
     (an object key when ``in_key``), ``kind`` and ``category``. Never the value."""
 
@@ -105,7 +103,7 @@ class Finding:
         return f"{where}: {self.kind} at characters {self.start}-{self.end}{key}"
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dict(self._asdict())
 
 
 class _Hit(NamedTuple):
@@ -561,8 +559,7 @@ def holds(value: Any, needle: str) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(NamedTuple):
     """A text a commit or tag records (``label`` names it): a ``redactable`` one has
     ``redact`` findings masked; any other refuses every finding the policy does not
     allow, but the kinds in ``allowed`` (an email in an email address)."""

@@ -59,9 +59,8 @@ import json
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gitstore.catalog.freshness import RACY_NS
 from gitstore.core.names import STORE_DIR
@@ -151,8 +150,7 @@ def read_set(root: Path, digest: str) -> frozenset[str] | None:
     return _set_file(path, key) if key is not None else _set_file.__wrapped__(path, None)
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """One record of the answer log that names an answer set."""
 
     seq: int
@@ -169,14 +167,22 @@ class Answer:
         return rec
 
 
-@dataclass(frozen=True)
 class AnswerLog:
     """What the answer log holds: its id, its answers in file order, and the hash of
-    every record by seq (the chain itself is :meth:`AuditLog.verify`'s to check)."""
+    every record by seq (the chain itself is :meth:`AuditLog.verify`'s to check).
+    Shared by every reader of the same log file state (:func:`_load` remembers
+    it), so nothing changes it after it is built."""
 
-    log_id: str | None = None
-    answers: tuple[Answer, ...] = ()
-    hashes: Mapping[int, str] = field(default_factory=dict)
+    __slots__ = ("_seqs", "answers", "hashes", "log_id")
+
+    def __init__(self, log_id: str | None = None, answers: tuple[Answer, ...] = (),
+                 hashes: Mapping[int, str] | None = None) -> None:
+        self.log_id = log_id
+        self.answers = answers
+        self.hashes: Mapping[int, str] = hashes if hashes is not None else {}
+        seqs = [a.seq for a in answers]
+        #: the answers' seqs when ascending (as appends make them), else None
+        self._seqs = seqs if all(x < y for x, y in itertools.pairwise(seqs)) else None
 
     @property
     def last(self) -> tuple[int, str]:
@@ -185,12 +191,6 @@ class AnswerLog:
             return 0, GENESIS
         seq = max(self.hashes)
         return seq, self.hashes[seq]
-
-    @functools.cached_property
-    def _seqs(self) -> list[int] | None:
-        """The answers' seqs when ascending (as appends make them), else None."""
-        seqs = [a.seq for a in self.answers]
-        return seqs if all(x < y for x, y in itertools.pairwise(seqs)) else None
 
     def naming(self, root: Path, name: str, after: int = 0,
                through: int | None = None) -> list[Answer]:

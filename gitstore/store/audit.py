@@ -76,10 +76,9 @@ import os
 import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gitstore.core import lazy
 from gitstore.errors import GitStoreWarning, StorageError
@@ -192,8 +191,7 @@ def _user() -> str:
         return str(os.getuid())
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """One finding of :meth:`AuditLog.verify`: where (line, seq) and what."""
 
     line: int | None
@@ -560,8 +558,7 @@ def _chain_problems(root: Path, log: answers.Identity | None,
     return tuple(str(p) for p in AuditLog(answers.log_dir(root))._verify_local([]))
 
 
-@dataclass(frozen=True)
-class Anchor:
+class Anchor(NamedTuple):
     """An ``Audit-Head`` trailer: the log had record ``seq`` with hash ``digest``."""
 
     commit: str

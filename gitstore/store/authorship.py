@@ -10,8 +10,8 @@ printable characters without surrounding spaces.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from gitstore.core.commits import Identity
 from gitstore.core.time import check_commit_time, parse_rfc3339
@@ -20,8 +20,7 @@ from gitstore.errors import UsageError
 __all__ = ["Authorship", "authorship"]
 
 
-@dataclass(frozen=True)
-class Authorship:
+class Authorship(NamedTuple):
     """Who made a change, when, and under which idempotency key.
 
     ``author`` defaults to the store's agent, ``time`` to the store's clock

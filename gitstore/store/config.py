@@ -14,9 +14,8 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from gitstore.core import lazy
@@ -39,8 +38,7 @@ DEFAULT_COMMITTER = Identity("gitstore", "gitstore@gitstore.invalid")
 DEFAULT_MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """Settings of one store.
 
     ``agent`` authors commits and tags (who did it); ``committer`` is gitstore
@@ -135,10 +133,10 @@ def load(root: Path, **overrides: Any) -> Config:
         cfg = _apply(cfg, data, str(path))
     env_agent = os.environ.get("GITSTORE_AGENT")
     if env_agent:
-        cfg = replace(cfg, agent=_identity(env_agent, "GITSTORE_AGENT"))
+        cfg = cfg._replace(agent=_identity(env_agent, "GITSTORE_AGENT"))
     cfg = _apply(cfg, {k: v for k, v in overrides.items() if v is not None}, "arguments")
     if cfg.signing_key is not None and cfg.allowed_signers is None:
-        cfg = replace(cfg, allowed_signers=root / CONFIG_DIR / "allowed_signers")
+        cfg = cfg._replace(allowed_signers=root / CONFIG_DIR / "allowed_signers")
     return cfg
 
 
@@ -154,7 +152,7 @@ def _identity(value: Any, origin: str) -> Identity:
 def _apply(cfg: Config, data: Any, origin: str) -> Config:
     if not isinstance(data, dict):
         raise UsageError(f"{origin}: configuration must be a JSON object")
-    known = {f.name for f in fields(Config)}
+    known = set(Config._fields)
     unknown = sorted(set(data) - known)
     if unknown:
         raise UsageError(f"{origin}: unknown setting(s) {', '.join(unknown)}")
@@ -209,7 +207,7 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
             if not isinstance(value, bool):
                 raise UsageError(f"{origin}: {key} must be true or false")
             changes[key] = value
-    return replace(cfg, **changes)
+    return cfg._replace(**changes)
 
 
 _REMOTE_SCHEMES = ("git", "http", "https", "ssh", "file")

@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gitstore.core import canonical, lazy
 from gitstore.core.commits import Identity
@@ -77,8 +76,7 @@ def _path(value: object, what: str) -> str | os.PathLike[str]:
     return value
 
 
-@dataclass(frozen=True)
-class Resumed:
+class Resumed(NamedTuple):
     """What an agent needs to carry on a session found by its id alone.
 
     ``documents`` holds every document of the scenario's newest state (JSON
@@ -185,7 +183,7 @@ class Store(StoreContext):
         key_path = Path(_path(key, "the signing key")).resolve()
         allowed = (self.root / STORE_DIR / "allowed_signers").resolve()
         signing.write_allowed_signers(allowed, self.config.committer.email, key_path)
-        self.config = replace(self.config, signing_key=key_path, allowed_signers=allowed)
+        self.config = self.config._replace(signing_key=key_path, allowed_signers=allowed)
         self.__dict__.pop("signer", None)
         config_mod.save(self.root, self.config)
         for customer in self:
@@ -225,7 +223,7 @@ class Store(StoreContext):
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(token_source.token_hex(32) + "\n")
-        self.config = replace(self.config, hash_names=True)
+        self.config = self.config._replace(hash_names=True)
         config_mod.save(self.root, self.config)
 
     def __iter__(self) -> Iterator[Customer]:

@@ -25,9 +25,8 @@ transcript stamped last year has last year's session time and today's commit tim
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gitstore.core import canonical, lazy
 from gitstore.core.commits import (
@@ -63,8 +62,7 @@ TIME_BASES = ("session", "commit")
 CHANGE_KINDS = tuple(kind.value for kind in ChangeKind)
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """The session files at one commit: immutable, read-only.
 
     ``files`` maps file names to their exact stored bytes; :meth:`document`
@@ -111,8 +109,7 @@ class Snapshot:
                 "change": self.change}
 
 
-@dataclass(frozen=True)
-class VersionInfo:
+class VersionInfo(NamedTuple):
     """A version of a scenario: finalized (tagged) or still open."""
 
     version: Version
@@ -135,8 +132,7 @@ class VersionInfo:
         }
 
 
-@dataclass(frozen=True)
-class LogEntry:
+class LogEntry(NamedTuple):
     """One commit of a scenario's history, as ``gitstore log`` shows it."""
 
     commit: str
@@ -146,8 +142,8 @@ class LogEntry:
     agent: str | None
     time: int
     summary: str
-    tags: tuple[str, ...] = field(default=())
-    trailers: tuple[tuple[str, str], ...] = field(default=())
+    tags: tuple[str, ...] = ()
+    trailers: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {

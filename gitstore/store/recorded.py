@@ -13,7 +13,6 @@ version) adds nothing; the records are never written here.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from gitstore.core.versions import Scenario, Version
@@ -30,15 +29,17 @@ SYNC_TAG = "sync:tag"
 local tag the hub numbered otherwise (``commit`` null)."""
 
 
-@dataclass
 class Recorded:
     """The refs the access log says a repository has: each scenario branch with the
     last commit written on it, each version tag with the commit it was cut at.
     A retention purge (``retention:purge``) takes its scenario's out again."""
 
-    branches: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    purged: set[str] = field(default_factory=set)
+    __slots__ = ("branches", "purged", "tags")
+
+    def __init__(self) -> None:
+        self.branches: dict[str, str] = {}
+        self.tags: dict[str, str] = {}
+        self.purged: set[str] = set()
 
 
 def recorded_refs(records: Iterable[dict[str, Any]]) -> Recorded:

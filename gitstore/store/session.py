@@ -24,7 +24,6 @@ import hashlib
 import os
 import uuid
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -226,7 +225,7 @@ class Session:
             key = turn_key(data) if not self.customer.encrypted else \
                 "turn-" + self.customer.sealer.key(self.scenario.major).digest(  # no plain hash
                     turn_key(data).encode())
-            by = replace(by, idempotency_key=key, idempotency_window=RETRY_WINDOW)
+            by = by._replace(idempotency_key=key, idempotency_window=RETRY_WINDOW)
 
         def build(state: State) -> Plan:
             require_open(state, "add a turn to")

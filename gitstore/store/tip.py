@@ -13,8 +13,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gitstore.core import canonical, manifest
 from gitstore.core import files as sessionfiles
@@ -42,8 +41,7 @@ from gitstore.git import repo as backend
 CONV, CTX, META, ANA = JSON_DOCUMENTS
 
 
-@dataclass(frozen=True)
-class State:
+class State(NamedTuple):
     """A scenario's branch tip and what follows from it."""
 
     tip: str

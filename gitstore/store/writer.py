@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from gitstore.core import canonical, manifest
 from gitstore.core import files as sessionfiles
@@ -91,8 +91,7 @@ RETRY_SCAN = 16
 """... and only among this many commits back from the tip."""
 
 
-@dataclass(frozen=True)
-class Written:
+class Written(NamedTuple):
     """What a write produced: the new commit, its version and change kind.
 
     ``tag`` is the annotated tag's object id when the write finalized a version;
@@ -230,7 +229,7 @@ class Writer:
             key = by.idempotency_key
             if key is not None:
                 if by.idempotency_window is not None and by.time is None:
-                    by = replace(by, time=self.store.now())  # the window's and the commit's
+                    by = by._replace(time=self.store.now())  # the window's and the commit's
                 earlier = self._earlier(repo, scenario.branch_ref, key, by)
                 if earlier is not None:
                     return earlier
