@@ -42,7 +42,8 @@ if _typing.TYPE_CHECKING:
     from gitstore.core.versions import Scenario, Version
     from gitstore.rules.pipeline import Pipeline
     from gitstore.rules.proposal import Hook, Proposal
-    from gitstore.store.facade import Customer, LogEntry, Resumed, Snapshot, Store, VersionInfo
+    from gitstore.store.facade import Customer, Resumed, Store
+    from gitstore.store.history import LogEntry, Snapshot, VersionInfo
     from gitstore.store.merges import PendingMerge
     from gitstore.store.session import Session
     from gitstore.store.writer import Authorship, Plan, Writer, Written
@@ -59,10 +60,10 @@ _LAZY = {
     "Customer": "gitstore.store.facade",
     "Resumed": "gitstore.store.facade",
     "PendingMerge": "gitstore.store.merges",
-    "LogEntry": "gitstore.store.facade",
-    "Snapshot": "gitstore.store.facade",
+    "LogEntry": "gitstore.store.history",
+    "Snapshot": "gitstore.store.history",
     "Store": "gitstore.store.facade",
-    "VersionInfo": "gitstore.store.facade",
+    "VersionInfo": "gitstore.store.history",
     "Session": "gitstore.store.session",
     "Authorship": "gitstore.store.writer",
     "Plan": "gitstore.store.writer",

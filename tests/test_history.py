@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 
 from gitstore import NotFoundError, Store, UsageError
 from gitstore.core import canonical
-from gitstore.store.facade import LogEntry
+from gitstore.store.history import LogEntry
 
 
 @dataclass

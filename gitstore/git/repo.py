@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
@@ -46,6 +45,7 @@ from gitstore.git.settings import enable_fsync
 from gitstore.git.trees import Prepared, Trees
 
 if TYPE_CHECKING:
+    import shutil
     import tempfile
 
     import pygit2
@@ -56,6 +56,7 @@ else:  # not needed to read (gitstore.core.lazy)
     pygit2 = lazy.module("pygit2")
     integrity = lazy.module("gitstore.git.integrity")
     tempfile = lazy.module("tempfile")
+    shutil = lazy.module("shutil")
     binary = lazy.module("gitstore.git.binary")
     packs = lazy.module("gitstore.git.packs")
     packwrite = lazy.module("gitstore.git.packwrite")

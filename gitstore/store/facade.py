@@ -40,9 +40,7 @@ from gitstore.core.versions import Scenario, Version
 from gitstore.errors import ConflictError, NotFoundError, StorageError, UsageError
 from gitstore.git.locking import private_dirs
 from gitstore.store import config as config_mod
-from gitstore.store import history
 from gitstore.store.context import NAME_KEY_FILE, CustomerContext, StoreContext
-from gitstore.store.history import LogEntry, Snapshot, VersionInfo, pick_scenario
 
 if TYPE_CHECKING:
     import secrets as token_source
@@ -50,9 +48,10 @@ if TYPE_CHECKING:
     from gitstore.core.diff import Diff
     from gitstore.git import signing
     from gitstore.rules.proposal import Hook
-    from gitstore.store import merges, unsealed, upkeep
+    from gitstore.store import history, merges, unsealed, upkeep
     from gitstore.store import session as session_mod
     from gitstore.store.context import Clock
+    from gitstore.store.history import LogEntry, Snapshot, VersionInfo
     from gitstore.store.merges import PendingMerge
     from gitstore.store.session import Session
 else:  # not needed to read (gitstore.core.lazy)
@@ -60,6 +59,7 @@ else:  # not needed to read (gitstore.core.lazy)
     signing = lazy.module("gitstore.git.signing")
     merges = lazy.module("gitstore.store.merges")
     upkeep = lazy.module("gitstore.store.upkeep")
+    history = lazy.module("gitstore.store.history")
     unsealed = lazy.module("gitstore.store.unsealed")
     session_mod = lazy.module("gitstore.store.session")
 
@@ -354,7 +354,7 @@ class Customer(CustomerContext):
 
     def session(self, scenario: str | int | Scenario | None = None) -> Session:
         """The session of a scenario (``"v2"``, ``2``); default: the newest one."""
-        return session_mod.Session(self, pick_scenario(self, scenario))
+        return session_mod.Session(self, history.pick_scenario(self, scenario))
 
     def sessions(self) -> list[Session]:
         return [session_mod.Session(self, s) for s in self.scenarios()]
@@ -438,4 +438,4 @@ def _flag(value: object, what: str) -> None:
 
 Store.customer_class = Customer
 
-__all__ = ["Customer", "LogEntry", "Resumed", "Snapshot", "Store", "VersionInfo"]
+__all__ = ["Customer", "Resumed", "Store"]
