@@ -194,6 +194,39 @@ def test_phone_region_is_configurable() -> None:
     assert [f.kind for f in apply(text, "x", policy)[2]] == ["phone"]
 
 
+EXTENDED = "call +1 650-253-0000 ext. 4111111111111111 now"
+
+
+def test_phone_numbers_are_looked_for_only_when_the_policy_acts_on_them() -> None:
+    """The default policy allows every phone number, so none is looked for (a finding
+    it would allow changes nothing); a policy that redacts or blocks them finds them."""
+    assert DEFAULT_POLICY.phone_region is None
+    assert Policy(pii="allow").phone_region is None
+    assert Policy(region="GB", pii={"phone": "redact"}).phone_region == "GB"
+    assert Policy(pii={"*": "block"}).phone_region == "US"
+    text = "ring 020 7946 0958 or +1 650-253-0000"
+    assert apply(text, "x")[0] == text
+    assert [f.kind for f in scan(text, "x", region=None)] == []
+    new, redacted, _ = apply(text, "x", Policy(region="GB", pii={"phone": "redact"}))
+    assert new == "ring [REDACTED:phone] or [REDACTED:phone]"
+    assert [f.kind for f in redacted] == ["phone", "phone"]
+
+
+def test_an_allowed_phone_number_hides_no_card_number() -> None:
+    """A card number in a phone number's extension was hidden by the phone number's span
+    when phone numbers were looked for and allowed; it is redacted now. A policy that
+    redacts phone numbers masks the whole span, card and all."""
+    new, redacted, blocked = apply(EXTENDED, "x")
+    assert new == "call +1 650-253-0000 ext. [REDACTED:card_number] now"
+    assert [f.kind for f in redacted] == ["card_number"] and blocked == []
+    hook = SecretsHook()
+    assert [v.message for v in hook(Proposal(customer=CUSTOMER, files={},
+                                             documents={"x": EXTENDED}))] == [
+        message(redacted[0], "redact")]
+    new, redacted, _ = apply(EXTENDED, "x", Policy(pii={"phone": "redact"}))
+    assert new == "call [REDACTED:phone] now" and [f.kind for f in redacted] == ["phone"]
+
+
 # --- the example data --------------------------------------------------------------------
 
 def test_every_example_document_is_clean() -> None:

@@ -221,6 +221,38 @@ def test_a_clean_turn_in_a_fresh_process_loads_no_check_library(tmp_path: Path) 
     assert git(path / "customer-clean", "rev-list", "--count", "v1").strip() == "2"
 
 
+def test_phonenumbers_loads_only_for_a_policy_that_acts_on_phone_numbers(
+        tmp_path: Path) -> None:
+    """Under the default policy (phone numbers allowed) a turn full of digits is stored
+    without phonenumbers; once the store's policy redacts phone numbers, the next such
+    turn loads it and the number is stored redacted."""
+    from gitstore.store import config
+
+    path = tmp_path / "sessions"
+    store = Store.init(path, clock=Clock())
+    store.customer("customer-phone").new_session(session_id="orchestrator-session-phone",
+                                                 created="2025-01-15T09:00:00Z")
+    turn = json.loads((ROOT / "examples" / "session" / "turns" / "turn-01.json").read_text())
+    query = "call +1 650-253-0000 about account 123456789012, ref 40c3b1a9e2d7f6054"
+    turn["user_input"]["query"] = query
+    (tmp_path / "one.json").write_text(json.dumps(turn), encoding="utf-8")
+    code, modules, err = _run(tmp_path, "--root", str(path), "turn", "customer-phone",
+                              str(tmp_path / "one.json"))
+    assert code == 0, err
+    assert "phonenumbers" not in modules
+    config.save(path, config.load(path)._replace(secrets={"pii": {"phone": "redact"}}))
+    turn["turn_id"] = 2
+    turn["timestamp"] = "2025-01-15T11:05:00Z"
+    (tmp_path / "two.json").write_text(json.dumps(turn), encoding="utf-8")
+    code, modules, err = _run(tmp_path, "--root", str(path), "turn", "customer-phone",
+                              str(tmp_path / "two.json"))
+    assert code == 0, err
+    assert "phonenumbers" in modules
+    stored = json.loads(git(path / "customer-phone", "show", "v1:conversation.json"))
+    queries = [t["user_input"]["query"] for t in stored["conversation_turns"]]
+    assert queries == [query, query.replace("+1 650-253-0000", "[REDACTED:phone]")]
+
+
 def test_a_policy_with_the_default_region_loads_no_phonenumbers(tmp_path: Path) -> None:
     src = ("import sys\nfrom gitstore.rules import secrets\n"
            "p = secrets.Policy.from_json({'credential': 'block', 'pii': {'email': 'redact'}})\n"

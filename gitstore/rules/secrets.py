@@ -18,7 +18,8 @@ as :func:`apply` renames the key when it redacts.
   when the name *ends* in the keyword (``db_password``, not ``password_policy`` or
   ``secret_arn``); so does a JSON member with such a key whose value is one
   non-placeholder token, except ``/session_info/api_key`` (the customer's name).
-* Phones: ``phonenumbers.PhoneNumberMatcher``, leniency VALID, policy region (US).
+* Phones: ``phonenumbers.PhoneNumberMatcher``, leniency VALID, policy region (US),
+  only when the policy redacts or blocks them (:attr:`Policy.phone_region`).
 * Cards: 13-19 digits (single space/dash separators) passing Luhn, starting 2-6,
   not part of a longer digit run or word (so not account ids or epoch timestamps);
   also JSON integers (redacted to the placeholder string).
@@ -221,23 +222,25 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _pii_hits(text: str, region: str) -> Iterator[_Hit]:
+def _pii_hits(text: str, region: str | None) -> Iterator[_Hit]:
     if "@" in text:
         yield from (_Hit(m.start(), m.end(), "email") for m in _EMAIL.finditer(text))
-    if not gate.may_hold_number(text, region) or gate.is_plain_timestamp(text) or \
-            gate.is_digest_id(text):
+    if not gate.may_hold_number(text, region or DEFAULT_REGION) or \
+            gate.is_plain_timestamp(text) or gate.is_digest_id(text):
         return
     for m in (*_CARD.finditer(text), *_CARD_GROUPED.finditer(text)):
         digits = re.sub(r"[^0-9]", "", m.group())
         if 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_valid(digits):
             yield _Hit(m.start(), m.end(), "card_number")
+    if region is None:  # the policy allows every phone number: none is looked for
+        return
     for match in phonenumbers.PhoneNumberMatcher(text, region,
                                                  leniency=phonenumbers.Leniency.VALID):
         yield _Hit(match.start, match.end, "phone")
 
 
 @lru_cache(maxsize=1 << 14)
-def _hits(text: str, region: str, named: bool = False) -> tuple[_Hit, ...]:
+def _hits(text: str, region: str | None, named: bool = False) -> tuple[_Hit, ...]:
     """All hits in one string (cached: re-checking a growing conversation stays cheap).
     ``named``: the string is the value of a member whose key names a secret."""
     raw = [*_credential_hits(text), *_pii_hits(text, region), *_normalised_hits(text, region)]
@@ -263,7 +266,7 @@ def _hits(text: str, region: str, named: bool = False) -> tuple[_Hit, ...]:
     return tuple(kept)
 
 
-def _normalised_hits(text: str, region: str) -> list[_Hit]:
+def _normalised_hits(text: str, region: str | None) -> list[_Hit]:
     """Hits in the normalised ``text``, as spans of ``text`` (none when it is its own
     normal form)."""
     if not needs_normalising(text):
@@ -278,7 +281,7 @@ def _normalised_hits(text: str, region: str) -> list[_Hit]:
 _WINDOW = 256
 
 
-def _split_hits(document: Any, base: str, region: str) -> dict[str, list[_Hit]]:
+def _split_hits(document: Any, base: str, region: str | None) -> dict[str, list[_Hit]]:
     """Credentials split across two adjacent string values of ``document``: pointer ->
     the part of each such credential that lies in that value (see the module doc)."""
     values: list[tuple[str, str]] = []
@@ -313,7 +316,7 @@ def _split_hits(document: Any, base: str, region: str) -> dict[str, list[_Hit]]:
     return extra
 
 
-def _own(text: str, region: str, kind: str) -> list[tuple[int, int]]:
+def _own(text: str, region: str | None, kind: str) -> list[tuple[int, int]]:
     return _merged([(h.start, h.end) for h in _hits(text, region) if h.kind == kind])
 
 
@@ -352,7 +355,7 @@ def _mask(text: str, hits: Iterable[_Hit]) -> str:
 Visit = Callable[[str, str, bool, tuple[_Hit, ...]], str]
 
 
-def _walk(value: Any, pointer: str, named: bool, region: str, visit: Visit,
+def _walk(value: Any, pointer: str, named: bool, region: str | None, visit: Visit,
           extra: Mapping[str, list[_Hit]] | None = None) -> Any:
     if isinstance(value, str):
         hits = _hits(value, region, named)
@@ -387,8 +390,10 @@ def _walk(value: Any, pointer: str, named: bool, region: str, visit: Visit,
     return out
 
 
-def scan(document: Any, file: str, *, region: str = "US", base: str = "") -> list[Finding]:
-    """Every credential and piece of personal data in ``document`` (parsed JSON or text).
+def scan(document: Any, file: str, *, region: str | None = "US", base: str = ""
+         ) -> list[Finding]:
+    """Every credential and piece of personal data in ``document`` (parsed JSON or text),
+    phone numbers as written in ``region`` (None: none are looked for).
     ``base``: the pointer of ``document`` in ``file`` when scanning a part (a new turn)."""
     found: list[Finding] = []
 
@@ -438,6 +443,15 @@ class Policy:
                 region != DEFAULT_REGION and region not in phonenumbers.SUPPORTED_REGIONS):
             raise UsageError(f"secrets.region: {self.region!r} is not a region code like 'US'")
 
+    @property
+    def phone_region(self) -> str | None:
+        """The region phone numbers are looked for as written in; None when the policy
+        allows every phone number (the default). Then a phone number would change
+        nothing, so none is looked for and phonenumbers is not loaded; the one
+        difference is stricter: an allowed phone number's span no longer hides
+        another finding within it (a card number)."""
+        return None if self.action("phone") == "allow" else self.region
+
     def action(self, kind: str) -> Action:
         rule = self.credential if category_of(kind) == CREDENTIAL else self.pii
         if isinstance(rule, str):
@@ -481,8 +495,9 @@ def apply(document: Any, file: str, policy: Policy = DEFAULT_POLICY, *, base: st
                 chosen += [h] if action == "redact" else []
         return _mask(text, chosen) if chosen else text
 
-    extra = _split_hits(document, base, policy.region)
-    return _walk(document, base, False, policy.region, visit, extra), redacted, blocked
+    region = policy.phone_region
+    extra = _split_hits(document, base, region)
+    return _walk(document, base, False, region, visit, extra), redacted, blocked
 
 
 def message(finding: Finding, action: Action) -> str:
@@ -514,7 +529,7 @@ class SecretsHook:
             targets[SOW_DOCUMENT] = p.files[SOW_DOCUMENT].decode("utf-8", "replace")
         for name, document in targets.items():
             if p.changed is None or name in p.changed:
-                for finding in scan(document, name, region=policy.region):
+                for finding in scan(document, name, region=policy.phone_region):
                     action = policy.action(finding.kind)
                     if action != "allow":
                         yield Violation(name, finding.pointer, message(finding, action),
