@@ -21,10 +21,9 @@ from gitstore.core import canonical
 from gitstore.core.render import render_sow
 from gitstore.errors import InvalidDocumentError, UsageError
 from gitstore.rules.pipeline import Pipeline, Proposal
+from gitstore.rules.policy import DEFAULT_POLICY, Policy
 from gitstore.rules.secrets import (
-    DEFAULT_POLICY,
     Finding,
-    Policy,
     SecretsHook,
     apply,
     check_secrets,

@@ -35,7 +35,8 @@ from conftest import (
 from gitstore import InvalidDocumentError, NotFoundError, Store, UsageError
 from gitstore.core.names import CONV
 from gitstore.errors import InvalidNameError
-from gitstore.rules.secrets import Policy, apply, scan
+from gitstore.rules.policy import Policy
+from gitstore.rules.secrets import apply, scan
 
 AWS = "AKIA" + "IOSFODNN7" + "EXAMPLE"
 GITHUB = "ghp_" + "a1B2c3D4e5F6g7H8i9J0" + "k1L2m3N4o5P6q7R8"

@@ -254,16 +254,17 @@ def test_phonenumbers_loads_only_for_a_policy_that_acts_on_phone_numbers(
 
 
 def test_a_policy_with_the_default_region_loads_no_phonenumbers(tmp_path: Path) -> None:
-    src = ("import sys\nfrom gitstore.rules import secrets\n"
-           "p = secrets.Policy.from_json({'credential': 'block', 'pii': {'email': 'redact'}})\n"
-           "print(p.region, 'phonenumbers' in sys.modules, 'detect_secrets' in sys.modules)\n"
-           "secrets.Policy(region='GB')\nprint('phonenumbers' in sys.modules)\n")
+    src = ("import sys\nfrom gitstore.rules import policy\n"
+           "p = policy.Policy.from_json({'credential': 'block', 'pii': {'email': 'redact'}})\n"
+           "print(p.region, 'phonenumbers' in sys.modules, 'detect_secrets' in sys.modules,\n"
+           "      'gitstore.rules.secrets' in sys.modules)\n"
+           "policy.Policy(region='GB')\nprint('phonenumbers' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", src], cwd=tmp_path, capture_output=True,
                           text=True, check=True)
-    assert proc.stdout.split() == ["US", "False", "False", "True"]
+    assert proc.stdout.split() == ["US", "False", "False", "False", "True"]
     import phonenumbers
 
-    from gitstore.rules.secrets import DEFAULT_REGION
+    from gitstore.rules.policy import DEFAULT_REGION
     assert DEFAULT_REGION in phonenumbers.SUPPORTED_REGIONS  # what the shortcut relies on
 
 

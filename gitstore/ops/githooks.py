@@ -81,8 +81,9 @@ from gitstore.errors import (
 )
 from gitstore.git import repo as backend
 from gitstore.rules.pipeline import Pipeline, load_hook
+from gitstore.rules.policy import Policy
 from gitstore.rules.proposal import Proposal
-from gitstore.rules.secrets import Policy, SecretsHook
+from gitstore.rules.secrets import SecretsHook
 from gitstore.store import config as config_mod
 from gitstore.store import travel
 from gitstore.store.context import ENCRYPTED_KEY

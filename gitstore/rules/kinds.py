@@ -2,7 +2,7 @@
 
 Pure data, apart from :mod:`gitstore.rules.detectors` (the adapter that drives
 detect-secrets' plugins and re-exports :data:`PLUGIN_KINDS`), so that a secrets policy
-can be read and checked (:class:`gitstore.rules.secrets.Policy`, at every store open)
+can be read and checked (:class:`gitstore.rules.policy.Policy`, at every store open)
 without loading detect-secrets, which only a scan needs.
 
 Invariant: every value is unique and none is a kind of gitstore's own detectors

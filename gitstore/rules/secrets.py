@@ -54,17 +54,24 @@ import itertools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gitstore.core import lazy
 from gitstore.core.names import SOW_DOCUMENT
-from gitstore.errors import InvalidDocumentError, UsageError, Violation
+from gitstore.errors import InvalidDocumentError, Violation
 from gitstore.rules import gate
-from gitstore.rules.kinds import CREDENTIAL_KINDS, ENTROPY, KEYWORD, PII_KINDS
+from gitstore.rules.kinds import ENTROPY, KEYWORD
 from gitstore.rules.normalise import needs_normalising, normalise
+from gitstore.rules.policy import (
+    CREDENTIAL,
+    DEFAULT_POLICY,
+    DEFAULT_REGION,
+    PII,
+    Action,
+    Policy,
+    category_of,
+)
 
 if TYPE_CHECKING:
     import phonenumbers
@@ -75,13 +82,6 @@ else:  # loaded by the first scan, not by reading a policy (gitstore.core.lazy)
     phonenumbers = lazy.module("phonenumbers")
     detectors = lazy.module("gitstore.rules.detectors")
 
-Action = Literal["block", "redact", "allow"]
-Rule = Action | Mapping[str, Action]
-ACTIONS: tuple[str, ...] = ("block", "redact", "allow")
-CREDENTIAL, PII = "credential", "pii"
-
-DEFAULT_REGION = "US"  # of phone numbers written without "+", unless a policy says otherwise
-_DEFAULTS: dict[str, Action] = {"card_number": "redact", "email": "allow", "phone": "allow"}
 #: Members whose keyword-like key holds no secret: the customer's name.
 EXEMPT_POINTERS = frozenset({"/session_info/api_key"})
 
@@ -111,10 +111,6 @@ class _Hit(NamedTuple):
     start: int
     end: int
     kind: str
-
-
-def category_of(kind: str) -> str:
-    return PII if kind in PII_KINDS else CREDENTIAL
 
 
 @cache
@@ -404,77 +400,6 @@ def scan(document: Any, file: str, *, region: str | None = "US", base: str = ""
 
     _walk(document, base, False, region, visit, _split_hits(document, base, region))
     return found
-
-
-def _check_rule(category: str, rule: Any) -> None:
-    kinds = CREDENTIAL_KINDS if category == CREDENTIAL else PII_KINDS
-    if not isinstance(rule, str | Mapping):
-        raise UsageError(f"secrets.{category} must be an action or an object of actions")
-    for kind, action in rule.items() if isinstance(rule, Mapping) else [("", rule)]:
-        where = f"secrets.{category}" + (f".{kind}" if kind else "")
-        if kind and kind != "*" and kind not in kinds:
-            raise UsageError(f"{where}: unknown {category} kind; known: {', '.join(sorted(kinds))}")
-        if action not in ACTIONS:
-            raise UsageError(f"{where} must be one of {', '.join(ACTIONS)}, not {action!r}")
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Per finding: ``block`` the write, ``redact`` the span, or ``allow`` it.
-
-    ``credential`` and ``pii`` are each an action or ``{kind: action}`` (``"*"``: the
-    rest of the category); kinds not mentioned keep their default. Default: block
-    credentials, redact card numbers, allow emails and phone numbers. ``region``: the
-    region of phone numbers written without ``+``. Stored as the ``secrets`` config key.
-    """
-
-    credential: Rule = "block"
-    pii: Rule = field(default_factory=lambda: dict(_DEFAULTS))
-    region: str = DEFAULT_REGION
-
-    def __post_init__(self) -> None:
-        for category in (CREDENTIAL, PII):
-            rule = getattr(self, category)
-            _check_rule(category, rule)
-            if isinstance(rule, Mapping):     # frozen all the way down
-                object.__setattr__(self, category, MappingProxyType(dict(rule)))
-        region = self.region  # DEFAULT_REGION is valid (a test checks): no phonenumbers then
-        if not isinstance(region, str) or (
-                region != DEFAULT_REGION and region not in phonenumbers.SUPPORTED_REGIONS):
-            raise UsageError(f"secrets.region: {self.region!r} is not a region code like 'US'")
-
-    @property
-    def phone_region(self) -> str | None:
-        """The region phone numbers are looked for as written in; None when the policy
-        allows every phone number (the default). Then a phone number would change
-        nothing, so none is looked for and phonenumbers is not loaded; the one
-        difference is stricter: an allowed phone number's span no longer hides
-        another finding within it (a card number)."""
-        return None if self.action("phone") == "allow" else self.region
-
-    def action(self, kind: str) -> Action:
-        rule = self.credential if category_of(kind) == CREDENTIAL else self.pii
-        if isinstance(rule, str):
-            return rule
-        return rule.get(kind, rule.get("*", _DEFAULTS.get(kind, "block")))
-
-    def to_json(self) -> dict[str, Any]:
-        rules = {"credential": self.credential, "pii": self.pii}
-        return {**{k: v if isinstance(v, str) else dict(sorted(v.items()))
-                   for k, v in rules.items()}, "region": self.region}
-
-    @classmethod
-    def from_json(cls, data: Any) -> Policy:
-        if not isinstance(data, Mapping):
-            raise UsageError("secrets policy must be a JSON object")
-        unknown = sorted(set(data) - {"credential", "pii", "region"})
-        if unknown:
-            raise UsageError(f"secrets policy: unknown setting {unknown[0]!r}")
-        rules = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
-        return cls(**cast(dict[str, Any], rules))
-
-
-DEFAULT_POLICY = Policy()
 
 
 def apply(document: Any, file: str, policy: Policy = DEFAULT_POLICY, *, base: str = ""

@@ -26,9 +26,9 @@ from gitstore.errors import UsageError
 from gitstore.git.locking import private_dirs
 
 if TYPE_CHECKING:
-    from gitstore.rules import secrets as secrets_mod
+    from gitstore.rules import policy as policy_mod
 else:  # a policy is checked only when one is set (gitstore.core.lazy)
-    secrets_mod = lazy.module("gitstore.rules.secrets")
+    policy_mod = lazy.module("gitstore.rules.policy")
 
 CONFIG_DIR = STORE_DIR
 CONFIG_FILE = "config.json"
@@ -53,7 +53,7 @@ class Config(NamedTuple):
     customer repositories by a keyed hash of the api_key (see ``Store.customer``).
     ``maintenance_bytes``: automatic maintenance runs once this much data has
     been written since the last run (0: never automatically). ``secrets`` is
-    the credentials/personal-data policy (see :class:`gitstore.rules.secrets.Policy`;
+    the credentials/personal-data policy (see :class:`gitstore.rules.policy.Policy`;
     default: block credentials, redact card numbers, allow emails and phones).
     ``active_timeout``: a session with activity within it counts as active
     (default 2 hours, seed 003; ``GITSTORE_ACTIVE_TIMEOUT`` overrides it).
@@ -187,7 +187,7 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
             changes[key] = value if isinstance(value, str) else format_duration(delta)
         elif key == "secrets":
             # refuses a bad policy now
-            changes[key] = secrets_mod.Policy.from_json(value).to_json()
+            changes[key] = policy_mod.Policy.from_json(value).to_json()
         elif key == "remote":
             changes[key] = check_remote(value, f"{origin}: remote")
         elif key == "remote_shards":

@@ -59,10 +59,10 @@ if TYPE_CHECKING:
     from gitstore.core.commits import Identity
     from gitstore.git import integrity, signing
     from gitstore.rules import pipeline as pipeline_mod
-    from gitstore.rules import secrets as secrets_mod
+    from gitstore.rules import policy as policy_mod
     from gitstore.rules.pipeline import Pipeline
+    from gitstore.rules.policy import Policy
     from gitstore.rules.proposal import Hook
-    from gitstore.rules.secrets import Policy
     from gitstore.store import keys as keys_mod
     from gitstore.store.keys import KeyStore, Sealer
 else:  # not needed to read (gitstore.core.lazy)
@@ -70,7 +70,7 @@ else:  # not needed to read (gitstore.core.lazy)
     keys_mod = lazy.module("gitstore.store.keys")
     hmac = lazy.module("hmac")
     index_mod = lazy.module("gitstore.catalog.index")
-    secrets_mod = lazy.module("gitstore.rules.secrets")
+    policy_mod = lazy.module("gitstore.rules.policy")
     signing = lazy.module("gitstore.git.signing")
     integrity = lazy.module("gitstore.git.integrity")
 
@@ -147,8 +147,8 @@ class StoreContext:
     @cached_property
     def secrets_policy(self) -> Policy:
         """The credentials/personal-data policy of this store."""
-        return secrets_mod.Policy.from_json(self.config.secrets) if self.config.secrets \
-            else secrets_mod.DEFAULT_POLICY
+        return policy_mod.Policy.from_json(self.config.secrets) if self.config.secrets \
+            else policy_mod.DEFAULT_POLICY
 
     @cached_property
     def signer(self) -> Callable[[bytes], bytes] | None:
