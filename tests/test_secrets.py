@@ -211,6 +211,29 @@ def test_phone_numbers_are_looked_for_only_when_the_policy_acts_on_them() -> Non
     assert [f.kind for f in redacted] == ["phone", "phone"]
 
 
+def test_a_phone_number_in_a_key_stays_masked_in_pointers() -> None:
+    """Phone numbers allowed, so not looked for in values; a key holding one is still
+    shown masked in the pointer of a finding under it (errors and hook output)."""
+    doc = {"context": {"+1 650-253-0000": f"token {GITHUB}"}}
+    _, _, blocked = apply(doc, "x")
+    assert [(f.kind, f.pointer) for f in blocked] == [
+        ("github_token", "/context/[REDACTED:phone]")]
+    violations = list(SecretsHook()(Proposal(customer=CUSTOMER, files={}, documents={"x": doc})))
+    assert [v.pointer for v in violations] == ["/context/[REDACTED:phone]"]
+    assert apply({"+1 650-253-0000": "fine"}, "x")[0] == {"+1 650-253-0000": "fine"}
+
+
+def test_keys_masked_alike_keep_their_values_apart() -> None:
+    """Two keys whose phone numbers mask to the same pointer segment: the password
+    split across the values is masked in its own value only, under its own pointer."""
+    doc = {"+1 650-253-0000": "some text password=",
+           "+1 650-253-0001": "hunter2secretXYZ and more text here"}
+    new, redacted, _ = apply(doc, "x", Policy(credential="redact"))
+    assert list(new.values()) == ["some text password=",
+                                  "[REDACTED:generic_secret_keyword] and more text here"]
+    assert [f.pointer for f in redacted] == ["/[REDACTED:phone] #2"]
+
+
 def test_an_allowed_phone_number_hides_no_card_number() -> None:
     """A card number in a phone number's extension was hidden by the phone number's span
     when phone numbers were looked for and allowed; it is redacted now. A policy that

@@ -277,7 +277,8 @@ def _normalised_hits(text: str, region: str | None) -> list[_Hit]:
 _WINDOW = 256
 
 
-def _split_hits(document: Any, base: str, region: str | None) -> dict[str, list[_Hit]]:
+def _split_hits(document: Any, base: str, region: str | None, pointers: str = DEFAULT_REGION
+                ) -> dict[str, list[_Hit]]:
     """Credentials split across two adjacent string values of ``document``: pointer ->
     the part of each such credential that lies in that value (see the module doc)."""
     values: list[tuple[str, str]] = []
@@ -287,7 +288,7 @@ def _split_hits(document: Any, base: str, region: str | None) -> dict[str, list[
             values.append((pointer, text))
         return text
 
-    _walk(document, base, False, region, collect)
+    _walk(document, base, False, region, collect, pointers=pointers)
     extra: dict[str, list[_Hit]] = {}
     for (p1, a), (p2, b) in itertools.pairwise(values):
         left = a[max(a.rfind("\n") + 1, len(a) - _WINDOW):]
@@ -352,7 +353,12 @@ Visit = Callable[[str, str, bool, tuple[_Hit, ...]], str]
 
 
 def _walk(value: Any, pointer: str, named: bool, region: str | None, visit: Visit,
-          extra: Mapping[str, list[_Hit]] | None = None) -> Any:
+          extra: Mapping[str, list[_Hit]] | None = None, *, pointers: str = DEFAULT_REGION
+          ) -> Any:
+    """``value`` rebuilt by ``visit`` (each string and object key with its hits, phone
+    numbers looked for as written in ``region``, none when None). A pointer segment
+    masks every hit of its key, phone numbers as written in ``pointers`` included
+    even when ``region`` is None: a pointer is shown in errors and hook output."""
     if isinstance(value, str):
         hits = _hits(value, region, named)
         if extra and pointer in extra:  # parts of credentials split across values
@@ -360,7 +366,7 @@ def _walk(value: Any, pointer: str, named: bool, region: str | None, visit: Visi
                 _merged([(o.start, o.end) for o in hits if o.kind == h.kind]), h)))
         return visit(value, pointer, False, hits)
     if isinstance(value, list):
-        return [_walk(v, f"{pointer}/{i}", False, region, visit, extra)
+        return [_walk(v, f"{pointer}/{i}", False, region, visit, extra, pointers=pointers)
                 for i, v in enumerate(value)]
     if isinstance(value, int) and not isinstance(value, bool) and value > 10**12:
         text = str(value)                 # a card number written as a JSON number
@@ -372,9 +378,17 @@ def _walk(value: Any, pointer: str, named: bool, region: str | None, visit: Visi
     if not isinstance(value, dict):
         return value
     out: dict[str, Any] = {}
+    segments: set[str] = set()
     for key, child in value.items():
         key_hits = _hits(key, region)
-        segment = _mask(key, key_hits).replace("~", "~0").replace("/", "~1")
+        shown = key_hits if region is not None else \
+            (*key_hits, *(h for h in _hits(key, pointers) if h.kind == "phone"))
+        segment = first = _mask(key, shown).replace("~", "~0").replace("/", "~1")
+        n = 1
+        while segment in segments:  # two keys masked alike: each value its own pointer
+            n += 1
+            segment = f"{first} #{n}"
+        segments.add(segment)
         child_pointer = f"{pointer}/{segment}"
         new_key = visit(key, child_pointer, True, key_hits) if key_hits else key
         base, n = new_key, 1
@@ -382,15 +396,18 @@ def _walk(value: Any, pointer: str, named: bool, region: str | None, visit: Visi
             n += 1
             new_key = f"{base} #{n}"
         named = bool(_patterns()[1].search(key)) and child_pointer not in EXEMPT_POINTERS
-        out[new_key] = _walk(child, child_pointer, named, region, visit, extra)
+        out[new_key] = _walk(child, child_pointer, named, region, visit, extra,
+                             pointers=pointers)
     return out
 
 
-def scan(document: Any, file: str, *, region: str | None = "US", base: str = ""
-         ) -> list[Finding]:
+def scan(document: Any, file: str, *, region: str | None = "US", base: str = "",
+         pointers: str | None = None) -> list[Finding]:
     """Every credential and piece of personal data in ``document`` (parsed JSON or text),
-    phone numbers as written in ``region`` (None: none are looked for).
-    ``base``: the pointer of ``document`` in ``file`` when scanning a part (a new turn)."""
+    phone numbers as written in ``region`` (None: none are looked for; a phone number
+    in an object key is still masked in pointers, as written in ``pointers``, default
+    ``region`` or the default region). ``base``: the pointer of ``document`` in
+    ``file`` when scanning a part (a new turn)."""
     found: list[Finding] = []
 
     def visit(text: str, pointer: str, in_key: bool, hits: tuple[_Hit, ...]) -> str:
@@ -398,7 +415,9 @@ def scan(document: Any, file: str, *, region: str | None = "US", base: str = ""
                      for h in hits)
         return text
 
-    _walk(document, base, False, region, visit, _split_hits(document, base, region))
+    shown = pointers or region or DEFAULT_REGION
+    _walk(document, base, False, region, visit, _split_hits(document, base, region, shown),
+          pointers=shown)
     return found
 
 
@@ -421,8 +440,9 @@ def apply(document: Any, file: str, policy: Policy = DEFAULT_POLICY, *, base: st
         return _mask(text, chosen) if chosen else text
 
     region = policy.phone_region
-    extra = _split_hits(document, base, region)
-    return _walk(document, base, False, region, visit, extra), redacted, blocked
+    extra = _split_hits(document, base, region, policy.region)
+    return _walk(document, base, False, region, visit, extra, pointers=policy.region), \
+        redacted, blocked
 
 
 def message(finding: Finding, action: Action) -> str:
@@ -454,7 +474,8 @@ class SecretsHook:
             targets[SOW_DOCUMENT] = p.files[SOW_DOCUMENT].decode("utf-8", "replace")
         for name, document in targets.items():
             if p.changed is None or name in p.changed:
-                for finding in scan(document, name, region=policy.phone_region):
+                for finding in scan(document, name, region=policy.phone_region,
+                                    pointers=policy.region):
                     action = policy.action(finding.kind)
                     if action != "allow":
                         yield Violation(name, finding.pointer, message(finding, action),
