@@ -71,9 +71,8 @@ def _columns(headers: Sequence[str], columns: Sequence[Sequence[str]],
     widths = [max(len(head), max(map(len, col), default=0))
               for head, col in zip(headers, columns, strict=True)]
     fmt = "  ".join(f"%{w}s" if i in right else f"%-{w}s" for i, w in enumerate(widths))
-    lines = [fmt % tuple(headers)]
-    lines += [fmt % row for row in zip(*columns, strict=True)]
-    click.echo("\n".join([line.rstrip() for line in lines]))
+    lines = [fmt % tuple(headers), *map(fmt.__mod__, zip(*columns, strict=True))]
+    click.echo("\n".join(map(str.rstrip, lines)))
 
 
 #: The fields of a session the table of ``list`` shows (the index reads only these).
@@ -84,7 +83,10 @@ TABLE_FIELDS = ("version", "status", "completion_status", "provider", "updated",
 def _sessions_table(cols: dict[str, tuple[Any, ...]]) -> None:
     """The table of ``list``, from the index's columns (``Index.list_columns``)."""
     def cells(key: str, fmt: str = "%s") -> list[str]:
-        return ["-" if v is None else fmt % v for v in cols[key]]
+        col = cols[key]
+        if None not in col:  # the common case, formatted without a Python-level loop
+            return list(map(fmt.__mod__, col))
+        return ["-" if v is None else fmt % v for v in col]
 
     status = [s if not extra or extra == s else f"{s} ({extra})"
               for s, extra in zip(cols["status"], cols["completion_status"], strict=True)]

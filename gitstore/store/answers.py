@@ -86,7 +86,8 @@ def log_dir(root: Path) -> Path:
 
 def set_bytes(names: Iterable[str]) -> bytes:
     """An answer set's file: the names, sorted and unique, one a line."""
-    return "".join(f"{n}\n" for n in sorted(set(names))).encode("utf-8")
+    lines = sorted(set(names))
+    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
 
 def write_set(root: Path, data: bytes) -> str:
