@@ -45,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,9 +54,12 @@ from gitstore.errors import StorageError
 from gitstore.git.repo import Repo
 
 if TYPE_CHECKING:
+    import shutil
+
     from gitstore.git import packs
-else:  # only a run of maintenance needs it, not a write counting its bytes (core.lazy)
+else:  # only a run of maintenance needs them, not a write counting its bytes (core.lazy)
     packs = lazy.module("gitstore.git.packs")
+    shutil = lazy.module("shutil")
 
 STATE_FILE = "gitstore-maintenance"
 MAX_PACKS = 16

@@ -18,8 +18,6 @@ above the git layer. Invariants:
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -29,9 +27,14 @@ from gitstore.errors import NotFoundError, StorageError
 from gitstore.git.walk import reachable
 
 if TYPE_CHECKING:
+    import shutil
+    import tempfile
+
     import pygit2
-else:
+else:  # pygit2 on first use; the others only to repack or bundle (gitstore.core.lazy)
     pygit2 = lazy.module("pygit2")
+    shutil = lazy.module("shutil")
+    tempfile = lazy.module("tempfile")
 
 
 def pack_ids(idx: Path) -> set[str]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shlex
 import sys
 import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -53,6 +52,7 @@ from gitstore.store.audit import AuditLog
 
 if TYPE_CHECKING:
     import hmac
+    import shlex
 
     from gitstore.catalog import index as index_mod
     from gitstore.catalog.index import Index
@@ -69,6 +69,7 @@ else:  # not needed to read (gitstore.core.lazy)
     pipeline_mod = lazy.module("gitstore.rules.pipeline")
     keys_mod = lazy.module("gitstore.store.keys")
     hmac = lazy.module("hmac")
+    shlex = lazy.module("shlex")
     index_mod = lazy.module("gitstore.catalog.index")
     policy_mod = lazy.module("gitstore.rules.policy")
     signing = lazy.module("gitstore.git.signing")
