@@ -87,6 +87,19 @@ def test_a_warm_query_looks_only_at_what_the_journal_names(two: Store) -> None:
     assert tips(Index(two, full_scan_seconds=0)) == {CUSTOMER: moved_too, OTHER: moved}
 
 
+def test_a_warm_query_that_finds_nothing_new_writes_nothing(two: Store) -> None:
+    """No transaction, so no sync of the index file, for a query that only reads: the
+    journal position, root fingerprint and scan time it would keep are the ones kept."""
+    index = Index(two)
+    index.refresh()  # the first query: a full scan, which keeps what it learned
+    changes = index.db.cx.total_changes
+    assert index.refresh() == 0
+    index.list_sessions()
+    assert index.db.cx.total_changes == changes
+    back_one(two, CUSTOMER)  # the journal names it: the next query writes again
+    assert index.refresh() == 1 and index.db.cx.total_changes > changes
+
+
 def test_an_unhooked_customer_is_looked_at_on_every_query(store: Store) -> None:
     record_example_session(store)
     record_example_session(store, OTHER)

@@ -115,7 +115,9 @@ class State(NamedTuple):
 
 class Plan(NamedTuple):
     """The customers one refresh looks at (``names``), those it drops (``gone``), and
-    the state to keep once they are done (None with ``full``: the scan sets it)."""
+    the state to keep once they are done (None with ``full``: the scan sets it; else
+    None when it is the state kept already, so a query that finds nothing new writes
+    nothing: no transaction, no sync of the index file)."""
 
     names: list[str]
     gone: list[str]
@@ -146,8 +148,8 @@ def plan(root: Path, cx: sqlite3.Connection, listing: Callable[[], Iterable[str]
         gone = known - present
     names |= {c for (c,) in cx.execute("SELECT customer FROM fingerprints WHERE hooked = 0")}
     names -= gone
-    return Plan(sorted(names), sorted(gone),
-                State(position, root_fp or "-", state.scanned, state.boot))
+    new = State(position, root_fp or "-", state.scanned, state.boot)
+    return Plan(sorted(names), sorted(gone), new if new != state else None)
 
 
 def full_scan_state(root: Path) -> State:
