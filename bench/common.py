@@ -75,6 +75,18 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
+#: Rounds at least of a whole-process comparison (not in --quick): each process takes
+#: 0.1-0.3 s, and on a shared 2-core machine the median of three moved a whole-process
+#: ratio by +-15% between runs of one case.
+PROCESS_ROUNDS = 9
+
+
+def process_runs(ctx: Context) -> int:
+    """Measured rounds of a whole-process comparison: ``--runs``, at least
+    :data:`PROCESS_ROUNDS` unless ``--quick``."""
+    return ctx.pick(max(ctx.runs, PROCESS_ROUNDS), ctx.runs)
+
+
 def interleaved(runs: int, systems: Mapping[str, Callable[[], Any]]
                 ) -> tuple[dict[str, list[float]], dict[str, Any]]:
     """Time every system ``runs`` times after one warm-up round, taking turns

@@ -3,7 +3,7 @@
 Every measurement runs complete processes (interpreter start, imports, the
 command, exit) of the ``gitstore`` console script of the interpreter running
 the bench (``<dir of sys.executable>/gitstore``), interleaved with baselines
-measured in the same run, for at least :data:`MIN_ROUNDS` rounds (``--runs``
+measured in the same run, for at least ``common.PROCESS_ROUNDS`` rounds (``--runs``
 when higher; ``--quick`` takes ``--runs``). The common baseline is **the Python floor**: the
 same interpreter running ``python -c`` that imports pygit2, opens the small
 customer's repository and prints ``v1.0.0:conversation.json``, the least any
@@ -79,9 +79,6 @@ TEMPLATE = "customer-template"
 DOC = "conversation.json"
 SMALL_TURNS = 10      # v1.0.0; the follow-up v1.1.0 appends FOLLOW_TURNS one by one
 FOLLOW_TURNS = 12     # so the history has more than 20 commits and `log -n 20` cuts it
-#: Rounds at least (not in --quick): each command is one 0.1-0.3 s process, and on a
-#: shared 2-core machine the median of three moves a whole-process ratio by +-15%.
-MIN_ROUNDS = 9
 WRITE_TURNS = 10
 BIG_ADDED = 5
 LIST_TARGET = 0.200   # seconds, absolute
@@ -261,12 +258,6 @@ READS = {"show": ["show", SMALL, "v1.0.0", DOC], "versions": ["versions", SMALL]
          "log -n 20": ["log", SMALL, "-n", "20"], "diff": ["diff", SMALL, "v1.0.0", "v1.1.0"]}
 
 
-def _runs(ctx: Context) -> int:
-    """Measured rounds of a whole-process comparison: ``--runs``, at least
-    :data:`MIN_ROUNDS` unless ``--quick``."""
-    return ctx.pick(max(ctx.runs, MIN_ROUNDS), ctx.runs)
-
-
 def _small(ctx: Context, res: CaseResult, sh: Runner, gs: str, py: str,
            floor: Callable[[], bytes], repo: Path, total: int, before: Runner | None) -> None:
     systems = {
@@ -280,8 +271,9 @@ def _small(ctx: Context, res: CaseResult, sh: Runner, gs: str, py: str,
         FLOOR: floor,
         "python -c pass": sh.system([py, "-c", "pass"]),
     }
-    common.log(f"cli: small-session reads, {len(systems)} commands x {_runs(ctx) + 1} rounds")
-    samples, out = common.interleaved(_runs(ctx), systems)
+    runs = common.process_runs(ctx)
+    common.log(f"cli: small-session reads, {len(systems)} commands x {runs + 1} rounds")
+    samples, out = common.interleaved(runs, systems)
 
     shown = out["gitstore show"]
     check(shown == out["git show (1 process)"] == out[FLOOR],
@@ -407,7 +399,7 @@ def _writes(ctx: Context, res: CaseResult, sh: Runner, gs: str, floor: Callable[
         common.seed_session(store, WRITE_BEFORE, WRITE_TURNS,
                             session_id=common.session_id_for(WRITE_BEFORE))
     repo_path = Path(store.root) / WRITE
-    rounds = _runs(ctx) + 1
+    rounds = common.process_runs(ctx) + 1
     files = work / "inputs"
     files.mkdir()
     turns = [common.make_turn(WRITE_TURNS + k) for k in range(rounds)]
@@ -461,7 +453,7 @@ def _writes(ctx: Context, res: CaseResult, sh: Runner, gs: str, floor: Callable[
                FLOOR: floor, "git add + git commit": git_commit,
                "pygit2 commit (1 process)": pygit2_commit}
     common.log(f"cli: writes, {len(systems)} commands x {rounds} rounds")
-    samples, _ = common.interleaved(_runs(ctx), systems)
+    samples, _ = common.interleaved(common.process_runs(ctx), systems)
 
     for customer in (WRITE, WRITE_BEFORE) if before is not None else (WRITE,):
         conv = git_conversation(Path(store.root) / customer, "v1")
@@ -528,8 +520,8 @@ def _list_stats(ctx: Context, res: CaseResult, sh: Runner, gs: str,
                "gitstore stats": sh.system([gs, "stats"], root=root),
                "gitstore list -n 20": sh.system([gs, "list", "-n", "20"], root=root),
                FLOOR: floor}
-    common.log(f"cli: list and stats over {n} customers, {_runs(ctx) + 1} rounds")
-    samples, out = common.interleaved(_runs(ctx), systems)
+    common.log(f"cli: list and stats over {n} customers, {common.process_runs(ctx) + 1} rounds")
+    samples, out = common.interleaved(common.process_runs(ctx), systems)
     listed = json.loads(sh.out([gs, "list", "-o", "json"], root=root))
     check(sorted(r["customer"] for r in listed) == names,
           f"gitstore list -o json lists {len(listed)} sessions, expected the {n} customers")
@@ -586,8 +578,8 @@ def _big_diff(ctx: Context, res: CaseResult, sh: Runner, gs: str, floor: Callabl
                "git diff (1 process)": sh.system(["git", "--git-dir", str(repo), "diff",
                                                   "v1.0.0", "v1.1.0"]),
                FLOOR: floor}
-    common.log(f"cli: diff at {n} turns, {_runs(ctx) + 1} rounds")
-    samples, out = common.interleaved(_runs(ctx), systems)
+    common.log(f"cli: diff at {n} turns, {common.process_runs(ctx) + 1} rounds")
+    samples, out = common.interleaved(common.process_runs(ctx), systems)
     text = out["gitstore diff"].decode()
     added = [int(m) for m in re.findall(r"^\s*\+ turn (\d+)\b", text, re.M)]
     check(added == list(range(n + 1, n + BIG_ADDED + 1))
