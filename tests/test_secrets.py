@@ -234,6 +234,18 @@ def test_keys_masked_alike_keep_their_values_apart() -> None:
     assert [f.pointer for f in redacted] == ["/[REDACTED:phone] #2"]
 
 
+def test_a_key_shown_as_written_keeps_its_pointer() -> None:
+    """Only masked keys are numbered apart: a key already reading ``[REDACTED:email] #2``
+    (a document an earlier redaction wrote) keeps that pointer, and the second masked
+    email key under the same object becomes ``#3``, as its key does in the output."""
+    doc = {"a@b.com": "1", "c@d.com": "2", "[REDACTED:email] #2": {"password": "hunter2Xq9!zz"}}
+    found = {(f.pointer, f.kind) for f in scan(doc, "x")}
+    assert found == {("/[REDACTED:email]", "email"), ("/[REDACTED:email] #3", "email"),
+                     ("/[REDACTED:email] #2/password", "generic_secret_keyword")}
+    new, _, _ = apply(doc, "x", Policy(pii={"email": "redact"}))
+    assert list(new) == ["[REDACTED:email]", "[REDACTED:email] #3", "[REDACTED:email] #2"]
+
+
 def test_an_allowed_phone_number_hides_no_card_number() -> None:
     """A card number in a phone number's extension was hidden by the phone number's span
     when phone numbers were looked for and allowed; it is redacted now. A policy that

@@ -378,17 +378,18 @@ def _walk(value: Any, pointer: str, named: bool, region: str | None, visit: Visi
     if not isinstance(value, dict):
         return value
     out: dict[str, Any] = {}
-    segments: set[str] = set()
+    shown = {key: _segment(key, region, pointers) for key in value}
+    # a key shown as written keeps its segment; keys masked alike get " #2", " #3"...
+    segments = {seg for key, seg in shown.items() if seg == _segment(key, None, "", ())}
     for key, child in value.items():
         key_hits = _hits(key, region)
-        shown = key_hits if region is not None else \
-            (*key_hits, *(h for h in _hits(key, pointers) if h.kind == "phone"))
-        segment = first = _mask(key, shown).replace("~", "~0").replace("/", "~1")
-        n = 1
-        while segment in segments:  # two keys masked alike: each value its own pointer
-            n += 1
-            segment = f"{first} #{n}"
-        segments.add(segment)
+        segment = first = shown[key]
+        if segment != _segment(key, None, "", ()):
+            n = 1
+            while segment in segments:  # each value its own pointer
+                n += 1
+                segment = f"{first} #{n}"
+            segments.add(segment)
         child_pointer = f"{pointer}/{segment}"
         new_key = visit(key, child_pointer, True, key_hits) if key_hits else key
         base, n = new_key, 1
@@ -399,6 +400,17 @@ def _walk(value: Any, pointer: str, named: bool, region: str | None, visit: Visi
         out[new_key] = _walk(child, child_pointer, named, region, visit, extra,
                              pointers=pointers)
     return out
+
+
+def _segment(key: str, region: str | None, pointers: str,
+             hits: tuple[_Hit, ...] | None = None) -> str:
+    """``key`` as a JSON pointer segment, every hit masked (``hits``, default: its hits,
+    phone numbers as written in ``pointers`` included when ``region`` is None)."""
+    if hits is None:
+        hits = _hits(key, region)
+        if region is None:
+            hits = (*hits, *(h for h in _hits(key, pointers) if h.kind == "phone"))
+    return _mask(key, hits).replace("~", "~0").replace("/", "~1")
 
 
 def scan(document: Any, file: str, *, region: str | None = "US", base: str = "",
