@@ -18,6 +18,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,37 @@ def test_a_warm_query_that_finds_nothing_new_writes_nothing(two: Store) -> None:
     assert index.db.cx.total_changes == changes
     back_one(two, CUSTOMER)  # the journal names it: the next query writes again
     assert index.refresh() == 1 and index.db.cx.total_changes > changes
+
+
+def test_a_customer_whose_sync_failed_is_retried_by_the_next_query(
+        two: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sync that fails (here a derivation error that then goes away) leaves the
+    customer out of answers only until the next query, not until the next full scan:
+    the journal, already read past its line, will not name it again."""
+    def age() -> None:  # past the two-second "racy" window, so fingerprints count
+        aged = time.time() - 60
+        os.utime(two.root, (aged, aged))
+        for name in (CUSTOMER, OTHER):
+            path = two.customer(name).path
+            for place in (path, *path.glob("refs/**"), *path.glob("packed-refs")):
+                os.utime(place, (aged, aged))
+
+    age()
+    index = Index(two)
+    before = tips(index)
+    moved = back_one(two, CUSTOMER)
+    age()
+
+    def transient(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("transient")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(derive, "derive", transient)
+        index.refresh()
+    assert index.db.problems
+    assert tips(index) == {CUSTOMER: moved, OTHER: before[OTHER]}
+    assert index.refresh() == 0  # and then it is fresh: looked at no more
+    assert tips(index) == {CUSTOMER: moved, OTHER: before[OTHER]}
 
 
 def test_an_unhooked_customer_is_looked_at_on_every_query(store: Store) -> None:

@@ -54,6 +54,12 @@ __all__ = ["RACY_NS", "Progress", "Sync", "fingerprint"]
 Progress = Callable[[int, int, str], None]  # (done, total, customer)
 
 
+#: The fingerprint row of a customer whose sync failed: no fingerprint (its refs are
+#: read again) and "not hooked", so every refresh names it until a sync succeeds (the
+#: journal may never name it again); then its hook is looked at afresh.
+RETRY = ("", False)
+
+
 class Sync:
     """Brings ``db`` up to date with the repositories of ``store``."""
 
@@ -151,7 +157,7 @@ class Sync:
             path = root / n
             fp = fingerprint(path)  # before the refs are read
             old = known.get(n)
-            hooked = journal.hooked(path) if hooks or old is None else old[1]
+            hooked = journal.hooked(path) if hooks or old is None or not old[0] else old[1]
             if fp is not None and old is not None and old[0] == fp:
                 if hooked != old[1]:
                     fresh[n] = (fp, hooked)
@@ -167,9 +173,9 @@ class Sync:
                 old_refs = self._stored_refs([name]).get(name, {})  # again, under the lock
                 if got is None:
                     self._drop_customer(name)
-                    fresh.pop(name, None)
+                    fresh[name] = RETRY
                 elif got[1] != old_refs and not self._sync_safely(name, old_refs, *got):
-                    fresh.pop(name, None)
+                    fresh[name] = RETRY
             if progress:
                 progress(i + 1, len(todo), name)
         if gone or fresh or state is not None:
