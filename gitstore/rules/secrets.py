@@ -380,11 +380,11 @@ def _walk(value: Any, pointer: str, named: bool, region: str | None, visit: Visi
     out: dict[str, Any] = {}
     shown = {key: _segment(key, region, pointers) for key in value}
     # a key shown as written keeps its segment; keys masked alike get " #2", " #3"...
-    segments = {seg for key, seg in shown.items() if seg == _segment(key, None, "", ())}
+    segments = {seg for key, seg in shown.items() if seg == _escaped(key)}
     for key, child in value.items():
         key_hits = _hits(key, region)
         segment = first = shown[key]
-        if segment != _segment(key, None, "", ()):
+        if segment != _escaped(key):
             n = 1
             while segment in segments:  # each value its own pointer
                 n += 1
@@ -402,15 +402,18 @@ def _walk(value: Any, pointer: str, named: bool, region: str | None, visit: Visi
     return out
 
 
-def _segment(key: str, region: str | None, pointers: str,
-             hits: tuple[_Hit, ...] | None = None) -> str:
-    """``key`` as a JSON pointer segment, every hit masked (``hits``, default: its hits,
-    phone numbers as written in ``pointers`` included when ``region`` is None)."""
-    if hits is None:
-        hits = _hits(key, region)
-        if region is None:
-            hits = (*hits, *(h for h in _hits(key, pointers) if h.kind == "phone"))
-    return _mask(key, hits).replace("~", "~0").replace("/", "~1")
+def _segment(key: str, region: str | None, pointers: str) -> str:
+    """``key`` as a JSON pointer segment, every hit masked (phone numbers as written in
+    ``pointers`` included when ``region`` is None)."""
+    hits = _hits(key, region)
+    if region is None:
+        hits = (*hits, *(h for h in _hits(key, pointers) if h.kind == "phone"))
+    return _escaped(_mask(key, hits))
+
+
+def _escaped(key: str) -> str:
+    """``key`` as a JSON pointer segment (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 def scan(document: Any, file: str, *, region: str | None = "US", base: str = "",
