@@ -263,6 +263,69 @@ def _turn_round(store: Store, n: int, delay: float, pending: list[Writer],
     assert health.check_customer(Store(store.root).customer(CUSTOMER)).problems == [], where
 
 
+GROUP_ROUNDS = 10
+GROUP_WRITERS = 3
+
+
+def test_sigkill_among_writers_written_together_loses_no_acknowledged_turn(tmp_path: Path
+                                                                           ) -> None:
+    """Three writers append at once, so their turns are written in groups
+    (:mod:`gitstore.store.groupcommit`: a leader writes the others' spooled turns);
+    each is killed at its own random moment, leader or waiter."""
+    rng = random.Random(SEED)
+    store = Store.init(tmp_path / "sessions")
+    store.customer(CUSTOMER).new_session(created=CREATED)
+    repo = store.root / CUSTOMER
+    git(repo, "config", "core.logAllRefUpdates", "true")  # to count branch updates
+    acked: dict[str, str] = {}
+    traces: Counter[str] = Counter()
+    for n in range(GROUP_ROUNDS):
+        writers = [Writer(TURN_WRITER, str(store.root), CUSTOMER, f"g{n}w{w}")
+                   for w in range(GROUP_WRITERS)]
+        delays = [rng.uniform(0, 0.3) for _ in writers]
+        got: list[list[str]] = [[] for _ in writers]
+        killers = [threading.Thread(target=lambda w=w, d=d, out=out: out.extend(
+            w.kill_after(d))) for w, d, out in zip(writers, delays, got, strict=True)]
+        try:
+            for w in writers:
+                w.go()
+            for k in killers:
+                k.start()
+            for k in killers:
+                k.join(timeout=120)
+        finally:
+            for w in writers:
+                w.discard()
+        for line in (line for lines in got for line in lines):
+            commit, marker = line.split()
+            acked[marker] = commit
+        where = f"group round {n} (seed {SEED}, kills after {[round(d, 3) for d in delays]})"
+        tip = git(repo, "rev-parse", "refs/heads/v1").strip()
+        conv = Store(store.root).customer(CUSTOMER).read("v1").document("conversation.json")
+        fsck(repo)
+        queries = [t["user_input"]["query"] for t in conv["conversation_turns"]]
+        assert len(queries) == len(set(queries)), f"{where}: a turn was written twice"
+        missing = sorted(set(acked) - set(queries))
+        assert not missing, f"{where}: acknowledged turns lost: {missing}"
+        on_branch = set(git(repo, "rev-list", tip).split())
+        for marker, commit in acked.items():
+            assert commit in on_branch, f"{where}: {marker} {commit} not on v1"
+        assert crash_problems(store, CUSTOMER, traces) == [], where
+        # the next writer writes what dead writers left spooled, and its own turn
+        written = Store(store.root, lock_timeout=10).customer(CUSTOMER).session().append_turn(
+            small_turn(f"gprobe-{n}"))
+        assert git(repo, "rev-parse", "refs/heads/v1").strip() == written.commit, where
+    print(f"\n{len(acked)} acknowledged turns over {GROUP_ROUNDS} rounds of "
+          f"{GROUP_WRITERS} writers; crash traces seen: {dict(traces)}")
+    assert len({m.split("w")[0] for m in acked}) > 1, "the kills came too early"
+    commits = int(git(repo, "rev-list", "--count", "refs/heads/v1"))
+    updates = len(git(repo, "reflog", "show", "refs/heads/v1").splitlines())
+    print(f"{commits} commits in {updates} branch updates")
+    assert updates < commits - 1, "no turns were written together"
+    proc = cli(store.root, "verify")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 # =========================================================================== corrections
 
 def test_sigkill_during_corrections_loses_no_acknowledged_version(tmp_path: Path) -> None:

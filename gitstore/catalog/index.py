@@ -172,11 +172,13 @@ class Index:
 
     def record(self, customer_name: str, scenario: str | Scenario, tip_commit: str,
                files: Mapping[str, bytes], parsed: Mapping[str, Any] | None = None,
-               unchanged_turns: int = 0, repo: Repo | None = None) -> bool:
+               unchanged_turns: int = 0, repo: Repo | None = None,
+               since: str | None = None) -> bool:
         """The writer's fast path: index the commit a write just made, from its files
         (and through ``repo``, the writer's own handle of the repository, if given:
         never one that opens sealed files, or the rows of another commit it reads
-        would hold their clear text).
+        would hold their clear text). ``since`` is the tip the write built on when
+        it made several commits (default: the new tip's parent).
 
         Call after the branch (and tag) update, under the customer's writer lock.
         One transaction: the scenario's tip row (and its new tag's row), only the
@@ -186,7 +188,7 @@ class Index:
         holds that parent as the scenario's tip). Never raises for index trouble:
         returns False, and the next :meth:`refresh` catches up."""
         return self._sync.record(customer_name, scenario, tip_commit, files, parsed,
-                                 unchanged_turns, repo)
+                                 unchanged_turns, repo, since)
 
     def _known(self, customer: str | CustomerView) -> str:
         """The repository name of ``customer``: an api_key as a caller names it, or

@@ -245,7 +245,8 @@ class Sync:
 
     def record(self, customer_name: str, scenario: str | Scenario, tip_commit: str,
                files: Mapping[str, bytes], parsed: Mapping[str, Any] | None = None,
-               unchanged_turns: int = 0, repo: Repo | None = None) -> bool:
+               unchanged_turns: int = 0, repo: Repo | None = None,
+               since: str | None = None) -> bool:
         """Index the commit a write just made, from its files (see ``Index.record``)."""
         try:
             cust = self.store.customer_named(customer_name)
@@ -260,8 +261,8 @@ class Sync:
             row = cx.execute("SELECT tip FROM scenarios WHERE customer = ? AND scenario = ?",
                              (cust.name, str(scen))).fetchone()
             # the indexed turns are the parent's: its first turns are still right
-            trusted = unchanged_turns if row is not None and info.parents[:1] == (row[0],) \
-                else 0
+            built_on = (since,) if since is not None else info.parents[:1]
+            trusted = unchanged_turns if row is not None and built_on == (row[0],) else 0
             cx.execute("PRAGMA busy_timeout = 2000")  # never hold a writer up for long
             try:
                 with self.db.write():

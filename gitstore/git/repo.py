@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     import pygit2
 
     from gitstore.core import sealed
-    from gitstore.git import binary, integrity, packs, packwrite
+    from gitstore.git import binary, integrity, packs
 else:  # not needed to read (gitstore.core.lazy)
     pygit2 = lazy.module("pygit2")
     integrity = lazy.module("gitstore.git.integrity")
@@ -59,7 +59,6 @@ else:  # not needed to read (gitstore.core.lazy)
     shutil = lazy.module("shutil")
     binary = lazy.module("gitstore.git.binary")
     packs = lazy.module("gitstore.git.packs")
-    packwrite = lazy.module("gitstore.git.packwrite")
 
 __all__ = ["RefConflict", "Repo", "enable_fsync", "is_repository"]
 
@@ -253,8 +252,9 @@ class Repo:
     def split_of(self, commit: str
                  ) -> tuple[bytes | layout.Joined, layout.Split, dict[str, str]] | None:
         """The conversation of a commit stored in parts: its bytes, its split and
-        the parts' manifest digests (None for a conversation stored whole)."""
-        return self._trees.split_of(self._commit_obj(commit).tree)
+        the parts' manifest digests (None for a conversation stored whole). The
+        commit may be one :meth:`commit_data` made and no pack holds yet."""
+        return self._trees.split_of(self._tree_or_pending(commit))
 
     def turns_span(self, commit: str, conv: bytes | layout.Joined | None
                    ) -> tuple[int, int] | None:
@@ -271,36 +271,33 @@ class Repo:
         """The tree of a session commit for its logical ``files``, computed in
         memory: with ``parts``, the conversation stored in parts (layout 2) unless
         ``materialise`` (a version's commit) or it is short, else whole. ``base``
-        is the commit the new one follows (its unchanged parts are reused, not
-        split or hashed again). Its ``manifest`` is what the commit's
-        ``Manifest`` trailer pins; :meth:`write_commit_pack` writes it."""
+        is the commit the new one follows, written or only made by
+        :meth:`commit_data` (its unchanged parts are reused, not split or hashed
+        again). Its ``manifest`` is what the commit's ``Manifest`` trailer pins."""
         return self._trees.prepare(files, parts=parts and not materialise,
-                                   base=self._commit_obj(base).tree if base else None)
+                                   base=self._tree_or_pending(base) if base else None)
+
+    def commit_data(self, prepared: Prepared, *, parents: list[str], author: Identity,
+                    committer: Identity, message: str, time: int, offset: int = 0,
+                    sign: Callable[[bytes], bytes] | None = None) -> tuple[str, bytes]:
+        """A commit of a prepared tree, made but not written (its id, its bytes;
+        with ``sign``, SSH-signed). Until :meth:`write_commits_pack` writes it, only
+        :meth:`split_of` and :meth:`prepare_session_tree` of this handle see it."""
+        return self._trees.commit(prepared, parents=parents, author=author,
+                                  committer=committer, message=message, time=time,
+                                  offset=offset, sign=sign)
 
     @_damage_is_integrity_error
-    def write_commit_pack(self, prepared: Prepared, *, parents: list[str], author: Identity,
-                          committer: Identity, message: str, time: int, offset: int = 0,
-                          sign: Callable[[bytes], bytes] | None = None) -> str:
-        """Write a prepared tree's new objects and a commit of it as one pack
-        (:mod:`gitstore.git.packwrite`: three fsyncs however many objects);
-        returns the commit id. With ``sign``, an SSH-signed commit."""
-        who = (objects.signature_line(author, time, offset),
-               objects.signature_line(committer, time, offset))
-        data = packwrite.commit_bytes(tree=prepared.tree, parents=parents, author=who[0],
-                                      committer=who[1], message=message)
-        if sign is not None:
-            data = packwrite.commit_bytes(tree=prepared.tree, parents=parents, author=who[0],
-                                          committer=who[1], message=message,
-                                          signature=sign(data).decode("ascii"))
+    def write_commits_pack(self, commits: list[tuple[Prepared, bytes]]) -> None:
+        """Write commits made by :meth:`commit_data` and their trees' new objects
+        as one pack (:mod:`gitstore.git.packwrite`: three fsyncs however many
+        objects): a chain of commits, each made on the one before, costs the
+        fsyncs of one."""
         try:
-            _, ids = packwrite.write_pack(self.path, [*prepared.objects,
-                                                      (packwrite.COMMIT, data)],
-                                          sync=settings.fsync_enabled())
+            self._trees.write(commits, sync=settings.fsync_enabled())
         except OSError as exc:
             raise StorageError(f"cannot write to repository {self.path.name}: "
                                f"{exc.strerror or exc}") from None
-        self._trees.written(prepared)
-        return ids[-1]
 
     def layout_setting(self) -> int:
         """The repository's ``gitstore.layout`` (1 when unset: from before layouts)."""
@@ -587,6 +584,10 @@ class Repo:
             return self._repo[pygit2.Oid(hex=oid)]
         except (KeyError, ValueError):
             raise NotFoundError(f"no object {oid[:12]} in {self.path.name}") from None
+
+    def _tree_or_pending(self, commit: str) -> pygit2.Tree | Prepared:
+        pending = self._trees.pending(commit)
+        return pending if pending is not None else self._commit_obj(commit).tree
 
     def _commit_obj(self, oid: str) -> pygit2.Commit:
         obj = self._lookup(oid)

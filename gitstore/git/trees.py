@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from gitstore.core import files as sessionfiles
 from gitstore.core import layout, lazy, manifest
+from gitstore.core.commits import Identity
 from gitstore.core.names import CONV, MANIFEST
 from gitstore.errors import IntegrityError, NotFoundError
 from gitstore.git import objects
@@ -87,6 +88,7 @@ class Trees:
         self._blob_bytes = 0
         self._oid_of: dict[int, tuple[bytes, str]] = {}
         self._trees: OrderedDict[str, Logical] = OrderedDict()
+        self._pending: dict[str, Prepared] = {}
 
     # -- reading -------------------------------------------------------------
     def logical(self, tree: pygit2.Tree) -> Logical:
@@ -136,12 +138,18 @@ class Trees:
             return None
         return self.blob(entry.id)
 
-    def split_of(self, tree: pygit2.Tree
+    def split_of(self, tree: pygit2.Tree | Prepared
                  ) -> tuple[bytes | layout.Joined, layout.Split, dict[str, str]] | None:
         """A conversation stored in parts: its bytes as held (a write's may still
         be :class:`~gitstore.core.layout.Joined`), its split and the parts'
-        manifest digests (None when ``tree`` holds it whole)."""
-        files, parts = self.logical(tree)
+        manifest digests (None when ``tree`` holds it whole). ``tree`` may be a
+        tree prepared but not yet written."""
+        if isinstance(tree, Prepared):
+            if tree.logical is None:
+                return None
+            files, parts = tree.logical
+        else:
+            files, parts = self.logical(tree)
         conv = sessionfiles.raw(files, CONV)
         if parts is None or conv is None:
             return None
@@ -195,12 +203,15 @@ class Trees:
         return objects.write_tree_of(self._repo, {n: self.blob_id(d) for n, d in files.items()})
 
     def prepare(self, files: Mapping[str, bytes], *, parts: bool,
-                base: pygit2.Tree | None) -> Prepared:
+                base: pygit2.Tree | Prepared | None) -> Prepared:
         """The tree of a session commit for its logical ``files``, computed in
         memory (nothing is written): the conversation in parts when ``parts``
         (reusing ``base``'s unchanged parts) or whole; with the stored manifest
         and the objects the database does not hold yet. Whole, a manifest built
-        without the conversation's line (``Proposal.unlisted``) gets it."""
+        without the conversation's line (``Proposal.unlisted``) gets it. ``base``
+        may itself be prepared and not yet written (commits written together as
+        one pack: see :meth:`gitstore.git.repo.Repo.write_commits_pack`); its
+        objects then count as held, as they go into the same pack."""
         joined = sessionfiles.raw(files, CONV)
         stored, split = layout.encode(
             files, materialise=False, base=self.split_of(base) if base is not None else None,
@@ -211,7 +222,9 @@ class Trees:
             files = {**files, MANIFEST: manifest.build(files)}
             stored = dict(files)
         out = Prepared("", stored.get(MANIFEST, b""))
-        if base is not None:
+        if isinstance(base, Prepared):
+            out.held.update(base.held, base.blobs)
+        elif base is not None:
             self._held_by(base, out.held)
         top = {n: self._prepared_blob(d, out) for n, d in stored.items()
                if not layout.is_part(n)}
@@ -227,6 +240,41 @@ class Trees:
                                                 in files else {}), split)
         out.tree = self._prepared_tree(out, top, dirs)
         return out
+
+    def commit(self, prepared: Prepared, *, parents: list[str], author: Identity,
+               committer: Identity, message: str, time: int, offset: int,
+               sign: Callable[[bytes], bytes] | None) -> tuple[str, bytes]:
+        """A commit of ``prepared``, made but not written (see
+        :meth:`gitstore.git.repo.Repo.commit_data`): pending until :meth:`write`."""
+        who = (objects.signature_line(author, time, offset),
+               objects.signature_line(committer, time, offset))
+        data = packwrite.commit_bytes(tree=prepared.tree, parents=parents, author=who[0],
+                                      committer=who[1], message=message)
+        if sign is not None:
+            data = packwrite.commit_bytes(tree=prepared.tree, parents=parents, author=who[0],
+                                          committer=who[1], message=message,
+                                          signature=sign(data).decode("ascii"))
+        oid = packwrite.object_id(packwrite.COMMIT, data)
+        self._pending[oid] = prepared
+        return oid, data
+
+    def pending(self, commit: str) -> Prepared | None:
+        """The prepared tree of a commit :meth:`commit` made and :meth:`write` has not
+        written yet (None: any other commit)."""
+        return self._pending.get(commit)
+
+    def write(self, commits: list[tuple[Prepared, bytes]], *, sync: bool) -> None:
+        """Write commits and their trees' new objects as one pack. No commit made
+        before stays pending: a chain abandoned half-made (a lost ref update) is
+        made again from the new tip."""
+        try:
+            packwrite.write_pack(self._path, [obj for prepared, data in commits for obj in
+                                              (*prepared.objects, (packwrite.COMMIT, data))],
+                                 sync=sync)
+        finally:
+            self._pending.clear()
+        for prepared, _ in commits:
+            self.written(prepared)
 
     def written(self, prepared: Prepared) -> None:
         """Remember what a prepared tree's objects hold, once they are written."""

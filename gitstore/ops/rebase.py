@@ -102,7 +102,7 @@ class StagingIndex(Index):
 
     def record(self, customer_name: str, scenario: str | Scenario, tip_commit: str,
                files: Mapping[str, bytes], parsed: Any = None, unchanged_turns: int = 0,
-               repo: Any = None) -> bool:
+               repo: Any = None, since: str | None = None) -> bool:
         return True
 
 
@@ -120,13 +120,17 @@ class StagedCustomer(Customer):
         yield
 
     def audit(self, op: str, *, rev: str | None = None, commit: str | None = None,
-              document: str | None = None, detail: str | None = None) -> None:
+              document: str | None = None, detail: str | None = None,
+              actor: str | None = None) -> None:
         return None
 
 
 class ReplayWriter(Writer):
     """A writer that marks what it writes as replayed from ``source`` (and may keep
-    the original data change kind: a turn written as a whole conversation)."""
+    the original data change kind: a turn written as a whole conversation). It
+    writes its own turns alone: never other writers' (no group commit)."""
+
+    group_commit = False
 
     def __init__(self, customer: Customer, extra: tuple[tuple[str, str], ...],
                  change: str | None = None) -> None:

@@ -20,6 +20,7 @@ data appends a record with :meth:`CustomerContext.audit`.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sys
@@ -146,6 +147,19 @@ class StoreContext:
                                       *self._hooks])
 
     @cached_property
+    def profile(self) -> str | None:
+        """What every write of this handle depends on besides its own input (the
+        configuration but the agent and the lock timeout), as a digest: writers
+        with equal profiles may write each other's turns (a group commit,
+        :mod:`gitstore.store.groupcommit`). None when hooks passed in make this
+        process's pipeline its own."""
+        if self._hooks:
+            return None
+        settings = {**self.config.to_json(), "agent": None, "lock_timeout": None}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()
+                              ).hexdigest()[:16]
+
+    @cached_property
     def secrets_policy(self) -> Policy:
         """The credentials/personal-data policy of this store."""
         return policy_mod.Policy.from_json(self.config.secrets) if self.config.secrets \
@@ -190,6 +204,11 @@ class StoreContext:
     @property
     def lock_dir(self) -> Path:
         return self.root / STORE_DIR / "locks"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where turns wait to be written together (:mod:`gitstore.store.groupcommit`)."""
+        return self.root / STORE_DIR / "spool"
 
     def now(self) -> datetime:
         now = self.clock()
@@ -324,11 +343,13 @@ class CustomerContext:
             raise NotFoundError(f"unknown customer {self.name!r} in {self.store.root}")
 
     def audit(self, op: str, *, rev: str | None = None, commit: str | None = None,
-              document: str | None = None, detail: str | None = None) -> None:
-        """Append a record to this customer's access log (see :mod:`gitstore.store.audit`)."""
+              document: str | None = None, detail: str | None = None,
+              actor: str | None = None) -> None:
+        """Append a record to this customer's access log (see :mod:`gitstore.store.audit`);
+        the actor is the store's agent unless given (a turn another process asked for)."""
         if self.exists:  # a read-only store: see audit.record_access and require_audit
             audit_mod.record_access(self.path, required=self.store.config.require_audit,
-                                    actor=str(self.store.config.agent), op=op,
+                                    actor=actor or str(self.store.config.agent), op=op,
                                     customer=self.name, rev=rev, commit=commit,
                                     document=document, detail=detail,
                                     notify=self.store.warn)

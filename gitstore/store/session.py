@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -61,11 +62,19 @@ from gitstore.errors import (
     Violation,
 )
 from gitstore.git import repo as backend
-from gitstore.store import history
+from gitstore.store import groupcommit, history
 from gitstore.store.context import CustomerContext
 from gitstore.store.history import Snapshot
 from gitstore.store.tip import State, load_doc, load_shared, read_state, remember, require_open
-from gitstore.store.writer import RETRY_WINDOW, Authorship, Plan, Writer, Written, authorship
+from gitstore.store.writer import (
+    RETRY_WINDOW,
+    Authorship,
+    Build,
+    Plan,
+    Writer,
+    Written,
+    authorship,
+)
 
 
 class Session:
@@ -226,6 +235,18 @@ class Session:
                 "turn-" + self.customer.sealer.key(self.scenario.major).digest(  # no plain hash
                     turn_key(data).encode())
             by = by._replace(idempotency_key=key, idempotency_window=RETRY_WINDOW)
+        store = self.customer.store
+        if by.idempotency_window is not None and by.time is None:
+            by = by._replace(time=store.now())  # the window's and the commit's
+        request = groupcommit.Request(data, message, redacted,
+                                      by._replace(author=by.author or store.config.agent),
+                                      str(store.config.agent), time.time_ns(), store.profile)
+        return groupcommit.append(self.writer, self.scenario, request, self._turn_plan)
+
+    def _turn_plan(self, request: groupcommit.Request) -> Build:
+        """The plan builder of a turn (this process's, or one another writer spooled:
+        :mod:`gitstore.store.groupcommit`)."""
+        data, message, redacted = request.turn, request.message, request.redacted
 
         def build(state: State) -> Plan:
             require_open(state, "add a turn to")
@@ -255,7 +276,7 @@ class Session:
                          message or f"{state.version}: add turn {n}", frozenset({CONV}),
                          turn=n, redacted=redacted, parsed={CONV: conv}, changed_turns=(pos,))
 
-        return self.writer.write(self.scenario, build, by)
+        return build
 
     def _position(self, state: State, turns: list[Any], stamp: Any) -> int:
         """Where a turn stamped ``stamp`` goes: after every turn stamped at or

@@ -25,6 +25,10 @@ scenario's tip and handed to :class:`Writer`, which
 8. after releasing the lock, starts automatic maintenance in the background
    when it is due (:mod:`gitstore.store.upkeep`): no write waits for a repack.
 
+Turns that writers to one scenario send at once may be written together under
+one lock hold (:mod:`gitstore.store.groupcommit`): the same steps for each
+turn, one pack and one branch update for all.
+
 Invariants: the branch only moves forward from the tip a plan was built on; a
 commit's ``Manifest`` trailer is the digest of the ``SHA256SUMS`` in its tree;
 a given ``idempotency_key`` names at most one commit of a scenario (a key with an
@@ -34,9 +38,9 @@ a given ``idempotency_key`` names at most one commit of a scenario (a key with a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any, ClassVar
 
 from gitstore.core import canonical, manifest
 from gitstore.core import files as sessionfiles
@@ -68,6 +72,9 @@ from gitstore.store.audit import ANCHOR_TRAILER, AuditLog
 from gitstore.store.authorship import Authorship as Authorship
 from gitstore.store.authorship import authorship as authorship
 from gitstore.store.context import CustomerContext
+from gitstore.store.plan import Build as Build
+from gitstore.store.plan import Plan as Plan
+from gitstore.store.plan import Written as Written
 from gitstore.store.tip import (
     State,
     check_head,
@@ -91,67 +98,13 @@ RETRY_SCAN = 16
 """... and only among this many commits back from the tip."""
 
 
-class Written(NamedTuple):
-    """What a write produced: the new commit, its version and change kind.
-
-    ``tag`` is the annotated tag's object id when the write finalized a version;
-    ``manifest`` is the ``sha256:`` digest of the commit's SHA256SUMS.
-    ``replayed`` is true when an idempotency key matched an earlier write (then
-    nothing new was written); ``warnings`` lists after-commit steps that failed
-    (the write itself stands)."""
-
-    commit: str
-    version: Version
-    change: str
-    manifest: str
-    completeness: int | None = None
-    turn: int | None = None
-    tag: str | None = None
-    replayed: bool = False
-    warnings: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"commit": self.commit, "version": str(self.version), "change": self.change,
-                "turn": self.turn, "completeness": self.completeness,
-                "manifest": self.manifest, "tag": self.tag, "replayed": self.replayed,
-                "warnings": list(self.warnings)}
-
-
-@dataclass
-class Plan:
-    """A change to write: the complete new tree and what it means.
-
-    ``files`` is the whole tree without the manifest (the pipeline adds it);
-    ``changed`` names the files the change writes; ``parsed`` may hand over
-    documents already parsed (their bytes in ``files`` are canonical);
-    ``changed_turns`` limits the schema check of ``conversation.json`` to those
-    turns; ``render_error`` carries a failed SOW render to the pipeline: when the
-    documents pass every check, it is a :class:`RenderError` (exit 10, as from
-    ``gitstore render``); when they do not, it is reported with the violations
-    that explain it (:class:`InvalidDocumentError`, exit 4)."""
-
-    files: Mapping[str, bytes]
-    version: Version
-    change: str
-    summary: str
-    changed: frozenset[str]
-    finalizing: bool = False
-    turn: int | None = None
-    reason: str | None = None
-    redacted: str | None = None
-    parsed: dict[str, Any] = field(default_factory=dict)
-    changed_turns: tuple[int, ...] | None = None
-    render_error: str | None = None
-    extra_trailers: tuple[tuple[str, str], ...] = ()
-    merged: tuple[str, ...] = ()
-    """Further parents of the commit (a merge): commits whose history it joins."""
-
-
-Build = Callable[[State], Plan]
-
-
 class Writer:
     """Writes plans to one customer's repository (see the module docstring)."""
+
+    group_commit: ClassVar[bool] = True
+    """Whether turns this writer adds may be written together with other writers'
+    (:mod:`gitstore.store.groupcommit`); a writer that changes what it writes (a
+    replay) or writes where other processes do not look says no."""
 
     def __init__(self, customer: CustomerContext) -> None:
         self.customer = customer
@@ -214,35 +167,54 @@ class Writer:
         try:
             return self._write(scenario, build, by or Authorship())
         finally:
-            self._start_maintenance()
+            self.start_maintenance()
 
     def _write(self, scenario: Scenario, build: Build, by: Authorship) -> Written:
         with self.customer.locked():
-            repo = self.customer.repo
-            self.customer.clear_stale_locks()
-            check_head(repo)  # damage fails the write now, not as 8 lost races
-            gone = repo.ref_target(MERGED + str(scenario))
-            if gone is not None:
-                raise VersionRuleError(f"scenario {scenario} of {self.customer.name} was merged "
-                                       f"away (merge commit {gone[:12]}); write to the "
-                                       "scenario it was merged into")
-            key = by.idempotency_key
-            if key is not None:
-                if by.idempotency_window is not None and by.time is None:
-                    by = by._replace(time=self.store.now())  # the window's and the commit's
-                earlier = self._earlier(repo, scenario.branch_ref, key, by)
-                if earlier is not None:
-                    return earlier
-            for _ in range(MAX_ATTEMPTS):
-                state = read_state(repo, scenario)
-                check_tip(self.customer.name, state)
-                repair_tag(repo, state, self.store.signer)
-                plan = self.screen(build(state), state.session_id, by)
-                written = self.commit(repo, state, state.session_id, plan, by)
-                if written is not None:
-                    return written
-        raise ConflictError(f"scenario {scenario} of {self.customer.name} kept moving "
-                            f"under a writer outside gitstore; gave up after {MAX_ATTEMPTS} tries")
+            return self.write_held(scenario, build, by)
+
+    def write_held(self, scenario: Scenario, build: Build, by: Authorship) -> Written:
+        """:meth:`write`, for a caller that holds the customer's writer lock."""
+        repo = self.customer.repo
+        self.preflight(repo, scenario)
+        key = by.idempotency_key
+        if key is not None:
+            if by.idempotency_window is not None and by.time is None:
+                by = by._replace(time=self.store.now())  # the window's and the commit's
+            earlier = self.earlier(repo, scenario.branch_ref, key, by)
+            if earlier is not None:
+                return earlier
+        for _ in range(MAX_ATTEMPTS):
+            state = self.tip(repo, scenario)
+            plan = self.screen(build(state), state.session_id, by)
+            written = self.commit(repo, state, state.session_id, plan, by)
+            if written is not None:
+                return written
+        raise self.kept_moving(scenario)
+
+    def preflight(self, repo: backend.Repo, scenario: Scenario) -> None:
+        """What every write to a scenario checks first, under the lock: stale lock
+        files cleared, ``HEAD`` sound, the scenario not merged away."""
+        self.customer.clear_stale_locks()
+        check_head(repo)  # damage fails the write now, not as 8 lost races
+        gone = repo.ref_target(MERGED + str(scenario))
+        if gone is not None:
+            raise VersionRuleError(f"scenario {scenario} of {self.customer.name} was merged "
+                                   f"away (merge commit {gone[:12]}); write to the "
+                                   "scenario it was merged into")
+
+    def tip(self, repo: backend.Repo, scenario: Scenario) -> State:
+        """The scenario's tip to build on: its files checked against its manifest,
+        its version tag recut if a crash left it uncut."""
+        state = read_state(repo, scenario)
+        check_tip(self.customer.name, state)
+        repair_tag(repo, state, self.store.signer)
+        return state
+
+    def kept_moving(self, scenario: Scenario) -> ConflictError:
+        return ConflictError(f"scenario {scenario} of {self.customer.name} kept moving "
+                             f"under a writer outside gitstore; gave up after {MAX_ATTEMPTS} "
+                             "tries")
 
     def create(self, session_id: str, build: Callable[[list[Scenario]], Plan],
                by: Authorship | None = None) -> Written:
@@ -252,7 +224,7 @@ class Writer:
         try:
             return self._create(session_id, build, by or Authorship())
         finally:
-            self._start_maintenance()
+            self.start_maintenance()
 
     def _create(self, session_id: str, build: Callable[[list[Scenario]], Plan],
                 by: Authorship) -> Written:
@@ -260,7 +232,7 @@ class Writer:
         with customer.locked():
             if by.idempotency_key is not None and customer.exists:
                 for s in customer.scenarios():
-                    earlier = self._earlier(customer.repo, s.branch_ref, by.idempotency_key)
+                    earlier = self.earlier(customer.repo, s.branch_ref, by.idempotency_key)
                     if earlier is not None:
                         return earlier
             # session ids are unique per store: checked and claimed under one
@@ -377,17 +349,18 @@ class Writer:
         agent = by.author or store.config.agent
         text = by.message if by.message is not None else self.message(
             plan, session_id, agent, proposal.completeness, digest, by.idempotency_key,
-            self._audit_anchor())
+            self.audit_anchor())
         if by.message is not None:
             text, prepared = self.replayed(repo, text, files, stored, prepared, parent, plan)
             digest = manifest.digest(prepared.manifest)
         when = by.time or store.now()
         ts, offset = int(when.timestamp()), offset_minutes(when)
         mark_verified(prepared.tree)  # the pipeline has just checked these files
-        commit = repo.write_commit_pack(  # one pack: the new objects and the commit
+        commit, data = repo.commit_data(
             prepared, parents=[*([state.tip] if state else []), *plan.merged], author=agent,
             committer=store.config.committer, message=text, time=ts, offset=offset,
             sign=store.signer)
+        repo.write_commits_pack([(prepared, data)])  # one pack: the new objects and the commit
         try:
             repo.update_ref(plan.version.scenario.branch_ref, commit,
                             state.tip if state else None, f"gitstore: {plan.summary}")
@@ -399,7 +372,7 @@ class Writer:
             tag_id = cut_tag(repo, commit, repo.commit(commit), int(tag_when.timestamp()),
                              offset_minutes(tag_when), store.signer,
                              message=_retarget(by.tag_message, commit), tagger=by.tagger)
-        warnings = self._after_commit(plan, commit, stored, parsed,
+        warnings = self.after_commit(plan, [commit], stored, parsed,
                                       sum(len(data) for _, data in prepared.objects))
         return Written(commit, plan.version, plan.change, digest, proposal.completeness,
                        plan.turn, tag_id, warnings=warnings)
@@ -466,7 +439,7 @@ class Writer:
             (ANCHOR_TRAILER, anchor),
         ])).format()
 
-    def _audit_anchor(self) -> str | None:
+    def audit_anchor(self) -> str | None:
         """The access log's head, anchored in the commit (see :mod:`gitstore.store.audit`);
         None when there is no log yet or it cannot be read (the write goes on)."""
         try:
@@ -475,11 +448,18 @@ class Writer:
             return None
 
     # -- after the commit ------------------------------------------------------
-    def _after_commit(self, plan: Plan, commit: str, files: Mapping[str, bytes],
-                      parsed: dict[str, Any], written: int) -> tuple[str, ...]:
+    def after_commit(self, plan: Plan, commits: list[str], files: Mapping[str, bytes],
+                     parsed: dict[str, Any], written: int, kept: int | None = None,
+                     since: str | None = None, actors: list[str | None] | None = None
+                     ) -> tuple[str, ...]:
         """Catalog, maintenance counter (``written``: the bytes of the objects the
-        commit added) and audit record; each may fail without failing the write
-        (the branch has moved: the change is committed)."""
+        commits added) and an audit record per commit; each may fail without
+        failing the write (the branch has moved: the change is committed). The
+        last of ``commits`` is the new tip, ``plan`` its plan and ``files`` its
+        files; with several (a group commit, :mod:`gitstore.store.groupcommit`),
+        ``since`` is the tip they were made on, ``kept`` how many of its turns
+        they all left in place and ``actors`` who asked for each (default: this
+        store's agent)."""
         customer = self.customer
         warnings: list[str] = []
         try:  # every process's next query looks at this customer (catalog.journal)
@@ -488,11 +468,12 @@ class Writer:
         except (GitStoreError, OSError) as exc:
             warnings.append(f"change journal not appended ({exc}); `gitstore reindex` repairs it")
         try:  # the catalog learns of the write from its files
-            kept = 1 << 62 if CONV not in plan.changed else \
-                min(plan.changed_turns, default=0) if plan.changed_turns is not None else 0
+            if kept is None:
+                kept = 1 << 62 if CONV not in plan.changed else \
+                    min(plan.changed_turns, default=0) if plan.changed_turns is not None else 0
             if customer.catalogued and not self.store.catalog.record(
-                    customer.name, plan.version.scenario, commit, files, parsed, kept,
-                    customer.repo if customer.repo.codec is None else None):
+                    customer.name, plan.version.scenario, commits[-1], files, parsed, kept,
+                    customer.repo if customer.repo.codec is None else None, since):
                 warnings.append("the index was not updated (the next query catches up, or "
                                 "`gitstore reindex`)")
         except (GitStoreError, OSError) as exc:  # Index.record catches SQLite's own
@@ -502,25 +483,27 @@ class Writer:
         except (GitStoreError, OSError) as exc:
             warnings.append(f"automatic maintenance failed ({exc}); run `gitstore maintain`")
         try:
-            customer.audit(f"write:{plan.change}", rev=str(plan.version), commit=commit)
+            for commit, actor in zip(commits, actors or [None] * len(commits), strict=True):
+                customer.audit(f"write:{plan.change}", rev=str(plan.version), commit=commit,
+                               actor=actor)
         except (GitStoreError, OSError) as exc:
             warnings.append(f"access log not appended ({exc})")
         return tuple(warnings)
 
     def _maintain(self, nbytes: int) -> None:
         """Count the write for automatic maintenance (the caller holds the writer
-        lock); when it is due, :meth:`_start_maintenance` starts it once the lock
+        lock); when it is due, :meth:`start_maintenance` starts it once the lock
         is released (:mod:`gitstore.store.upkeep`)."""
         if housekeeping.count_write(self.customer.path, nbytes + 1024,
                                     self.store.config.maintenance_bytes):
             self.maintenance_due = True
 
-    def _start_maintenance(self) -> None:
+    def start_maintenance(self) -> None:
         if self.maintenance_due:
             self.maintenance_due = False
             upkeep.start(self.customer)
 
-    def _earlier(self, repo: backend.Repo, ref: str, key: str,
+    def earlier(self, repo: backend.Repo, ref: str, key: str,
                  by: Authorship | None = None) -> Written | None:
         """The write an idempotency key already produced on ``ref``, if any
         (within ``by.idempotency_window`` of ``by``'s time, when it has one)."""

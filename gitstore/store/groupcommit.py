@@ -1,0 +1,415 @@
+"""Group commit: turns that several writers send to one scenario at once are
+written together, as one pack and one branch update.
+
+A turn (:meth:`gitstore.store.session.Session.append_turn`) that finds the
+customer's writer lock free takes it and is written as any write is. One that
+finds the lock held *spools* its request and then waits for the lock::
+
+    <root>/.gitstore/spool/<customer>/v<N>/<stamp>-<pid>-<token>.turn
+
+(the scrubbed turn, its message, author, time, idempotency key; JSON, mode
+0600). Whoever holds the lock to add a turn (the *leader*) first claims the
+requests spooled for its scenario (renames them ``.claimed``), then makes one
+commit per turn, in the order they were asked for, each on the one before and
+each through the secrets screen and the whole pipeline
+(:class:`~gitstore.store.writer.Writer`); writes them all as one pack (three
+fsyncs), moves the branch once with a compare-and-swap, and runs the steps
+after a commit once (one catalog record, one maintenance count, an audit record
+per commit). It leaves each claimed request's outcome (``.done``: the
+:class:`~gitstore.store.plan.Written`, or "write it yourself") and removes the
+claim. A waiter that gets the lock returns the outcome it finds. It finds none
+when its turn failed a check, or its leader died: then it writes the turn itself
+(leading the turns spooled meanwhile), so it raises its own error, exactly as if
+it had never waited.
+
+Invariants:
+
+* each commit is one turn with its own message, author, time and idempotency
+  key, as a turn written alone; only the pack and the branch update are shared;
+* an acknowledged turn is committed and durable: a leader writes an outcome only
+  after the branch moved;
+* a request is claimed under the writer lock, so by one leader at a time; a claim
+  the next lock holder finds is a dead leader's, and claiming it again is safe:
+  every turn carries an idempotency key (its content's, unless the caller gave
+  one), and a turn committed already is returned, never written twice;
+* a writer that gives up waiting (its lock timeout) withdraws its request; when a
+  leader has claimed it already, the writer waits for that leader's outcome (at
+  most another lock timeout), so an error never comes back for a turn a leader
+  then writes;
+* a request whose writer died before a leader claimed it is still written by the
+  next leader (it was sent, like a write acknowledged to no one), and a retry
+  of it returns that commit;
+* only turns of unencrypted customers in the current layout, in stores that do
+  not hash names, from handles of one profile
+  (:attr:`~gitstore.store.context.StoreContext.profile`: the same configuration,
+  no hooks passed in) are written together; every other write takes the lock
+  alone, as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from gitstore.core import files as sessionfiles
+from gitstore.core import manifest
+from gitstore.core.commits import CommitInfo, Identity
+from gitstore.core.documents import offset_minutes
+from gitstore.core.names import MANIFEST
+from gitstore.core.versions import Scenario, Version
+from gitstore.errors import ConflictError, GitStoreError
+from gitstore.git import repo as backend
+from gitstore.git.locking import private_dirs
+from gitstore.store.authorship import Authorship
+from gitstore.store.context import CustomerContext
+from gitstore.store.plan import Build, Plan, Written
+from gitstore.store.tip import mark_verified
+from gitstore.store.writer import MAX_ATTEMPTS, Writer
+
+__all__ = ["BATCH", "Request", "Spool", "append"]
+
+BATCH = 64
+"""The most turns one leader writes together."""
+STALE = 3600.0
+"""Seconds after which an outcome nobody came for, or a request file left half
+written, is removed."""
+
+
+class Request(NamedTuple):
+    """A turn to add, as its writer checked it: the scrubbed turn, the commit
+    message and redaction note, the authorship (author resolved), the store agent
+    that asked (the audit record's actor), when it was asked (ns, the order of a
+    group) and the asking handle's profile."""
+
+    turn: dict[str, Any]
+    message: str | None
+    redacted: str | None
+    by: Authorship
+    actor: str
+    stamp: int
+    profile: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        by = self.by
+        return {"turn": self.turn, "message": self.message, "redacted": self.redacted,
+                "author": str(by.author) if by.author else None,
+                "time": by.time.isoformat() if by.time else None,
+                "key": by.idempotency_key,
+                "window": by.idempotency_window.total_seconds()
+                if by.idempotency_window is not None else None,
+                "actor": self.actor, "stamp": self.stamp, "profile": self.profile}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Request:
+        """The request a spool file holds (ValueError, KeyError, TypeError: damaged)."""
+        author = Identity.parse(data["author"]) if data["author"] is not None else None
+        when = datetime.fromisoformat(data["time"]) if data["time"] is not None else None
+        window = timedelta(seconds=data["window"]) if data["window"] is not None else None
+        if not isinstance(data["turn"], dict) or not isinstance(data["stamp"], int):
+            raise TypeError("not a spooled turn")
+        return cls(data["turn"], data["message"], data["redacted"],
+                   Authorship(author=author, time=when, idempotency_key=data["key"],
+                              idempotency_window=window),
+                   str(data["actor"]), data["stamp"], data["profile"])
+
+
+BuildOf = Callable[[Request], Build]
+"""Makes a request's plan builder (the session's turn logic)."""
+
+
+def append(writer: Writer, scenario: Scenario, request: Request, build_of: BuildOf
+           ) -> Written:
+    """Write a turn, together with the turns other writers are waiting to add to
+    the scenario (see the module docstring)."""
+    customer = writer.customer
+    if not writer.group_commit or not batchable(customer, request):
+        return writer.write(scenario, build_of(request), request.by)
+    try:
+        spool = Spool(customer, scenario)
+        with _lock_if_free(customer) as free:
+            if free:
+                return _lead(writer, scenario, spool, request, None, build_of)
+        ticket = spool.put(request)
+        return _wait(writer, scenario, spool, request, ticket, build_of)
+    finally:
+        writer.start_maintenance()
+
+
+def batchable(customer: CustomerContext, request: Request) -> bool:
+    """Whether this turn may be written with others' (see the module docstring)."""
+    store = customer.store
+    return request.profile is not None and not store.config.hash_names and \
+        customer.exists and not customer.encrypted and \
+        customer.repo.layout_setting() == 2
+
+
+@contextlib.contextmanager
+def _lock_if_free(customer: CustomerContext) -> Iterator[bool]:
+    """Hold the writer lock for the block if no one holds it now (yields True),
+    else yield False at once, holding nothing."""
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(customer.locked(0))
+    except ConflictError:
+        yield False
+        return
+    with stack:
+        yield True
+
+
+def _wait(writer: Writer, scenario: Scenario, spool: Spool, request: Request, ticket: str,
+          build_of: BuildOf) -> Written:
+    """A spooled turn's writer: waits for the lock, then returns the outcome a
+    leader left, or leads itself."""
+    customer = writer.customer
+    held = False
+    try:
+        with customer.locked():
+            held = True
+            return spool.outcome(ticket) or _lead(writer, scenario, spool, request, ticket,
+                                                  build_of)
+    except ConflictError:
+        if held or spool.withdraw(ticket):
+            raise  # timed out before any leader took the turn: nothing was written
+    except BaseException:
+        if not held:
+            spool.withdraw(ticket)
+        raise
+    try:  # a leader has the turn and is writing it: wait for what it did
+        with customer.locked():
+            return spool.outcome(ticket) or _lead(writer, scenario, spool, request, ticket,
+                                                  build_of)
+    except ConflictError:
+        raise ConflictError(f"timed out waiting for another writer to {customer.name}, "
+                            "which had taken this turn to write it; send the same turn "
+                            "again to learn whether it was written") from None
+
+
+def _lead(writer: Writer, scenario: Scenario, spool: Spool, mine: Request,
+          ticket: str | None, build_of: BuildOf) -> Written:
+    """Under the lock: write ``mine`` and the turns spooled for the scenario."""
+    if ticket is not None:
+        spool.forget(ticket)  # written below, with the others
+    claimed = spool.claim(BATCH - 1, mine.profile)
+    if not claimed:
+        return writer.write_held(scenario, build_of(mine), mine.by)
+    outcomes: dict[str | None, Written | GitStoreError] = {}
+    try:
+        outcomes = _write_group(writer, scenario, sorted(
+            [(None, mine), *claimed], key=lambda item: item[1].stamp), build_of)
+    finally:  # a turn left without an outcome is written by its own writer
+        for other, _ in claimed:
+            done = outcomes.get(other)
+            spool.finish(other, done if isinstance(done, Written) else None)
+    done = outcomes[None]
+    if isinstance(done, GitStoreError):
+        raise done
+    return done
+
+
+class _Made(NamedTuple):
+    commit: str
+    prepared: Any
+    data: bytes
+    plan: Plan
+    files: Any
+    actor: str
+
+
+def _write_group(writer: Writer, scenario: Scenario,
+                 group: list[tuple[str | None, Request]], build_of: BuildOf
+                 ) -> dict[str | None, Written | GitStoreError]:
+    """Make a commit per request on the one before, write them as one pack and
+    move the branch once; a request that fails a check gets its error as its
+    outcome and the next builds on the turn before it."""
+    customer, store = writer.customer, writer.store
+    repo = customer.repo
+    writer.preflight(repo, scenario)
+    anchor = writer.audit_anchor()
+    for _ in range(MAX_ATTEMPTS):
+        start = cur = writer.tip(repo, scenario)
+        outcomes: dict[str | None, Written | GitStoreError] = {}
+        made: list[_Made] = []
+        by_key: dict[str, Written] = {}
+        for ticket, request in group:
+            by = request.by
+            key = by.idempotency_key
+            try:
+                earlier = by_key.get(key) if key else None
+                if earlier is not None:
+                    outcomes[ticket] = earlier._replace(replayed=True)
+                    continue
+                earlier = writer.earlier(repo, scenario.branch_ref, key, by) if key else None
+                if earlier is not None:
+                    outcomes[ticket] = earlier
+                    continue
+                plan = writer.screen(build_of(request)(cur), cur.session_id, by)
+                files, proposal = writer.check(cur.session_id, plan, 2)
+                prepared = repo.prepare_session_tree(files, parts=True, materialise=False,
+                                                     base=cur.tip)
+                digest = manifest.digest(prepared.manifest)
+                agent = by.author or store.config.agent
+                text = writer.message(plan, cur.session_id, agent, proposal.completeness,
+                                      digest, key, anchor)
+                when = by.time or store.now()
+                ts, offset = int(when.timestamp()), offset_minutes(when)
+                commit, data = repo.commit_data(
+                    prepared, parents=[cur.tip], author=agent, committer=store.config.committer,
+                    message=text, time=ts, offset=offset, sign=store.signer)
+            except GitStoreError as exc:
+                outcomes[ticket] = exc
+                continue
+            mark_verified(prepared.tree)  # the pipeline has just checked these files
+            made.append(_Made(commit, prepared, data, plan, files, request.actor))
+            outcomes[ticket] = written = Written(commit, plan.version, plan.change, digest,
+                                                 proposal.completeness, plan.turn)
+            if key:
+                by_key[key] = written
+            logical = prepared.logical[0] if prepared.logical is not None else \
+                sessionfiles.updated(files, {MANIFEST: prepared.manifest})
+            cur = cur._replace(tip=commit, files=logical, info=CommitInfo(
+                commit, prepared.tree, (cur.tip,), agent, store.config.committer, ts, offset,
+                text, author_time=ts, author_offset=offset))
+        if not made:
+            return outcomes
+        repo.write_commits_pack([(m.prepared, m.data) for m in made])
+        last = made[-1]
+        try:
+            repo.update_ref(scenario.branch_ref, cur.tip, start.tip,
+                            f"gitstore: {last.plan.summary} (a group of {len(made)} turns)")
+        except backend.RefConflict:
+            continue
+        kept = min((min(m.plan.changed_turns or (0,)) for m in made), default=0)
+        size = sum(len(d) for m in made for _, d in m.prepared.objects)
+        warnings = writer.after_commit(last.plan, [m.commit for m in made], last.files,
+                                       last.plan.parsed, size, kept, start.tip,
+                                       [m.actor for m in made])
+        return {t: o._replace(warnings=warnings) if isinstance(o, Written) and not o.replayed
+                else o for t, o in outcomes.items()}
+    raise writer.kept_moving(scenario)
+
+
+class Spool:
+    """The requests waiting to be written to one scenario (see the module docstring).
+
+    Files: ``<ticket>.turn`` (asked), ``<ticket>.claimed`` (a leader has it),
+    ``<ticket>.done`` (its outcome). Every step is one rename or unlink."""
+
+    def __init__(self, customer: CustomerContext, scenario: Scenario) -> None:
+        self.dir = customer.store.spool_dir / customer.name / f"v{scenario.major}"
+
+    def _path(self, ticket: str, state: str) -> Path:
+        return self.dir / f"{ticket}.{state}"
+
+    def put(self, request: Request) -> str:
+        """Spool ``request``; returns its ticket."""
+        private_dirs(self.dir, levels=3)  # spool/<customer>/v<N>
+        ticket = f"{request.stamp:020d}-{os.getpid()}-{secrets.token_hex(4)}"
+        _write_new(self.dir, self._path(ticket, "turn"), request.to_json())
+        return ticket
+
+    def claim(self, limit: int, profile: str | None) -> list[tuple[str, Request]]:
+        """Claim up to ``limit`` requests of ``profile``, oldest first, with those
+        a dead leader claimed (the caller holds the writer lock). A damaged
+        request file is removed (its writer, finding no outcome, writes the turn
+        itself); outcomes and half-written files older than :data:`STALE` too."""
+        try:
+            names = sorted(os.listdir(self.dir))
+        except FileNotFoundError:
+            return []
+        found: list[tuple[str, Request]] = []
+        for name in names:
+            ticket, _, state = name.rpartition(".")
+            path = self.dir / name
+            if state in ("done", "tmp"):
+                _remove_if_stale(path)
+                continue
+            if state not in ("turn", "claimed") or len(found) >= limit:
+                continue
+            try:
+                request = Request.from_json(json.loads(path.read_bytes()))
+            except FileNotFoundError:
+                continue  # withdrawn
+            except (ValueError, KeyError, TypeError, OSError):
+                path.unlink(missing_ok=True)
+                continue
+            if request.profile != profile:
+                continue  # its writer's own configuration: it writes the turn itself
+            if state == "turn":
+                try:
+                    os.replace(path, self._path(ticket, "claimed"))
+                except FileNotFoundError:
+                    continue  # withdrawn meanwhile
+            found.append((ticket, request))
+        return found
+
+    def finish(self, ticket: str, written: Written | None) -> None:
+        """Leave a claimed request's outcome (None: its writer writes it) and drop the
+        claim. An outcome that cannot be written leaves the writer to find the turn
+        by its idempotency key."""
+        with contextlib.suppress(OSError):
+            _write_new(self.dir, self._path(ticket, "done"),
+                       {"written": written.to_json() if written is not None else None})
+        with contextlib.suppress(OSError):
+            self._path(ticket, "claimed").unlink()
+
+    def outcome(self, ticket: str) -> Written | None:
+        """What a leader did with this request (None: nothing; write it yourself).
+        The outcome is consumed."""
+        path = self._path(ticket, "done")
+        try:
+            data = json.loads(path.read_bytes())["written"]
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError, OSError):
+            data = None
+        path.unlink(missing_ok=True)
+        if not isinstance(data, dict):
+            return None
+        try:
+            return Written(str(data["commit"]), Version.parse(str(data["version"])),
+                           str(data["change"]), str(data["manifest"]), data["completeness"],
+                           data["turn"], data["tag"], bool(data["replayed"]),
+                           tuple(map(str, data["warnings"])))
+        except (KeyError, TypeError, GitStoreError):
+            return None
+
+    def withdraw(self, ticket: str) -> bool:
+        """Take back a request no leader has claimed (True), else False."""
+        try:
+            self._path(ticket, "turn").unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def forget(self, ticket: str) -> None:
+        """Remove every file of a request (its writer writes it now)."""
+        for state in ("turn", "claimed", "done"):
+            self._path(ticket, state).unlink(missing_ok=True)
+
+
+def _write_new(directory: Path, path: Path, data: dict[str, Any]) -> None:
+    """Write ``path`` whole or not at all (a private temporary file renamed)."""
+    tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(json.dumps(data, ensure_ascii=False).encode())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _remove_if_stale(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        if time.time() - path.stat().st_mtime > STALE:
+            path.unlink()

@@ -1,0 +1,396 @@
+"""Group commit: turns several writers send to one scenario at once are written
+together (one pack, one branch update), each still its own commit.
+
+Waiting writers are made deterministic by holding the customer's writer lock in
+the test (a thread, or another process) until every writer has spooled its turn.
+Results are checked with the real git binary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CUSTOMER, ROOT, git, git_conversation
+
+from gitstore import Store
+from gitstore.core.commits import Identity
+from gitstore.errors import ConflictError, InvalidDocumentError
+from gitstore.store import groupcommit
+from gitstore.store.authorship import Authorship
+
+CREATED = "2020-01-01T00:00:00Z"
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def turn(query: str, second: int = 0) -> dict[str, Any]:
+    return {"timestamp": f"2025-01-01T00:00:{second:02d}Z", "user_input": {"query": query},
+            "agent_response": {"orchestrator_response": f"answer to {query}"}}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    store = Store.init(tmp_path / "sessions")
+    store.customer(CUSTOMER).new_session(created=CREATED)
+    git(store.root / CUSTOMER, "config", "core.logAllRefUpdates", "true")  # bare: off
+    return store
+
+
+def spool_dir(store: Store) -> Path:
+    return store.root / ".gitstore" / "spool" / CUSTOMER / "v1"
+
+
+def spooled(store: Store, state: str = "turn") -> list[str]:
+    d = spool_dir(store)
+    return sorted(p.name for p in d.glob(f"*.{state}")) if d.exists() else []
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+@contextmanager
+def lock_held(store: Store) -> Iterator[None]:
+    """This thread holds the customer's writer lock (other threads and processes wait)."""
+    with Store(store.root).customer(CUSTOMER).locked():
+        yield
+
+
+def reflog(repo: Path) -> list[str]:
+    return git(repo, "reflog", "show", "--format=%gs", "refs/heads/v1").splitlines()
+
+
+def trailer(repo: Path, rev: str, key: str) -> str:
+    return git(repo, "log", "-1", f"--format=%(trailers:key={key},valueonly)", rev).strip()
+
+
+def pack_of(repo: Path) -> dict[str, str]:
+    """Object id -> the pack holding it (git's own index reader)."""
+    out: dict[str, str] = {}
+    for idx in (repo / "objects" / "pack").glob("*.idx"):
+        with idx.open("rb") as fh:
+            listing = subprocess.run(["git", "show-index"], stdin=fh, capture_output=True,
+                                     check=True).stdout.decode()
+        for line in listing.splitlines():
+            out[line.split()[1]] = idx.name
+    return out
+
+
+def request(store: Store, data: dict[str, Any], *, key: str | None = None,
+            profile: str | None = "same", author: str = "Spooled <spooled@example.invalid>"
+            ) -> groupcommit.Request:
+    """A request as a waiting writer of ``store`` would spool it."""
+    return groupcommit.Request(
+        data, None, None, Authorship(author=Identity.parse(author),
+                                     time=datetime.now(UTC), idempotency_key=key),
+        author, time.time_ns(), store.profile if profile == "same" else profile)
+
+
+def spool(store: Store, req: groupcommit.Request) -> tuple[groupcommit.Spool, str]:
+    customer = Store(store.root).customer(CUSTOMER)
+    sp = groupcommit.Spool(customer, customer.session().scenario)
+    return sp, sp.put(req)
+
+
+# =========================================================================== a group forms
+
+def test_waiting_writers_are_written_as_one_group_of_commits(store: Store) -> None:
+    repo = store.root / CUSTOMER
+    before = git(repo, "rev-parse", "v1").strip()
+    results: dict[int, Any] = {}
+
+    def writer(i: int) -> None:
+        s = Store(store.root, agent=f"Writer {i} <w{i}@example.invalid>")
+        try:
+            results[i] = s.customer(CUSTOMER).session().append_turn(turn(f"q{i}", i))
+        except Exception as exc:  # reported below
+            results[i] = exc
+
+    with lock_held(store):
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(5)]
+        for n, t in enumerate(threads, start=1):  # one after another: asked in this order
+            t.start()
+            wait_for(lambda: len(spooled(store)) == n, f"{n} spooled turns")  # noqa: B023
+    for t in threads:
+        t.join(timeout=60)
+    assert all(not isinstance(r, Exception) for r in results.values()), results
+
+    # five commits, one per turn, on one line of history, moved by one ref update
+    commits = git(repo, "rev-list", "--reverse", f"{before}..v1").split()
+    assert len(commits) == 5
+    assert sorted(r.commit for r in results.values()) == sorted(commits)
+    assert reflog(repo)[0].endswith("(a group of 5 turns)")
+    assert len(reflog(repo)) == 1, "the branch moved once"
+    packs = pack_of(repo)
+    assert len({packs[c] for c in commits}) == 1, "the group was written as one pack"
+    # each commit is one turn, with its writer as author, in timestamp order
+    for n, commit in enumerate(commits, start=1):
+        assert trailer(repo, commit, "Turn") == str(n)
+        assert git(repo, "log", "-1", "--format=%an", commit).strip() == f"Writer {n - 1}"
+        conv = json.loads(git_conversation(repo, commit))
+        assert [t["user_input"]["query"] for t in conv["conversation_turns"]] == \
+            [f"q{i}" for i in range(n)]
+        assert conv["conversation_summary"]["total_turns"] == n
+    assert {r.turn for r in results.values()} == {1, 2, 3, 4, 5}
+    assert not any(r.replayed for r in results.values())
+    assert os.listdir(spool_dir(store)) == [], "every outcome was collected"
+    # an audit record per commit, naming the writer that asked for it
+    actors = {r["commit"]: r["actor"] for r in Store(store.root).customer(CUSTOMER)
+              .audit_log.records() if r.get("op") == "write:turn"}
+    assert {c: actors[c] for c in commits} == {
+        c: f"Writer {n} <w{n}@example.invalid>" for n, c in enumerate(commits)}
+    # the catalog holds every turn, plain git and verify agree
+    found = {hit["turn_id"] for q in ("q0", "q1", "q2", "q3", "q4")
+             for hit in Store(store.root).search(q)}
+    assert found >= {1, 2, 3, 4, 5}
+    assert subprocess.run(["git", "-C", str(repo), "fsck", "--strict"], capture_output=True,
+                          check=False).returncode == 0
+    proc = subprocess.run([sys.executable, "-m", "gitstore", "--root", str(store.root),
+                           "verify"], capture_output=True, env=_env(), check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_cli_processes_waiting_for_the_lock_are_written_together(store: Store,
+                                                                  tmp_path: Path) -> None:
+    repo = store.root / CUSTOMER
+    files = []
+    for i in range(4):
+        f = tmp_path / f"turn{i}.json"
+        f.write_text(json.dumps(turn(f"cli{i}", i)), encoding="utf-8")
+        files.append(f)
+    with lock_held(store):
+        procs = [subprocess.Popen([sys.executable, "-m", "gitstore", "--root", str(store.root),
+                                   "turn", CUSTOMER, str(f), "-o", "json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+                 for f in files]
+        wait_for(lambda: len(spooled(store)) == 4, "four spooled turns")
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [e for _, e in outs]
+    written = [json.loads(o) for o, _ in outs]
+    assert reflog(repo)[0].endswith("(a group of 4 turns)")
+    conv = json.loads(git_conversation(repo, "v1"))  # placed by timestamp, whoever was first
+    assert [t["user_input"]["query"] for t in conv["conversation_turns"]] == \
+        [f"cli{i}" for i in range(4)]
+    assert {w["commit"] for w in written} == set(git(repo, "rev-list", "-4", "v1").split())
+
+
+# =========================================================================== failures stay apart
+
+def test_a_turn_that_fails_its_checks_is_refused_to_its_own_writer_only(store: Store) -> None:
+    repo = store.root / CUSTOMER
+    results: dict[str, Any] = {}
+    bad = {**turn("bad", 2), "turn_id": 7}  # not the next turn id: the pipeline refuses it
+
+    def writer(name: str, data: dict[str, Any]) -> None:
+        try:
+            results[name] = Store(store.root).customer(CUSTOMER).session().append_turn(data)
+        except Exception as exc:
+            results[name] = exc
+
+    with lock_held(store):
+        threads = [threading.Thread(target=writer, args=("good", turn("good", 1))),
+                   threading.Thread(target=writer, args=("bad", bad))]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(spooled(store)) == 2, "two spooled turns")
+    for t in threads:
+        t.join(timeout=60)
+    assert isinstance(results["bad"], InvalidDocumentError), results
+    assert results["bad"].exit_code == 4
+    assert results["good"].turn == 1
+    assert git(repo, "rev-parse", "v1").strip() == results["good"].commit
+    assert os.listdir(spool_dir(store)) == []
+
+
+def test_the_leaders_own_failure_does_not_lose_the_turns_it_claimed(store: Store) -> None:
+    repo = store.root / CUSTOMER
+    sp, ticket = spool(store, request(store, turn("waiting", 1)))
+    with pytest.raises(InvalidDocumentError):
+        Store(store.root).customer(CUSTOMER).session().append_turn({**turn("bad", 2),
+                                                                    "turn_id": 9})
+    done = sp.outcome(ticket)
+    assert done is not None and done.turn == 1 and not done.replayed
+    assert git(repo, "rev-parse", "v1").strip() == done.commit
+    assert trailer(repo, done.commit, "Turn") == "1"
+    assert os.listdir(spool_dir(store)) == []
+
+
+def test_one_key_twice_in_a_group_is_one_commit(store: Store) -> None:
+    repo = store.root / CUSTOMER
+    sp, first = spool(store, request(store, turn("once", 1), key="k-1"))
+    _, second = spool(store, request(store, turn("once", 1), key="k-1"))
+    mine = Store(store.root).customer(CUSTOMER).session().append_turn(turn("leader", 2))
+    a, b = sp.outcome(first), sp.outcome(second)
+    assert a is not None and b is not None
+    assert a.commit == b.commit and b.replayed and not a.replayed
+    conv = json.loads(git_conversation(repo, "v1"))
+    assert [t["user_input"]["query"] for t in conv["conversation_turns"]] == ["once", "leader"]
+    assert mine.turn == 2
+
+
+# =========================================================================== crashes and timeouts
+
+def test_a_turn_claimed_by_a_leader_that_died_is_written_once(store: Store) -> None:
+    repo = store.root / CUSTOMER
+    session = Store(store.root).customer(CUSTOMER).session()
+    first = session.append_turn(turn("committed", 1), idempotency_key="k-dead")
+    # the dead leader had claimed it, committed it, and died before leaving an outcome
+    sp, ticket = spool(store, request(store, turn("committed", 1), key="k-dead"))
+    os.replace(spool_dir(store) / f"{ticket}.turn", spool_dir(store) / f"{ticket}.claimed")
+    # and another it had claimed but not written
+    _, lost = spool(store, request(store, turn("claimed", 2)))
+    os.replace(spool_dir(store) / f"{lost}.turn", spool_dir(store) / f"{lost}.claimed")
+    session.append_turn(turn("next", 3))
+    again, written = sp.outcome(ticket), sp.outcome(lost)
+    assert again is not None and again.replayed and again.commit == first.commit
+    assert written is not None and not written.replayed
+    conv = json.loads(git_conversation(repo, "v1"))
+    assert [t["user_input"]["query"] for t in conv["conversation_turns"]] == \
+        ["committed", "claimed", "next"]
+
+
+def test_a_turn_whose_writer_died_is_written_and_its_outcome_expires(store: Store) -> None:
+    repo = store.root / CUSTOMER
+    _, ticket = spool(store, request(store, turn("orphan", 1)))
+    Store(store.root).customer(CUSTOMER).session().append_turn(turn("next", 2))
+    conv = json.loads(git_conversation(repo, "v1"))
+    assert [t["user_input"]["query"] for t in conv["conversation_turns"]] == ["orphan", "next"]
+    done = spool_dir(store) / f"{ticket}.done"
+    assert done.exists()
+    old = time.time() - groupcommit.STALE - 60
+    os.utime(done, (old, old))
+    spool(store, request(store, turn("later", 3)))  # a leader cleans up when it claims
+    Store(store.root).customer(CUSTOMER).session().append_turn(turn("last", 4))
+    assert not done.exists()
+
+
+def test_a_writer_that_times_out_withdraws_its_turn(store: Store) -> None:
+    repo = store.root / CUSTOMER
+    before = git(repo, "rev-parse", "v1").strip()
+    with lock_held(store):
+        session = Store(store.root, lock_timeout=0.3).customer(CUSTOMER).session()
+        with pytest.raises(ConflictError) as info:
+            session.append_turn(turn("late", 1))
+        assert info.value.exit_code == 6
+    assert os.listdir(spool_dir(store)) == []
+    Store(store.root).customer(CUSTOMER).session().append_turn(turn("after", 2))
+    conv = json.loads(git_conversation(repo, "v1"))
+    assert [t["user_input"]["query"] for t in conv["conversation_turns"]] == ["after"]
+    assert git(repo, "rev-parse", "v1~1").strip() == before
+
+
+def test_a_writer_whose_turn_was_claimed_waits_for_the_outcome(store: Store) -> None:
+    """The lock timeout passes while a leader holds the claimed turn: the writer
+    waits on, and (this leader leaving no outcome) writes the turn itself."""
+    repo = store.root / CUSTOMER
+    result: list[Any] = []
+
+    def writer() -> None:
+        try:
+            result.append(Store(store.root, lock_timeout=0.4).customer(CUSTOMER).session()
+                          .append_turn(turn("claimed", 1)))
+        except Exception as exc:
+            result.append(exc)
+
+    with lock_held(store):
+        t = threading.Thread(target=writer)
+        t.start()
+        wait_for(lambda: len(spooled(store)) == 1, "the spooled turn")
+        name = spooled(store)[0]
+        os.replace(spool_dir(store) / name,
+                   spool_dir(store) / name.replace(".turn", ".claimed"))
+        time.sleep(0.6)  # past the writer's first timeout
+    t.join(timeout=60)
+    assert len(result) == 1 and not isinstance(result[0], Exception), result
+    assert git(repo, "rev-parse", "v1").strip() == result[0].commit
+
+
+def test_a_claimed_turn_still_unwritten_after_two_timeouts_says_so(store: Store) -> None:
+    result: list[Any] = []
+
+    def writer() -> None:
+        try:
+            Store(store.root, lock_timeout=0.3).customer(CUSTOMER).session().append_turn(
+                turn("stuck", 1))
+        except Exception as exc:
+            result.append(exc)
+
+    with lock_held(store):
+        t = threading.Thread(target=writer)
+        t.start()
+        wait_for(lambda: len(spooled(store)) == 1, "the spooled turn")
+        name = spooled(store)[0]
+        os.replace(spool_dir(store) / name,
+                   spool_dir(store) / name.replace(".turn", ".claimed"))
+        t.join(timeout=60)
+    assert len(result) == 1 and isinstance(result[0], ConflictError), result
+    assert "had taken this turn" in str(result[0]) and result[0].exit_code == 6
+
+
+# =========================================================================== what is never grouped
+
+def test_a_request_of_another_configuration_is_left_to_its_writer(store: Store) -> None:
+    sp, ticket = spool(store, request(store, turn("other", 1), profile="0123456789abcdef"))
+    Store(store.root).customer(CUSTOMER).session().append_turn(turn("mine", 2))
+    assert spooled(store) == [f"{ticket}.turn"]
+    assert sp.withdraw(ticket)
+
+
+def test_hooks_passed_in_keep_a_writer_to_itself(store: Store) -> None:
+    seen: list[int] = []
+
+    def hook(proposal: Any) -> list[Any]:
+        seen.append(1)
+        return []
+
+    assert Store(store.root, hooks=[hook]).profile is None
+    _, ticket = spool(store, request(store, turn("spooled", 1)))
+    Store(store.root, hooks=[hook]).customer(CUSTOMER).session().append_turn(turn("mine", 2))
+    assert seen == [1]
+    assert spooled(store) == [f"{ticket}.turn"]
+
+
+def test_a_damaged_request_file_is_removed(store: Store) -> None:
+    d = spool_dir(store)
+    d.mkdir(parents=True)
+    (d / "00000000000000000001-1-deadbeef.turn").write_bytes(b"{not json")
+    Store(store.root).customer(CUSTOMER).session().append_turn(turn("mine", 1))
+    assert os.listdir(d) == []
+
+
+def test_an_encrypted_customers_turns_are_never_spooled(tmp_path: Path) -> None:
+    store = Store.init(tmp_path / "enc")
+    key = tmp_path / "master.key"
+    key.write_bytes(os.urandom(32))
+    (store.root / ".gitstore" / "config.json").write_text(json.dumps(
+        {"encrypt": True, "master_key_file": str(key)}), encoding="utf-8")
+    store = Store(store.root)
+    store.customer(CUSTOMER).new_session(created=CREATED)
+    req = request(store, turn("x", 1))
+    assert not groupcommit.batchable(store.customer(CUSTOMER), req)
+    result: list[Any] = []
+    with lock_held(store):
+        t = threading.Thread(target=lambda: result.append(
+            Store(store.root).customer(CUSTOMER).session().append_turn(turn("enc", 1))))
+        t.start()
+        time.sleep(0.3)
+        assert spooled(store) == []
+    t.join(timeout=60)
+    assert result and result[0].turn == 1
