@@ -394,3 +394,21 @@ def test_an_encrypted_customers_turns_are_never_spooled(tmp_path: Path) -> None:
         assert spooled(store) == []
     t.join(timeout=60)
     assert result and result[0].turn == 1
+
+
+def test_spooled_turns_are_private_and_verify_says_when_they_are_not(store: Store) -> None:
+    saved = os.umask(0)  # the loosest umask: what is private was made so on purpose
+    try:
+        sp, ticket = spool(store, request(store, turn("private", 1)))
+    finally:
+        os.umask(saved)
+    base = store.root / ".gitstore" / "spool"
+    for path, want in ((base, 0o700), (base / CUSTOMER, 0o700), (spool_dir(store), 0o700),
+                       (spool_dir(store) / f"{ticket}.turn", 0o600)):
+        assert path.stat().st_mode & 0o777 == want, path
+    assert sp.withdraw(ticket)
+    base.chmod(0o755)
+    proc = subprocess.run([sys.executable, "-m", "gitstore", "--root", str(store.root),
+                           "verify"], capture_output=True, env=_env(), check=False)
+    assert proc.returncode == 7 and b"turns waiting to be written" in proc.stdout + proc.stderr
+    base.chmod(0o700)

@@ -538,6 +538,7 @@ def check_permissions(store: Store) -> list[str]:
     problems = [_exposed(p, "the index: every customer's turn text", "600")
                 for p in index_files]
     problems.append(_exposed(base / NAME_KEY_FILE, "the key of hashed customer names", "600"))
+    problems.append(_exposed(base / "spool", "turns waiting to be written", "700"))
     quarantine = base / "quarantine"
     if quarantine.is_dir():
         problems += [_exposed(p, "a quarantined repository", "700")
