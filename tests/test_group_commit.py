@@ -28,6 +28,8 @@ from gitstore.core.commits import Identity
 from gitstore.errors import ConflictError, InvalidDocumentError
 from gitstore.store import groupcommit
 from gitstore.store.authorship import Authorship
+from gitstore.store.session import turn_key
+from gitstore.store.writer import RETRY_SCAN, RETRY_WINDOW
 
 CREATED = "2020-01-01T00:00:00Z"
 
@@ -97,10 +99,11 @@ def request(store: Store, data: dict[str, Any], *, key: str | None = None,
             profile: str | None = "same", author: str = "Spooled <spooled@example.invalid>"
             ) -> groupcommit.Request:
     """A request as a waiting writer of ``store`` would spool it."""
-    return groupcommit.Request(
-        data, None, None, Authorship(author=Identity.parse(author),
-                                     time=datetime.now(UTC), idempotency_key=key),
-        author, time.time_ns(), store.profile if profile == "same" else profile)
+    by = Authorship(author=Identity.parse(author), idempotency_key=key)
+    if key is None:  # as Session.append_turn: the turn's content is its key
+        by = by._replace(idempotency_key=turn_key(data), idempotency_window=RETRY_WINDOW)
+    return groupcommit.Request(data, None, None, by, author, time.time_ns(), 60.0,
+                               store.profile if profile == "same" else profile)
 
 
 def spool(store: Store, req: groupcommit.Request) -> tuple[groupcommit.Spool, str]:
@@ -412,3 +415,118 @@ def test_spooled_turns_are_private_and_verify_says_when_they_are_not(store: Stor
                            "verify"], capture_output=True, env=_env(), check=False)
     assert proc.returncode == 7 and b"turns waiting to be written" in proc.stdout + proc.stderr
     base.chmod(0o700)
+
+
+# =========================================================================== review findings
+
+def test_turns_a_dead_leader_wrote_in_a_big_group_are_not_written_again(store: Store) -> None:
+    """More turns than the retry scan reaches were committed by a leader that died
+    before leaving outcomes: their claims, taken again, find them deeper."""
+    repo = store.root / CUSTOMER
+    session = Store(store.root).customer(CUSTOMER).session()
+    count = RETRY_SCAN + 4
+    for i in range(count):
+        session.append_turn(turn(f"g{i}", i % 60))
+    sp = None
+    for i in range(count):  # the dead leader's claims
+        sp, ticket = spool(store, request(store, turn(f"g{i}", i % 60)))
+        os.replace(spool_dir(store) / f"{ticket}.turn", spool_dir(store) / f"{ticket}.claimed")
+    for n in range(3):  # each leader takes up to BATCH - 1 of them
+        session.append_turn(turn(f"next{n}", 59))
+    assert spooled(store, "claimed") == [] and sp is not None
+    conv = json.loads(git_conversation(repo, "v1"))
+    queries = [t["user_input"]["query"] for t in conv["conversation_turns"]]
+    assert queries == [f"g{i}" for i in range(count)] + ["next0", "next1", "next2"]
+
+
+def test_a_request_past_its_writers_wait_is_dropped_unwritten(store: Store) -> None:
+    repo = store.root / CUSTOMER
+    old = request(store, turn("given up", 1))._replace(stamp=time.time_ns() - 120 * 10**9)
+    spool(store, old)
+    Store(store.root).customer(CUSTOMER).session().append_turn(turn("mine", 2))
+    conv = json.loads(git_conversation(repo, "v1"))
+    assert [t["user_input"]["query"] for t in conv["conversation_turns"]] == ["mine"]
+    assert os.listdir(spool_dir(store)) == []
+
+
+@pytest.mark.parametrize("kind", ["bad author", "not json", "directory", "fifo", "symlink"])
+def test_a_file_in_the_spool_that_is_no_request_blocks_nothing(store: Store, kind: str) -> None:
+    repo = store.root / CUSTOMER
+    _, good = spool(store, request(store, turn("good", 1)))
+    bad = spool_dir(store) / f"{time.time_ns():020d}-1-0badf00d.turn"
+    if kind == "bad author":
+        data = request(store, turn("bad", 2)).to_json()
+        bad.write_text(json.dumps({**data, "author": "Bot <>"}), encoding="utf-8")
+    elif kind == "not json":
+        bad.write_bytes(b"{not json")
+    elif kind == "directory":
+        bad.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(bad)
+    else:
+        bad.symlink_to(spool_dir(store) / f"{good}.turn")
+    result: list[Any] = []
+    t = threading.Thread(target=lambda: result.append(
+        Store(store.root).customer(CUSTOMER).session().append_turn(turn("mine", 3))))
+    t.start()
+    t.join(timeout=30)
+    assert not t.is_alive(), "the leader blocked on the spool"
+    assert result and result[0].turn == 2
+    conv = json.loads(git_conversation(repo, "v1"))
+    assert [t["user_input"]["query"] for t in conv["conversation_turns"]] == ["good", "mine"]
+    assert not bad.exists() and not bad.is_symlink()
+
+
+def test_a_replay_is_audited_as_asked_by_the_writer_that_sent_it_again(store: Store) -> None:
+    first = Store(store.root).customer(CUSTOMER).session().append_turn(turn("once", 1),
+                                                                       idempotency_key="k-9")
+    alice = "Alice <alice@example.invalid>"
+    sp, a = spool(store, request(store, turn("once", 1), key="k-9", author=alice))
+    _, b = spool(store, request(store, turn("twice", 2), key="k-10", author=alice))
+    _, c = spool(store, request(store, turn("twice", 2), key="k-10", author=alice))
+    Store(store.root, agent="Bob <bob@example.invalid>").customer(CUSTOMER).session() \
+        .append_turn(turn("bob", 3))
+    outcomes = [sp.outcome(t) for t in (a, b, c)]
+    assert outcomes[0] is not None and outcomes[0].commit == first.commit
+    assert outcomes[1] is not None and outcomes[2] is not None
+    assert outcomes[2].replayed and outcomes[2].commit == outcomes[1].commit
+    replays = [r for r in Store(store.root).customer(CUSTOMER).audit_log.records()
+               if r.get("op") == "write:replayed"]
+    assert sorted((r["commit"], r["actor"]) for r in replays) == sorted(
+        [(first.commit, alice), (outcomes[1].commit, alice)])
+
+
+def test_the_profile_follows_the_configuration_and_a_clock_keeps_writes_apart(
+        store: Store) -> None:
+    handle = Store(store.root)
+    before = handle.profile
+    assert before is not None and before == Store(store.root, agent="Other <o@x.invalid>",
+                                                  lock_timeout=5).profile
+    handle.config = handle.config._replace(fsync=not handle.config.fsync)
+    assert handle.profile not in (None, before)
+    assert Store(store.root, clock=lambda: datetime.now(UTC)).profile is None
+
+
+def test_a_sealed_tip_this_store_has_no_keys_for_is_refused_in_a_group_too(
+        tmp_path: Path) -> None:
+    import shutil
+    key = tmp_path / "master.key"
+    key.write_bytes(os.urandom(32))
+    a = Store.init(tmp_path / "a")
+    (a.root / ".gitstore" / "config.json").write_text(json.dumps(
+        {"encrypt": True, "master_key_file": str(key)}), encoding="utf-8")
+    a = Store(a.root)
+    a.customer(CUSTOMER).new_session(created=CREATED)
+    a.customer(CUSTOMER).session().append_turn(turn("secret", 1))
+    b = Store.init(tmp_path / "b")  # a copy without the flag, the keys or a sealed HEAD
+    shutil.copytree(a.root / CUSTOMER, b.root / CUSTOMER)
+    git(b.root / CUSTOMER, "config", "--unset", "gitstore.encrypted")
+    git(b.root / CUSTOMER, "symbolic-ref", "HEAD", "refs/heads/v7")
+    before = git(b.root / CUSTOMER, "rev-parse", "v1").strip()
+    spool_b = groupcommit.Spool(b.customer(CUSTOMER), b.customer(CUSTOMER).session().scenario)
+    ticket = spool_b.put(request(b, turn("spooled plain", 2)))
+    from gitstore.errors import KeyUnavailableError
+    with pytest.raises(KeyUnavailableError):
+        Store(b.root).customer(CUSTOMER).session().append_turn(turn("leader plain", 3))
+    assert spool_b.outcome(ticket) is None  # its writer writes it, and is refused
+    assert git(b.root / CUSTOMER, "rev-parse", "v1").strip() == before

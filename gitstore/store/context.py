@@ -146,14 +146,14 @@ class StoreContext:
         return pipeline_mod.Pipeline([*(pipeline_mod.load_hook(h) for h in self.config.hooks),
                                       *self._hooks])
 
-    @cached_property
+    @property
     def profile(self) -> str | None:
         """What every write of this handle depends on besides its own input (the
-        configuration but the agent and the lock timeout), as a digest: writers
-        with equal profiles may write each other's turns (a group commit,
-        :mod:`gitstore.store.groupcommit`). None when hooks passed in make this
-        process's pipeline its own."""
-        if self._hooks:
+        configuration as it is now, but the agent and the lock timeout), as a
+        digest: writers with equal profiles may write each other's turns (a group
+        commit, :mod:`gitstore.store.groupcommit`). None when hooks or a clock
+        passed in make this handle's writes its own."""
+        if self._hooks or self.clock is not utcnow:
             return None
         settings = {**self.config.to_json(), "agent": None, "lock_timeout": None}
         return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()

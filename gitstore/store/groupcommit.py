@@ -34,16 +34,21 @@ Invariants:
   one), and a turn committed already is returned, never written twice;
 * a writer that gives up waiting (its lock timeout) withdraws its request; when a
   leader has claimed it already, the writer waits for that leader's outcome (at
-  most another lock timeout), so an error never comes back for a turn a leader
-  then writes;
-* a request whose writer died before a leader claimed it is still written by the
-  next leader (it was sent, like a write acknowledged to no one), and a retry
-  of it returns that commit;
+  most another lock timeout; past that its error says the turn may yet be
+  written), so a plain timeout never comes back for a turn a leader then writes;
+* a request whose writer died before a leader claimed it is written by the next
+  leader while its writer would still have waited (it was sent, like a write
+  acknowledged to no one; a retry returns that commit), and dropped after that
+  (:meth:`Spool.claim`): an old spool file never lands in a later session;
+* a turn a dead leader may have written is looked for among the scenario's
+  newest :data:`~gitstore.store.writer.IDEMPOTENCY_SCAN` commits, however big
+  its group was;
 * only turns of unencrypted customers in the current layout, in stores that do
   not hash names, from handles of one profile
   (:attr:`~gitstore.store.context.StoreContext.profile`: the same configuration,
-  no hooks passed in) are written together; every other write takes the lock
-  alone, as before.
+  no hooks or clock passed in) are written together, and never on a sealed tip;
+  every other write takes the lock alone, as before. A spool file that is not a
+  request (damaged, a directory, a FIFO, a link) is removed, never waited on.
 """
 
 from __future__ import annotations
@@ -52,22 +57,23 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from gitstore.core import files as sessionfiles
 from gitstore.core import manifest
-from gitstore.core.commits import CommitInfo, Identity
+from gitstore.core.commits import CommitInfo
 from gitstore.core.documents import offset_minutes
 from gitstore.core.names import MANIFEST
 from gitstore.core.versions import Scenario, Version
 from gitstore.errors import ConflictError, GitStoreError
 from gitstore.git import repo as backend
 from gitstore.git.locking import private_dirs
-from gitstore.store.authorship import Authorship
+from gitstore.store.authorship import Authorship, authorship
 from gitstore.store.context import CustomerContext
 from gitstore.store.plan import Build, Plan, Written
 from gitstore.store.tip import mark_verified
@@ -75,18 +81,22 @@ from gitstore.store.writer import MAX_ATTEMPTS, Writer
 
 __all__ = ["BATCH", "Request", "Spool", "append"]
 
-BATCH = 64
-"""The most turns one leader writes together."""
+BATCH = 16
+"""The most turns one leader writes together (:data:`~gitstore.store.writer.RETRY_SCAN`:
+a turn sent again finds its group's first commit)."""
 STALE = 3600.0
 """Seconds after which an outcome nobody came for, or a request file left half
 written, is removed."""
+GRACE = 5.0
+"""Seconds a request outlives its writer's wait (see :meth:`Spool.claim`)."""
 
 
 class Request(NamedTuple):
     """A turn to add, as its writer checked it: the scrubbed turn, the commit
     message and redaction note, the authorship (author resolved), the store agent
-    that asked (the audit record's actor), when it was asked (ns, the order of a
-    group) and the asking handle's profile."""
+    that asked (the audit record's actor), when it was asked (ns since the epoch:
+    the order of a group), how long its writer waits for the lock (seconds) and
+    the asking handle's profile."""
 
     turn: dict[str, Any]
     message: str | None
@@ -94,6 +104,7 @@ class Request(NamedTuple):
     by: Authorship
     actor: str
     stamp: int
+    wait: float
     profile: str | None
 
     def to_json(self) -> dict[str, Any]:
@@ -104,20 +115,25 @@ class Request(NamedTuple):
                 "key": by.idempotency_key,
                 "window": by.idempotency_window.total_seconds()
                 if by.idempotency_window is not None else None,
-                "actor": self.actor, "stamp": self.stamp, "profile": self.profile}
+                "actor": self.actor, "stamp": self.stamp, "wait": self.wait,
+                "profile": self.profile}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Request:
-        """The request a spool file holds (ValueError, KeyError, TypeError: damaged)."""
-        author = Identity.parse(data["author"]) if data["author"] is not None else None
-        when = datetime.fromisoformat(data["time"]) if data["time"] is not None else None
-        window = timedelta(seconds=data["window"]) if data["window"] is not None else None
-        if not isinstance(data["turn"], dict) or not isinstance(data["stamp"], int):
+    def from_json(cls, data: Any) -> Request:
+        """The request a spool file holds, checked as its writer checked it
+        (ValueError, KeyError, TypeError or a GitStoreError: damaged)."""
+        if not isinstance(data["turn"], dict) or not all(
+                isinstance(data[k], str) or data[k] is None
+                for k in ("message", "redacted", "profile", "author", "time", "key")) or \
+                not isinstance(data["actor"], str) or type(data["stamp"]) is not int or \
+                not isinstance(data["wait"], int | float) or \
+                not isinstance(data["window"], int | float | None):
             raise TypeError("not a spooled turn")
-        return cls(data["turn"], data["message"], data["redacted"],
-                   Authorship(author=author, time=when, idempotency_key=data["key"],
-                              idempotency_window=window),
-                   str(data["actor"]), data["stamp"], data["profile"])
+        by = authorship(data["author"], data["time"], data["key"])
+        if data["window"] is not None:
+            by = by._replace(idempotency_window=timedelta(seconds=data["window"]))
+        return cls(data["turn"], data["message"], data["redacted"], by, data["actor"],
+                   data["stamp"], float(data["wait"]), data["profile"])
 
 
 BuildOf = Callable[[Request], Build]
@@ -182,11 +198,15 @@ def _wait(writer: Writer, scenario: Scenario, spool: Spool, request: Request, ti
         if not held:
             spool.withdraw(ticket)
         raise
+    held = False
     try:  # a leader has the turn and is writing it: wait for what it did
         with customer.locked():
+            held = True
             return spool.outcome(ticket) or _lead(writer, scenario, spool, request, ticket,
                                                   build_of)
     except ConflictError:
+        if held:
+            raise
         raise ConflictError(f"timed out waiting for another writer to {customer.name}, "
                             "which had taken this turn to write it; send the same turn "
                             "again to learn whether it was written") from None
@@ -197,21 +217,35 @@ def _lead(writer: Writer, scenario: Scenario, spool: Spool, mine: Request,
     """Under the lock: write ``mine`` and the turns spooled for the scenario."""
     if ticket is not None:
         spool.forget(ticket)  # written below, with the others
-    claimed = spool.claim(BATCH - 1, mine.profile)
-    if not claimed:
-        return writer.write_held(scenario, build_of(mine), mine.by)
+    claimed: list[Claimed] = []
     outcomes: dict[str | None, Written | GitStoreError] = {}
     try:
-        outcomes = _write_group(writer, scenario, sorted(
-            [(None, mine), *claimed], key=lambda item: item[1].stamp), build_of)
+        claimed = spool.claim(BATCH - 1, mine.profile)
+        if not claimed:
+            return writer.write_held(scenario, build_of(mine), mine.by)
+        # a spooled turn of its own may be in a group a leader wrote and died after
+        group = sorted([Claimed(None, mine, ticket is not None), *claimed],
+                       key=lambda c: c.request.stamp)
+        outcomes = _write_group(writer, scenario, group, build_of)
     finally:  # a turn left without an outcome is written by its own writer
-        for other, _ in claimed:
-            done = outcomes.get(other)
-            spool.finish(other, done if isinstance(done, Written) else None)
+        for other in claimed:
+            done = outcomes.get(other.ticket)
+            if other.ticket is not None:
+                spool.finish(other.ticket, done if isinstance(done, Written) else None)
     done = outcomes[None]
     if isinstance(done, GitStoreError):
         raise done
     return done
+
+
+class Claimed(NamedTuple):
+    """A request in a group: its ticket (None: the leader's own), and whether a
+    leader that died may have written it already (then its key is looked for
+    deeper: :meth:`~gitstore.store.writer.Writer.earlier`)."""
+
+    ticket: str | None
+    request: Request
+    orphan: bool
 
 
 class _Made(NamedTuple):
@@ -223,8 +257,7 @@ class _Made(NamedTuple):
     actor: str
 
 
-def _write_group(writer: Writer, scenario: Scenario,
-                 group: list[tuple[str | None, Request]], build_of: BuildOf
+def _write_group(writer: Writer, scenario: Scenario, group: list[Claimed], build_of: BuildOf
                  ) -> dict[str | None, Written | GitStoreError]:
     """Make a commit per request on the one before, write them as one pack and
     move the branch once; a request that fails a check gets its error as its
@@ -235,18 +268,24 @@ def _write_group(writer: Writer, scenario: Scenario,
     anchor = writer.audit_anchor()
     for _ in range(MAX_ATTEMPTS):
         start = cur = writer.tip(repo, scenario)
+        writer.require_keys(repo, start)
         outcomes: dict[str | None, Written | GitStoreError] = {}
         made: list[_Made] = []
         by_key: dict[str, Written] = {}
-        for ticket, request in group:
+        again: list[tuple[Written, str]] = []
+        for ticket, request, orphan in group:
             by = request.by
+            if by.idempotency_window is not None and by.time is None:
+                by = by._replace(time=store.now())  # the window's and the commit's
             key = by.idempotency_key
             try:
                 earlier = by_key.get(key) if key else None
                 if earlier is not None:
                     outcomes[ticket] = earlier._replace(replayed=True)
+                    again.append((earlier, request.actor))
                     continue
-                earlier = writer.earlier(repo, scenario.branch_ref, key, by) if key else None
+                earlier = writer.earlier(repo, scenario.branch_ref, key, by, deep=orphan,
+                                         actor=request.actor) if key else None
                 if earlier is not None:
                     outcomes[ticket] = earlier
                     continue
@@ -291,6 +330,11 @@ def _write_group(writer: Writer, scenario: Scenario,
         warnings = writer.after_commit(last.plan, [m.commit for m in made], last.files,
                                        last.plan.parsed, size, kept, start.tip,
                                        [m.actor for m in made])
+        for first, actor in again:
+            with contextlib.suppress(GitStoreError, OSError):
+                customer.audit("write:replayed", rev=str(first.version), commit=first.commit,
+                               detail=f"idempotency key matched {first.commit[:12]}",
+                               actor=actor)
         return {t: o._replace(warnings=warnings) if isinstance(o, Written) and not o.replayed
                 else o for t, o in outcomes.items()}
     raise writer.kept_moving(scenario)
@@ -315,39 +359,42 @@ class Spool:
         _write_new(self.dir, self._path(ticket, "turn"), request.to_json())
         return ticket
 
-    def claim(self, limit: int, profile: str | None) -> list[tuple[str, Request]]:
+    def claim(self, limit: int, profile: str | None) -> list[Claimed]:
         """Claim up to ``limit`` requests of ``profile``, oldest first, with those
-        a dead leader claimed (the caller holds the writer lock). A damaged
-        request file is removed (its writer, finding no outcome, writes the turn
-        itself); outcomes and half-written files older than :data:`STALE` too."""
+        a dead leader claimed (the caller holds the writer lock). Removed instead:
+        a request past its writer's wait (:data:`GRACE` after it, twice that wait
+        once claimed: its writer has given up, or died), a file that is not a
+        request (its writer, finding no outcome, writes its turn itself), and
+        outcomes and half-written files older than :data:`STALE`."""
         try:
             names = sorted(os.listdir(self.dir))
-        except FileNotFoundError:
+        except OSError:
             return []
-        found: list[tuple[str, Request]] = []
+        found: list[Claimed] = []
+        now = time.time()
         for name in names:
             ticket, _, state = name.rpartition(".")
             path = self.dir / name
             if state in ("done", "tmp"):
-                _remove_if_stale(path)
+                _remove_if_stale(path, now)
                 continue
             if state not in ("turn", "claimed") or len(found) >= limit:
                 continue
-            try:
-                request = Request.from_json(json.loads(path.read_bytes()))
-            except FileNotFoundError:
-                continue  # withdrawn
-            except (ValueError, KeyError, TypeError, OSError):
-                path.unlink(missing_ok=True)
+            request = _read_request(path)
+            if request is None:
+                continue
+            waits = 1 if state == "turn" else 2
+            if now > request.stamp / 1e9 + waits * request.wait + GRACE:
+                _remove(path)
                 continue
             if request.profile != profile:
                 continue  # its writer's own configuration: it writes the turn itself
             if state == "turn":
                 try:
                     os.replace(path, self._path(ticket, "claimed"))
-                except FileNotFoundError:
+                except OSError:
                     continue  # withdrawn meanwhile
-            found.append((ticket, request))
+            found.append(Claimed(ticket, request, state == "claimed"))
         return found
 
     def finish(self, ticket: str, written: Written | None) -> None:
@@ -409,7 +456,40 @@ def _write_new(directory: Path, path: Path, data: dict[str, Any]) -> None:
         raise
 
 
-def _remove_if_stale(path: Path) -> None:
+def _read_request(path: Path) -> Request | None:
+    """The request in a spool file; None when it was withdrawn, or is no request
+    (then it is removed). Never blocks: the file is opened without following a
+    link or waiting on a FIFO, and must be a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        _remove(path)
+        return None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise TypeError("not a regular file")
+            return Request.from_json(json.loads(fh.read(MAX_REQUEST + 1)))
+    except (ValueError, KeyError, TypeError, OSError, RecursionError, GitStoreError):
+        _remove(path)
+        return None
+
+
+MAX_REQUEST = 64 * 1024 * 1024
+"""No spool file is read past this (a turn is bounded by max_document_bytes)."""
+
+
+def _remove(path: Path) -> None:
     with contextlib.suppress(OSError):
-        if time.time() - path.stat().st_mtime > STALE:
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        else:
             path.unlink()
+
+
+def _remove_if_stale(path: Path, now: float) -> None:
+    with contextlib.suppress(OSError):
+        if now - path.lstat().st_mtime > STALE:
+            _remove(path)

@@ -236,11 +236,10 @@ class Session:
                     turn_key(data).encode())
             by = by._replace(idempotency_key=key, idempotency_window=RETRY_WINDOW)
         store = self.customer.store
-        if by.idempotency_window is not None and by.time is None:
-            by = by._replace(time=store.now())  # the window's and the commit's
         request = groupcommit.Request(data, message, redacted,
                                       by._replace(author=by.author or store.config.agent),
-                                      str(store.config.agent), time.time_ns(), store.profile)
+                                      str(store.config.agent), time.time_ns(),
+                                      store.config.lock_timeout, store.profile)
         return groupcommit.append(self.writer, self.scenario, request, self._turn_plan)
 
     def _turn_plan(self, request: groupcommit.Request) -> Build:

@@ -211,6 +211,13 @@ class Writer:
         repair_tag(repo, state, self.store.signer)
         return state
 
+    def require_keys(self, repo: backend.Repo, state: State | None) -> None:
+        """Refuse to write in clear on a sealed tip (this store holds no keys)."""
+        if repo.codec is None and state is not None and state.info.trailer(SEALED_TRAILER):
+            raise KeyUnavailableError(f"{self.customer.name} is encrypted (its tip carries a "
+                                      "Sealed-Digest) and this store holds none of its keys: "
+                                      "run `gitstore keys restore` first; nothing was written")
+
     def kept_moving(self, scenario: Scenario) -> ConflictError:
         return ConflictError(f"scenario {scenario} of {self.customer.name} kept moving "
                              f"under a writer outside gitstore; gave up after {MAX_ATTEMPTS} "
@@ -331,10 +338,7 @@ class Writer:
                 Trailer.MANIFEST) or manifest.digest(files[MANIFEST]))
         parts = layout == 2
         stored, parsed = files, plan.parsed
-        if repo.codec is None and state is not None and state.info.trailer(SEALED_TRAILER):
-            raise KeyUnavailableError(f"{self.customer.name} is encrypted (its tip carries a "
-                                      "Sealed-Digest) and this store holds none of its keys: "
-                                      "run `gitstore keys restore` first; nothing was written")
+        self.require_keys(repo, state)
         if repo.codec is not None:  # an encrypted customer: checked in clear, stored sealed
             one = plan.changed_turns if plan.change == ChangeKind.TURN and state else None
             base = (state.files, state.stored) if state and state.stored is not None else None
@@ -504,15 +508,18 @@ class Writer:
             upkeep.start(self.customer)
 
     def earlier(self, repo: backend.Repo, ref: str, key: str,
-                 by: Authorship | None = None) -> Written | None:
+                 by: Authorship | None = None, *, deep: bool = False,
+                 actor: str | None = None) -> Written | None:
         """The write an idempotency key already produced on ``ref``, if any
-        (within ``by.idempotency_window`` of ``by``'s time, when it has one)."""
+        (within ``by.idempotency_window`` of ``by``'s time, when it has one;
+        ``deep``: among :data:`IDEMPOTENCY_SCAN` commits even then, for a turn a
+        writer that died may have written in a group). ``actor`` asked again."""
         tip = repo.ref_target(ref)
         if tip is None:
             return None
         window = by.idempotency_window if by is not None else None
         moment = by.time if by is not None else None
-        scan = IDEMPOTENCY_SCAN if window is None else RETRY_SCAN
+        scan = IDEMPOTENCY_SCAN if window is None or deep else RETRY_SCAN
         for n, info in enumerate(repo.first_parents(tip)):
             if n >= scan:
                 break
@@ -526,7 +533,8 @@ class Writer:
                 completeness = (info.trailer(Trailer.COMPLETENESS) or "").rstrip("%")
                 tag = repo.tag(str(version)) if info.finalizes else None
                 self.customer.audit("write:replayed", rev=str(version), commit=info.id,
-                                    detail=f"idempotency key matched {info.id[:12]}")
+                                    detail=f"idempotency key matched {info.id[:12]}",
+                                    actor=actor)
                 return Written(info.id, version, info.change or "", info.trailer(
                     Trailer.MANIFEST) or "", int(completeness) if completeness.isdigit()
                     else None, int(turn) if turn and turn.isdigit() else None,
