@@ -530,3 +530,33 @@ def test_a_sealed_tip_this_store_has_no_keys_for_is_refused_in_a_group_too(
         Store(b.root).customer(CUSTOMER).session().append_turn(turn("leader plain", 3))
     assert spool_b.outcome(ticket) is None  # its writer writes it, and is refused
     assert git(b.root / CUSTOMER, "rev-parse", "v1").strip() == before
+
+
+def test_a_waiter_returns_as_soon_as_its_turn_is_written_without_the_lock(store: Store
+                                                                          ) -> None:
+    result: list[Any] = []
+    with lock_held(store):
+        t = threading.Thread(target=lambda: result.append(
+            Store(store.root).customer(CUSTOMER).session().append_turn(turn("quick", 1))))
+        t.start()
+        wait_for(lambda: len(spooled(store)) == 1, "the spooled turn")
+        ticket = spooled(store)[0].removesuffix(".turn")
+        # a leader (this thread, holding the lock) claims and writes it
+        customer = Store(store.root).customer(CUSTOMER)
+        sp = groupcommit.Spool(customer, customer.session().scenario)
+        (claimed,) = sp.claim(15, Store(store.root).profile)
+        assert claimed.ticket == ticket
+        tip = git(store.root / CUSTOMER, "rev-parse", "v1").strip()
+        from gitstore.core.versions import Version
+        sp.finish(ticket, groupcommit.Written(tip, Version(1, 0, 0), "turn", "sha256:x"))
+        t.join(timeout=10)
+        assert not t.is_alive(), "the writer waited for the lock"
+    assert result and result[0].commit == tip
+
+
+def test_staged_copies_never_take_other_writers_turns() -> None:
+    from gitstore.ops.importing import StagingCustomer
+    from gitstore.ops.rebase import StagedCustomer
+    from gitstore.store.context import CustomerContext
+    assert CustomerContext.shared
+    assert not StagingCustomer.shared and not StagedCustomer.shared

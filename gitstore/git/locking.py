@@ -23,11 +23,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from gitstore.errors import ConflictError, StorageError
 
 #: Seconds a writer waits for the lock before ``on_wait`` is called.
 WAIT_NOTICE = 1.0
+
+T = TypeVar("T")
 
 
 def private_dirs(path: Path, levels: int = 1) -> None:
@@ -42,13 +45,17 @@ def private_dirs(path: Path, levels: int = 1) -> None:
 
 @contextmanager
 def writer_lock(lock_dir: Path, customer: str, timeout: float,
-                on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+                on_wait: Callable[[str], None] | None = None,
+                until: Callable[[], T | None] | None = None) -> Iterator[T | None]:
     """Hold the customer's writer lock for the duration of the block.
 
     Waits up to ``timeout`` seconds (polling with exponential backoff capped at
     1 ms, so a waiting writer takes over soon after the holder is done), then
     raises :class:`ConflictError`. ``on_wait(customer)`` is called once if the
     lock is still held by another writer after :data:`WAIT_NOTICE` seconds.
+    ``until`` is asked between tries: once it returns a value, the wait ends
+    without the lock and the block gets that value (holding the lock, it gets
+    None). One open file serves every try.
     """
     try:
         private_dirs(lock_dir, levels=2)  # <root>/.gitstore/locks
@@ -68,6 +75,9 @@ def writer_lock(lock_dir: Path, customer: str, timeout: float,
             except OSError as exc:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise StorageError(f"cannot lock {customer}: {exc.strerror}") from None
+            if until is not None and (found := until()) is not None:
+                yield found
+                return
             now = time.monotonic()
             if now >= deadline:
                 raise ConflictError(
@@ -78,7 +88,7 @@ def writer_lock(lock_dir: Path, customer: str, timeout: float,
             time.sleep(delay)
             delay = min(delay * 2, 0.001)  # short: hand-offs between writers stay quick
         try:
-            yield
+            yield None
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:

@@ -37,7 +37,7 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -100,9 +100,12 @@ class StagingCustomer(Customer):
         super().__init__(store, name, api_key)
         self.path = path
 
+    shared = False
+
     @contextmanager
-    def locked(self, timeout: float | None = None) -> Iterator[None]:
-        yield
+    def locked(self, timeout: float | None = None,
+               until: Callable[[], Any] | None = None) -> Iterator[None]:
+        yield None
 
 
 def import_file(store: Store, path: Path, name: str | None = None) -> list[str]:

@@ -44,7 +44,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -115,9 +115,12 @@ class StagedCustomer(Customer):
         super().__init__(store, name, api_key)
         self.path = path
 
+    shared = False
+
     @contextlib.contextmanager
-    def locked(self, timeout: float | None = None) -> Iterator[None]:
-        yield
+    def locked(self, timeout: float | None = None,
+               until: Callable[[], Any] | None = None) -> Iterator[None]:
+        yield None
 
     def audit(self, op: str, *, rev: str | None = None, commit: str | None = None,
               document: str | None = None, detail: str | None = None,

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from gitstore.core import lazy
 from gitstore.core.names import KEYS_DIR, SEALED_TRAILER, STORE_DIR, check_customer
@@ -77,6 +77,7 @@ else:  # not needed to read (gitstore.core.lazy)
     integrity = lazy.module("gitstore.git.integrity")
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 NAME_KEY_FILE = "name-key"
 ENCRYPTED_KEY = "gitstore.encrypted"
@@ -359,16 +360,24 @@ class CustomerContext:
         self.require()
         return AuditLog(self.path)
 
+    shared: ClassVar[bool] = True
+    """Whether other processes write to this repository under its lock (a staged
+    copy's no-op lock says no: no turn of another writer is written to it)."""
+
     @contextmanager
-    def locked(self, timeout: float | None = None) -> Iterator[None]:
+    def locked(self, timeout: float | None = None,
+               until: Callable[[], T | None] | None = None) -> Iterator[T | None]:
         """Hold this customer's writer lock (every change to the repository's refs
         happens under it), waiting ``timeout`` seconds at most (default: the
-        store's ``lock_timeout``; ConflictError after)."""
+        store's ``lock_timeout``; ConflictError after). ``until``: stop waiting,
+        without the lock, once it returns a value, which the block gets (see
+        :func:`gitstore.git.locking.writer_lock`)."""
         wait = check_wait(timeout)
         if wait is None:
             wait = self.store.config.lock_timeout
-        with writer_lock(self.store.lock_dir, self.name, wait, on_wait=self.store.lock_wait):
-            yield
+        with writer_lock(self.store.lock_dir, self.name, wait, on_wait=self.store.lock_wait,
+                         until=until) as found:
+            yield found
 
     def ensure_repo(self) -> backend.Repo:
         """Create the repository if it does not exist (callers hold the writer lock)."""

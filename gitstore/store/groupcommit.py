@@ -59,7 +59,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -161,7 +161,8 @@ def append(writer: Writer, scenario: Scenario, request: Request, build_of: Build
 def batchable(customer: CustomerContext, request: Request) -> bool:
     """Whether this turn may be written with others' (see the module docstring)."""
     store = customer.store
-    return request.profile is not None and not store.config.hash_names and \
+    return request.profile is not None and customer.shared and \
+        not store.config.hash_names and \
         customer.exists and not customer.encrypted and \
         customer.repo.layout_setting() == 2
 
@@ -182,34 +183,47 @@ def _lock_if_free(customer: CustomerContext) -> Iterator[bool]:
 
 def _wait(writer: Writer, scenario: Scenario, spool: Spool, request: Request, ticket: str,
           build_of: BuildOf) -> Written:
-    """A spooled turn's writer: waits for the lock, then returns the outcome a
-    leader left, or leads itself."""
+    """A spooled turn's writer: waits until a leader has written its turn (its
+    outcome appears: the branch has moved, so it returns at once, without the
+    lock) or the lock is free (then it takes the outcome, or leads itself)."""
     customer = writer.customer
+    try:
+        done = _until_done_or_free(writer, scenario, spool, request, ticket, build_of,
+                                   request.wait)
+    except BaseException:
+        spool.withdraw(ticket)
+        raise
+    if done is not None:
+        return done
+    if spool.withdraw(ticket):  # timed out before any leader took the turn: nothing written
+        raise ConflictError(f"timed out after {request.wait:g}s waiting for another writer "
+                            f"to {customer.name}")
+    done = _until_done_or_free(writer, scenario, spool, request, ticket, build_of,
+                               request.wait)
+    if done is not None:  # the leader that took it is done with it
+        return done
+    raise ConflictError(f"timed out waiting for another writer to {customer.name}, which "
+                        "had taken this turn to write it; send the same turn again to "
+                        "learn whether it was written")
+
+
+def _until_done_or_free(writer: Writer, scenario: Scenario, spool: Spool, request: Request,
+                        ticket: str, build_of: BuildOf, wait: float) -> Written | None:
+    """Wait at most ``wait`` seconds for the ticket's outcome (returned at once,
+    without the lock) or the lock (then the outcome, or this writer leads); None
+    when neither came."""
     held = False
     try:
-        with customer.locked():
-            held = True
-            return spool.outcome(ticket) or _lead(writer, scenario, spool, request, ticket,
-                                                  build_of)
-    except ConflictError:
-        if held or spool.withdraw(ticket):
-            raise  # timed out before any leader took the turn: nothing was written
-    except BaseException:
-        if not held:
-            spool.withdraw(ticket)
-        raise
-    held = False
-    try:  # a leader has the turn and is writing it: wait for what it did
-        with customer.locked():
+        with writer.customer.locked(wait, until=lambda: spool.outcome(ticket)) as done:
+            if done is not None:
+                return done
             held = True
             return spool.outcome(ticket) or _lead(writer, scenario, spool, request, ticket,
                                                   build_of)
     except ConflictError:
         if held:
             raise
-        raise ConflictError(f"timed out waiting for another writer to {customer.name}, "
-                            "which had taken this turn to write it; send the same turn "
-                            "again to learn whether it was written") from None
+        return None
 
 
 def _lead(writer: Writer, scenario: Scenario, spool: Spool, mine: Request,
@@ -226,7 +240,13 @@ def _lead(writer: Writer, scenario: Scenario, spool: Spool, mine: Request,
         # a spooled turn of its own may be in a group a leader wrote and died after
         group = sorted([Claimed(None, mine, ticket is not None), *claimed],
                        key=lambda c: c.request.stamp)
-        outcomes = _write_group(writer, scenario, group, build_of)
+
+        def more(limit: int) -> list[Claimed]:  # turns spooled while the group was built
+            found = spool.claim(limit, mine.profile, skip={c.ticket for c in claimed})
+            claimed.extend(found)
+            return found
+
+        outcomes = _write_group(writer, scenario, group, build_of, more)
     finally:  # a turn left without an outcome is written by its own writer
         for other in claimed:
             done = outcomes.get(other.ticket)
@@ -248,6 +268,20 @@ class Claimed(NamedTuple):
     orphan: bool
 
 
+def _members(group: list[Claimed], more: Callable[[int], list[Claimed]]
+             ) -> Iterator[Claimed]:
+    """The group's requests, then those ``more`` claims meanwhile (the group grows)."""
+    i = 0
+    while True:
+        while i < len(group):
+            yield group[i]
+            i += 1
+        extra = more(BATCH - len(group)) if len(group) < BATCH else []
+        if not extra:
+            return
+        group.extend(extra)
+
+
 class _Made(NamedTuple):
     commit: str
     prepared: Any
@@ -257,11 +291,12 @@ class _Made(NamedTuple):
     actor: str
 
 
-def _write_group(writer: Writer, scenario: Scenario, group: list[Claimed], build_of: BuildOf
-                 ) -> dict[str | None, Written | GitStoreError]:
+def _write_group(writer: Writer, scenario: Scenario, group: list[Claimed], build_of: BuildOf,
+                 more: Callable[[int], list[Claimed]]) -> dict[str | None, Written | GitStoreError]:
     """Make a commit per request on the one before, write them as one pack and
     move the branch once; a request that fails a check gets its error as its
-    outcome and the next builds on the turn before it."""
+    outcome and the next builds on the turn before it. Turns spooled while the
+    group is made (``more``) join it, up to :data:`BATCH`."""
     customer, store = writer.customer, writer.store
     repo = customer.repo
     writer.preflight(repo, scenario)
@@ -273,7 +308,7 @@ def _write_group(writer: Writer, scenario: Scenario, group: list[Claimed], build
         made: list[_Made] = []
         by_key: dict[str, Written] = {}
         again: list[tuple[Written, str]] = []
-        for ticket, request, orphan in group:
+        for ticket, request, orphan in _members(group, more):
             by = request.by
             if by.idempotency_window is not None and by.time is None:
                 by = by._replace(time=store.now())  # the window's and the commit's
@@ -359,7 +394,8 @@ class Spool:
         _write_new(self.dir, self._path(ticket, "turn"), request.to_json())
         return ticket
 
-    def claim(self, limit: int, profile: str | None) -> list[Claimed]:
+    def claim(self, limit: int, profile: str | None, skip: Collection[str | None] = ()
+              ) -> list[Claimed]:
         """Claim up to ``limit`` requests of ``profile``, oldest first, with those
         a dead leader claimed (the caller holds the writer lock). Removed instead:
         a request past its writer's wait (:data:`GRACE` after it, twice that wait
@@ -378,7 +414,7 @@ class Spool:
             if state in ("done", "tmp"):
                 _remove_if_stale(path, now)
                 continue
-            if state not in ("turn", "claimed") or len(found) >= limit:
+            if state not in ("turn", "claimed") or len(found) >= limit or ticket in skip:
                 continue
             request = _read_request(path)
             if request is None:
