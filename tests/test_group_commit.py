@@ -560,3 +560,56 @@ def test_staged_copies_never_take_other_writers_turns() -> None:
     from gitstore.store.context import CustomerContext
     assert CustomerContext.shared
     assert not StagingCustomer.shared and not StagedCustomer.shared
+
+
+def test_a_waiter_with_no_lock_timeout_waits_and_is_written(store: Store) -> None:
+    result: list[Any] = []
+    with lock_held(store):
+        t = threading.Thread(target=lambda: result.append(
+            Store(store.root, lock_timeout=float("inf")).customer(CUSTOMER).session()
+            .append_turn(turn("patient", 1))))
+        t.start()
+        wait_for(lambda: len(spooled(store)) == 1, "the spooled turn")
+    t.join(timeout=30)
+    assert result and result[0].turn == 1
+    bad = store.root / ".gitstore" / "config.json"
+    bad.write_text('{"lock_timeout": NaN}', encoding="utf-8")
+    from gitstore.errors import UsageError
+    with pytest.raises(UsageError):
+        Store(store.root)
+
+
+def test_a_waiter_leading_alone_finds_its_turn_a_dead_leader_wrote_deep(store: Store) -> None:
+    """Its leader wrote it and died; more than the retry scan's commits came after."""
+    repo = store.root / CUSTOMER
+    the_turn = turn("the turn", 1)
+    result: list[Any] = []
+    with lock_held(store):
+        t = threading.Thread(target=lambda: result.append(
+            Store(store.root).customer(CUSTOMER).session().append_turn(the_turn)))
+        t.start()
+        wait_for(lambda: len(spooled(store)) == 1, "the spooled turn")
+        name = spooled(store)[0]
+        os.replace(spool_dir(store) / name, spool_dir(store) / name.replace(".turn", ".claimed"))
+        handle = Store(store.root)
+        session = handle.customer(CUSTOMER).session()
+        for data in [the_turn] + [turn(f"other {i}", 2) for i in range(RETRY_SCAN)]:
+            session.writer.write_held(session.scenario, session._turn_plan(
+                request(handle, data)), request(handle, data).by)
+    t.join(timeout=30)
+    assert result and result[0].replayed
+    keys = git(repo, "log", "--format=%(trailers:key=Idempotency-Key,valueonly)", "v1").split()
+    assert keys.count(turn_key(the_turn)) == 1
+
+
+@pytest.mark.parametrize("field,value", [("stamp", 10 ** 400), ("stamp", -1),
+                                         ("wait", -1), ("window", "x")])
+def test_a_request_with_values_out_of_range_is_removed(store: Store, field: str,
+                                                       value: Any) -> None:
+    d = spool_dir(store)
+    d.mkdir(parents=True)
+    data = {**request(store, turn("odd", 1)).to_json(), field: value}
+    (d / f"{time.time_ns():020d}-1-0ddba11.turn").write_text(json.dumps(data),
+                                                             encoding="utf-8")
+    Store(store.root).customer(CUSTOMER).session().append_turn(turn("mine", 2))
+    assert os.listdir(d) == []

@@ -255,6 +255,9 @@ def grown(tmp_path: Path) -> Any:
                                                    created="2025-01-15T10:30:00Z")
     for i in range(1, 140):
         session.append_turn(_turn(i))
+    # its background maintenance replaces packs: plain git copying the repository
+    # (a local clone) must not run beside it
+    Store.wait_for_maintenance()
     return store, session
 
 

@@ -174,7 +174,8 @@ def _apply(cfg: Config, data: Any, origin: str) -> Config:
                                  "(0 turns automatic maintenance off)")
             changes[key] = value
         elif key == "lock_timeout":
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            if not isinstance(value, int | float) or isinstance(value, bool) or \
+                    not value >= 0:  # NaN too
                 raise UsageError(f"{origin}: lock_timeout must be a non-negative number")
             changes[key] = float(value)
         elif key == "hooks":

@@ -54,7 +54,9 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import math
 import os
 import secrets
 import stat
@@ -126,7 +128,8 @@ class Request(NamedTuple):
                 isinstance(data[k], str) or data[k] is None
                 for k in ("message", "redacted", "profile", "author", "time", "key")) or \
                 not isinstance(data["actor"], str) or type(data["stamp"]) is not int or \
-                not isinstance(data["wait"], int | float) or \
+                not 0 < data["stamp"] < 1 << 63 or \
+                not isinstance(data["wait"], int | float) or not data["wait"] >= 0 or \
                 not isinstance(data["window"], int | float | None):
             raise TypeError("not a spooled turn")
         by = authorship(data["author"], data["time"], data["key"])
@@ -214,7 +217,8 @@ def _until_done_or_free(writer: Writer, scenario: Scenario, spool: Spool, reques
     when neither came."""
     held = False
     try:
-        with writer.customer.locked(wait, until=lambda: spool.outcome(ticket)) as done:
+        with writer.customer.locked(wait if math.isfinite(wait) else None,  # inf: forever
+                                    until=lambda: spool.outcome(ticket)) as done:
             if done is not None:
                 return done
             held = True
@@ -235,8 +239,9 @@ def _lead(writer: Writer, scenario: Scenario, spool: Spool, mine: Request,
     outcomes: dict[str | None, Written | GitStoreError] = {}
     try:
         claimed = spool.claim(BATCH - 1, mine.profile)
-        if not claimed:
-            return writer.write_held(scenario, build_of(mine), mine.by)
+        if not claimed:  # alone; a leader that died may have written its spooled turn
+            return writer.write_held(scenario, build_of(mine), mine.by,
+                                     deep=ticket is not None)
         # a spooled turn of its own may be in a group a leader wrote and died after
         group = sorted([Claimed(None, mine, ticket is not None), *claimed],
                        key=lambda c: c.request.stamp)
@@ -498,17 +503,27 @@ def _read_request(path: Path) -> Request | None:
     link or waiting on a FIFO, and must be a regular file."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError:
-        _remove(path)
+    except OSError as exc:  # a link (ELOOP) is no request; anything else may pass
+        if exc.errno == errno.ELOOP:
+            _remove(path)
         return None
     try:
-        with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise TypeError("not a regular file")
-            return Request.from_json(json.loads(fh.read(MAX_REQUEST + 1)))
-    except (ValueError, KeyError, TypeError, OSError, RecursionError, GitStoreError):
+        regular: bool | None = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = None
+    if not regular:
+        os.close(fd)
+        if regular is False:  # a directory, a FIFO
+            _remove(path)
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            data = fh.read(MAX_REQUEST + 1)
+        except OSError:
+            return None  # left for the next leader (its writer writes it meanwhile)
+    try:
+        return Request.from_json(json.loads(data))
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError, GitStoreError):
         _remove(path)
         return None
 

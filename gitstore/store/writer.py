@@ -173,15 +173,17 @@ class Writer:
         with self.customer.locked():
             return self.write_held(scenario, build, by)
 
-    def write_held(self, scenario: Scenario, build: Build, by: Authorship) -> Written:
-        """:meth:`write`, for a caller that holds the customer's writer lock."""
+    def write_held(self, scenario: Scenario, build: Build, by: Authorship, *,
+                   deep: bool = False) -> Written:
+        """:meth:`write`, for a caller that holds the customer's writer lock
+        (``deep``: see :meth:`earlier`)."""
         repo = self.customer.repo
         self.preflight(repo, scenario)
         key = by.idempotency_key
         if key is not None:
             if by.idempotency_window is not None and by.time is None:
                 by = by._replace(time=self.store.now())  # the window's and the commit's
-            earlier = self.earlier(repo, scenario.branch_ref, key, by)
+            earlier = self.earlier(repo, scenario.branch_ref, key, by, deep=deep)
             if earlier is not None:
                 return earlier
         for _ in range(MAX_ATTEMPTS):
