@@ -75,6 +75,29 @@ def lock_held(store: Store) -> Iterator[None]:
         yield
 
 
+def waiter(store: Store, result: list[Any], data: dict[str, Any], **options: Any
+           ) -> threading.Thread:
+    """A thread appending ``data`` through its own handle; its result or error goes
+    to ``result``. Returns once the turn is spooled (the caller holds the lock)."""
+    def run() -> None:
+        try:
+            result.append(Store(store.root, **options).customer(CUSTOMER).session()
+                          .append_turn(data))
+        except Exception as exc:
+            result.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    wait_for(lambda: len(spooled(store)) == 1, "the spooled turn")
+    return t
+
+
+def claim_the_spooled_turn(store: Store) -> None:
+    """What a leader does first (and a dead one leaves behind): the claim."""
+    name = spooled(store)[0]
+    os.replace(spool_dir(store) / name, spool_dir(store) / name.replace(".turn", ".claimed"))
+
+
 def reflog(repo: Path) -> list[str]:
     return git(repo, "reflog", "show", "--format=%gs", "refs/heads/v1").splitlines()
 
@@ -304,21 +327,9 @@ def test_a_writer_whose_turn_was_claimed_waits_for_the_outcome(store: Store) -> 
     waits on, and (this leader leaving no outcome) writes the turn itself."""
     repo = store.root / CUSTOMER
     result: list[Any] = []
-
-    def writer() -> None:
-        try:
-            result.append(Store(store.root, lock_timeout=0.4).customer(CUSTOMER).session()
-                          .append_turn(turn("claimed", 1)))
-        except Exception as exc:
-            result.append(exc)
-
     with lock_held(store):
-        t = threading.Thread(target=writer)
-        t.start()
-        wait_for(lambda: len(spooled(store)) == 1, "the spooled turn")
-        name = spooled(store)[0]
-        os.replace(spool_dir(store) / name,
-                   spool_dir(store) / name.replace(".turn", ".claimed"))
+        t = waiter(store, result, turn("claimed", 1), lock_timeout=0.4)
+        claim_the_spooled_turn(store)
         time.sleep(0.6)  # past the writer's first timeout
     t.join(timeout=60)
     assert len(result) == 1 and not isinstance(result[0], Exception), result
@@ -327,21 +338,9 @@ def test_a_writer_whose_turn_was_claimed_waits_for_the_outcome(store: Store) -> 
 
 def test_a_claimed_turn_still_unwritten_after_two_timeouts_says_so(store: Store) -> None:
     result: list[Any] = []
-
-    def writer() -> None:
-        try:
-            Store(store.root, lock_timeout=0.3).customer(CUSTOMER).session().append_turn(
-                turn("stuck", 1))
-        except Exception as exc:
-            result.append(exc)
-
     with lock_held(store):
-        t = threading.Thread(target=writer)
-        t.start()
-        wait_for(lambda: len(spooled(store)) == 1, "the spooled turn")
-        name = spooled(store)[0]
-        os.replace(spool_dir(store) / name,
-                   spool_dir(store) / name.replace(".turn", ".claimed"))
+        t = waiter(store, result, turn("stuck", 1), lock_timeout=0.3)
+        claim_the_spooled_turn(store)
         t.join(timeout=60)
     assert len(result) == 1 and isinstance(result[0], ConflictError), result
     assert "had taken this turn" in str(result[0]) and result[0].exit_code == 6
