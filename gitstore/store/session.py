@@ -221,7 +221,11 @@ class Session:
         (equal canonical JSON, ``turn_id`` aside) sent again within
         :data:`~gitstore.store.writer.RETRY_WINDOW` of the first (write times, among
         the scenario's newest :data:`~gitstore.store.writer.RETRY_SCAN` commits)
-        returns the first write (``replayed``) instead of storing a copy."""
+        returns the first write (``replayed``) instead of storing a copy.
+
+        When another writer holds the customer's lock, the turn waits in the spool
+        and may be written by that writer, together with others, still as a commit
+        of its own (:mod:`gitstore.store.groupcommit`)."""
         message = text_or_none(message, "message")
         limit = self.customer.store.config.max_document_bytes
         data = to_json(turn, CONV, limit, pointer="/conversation_turns/-")
