@@ -67,18 +67,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from gitstore.core import files as sessionfiles
-from gitstore.core import manifest
 from gitstore.core.commits import CommitInfo
-from gitstore.core.documents import offset_minutes
 from gitstore.core.names import MANIFEST
-from gitstore.core.versions import Scenario, Version
+from gitstore.core.versions import Scenario
 from gitstore.errors import ConflictError, GitStoreError
 from gitstore.git import repo as backend
 from gitstore.git.locking import private_dirs
 from gitstore.store.authorship import Authorship, authorship
 from gitstore.store.context import CustomerContext
-from gitstore.store.plan import Build, Plan, Written
-from gitstore.store.tip import mark_verified
+from gitstore.store.plan import Build, Made, Written
 from gitstore.store.writer import MAX_ATTEMPTS, Writer
 
 __all__ = ["BATCH", "Request", "Spool", "append"]
@@ -287,15 +284,6 @@ def _members(group: list[Claimed], more: Callable[[int], list[Claimed]]
         group.extend(extra)
 
 
-class _Made(NamedTuple):
-    commit: str
-    prepared: Any
-    data: bytes
-    plan: Plan
-    files: Any
-    actor: str
-
-
 def _write_group(writer: Writer, scenario: Scenario, group: list[Claimed], build_of: BuildOf,
                  more: Callable[[int], list[Claimed]]) -> dict[str | None, Written | GitStoreError]:
     """Make a commit per request on the one before, write them as one pack and
@@ -310,7 +298,8 @@ def _write_group(writer: Writer, scenario: Scenario, group: list[Claimed], build
         start = cur = writer.tip(repo, scenario)
         writer.require_keys(repo, start)
         outcomes: dict[str | None, Written | GitStoreError] = {}
-        made: list[_Made] = []
+        made: list[Made] = []
+        actors: list[str] = []
         by_key: dict[str, Written] = {}
         again: list[tuple[Written, str]] = []
         for ticket, request, orphan in _members(group, more):
@@ -330,32 +319,26 @@ def _write_group(writer: Writer, scenario: Scenario, group: list[Claimed], build
                     outcomes[ticket] = earlier
                     continue
                 plan = writer.screen(build_of(request)(cur), cur.session_id, by)
-                files, proposal = writer.check(cur.session_id, plan, 2)
-                prepared = repo.prepare_session_tree(files, parts=True, materialise=False,
-                                                     base=cur.tip)
-                digest = manifest.digest(prepared.manifest)
-                agent = by.author or store.config.agent
-                text = writer.message(plan, cur.session_id, agent, proposal.completeness,
-                                      digest, key, anchor)
-                when = by.time or store.now()
-                ts, offset = int(when.timestamp()), offset_minutes(when)
-                commit, data = repo.commit_data(
-                    prepared, parents=[cur.tip], author=agent, committer=store.config.committer,
-                    message=text, time=ts, offset=offset, sign=store.signer)
+                one = writer.make(repo, cur, cur.session_id, plan, by, anchor=anchor)
             except GitStoreError as exc:
                 outcomes[ticket] = exc
                 continue
-            mark_verified(prepared.tree)  # the pipeline has just checked these files
-            made.append(_Made(commit, prepared, data, plan, files, request.actor))
-            outcomes[ticket] = written = Written(commit, plan.version, plan.change, digest,
-                                                 proposal.completeness, plan.turn)
+            if isinstance(one, Written):  # unchanged: nothing to commit
+                outcomes[ticket] = one
+                continue
+            made.append(one)
+            actors.append(request.actor)
+            outcomes[ticket] = written = Written(one.commit, one.plan.version, one.plan.change,
+                                                 one.digest, one.completeness, one.plan.turn)
             if key:
                 by_key[key] = written
+            prepared = one.prepared
             logical = prepared.logical[0] if prepared.logical is not None else \
-                sessionfiles.updated(files, {MANIFEST: prepared.manifest})
-            cur = cur._replace(tip=commit, files=logical, info=CommitInfo(
-                commit, prepared.tree, (cur.tip,), agent, store.config.committer, ts, offset,
-                text, author_time=ts, author_offset=offset))
+                sessionfiles.updated(one.stored, {MANIFEST: prepared.manifest})
+            cur = cur._replace(tip=one.commit, files=logical, info=CommitInfo(
+                one.commit, prepared.tree, (cur.tip,), one.author, store.config.committer,
+                one.time, one.offset, one.message, author_time=one.time,
+                author_offset=one.offset))
         if not made:
             return outcomes
         repo.write_commits_pack([(m.prepared, m.data) for m in made])
@@ -367,9 +350,8 @@ def _write_group(writer: Writer, scenario: Scenario, group: list[Claimed], build
             continue
         kept = min((min(m.plan.changed_turns or (0,)) for m in made), default=0)
         size = sum(len(d) for m in made for _, d in m.prepared.objects)
-        warnings = writer.after_commit(last.plan, [m.commit for m in made], last.files,
-                                       last.plan.parsed, size, kept, start.tip,
-                                       [m.actor for m in made])
+        warnings = writer.after_commit(last.plan, [m.commit for m in made], last.stored,
+                                       last.parsed, size, kept, start.tip, actors)
         for first, actor in again:
             with contextlib.suppress(GitStoreError, OSError):
                 customer.audit("write:replayed", rev=str(first.version), commit=first.commit,
@@ -462,10 +444,7 @@ class Spool:
         if not isinstance(data, dict):
             return None
         try:
-            return Written(str(data["commit"]), Version.parse(str(data["version"])),
-                           str(data["change"]), str(data["manifest"]), data["completeness"],
-                           data["turn"], data["tag"], bool(data["replayed"]),
-                           tuple(map(str, data["warnings"])))
+            return Written.from_json(data)
         except (KeyError, TypeError, GitStoreError):
             return None
 

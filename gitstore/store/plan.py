@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from gitstore.core.versions import Version
 
 if TYPE_CHECKING:
+    from gitstore.core.commits import Identity
+    from gitstore.git.trees import Prepared
     from gitstore.store.tip import State
 
-__all__ = ["Build", "Plan", "Written"]
+__all__ = ["Build", "Made", "Plan", "Written"]
 
 
 class Written(NamedTuple):
@@ -44,6 +46,15 @@ class Written(NamedTuple):
                 "turn": self.turn, "completeness": self.completeness,
                 "manifest": self.manifest, "tag": self.tag, "replayed": self.replayed,
                 "warnings": list(self.warnings)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Written:
+        """The inverse of :meth:`to_json` (KeyError, TypeError or a GitStoreError
+        for what it did not write)."""
+        return cls(str(data["commit"]), Version.parse(str(data["version"])),
+                   str(data["change"]), str(data["manifest"]), data["completeness"],
+                   data["turn"], data["tag"], bool(data["replayed"]),
+                   tuple(map(str, data["warnings"])))
 
 
 @dataclass
@@ -77,3 +88,25 @@ class Plan:
 
 
 Build = Callable[["State"], Plan]
+
+
+class Made(NamedTuple):
+    """A commit made from a checked plan but not written yet
+    (:meth:`gitstore.store.writer.Writer.make`): its id and bytes, its prepared
+    tree, the plan as committed (an encrypted one carries its ``Sealed-Digest``),
+    the files as stored and their parsed documents, the manifest digest, the
+    completeness the hooks saw, and who, when (seconds, offset minutes) and with
+    which message."""
+
+    commit: str
+    data: bytes
+    prepared: Prepared
+    plan: Plan
+    stored: Mapping[str, bytes]
+    parsed: dict[str, Any]
+    digest: str
+    completeness: int | None
+    author: Identity
+    time: int
+    offset: int
+    message: str

@@ -37,7 +37,7 @@ a given ``idempotency_key`` names at most one commit of a scenario (a key with a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -73,6 +73,7 @@ from gitstore.store.authorship import Authorship as Authorship
 from gitstore.store.authorship import authorship as authorship
 from gitstore.store.context import CustomerContext
 from gitstore.store.plan import Build as Build
+from gitstore.store.plan import Made
 from gitstore.store.plan import Plan as Plan
 from gitstore.store.plan import Written as Written
 from gitstore.store.tip import (
@@ -329,6 +330,37 @@ class Writer:
         """Check (unless already ``checked``), write and publish one commit; the
         caller holds the writer lock. Returns None when the compare-and-swap lost
         to another writer."""
+        made = self.make(repo, state, session_id, plan, by, checked)
+        if isinstance(made, Written):
+            return made
+        commit, plan, prepared = made.commit, made.plan, made.prepared
+        repo.write_commits_pack([(prepared, made.data)])  # one pack: new objects and commit
+        try:
+            repo.update_ref(plan.version.scenario.branch_ref, commit,
+                            state.tip if state else None, f"gitstore: {plan.summary}")
+        except backend.RefConflict:
+            return None
+        tag_id = None
+        if plan.finalizing:
+            tag_when = by.tag_time or by.time
+            tag_id = cut_tag(repo, commit, repo.commit(commit),
+                             int(tag_when.timestamp()) if tag_when else made.time,
+                             offset_minutes(tag_when) if tag_when else made.offset,
+                             self.store.signer, message=_retarget(by.tag_message, commit),
+                             tagger=by.tagger)
+        warnings = self.after_commit(plan, [commit], made.stored, made.parsed,
+                                     sum(len(data) for _, data in prepared.objects))
+        return Written(commit, plan.version, plan.change, made.digest, made.completeness,
+                       plan.turn, tag_id, warnings=warnings)
+
+    def make(self, repo: backend.Repo, state: State | None, session_id: str, plan: Plan,
+             by: Authorship, checked: tuple[Mapping[str, bytes], Proposal] | None = None,
+             anchor: str | None = None) -> Made | Written:
+        """Check (unless already ``checked``) and make one commit on ``state``'s tip
+        (one :meth:`~gitstore.git.repo.Repo.commit_data` made counts), sealed for an
+        encrypted customer; nothing is written. A change that leaves the files as
+        they are returns the tip as an ``unchanged`` :class:`Written`. ``anchor``:
+        the access log's head to record (default: read now)."""
         store = self.store
         parent = state.tip if state else None
         layout = repo.layout_for(parent)
@@ -355,7 +387,7 @@ class Writer:
         agent = by.author or store.config.agent
         text = by.message if by.message is not None else self.message(
             plan, session_id, agent, proposal.completeness, digest, by.idempotency_key,
-            self.audit_anchor())
+            anchor if anchor is not None else self.audit_anchor())
         if by.message is not None:
             text, prepared = self.replayed(repo, text, files, stored, prepared, parent, plan)
             digest = manifest.digest(prepared.manifest)
@@ -366,22 +398,8 @@ class Writer:
             prepared, parents=[*([state.tip] if state else []), *plan.merged], author=agent,
             committer=store.config.committer, message=text, time=ts, offset=offset,
             sign=store.signer)
-        repo.write_commits_pack([(prepared, data)])  # one pack: the new objects and the commit
-        try:
-            repo.update_ref(plan.version.scenario.branch_ref, commit,
-                            state.tip if state else None, f"gitstore: {plan.summary}")
-        except backend.RefConflict:
-            return None
-        tag_id = None
-        if plan.finalizing:
-            tag_when = by.tag_time or when
-            tag_id = cut_tag(repo, commit, repo.commit(commit), int(tag_when.timestamp()),
-                             offset_minutes(tag_when), store.signer,
-                             message=_retarget(by.tag_message, commit), tagger=by.tagger)
-        warnings = self.after_commit(plan, [commit], stored, parsed,
-                                      sum(len(data) for _, data in prepared.objects))
-        return Written(commit, plan.version, plan.change, digest, proposal.completeness,
-                       plan.turn, tag_id, warnings=warnings)
+        return Made(commit, data, prepared, plan, stored, parsed, digest,
+                    proposal.completeness, agent, ts, offset, text)
 
     @staticmethod
     def replayed(repo: backend.Repo, text: str, files: Mapping[str, bytes],
@@ -456,7 +474,7 @@ class Writer:
     # -- after the commit ------------------------------------------------------
     def after_commit(self, plan: Plan, commits: list[str], files: Mapping[str, bytes],
                      parsed: dict[str, Any], written: int, kept: int | None = None,
-                     since: str | None = None, actors: list[str | None] | None = None
+                     since: str | None = None, actors: Sequence[str | None] | None = None
                      ) -> tuple[str, ...]:
         """Catalog, maintenance counter (``written``: the bytes of the objects the
         commits added) and an audit record per commit; each may fail without
