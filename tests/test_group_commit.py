@@ -612,3 +612,17 @@ def test_a_request_with_values_out_of_range_is_removed(store: Store, field: str,
                                                              encoding="utf-8")
     Store(store.root).customer(CUSTOMER).session().append_turn(turn("mine", 2))
     assert os.listdir(d) == []
+
+
+def test_a_spool_that_cannot_be_written_leaves_the_writer_waiting_alone(store: Store) -> None:
+    (store.root / ".gitstore" / "spool").write_bytes(b"")  # a file where the directory goes
+    result: list[Any] = []
+    with lock_held(store):
+        t = threading.Thread(target=lambda: result.append(
+            Store(store.root).customer(CUSTOMER).session().append_turn(turn("alone", 1))))
+        t.start()
+        time.sleep(0.3)
+        assert not result, "the writer did not wait for the lock"
+    t.join(timeout=30)
+    assert result and result[0].turn == 1
+    assert git(store.root / CUSTOMER, "rev-parse", "v1").strip() == result[0].commit

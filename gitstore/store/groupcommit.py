@@ -152,7 +152,10 @@ def append(writer: Writer, scenario: Scenario, request: Request, build_of: Build
         with _lock_if_free(customer) as free:
             if free:
                 return _lead(writer, scenario, spool, request, None, build_of)
-        ticket = spool.put(request)
+        try:
+            ticket = spool.put(request)
+        except OSError:  # no spool (full, read-only): wait for the lock alone
+            return writer.write(scenario, build_of(request), request.by)
         return _wait(writer, scenario, spool, request, ticket, build_of)
     finally:
         writer.start_maintenance()
