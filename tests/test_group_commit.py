@@ -92,6 +92,16 @@ def waiter(store: Store, result: list[Any], data: dict[str, Any], **options: Any
     return t
 
 
+def started_alone(store: Store, result: list[Any], data: dict[str, Any]) -> threading.Thread:
+    """A thread appending ``data`` that is not to spool it; returns once it has had
+    the time to (0.3 s; the caller holds the lock)."""
+    t = threading.Thread(target=lambda: result.append(
+        Store(store.root).customer(CUSTOMER).session().append_turn(data)))
+    t.start()
+    time.sleep(0.3)
+    return t
+
+
 def claim_the_spooled_turn(store: Store) -> None:
     """What a leader does first (and a dead one leaves behind): the claim."""
     name = spooled(store)[0]
@@ -389,10 +399,7 @@ def test_an_encrypted_customers_turns_are_never_spooled(tmp_path: Path) -> None:
     assert not groupcommit.batchable(store.customer(CUSTOMER), req)
     result: list[Any] = []
     with lock_held(store):
-        t = threading.Thread(target=lambda: result.append(
-            Store(store.root).customer(CUSTOMER).session().append_turn(turn("enc", 1))))
-        t.start()
-        time.sleep(0.3)
+        t = started_alone(store, result, turn("enc", 1))
         assert spooled(store) == []
     t.join(timeout=60)
     assert result and result[0].turn == 1
@@ -618,10 +625,7 @@ def test_a_spool_that_cannot_be_written_leaves_the_writer_waiting_alone(store: S
     (store.root / ".gitstore" / "spool").write_bytes(b"")  # a file where the directory goes
     result: list[Any] = []
     with lock_held(store):
-        t = threading.Thread(target=lambda: result.append(
-            Store(store.root).customer(CUSTOMER).session().append_turn(turn("alone", 1))))
-        t.start()
-        time.sleep(0.3)
+        t = started_alone(store, result, turn("alone", 1))
         assert not result, "the writer did not wait for the lock"
     t.join(timeout=30)
     assert result and result[0].turn == 1
