@@ -43,6 +43,11 @@ Measures (medians of ``--runs``; systems take turns going first with
    one bulk call; ADK: n append_event calls) and must end holding exactly
    n + runs + 1 turns, in order;
 2. growth: append time at the largest size ÷ at 10;
+   and, informational, **the durable git write floor**: a pack, its index and a
+   branch update written with plain system calls and libgit2's 5 fsyncs, no
+   content and no checks (``_GitFloor``), interleaved with gitstore's and
+   SQLiteSession's appends at 10 turns: what a git-backed store pays before it
+   does any work, against the 3x-SQLiteSession target;
 3. one 1,000-turn session built turn by turn by every system (interleaved);
    then the last 20 turns are read (``session.history(20)``, ``get_items(limit=20)``,
    ``get_state(...)``'s last 20, ``get_session(num_recent_events=20)``) and
@@ -90,6 +95,7 @@ import json
 import math
 import multiprocessing as mp
 import operator
+import os
 import queue
 import random
 import shutil
@@ -525,6 +531,7 @@ def run(ctx: Context) -> CaseResult:
     if not ctx.fsync:
         res.note("--no-fsync is ignored here: every system runs at its durable default")
     _append_sizes(ctx, res, peers)
+    _floor(ctx, res, peers)
     _history(ctx, res, peers)
     _writers(ctx, res, peers)
     _tail(ctx, res)
@@ -593,6 +600,91 @@ def _append_sizes(ctx: Context, res: CaseResult, peers: _Peers) -> None:
                   own_target="gitstore ≤ 1.50", gitstore_ok=git <= 1.5)
     if hi != 5000:
         res.note(f"growth is {lo}→{hi} turns here (quick); the issue's target is for 10→5000")
+
+
+class _GitFloor:
+    """The least a durable git write costs on this disk, with no content and no
+    checks: what libgit2 does with fsync on for one commit written as a pack,
+    done with plain system calls. A pack file and its index (random bytes of a
+    small commit's sizes), each written and fsynced, renamed into the pack
+    directory, which is fsynced; then the branch's lock file, written, fsynced,
+    renamed over the branch, and the refs directory fsynced: 5 fsyncs."""
+
+    def __init__(self, root: Path) -> None:
+        self.pack = root / "objects" / "pack"
+        self.refs = root / "refs" / "heads"
+        self.pack.mkdir(parents=True)
+        self.refs.mkdir(parents=True)
+        self.n = 0
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _sync_dir(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def __call__(self) -> None:
+        self.n += 1
+        name = f"pack-{self.n:040x}"
+        for suffix, size in ((".pack", 1500), (".idx", 1100)):
+            tmp = self.pack / f"tmp_{name}{suffix}"
+            self._write(tmp, os.urandom(size))
+            tmp.rename(self.pack / f"{name}{suffix}")
+        self._sync_dir(self.pack)
+        lock = self.refs / "main.lock"
+        self._write(lock, f"{self.n:040x}\n".encode())
+        lock.rename(self.refs / "main")
+        self._sync_dir(self.refs)
+
+
+def _floor(ctx: Context, res: CaseResult, peers: _Peers) -> None:
+    """The durable git write floor beside SQLiteSession's append and gitstore's,
+    interleaved, at 10 turns: how much of the 3x target any git store has left."""
+    systems = [c for c in peers.available if c in (Gitstore, OpenAISession)]
+    opened = []
+    for cls in systems:
+        s = cls(ctx.tmpdir(f"peers-floor-{cls.key}"))
+        s.create()
+        s.seed(10)
+        opened.append(s)
+    floor = _GitFloor(ctx.tmpdir("peers-floor-git"))
+    nxt = {s.label: 10 for s in opened}
+    runs = max(ctx.runs * 10, 30)
+    common.log(f"peers: the durable git write floor vs appends at 10 turns, {runs} rounds")
+    samples, _ = common.interleaved(runs, {"floor": floor,
+                                           **{s.label: _appender(s, nxt) for s in opened}})
+    for s in opened:
+        check(s.queries() == _expected(11 + runs), f"{s.label}: the floor run's appends are "
+              "not all there")
+        s.close()
+    check(floor.n == runs + 1 and (floor.refs / "main").read_text() == f"{floor.n:040x}\n",
+          "the floor's writes are not all there")
+    res.verified("floor: every system holds exactly the turns appended beside the floor")
+    med = {label: common.median(v) for label, v in samples.items()}
+    res.data["floor"] = {k: common.summary(v) for k, v in samples.items()}
+    git = med["gitstore"]
+    sql = med.get(SQLITE_SESSION)
+    note = (f"pack + index + branch with their 5 fsyncs, no content, no checks; gitstore's "
+            f"append beside it: {common.fmt_seconds(git)}, "
+            f"{common.fmt_seconds(git - med['floor'])} over the floor")
+    if sql is not None:
+        note += (f"; 3x SQLiteSession's append is {common.fmt_seconds(3 * sql)}, which leaves "
+                 f"{common.fmt_seconds(3 * sql - med['floor'])} for everything but the fsyncs")
+    measure = "durable git write floor, not gitstore (5 fsyncs, no content)"
+    baseline = SQLITE_SESSION if sql is not None else f"{SQLITE_SESSION}: missing"
+    res.rows.append(Row(NAME, "10 turns", measure, "s", med["floor"], baseline, sql,
+                        None if sql is None else sql / med["floor"], RATIO, "", None, note))
 
 
 # 3, 4 and 6 ---------------------------------------------------------------------------
