@@ -203,6 +203,76 @@ def test_waiting_writers_are_written_as_one_group_of_commits(store: Store) -> No
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def lock_taken(store: Store) -> bool:
+    try:
+        with Store(store.root).customer(CUSTOMER).locked(0):
+            return False
+    except ConflictError:
+        return True
+
+
+def make_spool_busy(store: Store) -> None:
+    """Another writer used the spool just now (a request put and taken back)."""
+    sp, ticket = spool(store, request(store, turn("taken back")))
+    assert sp.withdraw(ticket)
+
+
+def test_a_leader_finding_the_spool_busy_waits_for_the_turns_on_their_way(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = store.root / CUSTOMER
+    monkeypatch.setattr(groupcommit, "LINGER", 60.0)  # it lingers until a turn comes
+    make_spool_busy(store)
+    results: list[Any] = []
+    leader = threading.Thread(target=lambda: results.append(
+        Store(store.root).customer(CUSTOMER).session().append_turn(turn("first", 1))))
+    leader.start()
+    wait_for(lambda: lock_taken(store), "the leader holding the lock")
+    assert not leader.join(timeout=0.2) and leader.is_alive(), "it did not linger"
+    # a second writer finds the lock held and spools: the lingering leader takes it
+    second = Store(store.root).customer(CUSTOMER).session().append_turn(turn("second", 2))
+    leader.join(timeout=60)
+    assert not leader.is_alive()
+    first = results[0]
+    assert [first.turn, second.turn] == [1, 2]
+    assert reflog(repo) == [reflog(repo)[0]] and reflog(repo)[0].endswith(
+        "(a group of 2 turns)"), "both turns moved the branch once"
+    assert git(repo, "rev-parse", "v1").strip() == second.commit
+    assert git(repo, "rev-parse", "v1^").strip() == first.commit
+
+
+def test_a_lone_writer_or_one_that_waited_never_lingers(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    lingered: list[str] = []
+    real = groupcommit.Spool.linger
+
+    def linger(self: groupcommit.Spool, limit: int, profile: str | None) -> Any:
+        lingered.append(profile or "")
+        return real(self, limit, profile)
+
+    monkeypatch.setattr(groupcommit.Spool, "linger", linger)
+    session = Store(store.root).customer(CUSTOMER).session()
+    for i in range(3):  # no spool at all yet
+        session.append_turn(turn(f"alone {i}", i))
+    make_spool_busy(store)
+    past = time.time() - 10 * groupcommit.BUSY
+    os.utime(spool_dir(store), (past, past))  # used, but not just now
+    session.append_turn(turn("alone later", 5))
+    assert lingered == []
+    # a writer that waited for the lock and then leads does not linger either
+    result: list[Any] = []
+    with lock_held(store):
+        t = waiter(store, result, turn("waited", 6))
+        sp = groupcommit.Spool(Store(store.root).customer(CUSTOMER),
+                               session.scenario)
+        assert sp.busy(), "the waiter's request made the spool busy"
+    t.join(timeout=60)
+    assert result and result[0].turn == 5 and lingered == []
+    # while the spool is busy, a fresh leader does linger (LINGER, then writes alone)
+    make_spool_busy(store)
+    session.append_turn(turn("after others", 7))
+    assert len(lingered) == 1
+
+
 def test_cli_processes_waiting_for_the_lock_are_written_together(store: Store,
                                                                   tmp_path: Path) -> None:
     repo = store.root / CUSTOMER
