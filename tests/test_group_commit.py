@@ -203,31 +203,40 @@ def test_waiting_writers_are_written_as_one_group_of_commits(store: Store) -> No
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def lock_taken(store: Store) -> bool:
-    try:
-        with Store(store.root).customer(CUSTOMER).locked(0):
-            return False
-    except ConflictError:
-        return True
-
-
 def make_spool_busy(store: Store) -> None:
     """Another writer used the spool just now (a request put and taken back)."""
     sp, ticket = spool(store, request(store, turn("taken back")))
     assert sp.withdraw(ticket)
 
 
+def record_lingering(monkeypatch: pytest.MonkeyPatch) -> list[threading.Event]:
+    """Each call of ``Spool.linger`` from now on appends a set event to the list."""
+    calls: list[threading.Event] = []
+    real = groupcommit.Spool.linger
+
+    def linger(self: groupcommit.Spool, limit: int, profile: str | None,
+               passed: set[str]) -> Any:
+        started = threading.Event()
+        started.set()
+        calls.append(started)
+        return real(self, limit, profile, passed)
+
+    monkeypatch.setattr(groupcommit.Spool, "linger", linger)
+    return calls
+
+
 def test_a_leader_finding_the_spool_busy_waits_for_the_turns_on_their_way(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = store.root / CUSTOMER
     monkeypatch.setattr(groupcommit, "LINGER", 60.0)  # it lingers until a turn comes
+    monkeypatch.setattr(groupcommit, "BUSY", 60.0)  # however slow this machine is
+    lingering = record_lingering(monkeypatch)
     make_spool_busy(store)
     results: list[Any] = []
     leader = threading.Thread(target=lambda: results.append(
         Store(store.root).customer(CUSTOMER).session().append_turn(turn("first", 1))))
     leader.start()
-    wait_for(lambda: lock_taken(store), "the leader holding the lock")
-    assert not leader.join(timeout=0.2) and leader.is_alive(), "it did not linger"
+    wait_for(lambda: bool(lingering), "the leader lingering")
     # a second writer finds the lock held and spools: the lingering leader takes it
     second = Store(store.root).customer(CUSTOMER).session().append_turn(turn("second", 2))
     leader.join(timeout=60)
@@ -242,35 +251,50 @@ def test_a_leader_finding_the_spool_busy_waits_for_the_turns_on_their_way(
 
 def test_a_lone_writer_or_one_that_waited_never_lingers(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    lingered: list[str] = []
-    real = groupcommit.Spool.linger
-
-    def linger(self: groupcommit.Spool, limit: int, profile: str | None) -> Any:
-        lingered.append(profile or "")
-        return real(self, limit, profile)
-
-    monkeypatch.setattr(groupcommit.Spool, "linger", linger)
+    monkeypatch.setattr(groupcommit, "BUSY", 60.0)  # however slow this machine is
+    lingered = record_lingering(monkeypatch)
     session = Store(store.root).customer(CUSTOMER).session()
     for i in range(3):  # no spool at all yet
         session.append_turn(turn(f"alone {i}", i))
     make_spool_busy(store)
-    past = time.time() - 10 * groupcommit.BUSY
-    os.utime(spool_dir(store), (past, past))  # used, but not just now
-    session.append_turn(turn("alone later", 5))
+    for moment in (time.time() - 10 * groupcommit.BUSY,  # used, but not just now
+                   time.time() + 3600):  # a clock set back: not "just now" either
+        os.utime(spool_dir(store), (moment, moment))
+        session.append_turn(turn(f"alone at {moment}", 5))
     assert lingered == []
     # a writer that waited for the lock and then leads does not linger either
     result: list[Any] = []
     with lock_held(store):
         t = waiter(store, result, turn("waited", 6))
-        sp = groupcommit.Spool(Store(store.root).customer(CUSTOMER),
-                               session.scenario)
+        sp = groupcommit.Spool(Store(store.root).customer(CUSTOMER), session.scenario)
         assert sp.busy(), "the waiter's request made the spool busy"
     t.join(timeout=60)
-    assert result and result[0].turn == 5 and lingered == []
+    assert result and result[0].turn == 6 and lingered == []
     # while the spool is busy, a fresh leader does linger (LINGER, then writes alone)
     make_spool_busy(store)
     session.append_turn(turn("after others", 7))
     assert len(lingered) == 1
+
+
+def test_a_lingering_leader_reads_another_configurations_request_once(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(groupcommit, "LINGER", 0.05)
+    monkeypatch.setattr(groupcommit, "BUSY", 60.0)
+    reads: list[Any] = []
+    real = groupcommit.Request.from_json
+
+    def from_json(data: Any) -> groupcommit.Request:
+        reads.append(data)
+        return real(data)
+
+    monkeypatch.setattr(groupcommit.Request, "from_json", from_json)
+    lingering = record_lingering(monkeypatch)
+    for n in range(3):  # three waiting writers of another configuration
+        spool(store, request(store, turn(f"theirs {n}", n), profile="another"))
+    Store(store.root).customer(CUSTOMER).session().append_turn(turn("mine", 9))
+    assert len(lingering) == 1, "the spool was in use: the leader lingered"
+    assert len(reads) == 3, f"read {reads}: each request once, not at every look"
+    assert len(spooled(store)) == 3, "their writers write them"
 
 
 def test_cli_processes_waiting_for_the_lock_are_written_together(store: Store,

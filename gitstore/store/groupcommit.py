@@ -17,12 +17,14 @@ fsyncs), moves the branch once with a compare-and-swap, and runs the steps
 after a commit once (one catalog record, one maintenance count, an audit record
 per commit). It leaves each claimed request's outcome (``.done``: the
 :class:`~gitstore.store.plan.Written`, or "write it yourself") and removes the
-claim. A leader that finds nothing spooled while other writers are active (the
-spool changed within :data:`BUSY`) looks again for up to :data:`LINGER` (2 ms)
-before it writes alone: the writers the last group answered are making their
-next turns, and waiting for them makes the next group bigger. A lone writer, or
-one that waited already, never lingers. A waiter that gets the lock returns the
-outcome it finds. It finds none
+claim. A leader that finds nothing spooled while the spool is in use (it changed
+within :data:`BUSY`; normally because other writers are active) looks again for
+about :data:`LINGER` (2 ms) before it writes alone: the writers the last group
+answered are making their next turns, and waiting for them makes the next group
+bigger. A writer that has waited already never lingers; a lone writer lingers
+only right after its own use of the spool (having had to wait for its own
+background maintenance, say). A waiter that gets the lock returns the outcome
+it finds. It finds none
 when its turn failed a check, or its leader died: then it writes the turn itself
 (leading the turns spooled meanwhile), so it raises its own error, exactly as if
 it had never waited.
@@ -92,15 +94,17 @@ STALE = 3600.0
 """Seconds after which an outcome nobody came for, or a request file left half
 written, is removed."""
 GRACE = 5.0
+"""Seconds a request outlives its writer's wait (see :meth:`Spool.claim`)."""
 BUSY = 0.05
-"""Seconds since the spool last changed within which other writers count as active."""
+"""Seconds since the spool last changed within which it counts as in use (normally:
+other writers are active)."""
 LINGER = 0.002
-"""Seconds a leader that found no turn waits for one while other writers are active
-(the writers a group just answered are making their next turns; waiting for them
-makes the next group bigger: four writers on one session, about 160 -> 210 turns/s)."""
+"""Seconds a leader that found no turn keeps looking for one while the spool is in
+use (the writers a group just answered are making their next turns; waiting for
+them makes the next group bigger: four writers on one session, about 160 -> 210
+turns/s). Its last look may end up to one :data:`LINGER_STEP` and one claim later."""
 LINGER_STEP = 0.00025
 """Seconds between a lingering leader's looks at the spool."""
-"""Seconds a request outlives its writer's wait (see :meth:`Spool.claim`)."""
 
 
 class Request(NamedTuple):
@@ -251,9 +255,11 @@ def _lead(writer: Writer, scenario: Scenario, spool: Spool, mine: Request,
     claimed: list[Claimed] = []
     outcomes: dict[str | None, Written | GitStoreError] = {}
     try:
-        claimed = spool.claim(BATCH - 1, mine.profile)
-        if not claimed and ticket is None and spool.busy():
-            claimed = spool.linger(BATCH - 1, mine.profile)
+        busy = ticket is None and spool.busy()  # before the claim's own clean-up
+        passed: set[str] = set()
+        claimed = spool.claim(BATCH - 1, mine.profile, rejected=passed)
+        if not claimed and busy:
+            claimed = spool.linger(BATCH - 1, mine.profile, passed)
         if not claimed:  # alone; a leader that died may have written its spooled turn
             return writer.write_held(scenario, build_of(mine), mine.by,
                                      deep=ticket is not None)
@@ -399,8 +405,8 @@ class Spool:
         _write_new(self.dir, self._path(ticket, "turn"), request.to_json())
         return ticket
 
-    def claim(self, limit: int, profile: str | None, skip: Collection[str | None] = ()
-              ) -> list[Claimed]:
+    def claim(self, limit: int, profile: str | None, skip: Collection[str | None] = (),
+              rejected: set[str] | None = None) -> list[Claimed]:
         """Claim up to ``limit`` requests of ``profile``, oldest first, with those
         a dead leader claimed (the caller holds the writer lock). Removed instead:
         a request past its writer's wait (:data:`GRACE` after it, twice that wait
@@ -429,6 +435,8 @@ class Spool:
                 _remove(path)
                 continue
             if request.profile != profile:
+                if rejected is not None:
+                    rejected.add(ticket)
                 continue  # its writer's own configuration: it writes the turn itself
             if state == "turn":
                 try:
@@ -439,23 +447,25 @@ class Spool:
         return found
 
     def busy(self) -> bool:
-        """Whether other writers used the spool just now (its directory changed
-        within :data:`BUSY`): then more turns are likely on their way."""
+        """Whether the spool was used just now (its directory changed within
+        :data:`BUSY`; normally other writers, so more turns are likely on their
+        way). A change time ahead of the clock counts as long ago."""
         try:
-            return time.time() - os.stat(self.dir).st_mtime < BUSY
+            age = time.time() - os.stat(self.dir).st_mtime
         except OSError:
             return False
+        return 0 <= age < BUSY
 
-    def linger(self, limit: int, profile: str | None) -> list[Claimed]:
-        """Claim as :meth:`claim` does, waiting up to :data:`LINGER` for a first
-        request (the writers a group just answered are making their next turns)."""
+    def linger(self, limit: int, profile: str | None, passed: set[str]) -> list[Claimed]:
+        """Claim as :meth:`claim` does, looking again for about :data:`LINGER` until
+        a first request comes. ``passed``: tickets of other profiles' requests,
+        read once and skipped after (filled in as more are found)."""
         deadline = time.monotonic() + LINGER
-        while time.monotonic() < deadline:
+        while True:
             time.sleep(LINGER_STEP)
-            found = self.claim(limit, profile)
-            if found:
+            found = self.claim(limit, profile, skip=passed, rejected=passed)
+            if found or time.monotonic() >= deadline:
                 return found
-        return []
 
     def finish(self, ticket: str, written: Written | None) -> None:
         """Leave a claimed request's outcome (None: its writer writes it) and drop the
