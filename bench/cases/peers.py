@@ -44,8 +44,8 @@ Measures (medians of ``--runs``; systems take turns going first with
    n + runs + 1 turns, in order;
 2. growth: append time at the largest size ÷ at 10;
    and, informational, **the durable git write floor**: a pack, its index and a
-   branch update written with plain system calls and libgit2's 5 fsyncs, no
-   content and no checks (``_GitFloor``), interleaved with gitstore's and
+   branch update written with plain system calls and the 5 fsyncs of gitstore's
+   own write, no content and no checks (``_GitFloor``), interleaved with gitstore's and
    SQLiteSession's appends at 10 turns: what a git-backed store pays before it
    does any work, against the 3x-SQLiteSession target;
 3. one 1,000-turn session built turn by turn by every system (interleaved);
@@ -71,10 +71,12 @@ Measures (medians of ``--runs``; systems take turns going first with
    disk usage;
 7. gitstore's per-append latency over one session built from empty to 2,000
    turns (quick: 200): p50, p99, max. The build runs in a child process that
-   imports only gitstore, as an agent using it would: this process has imported
-   every peer (over 300,000 tracked objects), so a garbage collection that
-   starts inside an append here costs some 150 ms before gitstore does anything;
-   the row's note gives both processes' object counts and full-collection times;
+   imports no peer, only gitstore and the bench's helpers: this process has
+   imported every peer (over 300,000 tracked objects), so a garbage collection
+   that starts inside an append here costs 150-260 ms before gitstore does
+   anything. An application's own objects add to every collection too, wherever
+   it starts; the row's note gives both processes' object counts and
+   full-collection times;
 8. fsync, fdatasync and sync_file_range calls per acknowledged append, counted
    with ``strace -f -c``: a child process opens the store and appends k turns,
    minus a control child that opens it and appends none (so imports and opening
@@ -125,7 +127,7 @@ DISTRIBUTIONS = ("openai-agents", "langgraph", "langgraph-checkpoint-sqlite",
 SESSION = "peers-session"
 APP, USER = "gitstore-bench", "peers-user"
 WRITERS, WRITER_TURNS = 4, 50
-WRITER_RUNS = 5         # at least, in the writers measure: its runs vary by a third
+WRITER_RUNS = 5         # at least (quick: 1), in the writers measure: runs vary by half
 ATTEMPTS = 100          # per turn, in the writers measure
 HISTORY_TURNS = (1000, 300)  # measures 3, 4 and 6 (normal, quick)
 RECALL = 20
@@ -607,11 +609,12 @@ def _append_sizes(ctx: Context, res: CaseResult, peers: _Peers) -> None:
 
 class _GitFloor:
     """The least a durable git write costs on this disk, with no content and no
-    checks: what libgit2 does with fsync on for one commit written as a pack,
-    done with plain system calls. A pack file and its index (random bytes of a
-    small commit's sizes), each written and fsynced, renamed into the pack
-    directory, which is fsynced; then the branch's lock file, written, fsynced,
-    renamed over the branch, and the refs directory fsynced: 5 fsyncs."""
+    checks: the fsyncs of gitstore's own write of one commit (its pack writer's
+    3, libgit2's 2 for the branch), done with plain system calls. A pack file and
+    its index (random bytes of a small commit's sizes), each written and
+    fsynced, renamed into the pack directory, which is fsynced; then the
+    branch's lock file, written, fsynced, renamed over the branch, and the refs
+    directory fsynced: 5 fsyncs."""
 
     def __init__(self, root: Path) -> None:
         self.pack = root / "objects" / "pack"
@@ -671,7 +674,10 @@ def _floor(ctx: Context, res: CaseResult, peers: _Peers) -> None:
         check(s.queries() == _expected(11 + runs), f"{s.label}: the floor run's appends are "
               "not all there")
         s.close()
-    check(floor.n == runs + 1 and (floor.refs / "main").read_text() == f"{floor.n:040x}\n",
+    packs = sorted(p.name for p in floor.pack.iterdir())
+    check(floor.n == runs + 1 and len(packs) == 2 * floor.n
+          and all(p.startswith("pack-") for p in packs)
+          and (floor.refs / "main").read_text() == f"{floor.n:040x}\n",
           "the floor's writes are not all there")
     res.verified("floor: every system holds exactly the turns appended beside the floor")
     med = {label: common.median(v) for label, v in samples.items()}
@@ -947,7 +953,7 @@ def _writers(ctx: Context, res: CaseResult, peers: _Peers) -> None:
 def _tail_child(root: str, n: int, out: str) -> None:
     """Run in a fresh interpreter: build one gitstore session of ``n`` turns from
     empty, timing each append, and write the latencies, the check and the heap to
-    ``out`` (JSON). Only gitstore is imported here, as in an agent using it."""
+    ``out`` (JSON). No peer is imported here, only gitstore and the bench's helpers."""
     s = Gitstore(Path(root))
     s.create()
     lat = []
