@@ -209,16 +209,14 @@ def make_spool_busy(store: Store) -> None:
     assert sp.withdraw(ticket)
 
 
-def record_lingering(monkeypatch: pytest.MonkeyPatch) -> list[threading.Event]:
-    """Each call of ``Spool.linger`` from now on appends a set event to the list."""
-    calls: list[threading.Event] = []
+def record_lingering(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """Each call of ``Spool.linger`` from now on appends its profile to the list."""
+    calls: list[str | None] = []
     real = groupcommit.Spool.linger
 
     def linger(self: groupcommit.Spool, limit: int, profile: str | None,
                passed: set[str]) -> Any:
-        started = threading.Event()
-        started.set()
-        calls.append(started)
+        calls.append(profile)
         return real(self, limit, profile, passed)
 
     monkeypatch.setattr(groupcommit.Spool, "linger", linger)
@@ -291,9 +289,30 @@ def test_a_lingering_leader_reads_another_configurations_request_once(
     lingering = record_lingering(monkeypatch)
     for n in range(3):  # three waiting writers of another configuration
         spool(store, request(store, turn(f"theirs {n}", n), profile="another"))
-    Store(store.root).customer(CUSTOMER).session().append_turn(turn("mine", 9))
+    mine = Store(store.root).customer(CUSTOMER).session().append_turn(turn("mine", 9))
+    assert git(store.root / CUSTOMER, "rev-parse", "v1").strip() == mine.commit
     assert len(lingering) == 1, "the spool was in use: the leader lingered"
     assert len(reads) == 3, f"read {reads}: each request once, not at every look"
+    assert len(spooled(store)) == 3, "their writers write them"
+
+
+def test_a_group_reads_another_configurations_request_once(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[Any] = []
+    real = groupcommit.Request.from_json
+
+    def from_json(data: Any) -> groupcommit.Request:
+        reads.append(data)
+        return real(data)
+
+    for n in range(3):  # three waiting writers of another configuration
+        spool(store, request(store, turn(f"theirs {n}", n), profile="another"))
+    spool(store, request(store, turn("spooled with mine", 4)))
+    monkeypatch.setattr(groupcommit.Request, "from_json", from_json)
+    mine = Store(store.root).customer(CUSTOMER).session().append_turn(turn("mine", 9))
+    assert reflog(store.root / CUSTOMER)[0].endswith("(a group of 2 turns)")
+    assert git(store.root / CUSTOMER, "rev-parse", "v1").strip() == mine.commit
+    assert len(reads) == 4, "each request read once, also when the group looks for more"
     assert len(spooled(store)) == 3, "their writers write them"
 
 

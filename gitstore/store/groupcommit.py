@@ -23,8 +23,9 @@ about :data:`LINGER` (2 ms) before it writes alone: the writers the last group
 answered are making their next turns, and waiting for them makes the next group
 bigger. A writer that has waited already never lingers; a lone writer lingers
 only right after its own use of the spool (having had to wait for its own
-background maintenance, say). A waiter that gets the lock returns the outcome
-it finds. It finds none
+background maintenance, or having removed a stale file from it). A request of
+another configuration is read once per group. A waiter that gets the lock
+returns the outcome it finds. It finds none
 when its turn failed a check, or its leader died: then it writes the turn itself
 (leading the turns spooled meanwhile), so it raises its own error, exactly as if
 it had never waited.
@@ -268,7 +269,8 @@ def _lead(writer: Writer, scenario: Scenario, spool: Spool, mine: Request,
                        key=lambda c: c.request.stamp)
 
         def more(limit: int) -> list[Claimed]:  # turns spooled while the group was built
-            found = spool.claim(limit, mine.profile, skip={c.ticket for c in claimed})
+            found = spool.claim(limit, mine.profile,
+                                skip={*passed, *(c.ticket for c in claimed)}, rejected=passed)
             claimed.extend(found)
             return found
 
