@@ -25,8 +25,8 @@ bigger. A writer that has waited already never lingers; a lone writer lingers
 only right after its own use of the spool (having had to wait for its own
 background maintenance, or having removed a stale file from it). A request of
 another configuration is read once per group. A waiter that gets the lock
-returns the outcome it finds. It finds none
-when its turn failed a check, or its leader died: then it writes the turn itself
+returns the outcome it finds. It finds none when its turn failed a check, or its
+leader died: then it writes the turn itself
 (leading the turns spooled meanwhile), so it raises its own error, exactly as if
 it had never waited.
 
@@ -258,7 +258,7 @@ def _lead(writer: Writer, scenario: Scenario, spool: Spool, mine: Request,
     try:
         busy = ticket is None and spool.busy()  # before the claim's own clean-up
         passed: set[str] = set()
-        claimed = spool.claim(BATCH - 1, mine.profile, rejected=passed)
+        claimed = spool.claim(BATCH - 1, mine.profile, passed=passed)
         if not claimed and busy:
             claimed = spool.linger(BATCH - 1, mine.profile, passed)
         if not claimed:  # alone; a leader that died may have written its spooled turn
@@ -269,8 +269,8 @@ def _lead(writer: Writer, scenario: Scenario, spool: Spool, mine: Request,
                        key=lambda c: c.request.stamp)
 
         def more(limit: int) -> list[Claimed]:  # turns spooled while the group was built
-            found = spool.claim(limit, mine.profile,
-                                skip={*passed, *(c.ticket for c in claimed)}, rejected=passed)
+            found = spool.claim(limit, mine.profile, skip={c.ticket for c in claimed},
+                                passed=passed)
             claimed.extend(found)
             return found
 
@@ -408,13 +408,15 @@ class Spool:
         return ticket
 
     def claim(self, limit: int, profile: str | None, skip: Collection[str | None] = (),
-              rejected: set[str] | None = None) -> list[Claimed]:
+              passed: set[str] | None = None) -> list[Claimed]:
         """Claim up to ``limit`` requests of ``profile``, oldest first, with those
         a dead leader claimed (the caller holds the writer lock). Removed instead:
         a request past its writer's wait (:data:`GRACE` after it, twice that wait
         once claimed: its writer has given up, or died), a file that is not a
         request (its writer, finding no outcome, writes its turn itself), and
-        outcomes and half-written files older than :data:`STALE`."""
+        outcomes and half-written files older than :data:`STALE`. ``passed``: the
+        tickets of other profiles' requests, skipped; those this call reads are
+        added (so a caller that looks again reads each once)."""
         try:
             names = sorted(os.listdir(self.dir))
         except OSError:
@@ -427,7 +429,8 @@ class Spool:
             if state in ("done", "tmp"):
                 _remove_if_stale(path, now)
                 continue
-            if state not in ("turn", "claimed") or len(found) >= limit or ticket in skip:
+            if state not in ("turn", "claimed") or len(found) >= limit or ticket in skip \
+                    or (passed is not None and ticket in passed):
                 continue
             request = _read_request(path)
             if request is None:
@@ -437,8 +440,8 @@ class Spool:
                 _remove(path)
                 continue
             if request.profile != profile:
-                if rejected is not None:
-                    rejected.add(ticket)
+                if passed is not None:
+                    passed.add(ticket)
                 continue  # its writer's own configuration: it writes the turn itself
             if state == "turn":
                 try:
@@ -461,11 +464,11 @@ class Spool:
     def linger(self, limit: int, profile: str | None, passed: set[str]) -> list[Claimed]:
         """Claim as :meth:`claim` does, looking again for about :data:`LINGER` until
         a first request comes. ``passed``: tickets of other profiles' requests,
-        read once and skipped after (filled in as more are found)."""
+        read once and skipped after (see :meth:`claim`)."""
         deadline = time.monotonic() + LINGER
         while True:
             time.sleep(LINGER_STEP)
-            found = self.claim(limit, profile, skip=passed, rejected=passed)
+            found = self.claim(limit, profile, passed=passed)
             if found or time.monotonic() >= deadline:
                 return found
 
