@@ -966,16 +966,13 @@ def _tail_child(root: str, n: int, out: str) -> None:
                        f"{common.fmt_seconds(max(lat))}")
     whole = s.queries() == _expected(n)
     s.close()
-    gc.collect()
-    objects = len(gc.get_objects())
-    start = time.perf_counter()
-    gc.collect()
+    objects, full_gc = _tracked_objects()
     Path(out).write_text(json.dumps({"samples": lat, "whole": whole, "objects": objects,
-                                     "full_gc": time.perf_counter() - start}))
+                                     "full_gc": full_gc}))
 
 
 def _tracked_objects() -> tuple[int, float]:
-    """This (the bench's) process: tracked objects and one full collection's time."""
+    """This process's tracked objects and the time of one full collection of them."""
     gc.collect()
     objects = len(gc.get_objects())
     start = time.perf_counter()
