@@ -1009,7 +1009,7 @@ def _tail(ctx: Context, res: CaseResult) -> None:
                         f"p99 = {ratio:.2f}x p50"))
     res.rows.append(Row(NAME, size, "gitstore append latency max", "s", pc["max"],
                         "", None, None, "", "≤ 250 ms", pc["max"] <= 0.250,
-                        f"built in a child process holding only gitstore: "
+                        f"built in a child process that imports no peer: "
                         f"{got['objects']:,} tracked objects at the end, a full garbage "
                         f"collection {common.fmt_seconds(got['full_gc'])} (this bench process, "
                         f"which imported every peer: {here:,} objects, "
