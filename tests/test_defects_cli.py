@@ -36,7 +36,7 @@ from conftest import (
     run_cli,
 )
 
-from gitstore import Store, VersionRuleError
+from gitstore import Store, UsageError, VersionRuleError
 from gitstore.cli import app as cli_mod
 from gitstore.core import canonical
 
@@ -179,6 +179,45 @@ def test_every_write_command_takes_an_idempotency_key(tmp_path: Path) -> None:
         assert data["replayed"] is True and data["commit"].startswith(first.split()[2])
     assert [v["version"] for v in run_cli(root, "versions", CUSTOMER, "-o", "json").json()] \
         == ["v1.0.0", "v1.1.0", "v1.1.1"]
+
+
+def test_a_key_used_for_another_write_is_refused_never_replayed(tmp_path: Path) -> None:
+    """A key names one write: a different command, or an update of another document,
+    under a key already recorded is refused (exit 2, naming the first write), and
+    nothing is written; the same command again is still a replay."""
+    root = tmp_path / "sessions"
+    Store.init(root)
+    repo = root / CUSTOMER
+    session = EXAMPLES / "session"
+    _ok(run_cli(root, "new", CUSTOMER, "--session-id", SESSION_ID, "--idempotency-key", "n"))
+    put = ["put", CUSTOMER, "deployment_context.json", str(session / "deployment_context.json")]
+    first = _ok(run_cli(root, *put, "--idempotency-key", "k"))
+    state = repo_state(repo)
+    others = [
+        ["finalize", CUSTOMER],
+        ["follow-up", CUSTOMER],
+        ["turn", CUSTOMER, str(session / "turns" / "turn-01.json")],
+        ["put", CUSTOMER, "session_analytics.json", str(session / "session_analytics.json")],
+        ["new", CUSTOMER, "--new-scenario"],
+        ["correct", CUSTOMER, str(EXAMPLES / "correction" / "session_analytics.json"),
+         "-r", "why"],
+    ]
+    for step in others:
+        r = run_cli(root, *step, "--idempotency-key", "k")
+        assert r.code == 2, (step, r.code, r.err)
+        assert "idempotency key 'k' was used for another write (the update of " \
+               f"deployment_context.json that made commit {first.split()[2]}" in r.err, r.err
+        assert "\n" not in r.err.strip()
+        assert repo_state(repo) == state, step
+    assert _ok(run_cli(root, *put, "--idempotency-key", "k")) == \
+        first.rstrip("\n") + " (replayed)\n"
+    # the key of `new` (on v1's branch) is refused to another scenario's creation too
+    r = run_cli(root, "new", CUSTOMER, "--new-scenario", "--idempotency-key", "n")
+    assert r.code == 0 and r.text.endswith(" (replayed)\n"), r.err
+    session_api = Store(root).customer(CUSTOMER).session()
+    with pytest.raises(UsageError, match="was used for another write"):
+        session_api.set_summary({"key_points": ["x"]}, idempotency_key="n")
+    assert repo_state(repo) == state
 
 
 def test_cli_new_twice_and_a_turn_sent_twice(tmp_path: Path) -> None:

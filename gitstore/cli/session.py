@@ -8,7 +8,9 @@ place that maps them to exit codes. Each command writes at most one commit (thro
 
 Every command takes ``--idempotency-key KEY``: run again with the same key (a retry
 after a timeout), it writes nothing and reports the first run's commit, marked
-``(replayed)`` (``"replayed": true`` in JSON). ``turn`` without a key is keyed by
+``(replayed)`` (``"replayed": true`` in JSON); a key already used by another write
+(another command, or a ``put`` of another document) is refused, exit 2. ``turn``
+without a key is keyed by
 the turn's content within a window (see ``Session.append_turn``). ``new`` refuses
 while the customer has an open scenario, unless ``--new-scenario``.
 """
@@ -59,7 +61,8 @@ def idempotency_option(f: F) -> F:
     return click.option(
         "--idempotency-key", "idempotency_key", metavar="KEY",
         help="Retry-safe: run again with the same KEY, the command stores nothing twice "
-             "and reports the first result, marked (replayed).")(f)
+             "and reports the first result, marked (replayed). A KEY names one write: "
+             "another write under it is refused (exit 2).")(f)
 
 
 def _session(obj: Ctx, customer: str, scenario: str | None) -> Session:

@@ -5,7 +5,9 @@ callers give it.
 
 Invariants: an identity is printable ``Name <email>`` git can record; a write
 time is timezone-aware and within git's range; an idempotency key is 1-200
-printable characters without surrounding spaces.
+printable characters without surrounding spaces; a key names one write: found on a
+commit that did something other than the write's :class:`Intent`, it is refused,
+never taken for a replay.
 """
 
 from __future__ import annotations
@@ -13,11 +15,34 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from gitstore.core.commits import Identity
+from gitstore.core.commits import ChangeKind, CommitInfo, Identity, Trailer
 from gitstore.core.time import check_commit_time, parse_rfc3339
+from gitstore.core.versions import Version
 from gitstore.errors import UsageError
 
-__all__ = ["Authorship", "authorship"]
+__all__ = ["Authorship", "Intent", "authorship"]
+
+
+class Intent(NamedTuple):
+    """What a write under an idempotency key does: its change kind (the ``Change``
+    trailer) and, for an update, the document it replaces (one of the commit's
+    ``Documents``). A retry does the same; a key found on a commit that did
+    anything else was reused for another write."""
+
+    change: str
+    document: str | None = None
+
+    def require_same(self, key: str, info: CommitInfo, version: Version) -> None:
+        """Refuse (UsageError) ``key``, which commit ``info`` of ``version`` recorded,
+        unless that commit made this very write."""
+        done = info.change or "write"
+        documents = (info.trailer(Trailer.DOCUMENTS) or "").split(", ")
+        if done == self.change and (self.document is None or self.document in documents):
+            return
+        what = f"{done} of {', '.join(documents)}" if done == ChangeKind.UPDATE else done
+        raise UsageError(f"idempotency key {key!r} was used for another write (the {what} "
+                         f"that made commit {info.id[:12]} of {version}); a key names one "
+                         "write: use a new key")
 
 
 class Authorship(NamedTuple):
@@ -33,7 +58,9 @@ class Authorship(NamedTuple):
     :data:`IDEMPOTENCY_SCAN` commits. ``message`` and
     ``tag_message``, when given, replace the generated commit and tag messages
     verbatim (an import replaying history); the writer still checks that the
-    message's ``Manifest`` trailer matches the tree it wrote."""
+    message's ``Manifest`` trailer matches the tree it wrote. ``intent``: what this
+    write does, so that a key already used for another write is refused
+    (:class:`Intent`)."""
 
     author: Identity | None = None
     time: datetime | None = None
@@ -43,10 +70,12 @@ class Authorship(NamedTuple):
     tag_message: str | None = None
     tagger: Identity | None = None
     tag_time: datetime | None = None
+    intent: Intent | None = None
 
 
 def authorship(author: str | Identity | None = None, at: datetime | str | None = None,
-               idempotency_key: str | None = None) -> Authorship:
+               idempotency_key: str | None = None, intent: Intent | None = None
+               ) -> Authorship:
     """An :class:`Authorship` from the forms callers use: ``author`` as
     ``"Name <email>"`` or an :class:`Identity`, ``at`` as an aware datetime or an
     RFC 3339 string, ``idempotency_key`` as 1-200 printable characters."""
@@ -73,4 +102,4 @@ def authorship(author: str | Identity | None = None, at: datetime | str | None =
             or not idempotency_key.isprintable() or idempotency_key != idempotency_key.strip()):
         raise UsageError("an idempotency key is 1-200 printable characters without "
                          "surrounding spaces")
-    return Authorship(author=who, time=when, idempotency_key=idempotency_key)
+    return Authorship(author=who, time=when, idempotency_key=idempotency_key, intent=intent)

@@ -63,6 +63,7 @@ from gitstore.errors import (
 )
 from gitstore.git import repo as backend
 from gitstore.store import groupcommit, history
+from gitstore.store.authorship import Intent
 from gitstore.store.context import CustomerContext
 from gitstore.store.history import Snapshot
 from gitstore.store.tip import State, load_doc, load_shared, read_state, remember, require_open
@@ -171,7 +172,7 @@ class Session:
         :class:`~gitstore.store.writer.Authorship`)."""
         store = customer.store
         writer = Writer(customer)
-        by = by or authorship(author, at, idempotency_key)
+        by = by or authorship(author, at, idempotency_key, Intent(ChangeKind.CREATE))
         sid = check_session_id(session_id or f"orchestrator-session-{uuid.uuid4()}")
         expected = as_version(version)  # a bad version string fails before any work
         limit = store.config.max_document_bytes
@@ -233,7 +234,7 @@ class Session:
             raise InvalidDocumentError([Violation(CONV, "/conversation_turns/-",
                                                   "a turn must be a JSON object", "json")])
         data, redacted = self.writer.scrub(CONV, data, "/conversation_turns/-")
-        by = authorship(author, at, idempotency_key)
+        by = authorship(author, at, idempotency_key, Intent(ChangeKind.TURN))
         if idempotency_key is None:  # a turn sent twice within the window is stored once
             key = turn_key(data) if not self.customer.encrypted else \
                 "turn-" + self.customer.sealer.key(self.scenario.major).digest(  # no plain hash
@@ -331,8 +332,8 @@ class Session:
                          message or f"{state.version}: update {name}", frozenset({name}),
                          redacted=redacted, parsed={name: new})
 
-        return self.writer.write(self.scenario, build,
-                                 authorship(author, at, idempotency_key))
+        return self.writer.write(self.scenario, build, authorship(
+            author, at, idempotency_key, Intent(ChangeKind.UPDATE, name)))
 
     def set_summary(self, summary: Any, *, message: str | None = None,
                     author: str | Identity | None = None, at: datetime | str | None = None,
@@ -356,8 +357,8 @@ class Session:
                          frozenset({CONV}), redacted=redacted, parsed={CONV: conv},
                          changed_turns=())
 
-        return self.writer.write(self.scenario, build,
-                                 authorship(author, at, idempotency_key))
+        return self.writer.write(self.scenario, build, authorship(
+            author, at, idempotency_key, Intent(ChangeKind.UPDATE, CONV)))
 
     def finalize(self, *, message: str | None = None, version: str | Version | None = None,
                  author: str | Identity | None = None, at: datetime | str | None = None,
@@ -377,8 +378,8 @@ class Session:
                          render_error=failed,
                          reason=message or "conversation concluded")
 
-        return self.writer.write(self.scenario, build,
-                                 authorship(author, at, idempotency_key))
+        return self.writer.write(self.scenario, build, authorship(
+            author, at, idempotency_key, Intent(ChangeKind.FINALIZE)))
 
     def follow_up(self, *, message: str | None = None, version: str | Version | None = None,
                   author: str | Identity | None = None, at: datetime | str | None = None,
@@ -409,8 +410,8 @@ class Session:
                          f"{new}: open follow-up to {state.version}",
                          frozenset({META}), reason=message)
 
-        return self.writer.write(self.scenario, build,
-                                 authorship(author, at, idempotency_key))
+        return self.writer.write(self.scenario, build, authorship(
+            author, at, idempotency_key, Intent(ChangeKind.FOLLOW_UP)))
 
     def correct(self, documents: Mapping[str, Any], *, reason: str,
                 base: str | Version | None = None, version: str | Version | None = None,
@@ -459,8 +460,8 @@ class Session:
                         render_error=failed,
                          reason=reason.strip(), redacted="; ".join(redactions) or None)
 
-        return self.writer.write(self.scenario, build,
-                                 authorship(author, at, idempotency_key))
+        return self.writer.write(self.scenario, build, authorship(
+            author, at, idempotency_key, Intent(ChangeKind.CORRECTION)))
 
 
     def _with_sow(self, files: dict[str, bytes], version: Version

@@ -242,7 +242,8 @@ class Writer:
         with customer.locked():
             if by.idempotency_key is not None and customer.exists:
                 for s in customer.scenarios():
-                    earlier = self.earlier(customer.repo, s.branch_ref, by.idempotency_key)
+                    earlier = self.earlier(customer.repo, s.branch_ref, by.idempotency_key,
+                                           by)
                     if earlier is not None:
                         return earlier
             # session ids are unique per store: checked and claimed under one
@@ -549,6 +550,8 @@ class Writer:
                     continue
             if info.trailer(Trailer.IDEMPOTENCY_KEY) == key:
                 version = Version.parse(info.trailer(Trailer.SESSION_VERSION) or "v1.0.0")
+                if by is not None and by.intent is not None:
+                    by.intent.require_same(key, info, version)
                 turn = info.trailer(Trailer.TURN)
                 completeness = (info.trailer(Trailer.COMPLETENESS) or "").rstrip("%")
                 tag = repo.tag(str(version)) if info.finalizes else None
