@@ -21,8 +21,11 @@ from conftest import CUSTOMER, ROOT, Clock, git, load_example, record_example_se
 
 from gitstore import ConflictError, Store, UsageError
 from gitstore.git.locking import writer_lock
+from gitstore.ops import hub as hub_ops
 from gitstore.ops import retention as rt
+from gitstore.ops import syncing
 from gitstore.ops.verify import check_customer
+from gitstore.store import config as config_mod
 
 START = datetime(2025, 1, 15, 11, 0, tzinfo=UTC)
 
@@ -302,3 +305,35 @@ def test_a_run_killed_between_purge_and_prune_is_finished_by_the_next(
     assert not (repo / rt.PRUNE_PENDING).exists()
     git(repo, "fsck", "--strict", "--no-dangling")
     assert check_customer(at(root, 800).customer(CUSTOMER)).problems == []
+
+
+@pytest.mark.parametrize("days", [800, 5 * 365 + 800])  # analytics kept; all gone
+def test_a_purge_leaves_no_copy_a_sync_fetched_and_no_sync_fetches_it_back(
+        root: Path, tmp_path: Path, days: float) -> None:
+    """The hub's copy of a purged scenario as the last sync fetched it (the
+    ``refs/remotes/hub/`` refs) goes with the purge, and later syncs do not fetch
+    it back: retention purges do not travel, the hub keeps its copy until its own
+    ``retention apply``."""
+    made = hub_ops.init(tmp_path / "hub")
+    hub_ops.add(made, CUSTOMER)
+    store = at(root, 1)
+    store.config = store.config._replace(remote=f"file://{made.path}/{{customer}}")
+    config_mod.save(root, store.config)
+    assert syncing.sync(store)[0].error is None
+    repo, on_hub = root / CUSTOMER, made.path / CUSTOMER
+    purged = git(on_hub, "rev-list", "v1").split()
+    assert git(repo, "for-each-ref", "--format=%(refname)", "refs/remotes/hub/tags/")
+    done = rt.apply(at(root, days))
+    assert ("v1", "purge-keep-analytics" if days == 800 else "purge") in \
+        [(i.target, i.action) for i in done]
+    for when in ("after the purge", "after a sync", "after another sync"):
+        refs = git(repo, "for-each-ref", "--format=%(refname)").split()
+        assert not [r for r in refs if r.startswith(("refs/remotes/hub/heads/v1",
+                                                     "refs/remotes/hub/tags/v1."))], when
+        for oid in purged:
+            assert subprocess.run(["git", "-C", str(repo), "cat-file", "-e", oid],
+                                  capture_output=True, check=False).returncode != 0, when
+        outcome = syncing.sync(at(root, days))[0]
+        assert outcome.error is None, outcome.error
+    assert git(on_hub, "rev-list", "v1").split() == purged  # the hub's own: untouched
+    assert not check_customer(Store(root).customer(CUSTOMER)).problems

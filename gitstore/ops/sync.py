@@ -79,6 +79,55 @@ Progress = Callable[[str, str], None]
 """Called with (customer, step) as a sync goes: fetch, integrate, push, done."""
 
 
+def retained(repo: backend.Repo, tip: str) -> bool:
+    """Whether a branch at ``tip`` is what a retention purge kept of a scenario (the
+    analytics-only root commit): it neither travels nor takes the hub's history."""
+    return repo.commit(tip).change == ChangeKind.RETENTION
+
+
+def removed_here(repo: backend.Repo) -> list[Scenario]:
+    """The scenarios retention removed here: numbered no higher than the newest ever
+    opened here and either without a branch (and not merged into another scenario)
+    or with only what the purge kept (:func:`retained`)."""
+    last = repo.config_get("gitstore.lastScenario") or "0"
+    heads = {s.major: tip for ref, tip in repo.refs("refs/heads/").items()
+             if (s := parse_branch_ref(ref))}
+    merged = {ref[len(MERGED):] for ref in repo.refs(MERGED)}
+    top = max([int(last) if last.isdigit() else 0, *heads])
+    return [Scenario(n) for n in range(1, top + 1)
+            if (n not in heads and str(Scenario(n)) not in merged)
+            or (n in heads and retained(repo, heads[n]))]
+
+
+def fetch_specs(repo: backend.Repo) -> list[str]:
+    """:data:`FETCH_SPECS` without the branch and tags of each scenario retention
+    removed here (negative refspecs): the hub's copy stays on the hub until its own
+    ``retention apply``, and is not fetched back here."""
+    return [*FETCH_SPECS, *(spec for s in removed_here(repo)
+                            for spec in (f"^{s.branch_ref}", f"^refs/tags/{s}.*"))]
+
+
+def copies_of(repo: backend.Repo, scenario: Scenario) -> dict[str, str]:
+    """The refs that hold another copy of ``scenario``'s history here: the hub's branch
+    and tags as a sync last fetched them, and what a sync set aside under
+    :data:`REPLACED`."""
+    mine = (f"heads/{scenario}", f"tags/{scenario}.")
+    return {ref: oid for prefix in (TRACKING, REPLACED)
+            for ref, oid in repo.refs(prefix).items()
+            if ref[len(prefix):] == mine[0] or ref[len(prefix):].startswith(
+                (mine[0] + "/", mine[1]))}
+
+
+def drop_copies(repo: backend.Repo, scenarios: Iterable[Scenario]) -> int:
+    """Delete :func:`copies_of` each of ``scenarios``; how many refs went."""
+    gone = 0
+    for s in scenarios:
+        for ref, oid in copies_of(repo, s).items():
+            repo.delete_ref(ref, oid)
+            gone += 1
+    return gone
+
+
 @dataclass
 class Outcome:
     """What syncing one customer did: commits pushed to and pulled from the hub,
@@ -201,9 +250,10 @@ def sync_customer(customer: Customer, *, url: str | None = None,
             customer.audit("sync:journal", detail="finished a sync a crash interrupted")
         for _ in range(MAX_ROUNDS):
             say(customer.name, "fetch")
-            found = remote.fetch(customer.path, url, FETCH_SPECS, timeout=cfg.sync_timeout,
-                                 fsync=cfg.fsync)
             repo = customer.repo
+            drop_copies(repo, removed_here(repo))  # fetched before retention removed them
+            found = remote.fetch(customer.path, url, fetch_specs(repo),
+                                 timeout=cfg.sync_timeout, fsync=cfg.fsync)
             hub = Refs.read(repo, TRACKING) if found else Refs()
             say(customer.name, "integrate")
             try:
@@ -258,7 +308,10 @@ def classify(customer: Customer, local: Refs, hub: Refs) -> dict[Scenario, Step]
     for s in sorted({*local.heads, *hub.heads}):
         mine, theirs = local.heads.get(s), hub.heads.get(s)
         step = Step(s, mine, theirs, "same")
-        if theirs is None:
+        if mine is not None and retained(repo, mine):  # the hub's is not even fetched
+            step.action, step.why = "skip", "retention purges do not travel; apply them on " \
+                                            "the hub"
+        elif theirs is None:
             step.action = "new"
         elif mine is None:
             step.action = "skip" if s.major <= seen else "pull"
@@ -269,7 +322,7 @@ def classify(customer: Customer, local: Refs, hub: Refs) -> dict[Scenario, Step]
             step.action = "pull"
         elif first_parent_ancestor(repo, theirs, mine):
             step.action = "push"
-        elif ChangeKind.RETENTION in (repo.commit(mine).change, repo.commit(theirs).change):
+        elif retained(repo, theirs):
             step.action, step.why = "skip", "retention purges do not travel; apply them on " \
                                             "the hub"
         elif repo.merge_base(mine, theirs) is None:
@@ -495,7 +548,7 @@ def push_specs(customer: Customer, hub: Refs, outcome: Outcome) -> list[str]:
     commits: set[str] = set()
     for s, tip in sorted(local.heads.items()):
         theirs = hub.heads.get(s)
-        if tip == theirs:
+        if tip == theirs or retained(repo, tip):  # a purge here does not travel
             continue
         if theirs is None or first_parent_ancestor(repo, theirs, tip):
             specs.append(f"{s.branch_ref}:{s.branch_ref}")

@@ -36,6 +36,7 @@ from gitstore.ops.sync import (
     Outcome,
     Progress,
     Refs,
+    fetch_specs,
     sync_customer,
     sync_lock,
     url_of,
@@ -164,7 +165,7 @@ def status(store: Store, customers: Iterable[Customer] | None = None, *,
             customer.require()
             repo = customer.repo
             if fetch:
-                remote.fetch(customer.path, url_of(store, customer), FETCH_SPECS,
+                remote.fetch(customer.path, url_of(store, customer), fetch_specs(repo),
                              timeout=store.config.sync_timeout, fsync=store.config.fsync)
             entry.update(_status(customer, repo))
         except GitStoreError as exc:
