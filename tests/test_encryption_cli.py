@@ -426,3 +426,19 @@ def test_textconv_prints_what_it_cannot_open_unchanged(tmp_path: Path,
     key.rename(tmp_path / "away")                          # no master key: unchanged
     assert ok(run_cli(root, "textconv", str(sealed))).out == sealed.read_bytes()
     fails(run_cli(root, "textconv", str(tmp_path / "gone.json")), "not_found")
+
+
+def test_escalate_and_shred_take_the_api_key_in_a_store_with_hashed_names(
+        tmp_path: Path) -> None:
+    """Like every other command, escalate and shred find the customer by its api_key
+    when names are hashed (they hashed it twice: exit 3), and say ``v1``."""
+    root, key = tmp_path / "sessions", tmp_path / "master.key"
+    ok(run_cli(root, "init", "--hash-names", "--encrypt", "--master-key-file", str(key)))
+    ok(run_cli(root, "new", "acme", "--created", "2025-01-15T10:30:00Z"))
+    ok(run_cli(root, "turn", "acme", str(follow_up_turn(tmp_path))))
+    assert FOLLOW_MARKER in ok(run_cli(root, "escalate", "acme", "-O", "-")).text
+    fails(run_cli(root, "shred", "acme", "v1"), "usage", "pass --yes")
+    ok(run_cli(root, "shred", "acme", "v1", "--yes"))
+    fails(run_cli(root, "show", "acme", "v1", "conversation.json"), "shredded",
+          "scenario v1 of k")
+    fails(run_cli(root, "shred", "acme", "v1", "--yes"), "shredded", "scenario v1 of k")

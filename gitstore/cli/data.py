@@ -194,7 +194,7 @@ def escalate(obj: Ctx, customer: str, scenario: str | None, out: str | None) -> 
     from gitstore.ops.exporting import default_name
 
     store = obj.store()
-    cust = store.customer(_existing(store, customer))
+    cust = store.customer_named(_existing(store, customer))
     text = escalation(cust, scenario)
     chosen = scenario or str(cust.scenarios()[-1])
     path = out or default_name(store.now(), f"escalation-{cust.name}-{chosen}", ".md")

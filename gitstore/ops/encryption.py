@@ -47,10 +47,11 @@ class ShredResult:
 
 
 def shred(store: Store, customer_name: str, scenario: str | int | Scenario) -> ShredResult:
-    """Destroy the data key of ``customer`` ``scenario``: its content becomes
-    unreadable everywhere, its history stays. Idempotent refusal: shredding a
-    shredded session is a :class:`ShreddedError`."""
-    customer = store.customer(customer_name)
+    """Destroy the data key of ``scenario`` of the customer whose repository is
+    ``customer_name`` (:attr:`Customer.name`: the hash in a store with hashed names):
+    its content becomes unreadable everywhere, its history stays. Idempotent refusal:
+    shredding a shredded session is a :class:`ShreddedError`."""
+    customer = store.customer_named(customer_name)
     customer.require()
     scen = scenario if isinstance(scenario, Scenario) else Scenario.parse(str(scenario))
     if not customer.encrypted:

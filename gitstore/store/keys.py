@@ -132,7 +132,7 @@ class KeyStore:
         tomb = self.shredded(customer, scenario)  # looked at every time: another process
         if tomb is not None:                      # may have shredded it meanwhile
             self._keys.pop(kid, None)
-            raise ShreddedError(f"scenario {scenario} of {customer} was shredded at "
+            raise ShreddedError(f"scenario v{scenario} of {customer} was shredded at "
                                 f"{tomb.get('at', 'unknown')}: its content is erased")
         if kid in self._keys:
             return self._keys[kid]
@@ -141,9 +141,9 @@ class KeyStore:
             record = read_record(path)
         except FileNotFoundError:
             raise KeyUnavailableError(
-                f"scenario {scenario} of {customer} is encrypted and its data key is not in "
+                f"scenario v{scenario} of {customer} is encrypted and its data key is not in "
                 f"the key store ({self.dir}); restore it with `gitstore keys restore`") from None
-        master = self._need_master(f"scenario {scenario} of {customer}")
+        master = self._need_master(f"scenario v{scenario} of {customer}")
         if record.get("master") != master.fingerprint:
             raise KeyUnavailableError(
                 f"the data key of {kid} was wrapped by master key {record.get('master')}, "
