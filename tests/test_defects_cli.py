@@ -113,6 +113,47 @@ def test_an_explicit_key_replaces_the_content_key(store: Store) -> None:
     assert c.replayed and c.commit == a.commit
 
 
+def test_a_key_sent_again_with_other_content_is_refused(store: Store) -> None:
+    """A key names one write, content included: a turn may be stamped anew on a
+    retry, but a turn, document, summary or correction that differs is refused
+    (never reported as stored) and nothing is written."""
+    session = store.customer(CUSTOMER).new_session(created="2025-01-15T10:30:00Z")
+    repo = store.root / CUSTOMER
+    first = session.append_turn(TURN, idempotency_key="t")
+    context = load_example("session", "deployment_context.json")
+    put = session.put("deployment_context.json", context, idempotency_key="p")
+    summary = {"key_points": ["ADOT"]}
+    said = session.set_summary(summary, idempotency_key="s")
+    before = repo_state(repo)
+    assert session.append_turn({**TURN, "turn_id": 1, "timestamp": "2025-01-15T10:35:00Z"},
+                               idempotency_key="t").commit == first.commit
+    assert session.put("deployment_context.json", context, idempotency_key="p").commit == \
+        put.commit
+    assert session.set_summary(summary, idempotency_key="s").commit == said.commit
+    refused = [
+        (lambda: session.append_turn({**TURN, "user_input": {"query": "Another question?"}},
+                                     idempotency_key="t"), "turn"),
+        (lambda: session.put("deployment_context.json", {**context, "extra": 1},
+                             idempotency_key="p"), "update of deployment_context.json"),
+        (lambda: session.set_summary({"key_points": ["OTel"]}, idempotency_key="s"),
+         "update of conversation.json"),
+    ]
+    for call, what in refused:
+        with pytest.raises(UsageError, match=f"the {what} with other content that made"):
+            call()
+        assert repo_state(repo) == before, what
+    record_example_session(store, "other-co")
+    other = store.customer("other-co").session()
+    analytics = load_example("correction", "session_analytics.json")
+    fixed = other.correct({"session_analytics.json": analytics}, reason="r",
+                          idempotency_key="c")
+    assert other.correct({"session_analytics.json": analytics}, reason="r",
+                         idempotency_key="c").commit == fixed.commit
+    with pytest.raises(UsageError, match="the correction with other content"):
+        other.correct({"session_analytics.json": {**analytics, "x": 1}}, reason="r",
+                      idempotency_key="c")
+
+
 def test_new_refuses_while_a_scenario_is_open(store: Store) -> None:
     cust = store.customer(CUSTOMER)
     cust.new_session(created="2025-01-15T10:30:00Z")

@@ -9,7 +9,8 @@ place that maps them to exit codes. Each command writes at most one commit (thro
 Every command takes ``--idempotency-key KEY``: run again with the same key (a retry
 after a timeout), it writes nothing and reports the first run's commit, marked
 ``(replayed)`` (``"replayed": true`` in JSON); a key already used by another write
-(another command, or a ``put`` of another document) is refused, exit 2. ``turn``
+(other content, another command, or a ``put`` of another document) is refused,
+exit 2 (:mod:`gitstore.store.replays`). ``turn``
 without a key is keyed by
 the turn's content within a window (see ``Session.append_turn``). ``new`` refuses
 while the customer has an open scenario, unless ``--new-scenario``.

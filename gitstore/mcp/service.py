@@ -81,8 +81,9 @@ Author = Annotated[str | None, Field(
 IdempotencyKey = Annotated[str | None, Field(
     description="A key of your choosing (1-200 printable characters) for this one change. "
                 "Sending the same key again, e.g. retrying after a timeout, returns the "
-                "first write (replayed: true) instead of writing twice; a key already "
-                "used for another change is refused.")]
+                "first write (replayed: true) instead of writing twice (within the "
+                "scenario's 512 newest commits); a key already used for another change, "
+                "or sent with other content, is refused.")]
 Message = Annotated[str | None, Field(
     description="Commit message summary to use instead of the generated one.")]
 At = Annotated[str | None, Field(

@@ -5,9 +5,8 @@ callers give it.
 
 Invariants: an identity is printable ``Name <email>`` git can record; a write
 time is timezone-aware and within git's range; an idempotency key is 1-200
-printable characters without surrounding spaces; a key names one write: found on a
-commit that did something other than the write's :class:`Intent`, it is refused,
-never taken for a replay.
+printable characters without surrounding spaces; a key names one write
+(:mod:`gitstore.store.replays`).
 """
 
 from __future__ import annotations
@@ -15,34 +14,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from gitstore.core.commits import ChangeKind, CommitInfo, Identity, Trailer
+from gitstore.core.commits import Identity
 from gitstore.core.time import check_commit_time, parse_rfc3339
-from gitstore.core.versions import Version
 from gitstore.errors import UsageError
+from gitstore.store.replays import Intent
 
-__all__ = ["Authorship", "Intent", "authorship"]
-
-
-class Intent(NamedTuple):
-    """What a write under an idempotency key does: its change kind (the ``Change``
-    trailer) and, for an update, the document it replaces (one of the commit's
-    ``Documents``). A retry does the same; a key found on a commit that did
-    anything else was reused for another write."""
-
-    change: str
-    document: str | None = None
-
-    def require_same(self, key: str, info: CommitInfo, version: Version) -> None:
-        """Refuse (UsageError) ``key``, which commit ``info`` of ``version`` recorded,
-        unless that commit made this very write."""
-        done = info.change or "write"
-        documents = (info.trailer(Trailer.DOCUMENTS) or "").split(", ")
-        if done == self.change and (self.document is None or self.document in documents):
-            return
-        what = f"{done} of {', '.join(documents)}" if done == ChangeKind.UPDATE else done
-        raise UsageError(f"idempotency key {key!r} was used for another write (the {what} "
-                         f"that made commit {info.id[:12]} of {version}); a key names one "
-                         "write: use a new key")
+__all__ = ["Authorship", "authorship"]
 
 
 class Authorship(NamedTuple):
@@ -60,7 +37,7 @@ class Authorship(NamedTuple):
     verbatim (an import replaying history); the writer still checks that the
     message's ``Manifest`` trailer matches the tree it wrote. ``intent``: what this
     write does, so that a key already used for another write is refused
-    (:class:`Intent`)."""
+    (:class:`~gitstore.store.replays.Intent`)."""
 
     author: Identity | None = None
     time: datetime | None = None

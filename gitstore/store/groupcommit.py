@@ -81,9 +81,10 @@ from gitstore.core.versions import Scenario
 from gitstore.errors import ConflictError, GitStoreError
 from gitstore.git import repo as backend
 from gitstore.git.locking import private_dirs
-from gitstore.store.authorship import Authorship, Intent, authorship
+from gitstore.store.authorship import Authorship, authorship
 from gitstore.store.context import CustomerContext
 from gitstore.store.plan import Build, Made, Written
+from gitstore.store.replays import Intent
 from gitstore.store.writer import MAX_ATTEMPTS, Writer
 
 __all__ = ["BATCH", "Request", "Spool", "append"]
@@ -147,7 +148,8 @@ class Request(NamedTuple):
                 not isinstance(data["wait"], int | float) or not data["wait"] >= 0 or \
                 not isinstance(data["window"], int | float | None):
             raise TypeError("not a spooled turn")
-        by = authorship(data["author"], data["time"], data["key"], Intent(ChangeKind.TURN))
+        by = authorship(data["author"], data["time"], data["key"],
+                        Intent(ChangeKind.TURN, content=data["turn"]))
         if data["window"] is not None:
             by = by._replace(idempotency_window=timedelta(seconds=data["window"]))
         return cls(data["turn"], data["message"], data["redacted"], by, data["actor"],

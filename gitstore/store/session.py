@@ -20,7 +20,6 @@ to the session's duration at finalize (and at a correction).
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import time
 import uuid
@@ -63,9 +62,9 @@ from gitstore.errors import (
 )
 from gitstore.git import repo as backend
 from gitstore.store import groupcommit, history
-from gitstore.store.authorship import Intent
 from gitstore.store.context import CustomerContext
 from gitstore.store.history import Snapshot
+from gitstore.store.replays import SUMMARY, Intent, turn_key
 from gitstore.store.tip import State, load_doc, load_shared, read_state, remember, require_open
 from gitstore.store.writer import (
     RETRY_WINDOW,
@@ -234,7 +233,7 @@ class Session:
             raise InvalidDocumentError([Violation(CONV, "/conversation_turns/-",
                                                   "a turn must be a JSON object", "json")])
         data, redacted = self.writer.scrub(CONV, data, "/conversation_turns/-")
-        by = authorship(author, at, idempotency_key, Intent(ChangeKind.TURN))
+        by = authorship(author, at, idempotency_key, Intent(ChangeKind.TURN, content=data))
         if idempotency_key is None:  # a turn sent twice within the window is stored once
             key = turn_key(data) if not self.customer.encrypted else \
                 "turn-" + self.customer.sealer.key(self.scenario.major).digest(  # no plain hash
@@ -333,7 +332,7 @@ class Session:
                          redacted=redacted, parsed={name: new})
 
         return self.writer.write(self.scenario, build, authorship(
-            author, at, idempotency_key, Intent(ChangeKind.UPDATE, name)))
+            author, at, idempotency_key, Intent(ChangeKind.UPDATE, name, doc)))
 
     def set_summary(self, summary: Any, *, message: str | None = None,
                     author: str | Identity | None = None, at: datetime | str | None = None,
@@ -358,7 +357,7 @@ class Session:
                          changed_turns=())
 
         return self.writer.write(self.scenario, build, authorship(
-            author, at, idempotency_key, Intent(ChangeKind.UPDATE, CONV)))
+            author, at, idempotency_key, Intent(ChangeKind.UPDATE, CONV, data, SUMMARY)))
 
     def finalize(self, *, message: str | None = None, version: str | Version | None = None,
                  author: str | Identity | None = None, at: datetime | str | None = None,
@@ -461,7 +460,7 @@ class Session:
                          reason=reason.strip(), redacted="; ".join(redactions) or None)
 
         return self.writer.write(self.scenario, build, authorship(
-            author, at, idempotency_key, Intent(ChangeKind.CORRECTION)))
+            author, at, idempotency_key, Intent(ChangeKind.CORRECTION, content=docs)))
 
 
     def _with_sow(self, files: dict[str, bytes], version: Version
@@ -481,13 +480,6 @@ class Session:
 
 
 # -- helpers -------------------------------------------------------------------
-
-def turn_key(turn: Mapping[str, Any]) -> str:
-    """The default idempotency key of a turn: the SHA-256 of its canonical JSON
-    without ``turn_id`` (the store may renumber it)."""
-    body = {k: v for k, v in turn.items() if k != "turn_id"}
-    return "turn-sha256:" + hashlib.sha256(canonical.dumps(body)).hexdigest()
-
 
 def _refuse_open(customer: CustomerContext) -> None:
     """VersionRuleError if a scenario of ``customer`` is open (not finalized, not

@@ -67,7 +67,7 @@ from gitstore.git.locking import writer_lock
 from gitstore.git.trees import Prepared
 from gitstore.rules import secrets
 from gitstore.rules.proposal import Proposal
-from gitstore.store import upkeep
+from gitstore.store import replays, upkeep
 from gitstore.store.audit import ANCHOR_TRAILER, AuditLog
 from gitstore.store.authorship import Authorship as Authorship
 from gitstore.store.authorship import authorship as authorship
@@ -551,7 +551,8 @@ class Writer:
             if info.trailer(Trailer.IDEMPOTENCY_KEY) == key:
                 version = Version.parse(info.trailer(Trailer.SESSION_VERSION) or "v1.0.0")
                 if by is not None and by.intent is not None:
-                    by.intent.require_same(key, info, version)
+                    replays.require_same(by.intent, key, info, version, replays.reader(
+                        repo, info.id), self.customer.name, self.customer.api_key)
                 turn = info.trailer(Trailer.TURN)
                 completeness = (info.trailer(Trailer.COMPLETENESS) or "").rstrip("%")
                 tag = repo.tag(str(version)) if info.finalizes else None

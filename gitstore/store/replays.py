@@ -1,0 +1,119 @@
+"""A write whose idempotency key is already on a commit: the same write again (a
+replay: the first result is returned, nothing is written) or the key reused for
+another write (refused).
+
+Invariant: a replay is reported only when the commit that holds the key made this
+very write: the same change kind (its ``Change`` trailer), the same document for an
+update, and, where the write carries content, the same content as the store stored
+it then (the fields the store fills in filled as they were at that commit). A turn
+sent again may be stamped anew: its ``timestamp`` and ``turn_id`` aside, it must be
+the same. Anything else is a :class:`~gitstore.errors.UsageError`
+naming the commit, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from gitstore.core import canonical
+from gitstore.core.commits import ChangeKind, CommitInfo, Trailer
+from gitstore.core.documents import fill
+from gitstore.core.names import CONV
+from gitstore.core.versions import Version
+from gitstore.errors import UsageError
+from gitstore.git.repo import Repo
+
+__all__ = ["SUMMARY", "Intent", "Read", "reader", "require_same", "turn_key"]
+
+SUMMARY = "/conversation_summary"
+"""``Intent.part`` of a summary update: only that member of the conversation."""
+
+
+def turn_key(turn: Mapping[str, Any]) -> str:
+    """The default idempotency key of a turn: the SHA-256 of its canonical JSON
+    without ``turn_id`` (the store may renumber it)."""
+    body = {k: v for k, v in turn.items() if k != "turn_id"}
+    return "turn-sha256:" + hashlib.sha256(canonical.dumps(body)).hexdigest()
+
+
+class Intent(NamedTuple):
+    """What a write under an idempotency key does: its change kind; for an update,
+    the document it replaces (and ``part``, :data:`SUMMARY` for the summary alone);
+    and ``content``, what it writes as the caller gave it, once screened (a turn, a
+    document, a summary, or a correction's ``{name: document}``), None where the
+    write carries none (finalize, follow-up, a new scenario)."""
+
+    change: str
+    document: str | None = None
+    content: Any = None
+    part: str | None = None
+
+
+Read = Callable[[str], Any]
+"""A document of the commit that holds the key, parsed (None if it has none)."""
+
+
+def require_same(intent: Intent, key: str, info: CommitInfo, version: Version, read: Read,
+                 customer: str, api_key: str | None = None) -> None:
+    """Refuse (UsageError) ``key``, which commit ``info`` of ``version`` recorded, unless
+    that commit made the write ``intent`` describes (``customer``, ``api_key``: the
+    store-managed fields it filled in)."""
+    done = info.change or "write"
+    documents = (info.trailer(Trailer.DOCUMENTS) or "").split(", ")
+    what = f"{done} of {', '.join(documents)}" if done == ChangeKind.UPDATE else done
+    if done == intent.change and (intent.document is None or intent.document in documents):
+        if intent.content is None or _same_content(intent, info, version, read, customer,
+                                                   api_key):
+            return
+        what += " with other content"
+    raise UsageError(f"idempotency key {key!r} was used for another write (the {what} "
+                     f"that made commit {info.id[:12]} of {version}); a key names one "
+                     "write: use a new key")
+
+
+def _same_content(intent: Intent, info: CommitInfo, version: Version, read: Read,
+                  customer: str, api_key: str | None) -> bool:
+    content = intent.content
+    if intent.change == ChangeKind.TURN:
+        n = info.trailer(Trailer.TURN)
+        turns = (read(CONV) or {}).get("conversation_turns")
+        if not (n and n.isdigit() and isinstance(turns, list) and 0 < int(n) <= len(turns)):
+            return False
+        stored = turns[int(n) - 1]
+        return isinstance(stored, dict) and _equal(_unstamped(stored), _unstamped(content))
+    if intent.part == SUMMARY:
+        stored = (read(CONV) or {}).get("conversation_summary")
+        expected = copy.deepcopy(content)
+        if isinstance(expected, dict) and isinstance(stored, dict) and \
+                "total_turns" in stored:
+            expected.setdefault("total_turns", stored["total_turns"])
+        return _equal(expected, stored)
+    docs = content if intent.change == ChangeKind.CORRECTION else \
+        {str(intent.document): content}
+    session_id = info.session_id or ""
+    return all(_equal(fill(name, copy.deepcopy(doc), customer, session_id, version, api_key),
+                      read(name)) for name, doc in docs.items())
+
+
+def _unstamped(turn: Mapping[str, Any]) -> dict[str, Any]:
+    """A turn without what a retry may change: its ``turn_id`` and ``timestamp``."""
+    return {k: v for k, v in turn.items() if k not in ("turn_id", "timestamp")}
+
+
+def reader(repo: Repo, commit: str) -> Read:
+    """:data:`Read` for ``commit`` (opened for an encrypted customer)."""
+    def read(name: str) -> Any:
+        data = repo.read_file(commit, name)
+        return canonical.loads(data) if data is not None else None
+    return read
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Equal as JSON exactly (``1`` and ``1.0``, ``true`` and ``1`` differ)."""
+    try:
+        return canonical.dumps(a) == canonical.dumps(b)
+    except (canonical.JSONParseError, ValueError, TypeError, RecursionError):
+        return False
