@@ -223,6 +223,12 @@ def test_list_filters(world: tuple[Store, Index]) -> None:
         index.list_sessions(customer="customer-unknown")
     with pytest.raises(UsageError):
         index.list_sessions(sort="commit_id; DROP TABLE versions")
+    for status in ("bogus", "Open", "complete", ""):  # a typo is not "no sessions"
+        with pytest.raises(UsageError, match=f"unknown status '{status}': use one of open, "):
+            index.list_sessions(status=status)
+        with pytest.raises(UsageError):
+            index.list_columns(status=status)
+    assert keys(index.list_sessions(status="retained")) == []
 
 
 @pytest.mark.parametrize("asked", [{}, {"all_versions": True, "sort": "version"},

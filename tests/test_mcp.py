@@ -498,6 +498,15 @@ ERRORS: list[tuple[str, str, dict[str, Any], str, str]] = [
     ("finalized", "cleanup_apply", {"confirm": True, "customers": ["customer-nobody"]},
      "not_found", "unknown"),
     ("finalized", "verify", {"customer": "customer-nobody"}, "not_found", "unknown"),
+    # arguments the input schema refuses: the same contract, usage, naming the argument
+    ("finalized", "cleanup_apply", {"confirm": "yes"}, "usage", "confirm: input should be"),
+    ("finalized", "cleanup_apply", {"confirm": 1}, "usage", "confirm: input should be"),
+    ("finalized", "log", {"customer": CUSTOMER, "limit": -1}, "usage", "log: invalid "
+     "arguments: limit:"),
+    ("finalized", "show_version", {"customer": CUSTOMER, "document": "nope.json"}, "usage",
+     "document:"),
+    ("finalized", "append_turn", {"customer": CUSTOMER, "turn": "x"}, "usage", "turn:"),
+    ("finalized", "list_sessions", {"status": "bogus"}, "usage", "unknown status 'bogus'"),
 ]
 
 

@@ -24,12 +24,14 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unus
 from gitstore.core import canonical
 from gitstore.core.models import (
     MODELS,
+    CompletionStatus,
     Conversation,
     SessionAnalytics,
     SessionMetadata,
     is_timestamp,
     parse_timestamp,
 )
+from gitstore.core.names import COMPLETION_STATUSES
 from gitstore.core.schema import (
     DRAFT,
     SCHEMA_VERSION,
@@ -794,3 +796,20 @@ def test_generated_pattern_strategy_matches_model_regex() -> None:
         "session_version"]["pattern"]
     assert re.fullmatch(pattern.strip("^$"), "v10.0.3")
     assert not re.fullmatch(pattern.strip("^$"), "v1.0.0\n")
+
+
+def test_completion_statuses_are_the_schemas() -> None:
+    """The statuses a listing accepts (:mod:`gitstore.catalog.queries`) and the models
+    use are the schema's enum."""
+    found = [v for v in _enums(load("session_metadata.json")) if "completed" in v]
+    assert found == [list(COMPLETION_STATUSES)]
+    assert CompletionStatus.__args__ == COMPLETION_STATUSES
+
+
+def _enums(node: Any) -> list[list[Any]]:
+    if isinstance(node, dict):
+        return ([node["enum"]] if "enum" in node else []) + \
+            [e for v in node.values() for e in _enums(v)]
+    if isinstance(node, list):
+        return [e for v in node for e in _enums(v)]
+    return []

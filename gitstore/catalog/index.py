@@ -248,6 +248,7 @@ class Index:
         for the record."""
         queries.sort_columns(sort)  # refuses an unknown sort key before any work
         queries.fields_of(fields)  # and an unknown field
+        queries.check_status(status)  # and a status no session can have
         name = self._known(customer) if customer is not None else None
         self.refresh([name] if name else None)
         asked = [f"{k}={v}" for k, v in (("customer", name), ("status", status),

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from gitstore.catalog.db import SELECT
 from gitstore.catalog.rows import COLUMNS, iso
+from gitstore.core.names import COMPLETION_STATUSES
 from gitstore.core.time import parse_rfc3339
 from gitstore.errors import NotFoundError, UsageError
 
@@ -103,6 +104,17 @@ def session_columns(cx: sqlite3.Connection, customer: str | None = None,
     values = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     return {n: v for n, v in zip(names, values, strict=True)
             if n not in ("major", "minor", "patch")}
+
+
+STATUSES = ("open", "finalized", "retained", *COMPLETION_STATUSES)
+"""What a listing's ``status`` may be: a version's state in the index (``retained``:
+purged, analytics summary kept) or a ``completion_status``."""
+
+
+def check_status(status: str | None) -> None:
+    """Refuse (UsageError) a status no session can have: a typo is not "no sessions"."""
+    if status is not None and status not in STATUSES:
+        raise UsageError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
 
 
 def _sessions_query(customer: str | None, status: str | None, provider: str | None,

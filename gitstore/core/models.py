@@ -47,6 +47,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
+from gitstore.core.names import COMPLETION_STATUSES as COMPLETION_STATUSES
 from gitstore.core.timestamps import (
     TIMESTAMP_RANGE,
     is_timestamp,
@@ -125,7 +126,6 @@ SESSION_VERSION_PATTERN = r"^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$
 #: ``session_info.api_key``: the customer-name alphabet of :mod:`gitstore.core.names`.
 API_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
-COMPLETION_STATUSES = ("in_progress", "completed", "abandoned", "escalated", "expired", "failed")
 OVERALL_STATUSES = ("SUCCESS", "PARTIAL_SUCCESS", "FAILED", "NOT_PERFORMED")
 USER_EXPERTISE_LEVELS = ("beginner", "intermediate", "advanced", "expert")
 

@@ -47,6 +47,10 @@ SEALED_TRAILER = "Sealed-Digest"
 SEALED_PREFIX = "ENC[AES256_GCM,"
 """How every sealed value begins (:data:`gitstore.core.sealed.PREFIX`)."""
 
+COMPLETION_STATUSES = ("in_progress", "completed", "abandoned", "escalated", "expired",
+                       "failed")
+"""``workflow_tracking.completion_status`` (the schema's enum; a test keeps them equal)."""
+
 
 def _describe(name: str) -> str:
     shown = repr(name) if len(name) <= 40 else repr(name[:40]) + "..."

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from gitstore.errors import NotFoundError, UsageError
 from gitstore.mcp.service import (
@@ -118,9 +118,10 @@ def register(server: MCPServer[Any], svc: Service) -> None:
     @server.tool(annotations=titled(DESTRUCTIVE, "Apply the retention cleanup"))
     @tool_errors
     def cleanup_apply(
-        confirm: Annotated[bool, Field(
-            description="Must be true: this deletes data for good. Call cleanup_plan "
-                        "first and show the user what goes.")],
+        confirm: Annotated[StrictBool, Field(
+            description="Must be true (the boolean; nothing else passes): this deletes "
+                        "data for good. Call cleanup_plan first and show the user what "
+                        "goes.")],
         customers: Customers = None,
     ) -> dict[str, Any]:
         """Purge, for real, what the retention policy lets go (what cleanup_plan lists

@@ -16,11 +16,14 @@ from typing import Any, Literal
 
 import anyio
 import uvicorn
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.types import CallToolResult, InputRequiredResult
+from pydantic import ValidationError
 
 from gitstore.errors import UsageError
 from gitstore.mcp import admin, merging, reads, writes
-from gitstore.mcp.service import Service
+from gitstore.mcp.service import Service, error_result
 from gitstore.store.context import Clock
 from gitstore.version import __version__
 
@@ -37,6 +40,26 @@ or nothing; pass an idempotency_key when you may retry. Errors name their kind
 storage, render) and say what to fix. Documents are also resources:
 gitstore://{customer}/{version}/{document}."""
 
+class Server(MCPServer[Any]):
+    """The SDK's server, but arguments that fail a tool's schema (a wrong type, an
+    enum or range missed) are refused like every other call the store refuses: a
+    tool error ``usage: ...`` with the structured ``{"error": ...}`` detail, naming
+    each argument and what it must be (never the value sent)."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any],
+                        context: Context[Any, Any] | None = None
+                        ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
+                raise
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: "
+                                 f"{e['msg']}" for e in cause.errors())
+            return error_result(UsageError(f"{name}: invalid arguments: {problems}"))
+
+
 Level = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LEVELS: tuple[Level, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -51,7 +74,7 @@ def build_server(root: str, *, agent: str | None = None, lock_timeout: float | N
     if level is None:
         raise UsageError(f"log level must be one of {', '.join(LEVELS)}, not {log_level!r}")
     svc = Service(root, agent=agent, lock_timeout=lock_timeout, clock=clock)
-    server: MCPServer[Any] = MCPServer(
+    server: MCPServer[Any] = Server(
         "gitstore", title="gitstore", version=__version__, instructions=INSTRUCTIONS,
         log_level=level)
     writes.register(server, svc)
