@@ -347,7 +347,14 @@ with warnings.catch_warnings(record=True) as caught:
 
 
 def _read_only(root: Path, index: Path) -> str:
-    cmd = [sys.executable, "-c", READ_ONLY_QUERY, str(root), str(index)]
+    proc = _run_read_only(root, [sys.executable, "-c", READ_ONLY_QUERY, str(root), str(index)])
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _run_read_only(root: Path, cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    """``cmd`` run with ``root`` read-only: a read-only bind mount (as root), else
+    every file and directory without write permission."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if os.geteuid() == 0:
         script = ('mount --bind -o ro "$0" "$0" && mount -o remount,ro,bind "$0" "$0" '
@@ -365,8 +372,35 @@ def _read_only(root: Path, index: Path) -> str:
         finally:
             for p, mode in modes.items():
                 p.chmod(mode)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return proc
+
+
+def test_index_queries_work_on_a_read_only_store_and_leave_it_as_it_is(
+        store3: Path, tmp_path: Path) -> None:
+    """A read-only store answers every query through the index (on a private copy,
+    brought up to date with git: here a turn the index has not seen), `verify
+    --catalog` checks it, and `reindex` is refused (exit 9), not pretended."""
+    assert run_cli(store3, "list").code == 0  # the index, then a write it has not seen
+    Store(store3, clock=Clock()).customer(ALPHA).session().follow_up()
+    Store(store3, clock=Clock()).customer(ALPHA).session().append_turn({
+        "timestamp": "2025-01-16T09:00:00Z", "user_input": {"query": "ro-marker question"},
+        "agent_response": {"orchestrator_response": "an answer"}})
+    index = store3 / ".gitstore" / "index.sqlite"
+    before = {p.name: p.read_bytes() for p in index.parent.glob("index.sqlite*")}
+    state = git(store3 / ALPHA, "for-each-ref")
+    gitstore = [sys.executable, "-m", "gitstore", "--root", str(store3)]
+    runs = {" ".join(a): _run_read_only(store3, [*gitstore, *a]) for a in (
+        ["list", "-o", "json"], ["stats"], ["search", "ro-marker"], ["active"],
+        ["similar", ALPHA, "v1.0.0"], ["verify", "--catalog"], ["reindex"])}
+    for args, proc in runs.items():
+        assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, args
+        assert proc.returncode == (9 if args == "reindex" else 0), (args, proc.stderr)
+    assert "v1.1.0      6  [ro]-[marker] question" in runs["search ro-marker"].stdout
+    listed = json.loads(runs["list -o json"].stdout)
+    assert {r["customer"]: r["version"] for r in listed}[ALPHA] == "v1.1.0"
+    assert "read-only" in runs["reindex"].stderr
+    assert {p.name: p.read_bytes() for p in index.parent.glob("index.sqlite*")} == before
+    assert git(store3 / ALPHA, "for-each-ref") == state
 
 
 def test_an_answer_on_a_read_only_store_warns_or_is_refused(store3: Path,

@@ -29,8 +29,12 @@ writers serialise on SQLite's lock.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -155,7 +159,8 @@ def _checked_now(cx: sqlite3.Connection) -> None:
 class Database:
     """The SQLite file at ``path``. ``moved_aside`` lists files found unusable and set
     aside; ``problems`` collects one line per trouble worth telling the user (the sync
-    adds its own)."""
+    adds its own). In a directory this process cannot write (a read-only store) it
+    works on a private copy of the file instead (:attr:`copied`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -164,6 +169,8 @@ class Database:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._checked = False
+        self.copied = False
+        """Whether this works on a private copy (the store is read-only here)."""
 
     @property
     def cx(self) -> sqlite3.Connection:
@@ -172,6 +179,10 @@ class Database:
         if cx is None:
             cx = self._local.cx = self._open()
         return cx
+
+    def in_place(self) -> bool:
+        """Whether this works on the store's own file, not on a private copy (opens it)."""
+        return self.cx is not None and not self.copied
 
     def close(self) -> None:
         """Close this thread's connection (the next use of :attr:`cx` reopens)."""
@@ -188,6 +199,8 @@ class Database:
         return cx
 
     def _open(self) -> sqlite3.Connection:
+        if self.path.parent.is_dir() and not os.access(self.path.parent, os.W_OK):
+            self._private_copy()  # a read-only store: queries read, refresh, in a copy
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
@@ -218,6 +231,25 @@ class Database:
         # it at its largest otherwise: 4 MiB beside a 1 MiB index after 1,000 turns)
         cx.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
         return cx
+
+    def _private_copy(self) -> None:
+        """Work on a copy of the file (with its write-ahead log) in a private temporary
+        directory, removed when the process exits: the index of a store this process
+        cannot write is still brought up to date with git and queried, and the store
+        is left as it is."""
+        with self._lock:
+            if self.path.parent.is_dir() and not os.access(self.path.parent, os.W_OK):
+                try:
+                    work = Path(tempfile.mkdtemp(prefix="gitstore-index-"))
+                    atexit.register(shutil.rmtree, work, True)
+                    for suffix in ("", "-wal"):
+                        with contextlib.suppress(FileNotFoundError):
+                            shutil.copyfile(f"{self.path}{suffix}",
+                                            work / f"{INDEX_FILE}{suffix}")
+                except OSError as exc:
+                    raise StorageError(f"cannot copy the index {self.path} of a read-only "
+                                       f"store to work on: {exc.strerror}") from None
+                self.path, self.copied = work / INDEX_FILE, True
 
     def _init(self, cx: sqlite3.Connection) -> None:
         """Create the schema in an empty file; refuse a file that is not ours."""

@@ -56,7 +56,7 @@ from gitstore.catalog.view import CustomerView, StoreView
 from gitstore.core.names import STORE_DIR
 from gitstore.core.time import parse_duration
 from gitstore.core.versions import Scenario, Version
-from gitstore.errors import NotFoundError, UsageError
+from gitstore.errors import NotFoundError, StorageError, UsageError
 
 if TYPE_CHECKING:
     import sqlite3
@@ -159,7 +159,12 @@ class Index:
                 ) -> int:
         """Re-index everything from git in one transaction; returns the customer count.
         ``processes``: how many worker processes read the repositories (default: one
-        per CPU, at most 4, for a store of many customers)."""
+        per CPU, at most 4, for a store of many customers). StorageError on a store
+        this process cannot write (queries there work on a private copy of the index,
+        which a rebuild would leave the store without)."""
+        if not self.db.in_place():
+            raise StorageError(f"the store {self.store.root} is read-only: its index cannot "
+                               "be rebuilt (queries bring a private copy up to date)")
         return self._sync.rebuild(progress, processes=processes)
 
     def changed(self, customer_name: str) -> None:

@@ -391,8 +391,9 @@ def check_catalog(store: Store) -> list[str]:
     index = store.catalog
     index.refresh()
     actual = index.dump()
-    with tempfile.TemporaryDirectory(prefix="verify-catalog-",
-                                     dir=store.root / STORE_DIR) as tmp:
+    private = store.root / STORE_DIR  # else (a read-only store) the system's temp
+    with tempfile.TemporaryDirectory(prefix="verify-catalog-", dir=private if os.access(
+            private, os.W_OK) else None) as tmp:
         fresh = Index(store, Path(tmp) / INDEX_FILE)
         try:
             fresh.rebuild()
