@@ -442,3 +442,18 @@ def test_escalate_and_shred_take_the_api_key_in_a_store_with_hashed_names(
     fails(run_cli(root, "show", "acme", "v1", "conversation.json"), "shredded",
           "scenario v1 of k")
     fails(run_cli(root, "shred", "acme", "v1", "--yes"), "shredded", "scenario v1 of k")
+
+
+def test_cli_search_scans_encrypted_sessions_with_their_keys(tmp_path: Path) -> None:
+    """`gitstore search` finds turns of encrypted sessions (which the index does not
+    hold) when their keys are at hand, and says how many it could not search."""
+    root, key = encrypted(tmp_path)
+    table = ok(run_cli(root, "search", MARKER.split()[0])).text
+    assert CUSTOMER in table and "(encrypted: no snippet)" in table
+    hits = ok(run_cli(root, "search", MARKER.split()[0], "-o", "json")).json()
+    assert [(h["customer"], h["version"], h["turn_id"], h["encrypted"]) for h in hits] == \
+        [(CUSTOMER, "v1.0.0", 1, True)]
+    key.rename(tmp_path / "elsewhere.key")
+    keyless = run_cli(root, "search", MARKER.split()[0])
+    assert keyless.code == 0 and "no turns match" in keyless.err
+    assert "1 encrypted session(s) not searched" in keyless.err

@@ -176,16 +176,19 @@ def stats(obj: Ctx, output: str) -> None:
 @click.pass_obj
 def search(obj: Ctx, text: str, limit: int, output: str) -> None:
     """Full-text search of the conversation turns (every word must match; word*
-    matches a prefix). Best matches first."""
-    with _index(obj.store()) as (index, progress):
+    matches a prefix). Best matches first. Encrypted sessions, which the index does
+    not hold, are searched in memory when their keys are at hand."""
+    store = obj.store()
+    with _index(store) as (index, progress):
         index.refresh(progress=progress)
-        rows = index.search(text, limit=limit)
+    rows = store.search(text, limit=limit)  # the index, then encrypted sessions
     if output == "json":
         emit_json(rows)
     elif rows:
         _table(["CUSTOMER", "VERSION", "TURN", "SNIPPET"],
                [[r["customer"], _cell(r["version"]), str(r["turn_id"]),
-                 " ".join(r["snippet"].split())] for r in rows], right=frozenset({2}))
+                 " ".join(r["snippet"].split()) if r["snippet"] is not None
+                 else "(encrypted: no snippet)"] for r in rows], right=frozenset({2}))
     else:
         note("no turns match")
 
