@@ -339,8 +339,14 @@ def test_pre_commit_refuses_a_bad_staged_change_and_prints_the_fix(
 
 def test_pre_commit_checks_the_customer_of_the_clone(served: tuple[Path, Path]) -> None:
     _, clone = served
-    githooks.install(clone, customer="customer-other")
-    assert git(clone, "config", "gitstore.customer").strip() == "customer-other"
+    # install refuses a customer the clone's sessions do not record, and sets nothing
+    with pytest.raises(UsageError, match="holds the sessions of customer customer-xyz789, "
+                                         "not 'customer-other'"):
+        githooks.install(clone, customer="customer-other")
+    assert not (clone / ".git" / "hooks" / "pre-commit").exists()
+    githooks.install(clone)
+    assert git(clone, "config", "gitstore.customer").strip() == "customer-xyz789"
+    git(clone, "config", "gitstore.customer", "customer-other")  # set by hand, wrongly
     proc = subprocess.run(["git", "-C", str(clone), "commit", "--allow-empty", "-m", "x"],
                           capture_output=True, text=True, check=False)
     assert proc.returncode != 0

@@ -68,7 +68,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from gitstore.catalog import journal
-from gitstore.core import sealed
+from gitstore.core import canonical, sealed
 from gitstore.core.commits import ChangeKind, CommitInfo, Trailer, metadata_version, version_of
 from gitstore.core.names import DOCUMENTS, JSON_DOCUMENTS, MANIFEST, MERGED, check_customer
 from gitstore.core.versions import Scenario, Version, parse_branch_ref, parse_tag_ref
@@ -121,6 +121,11 @@ def install(repo: Path, *, force: bool = False, customer: str | None = None,
             raise UsageError(f"{path} exists and is not a gitstore hook; move it away or "
                              "reinstall with --force to replace it")
     name = check_customer(customer or _default_customer(handle))
+    recorded = _recorded_customers(handle)
+    if recorded and name not in recorded:
+        raise UsageError(f"{repo} holds the sessions of customer {', '.join(sorted(recorded))}"
+                         f", not {name!r}: its hooks would refuse every push; name the "
+                         "customer its sessions record (--customer)")
     if customer or not handle.is_bare:
         handle.config_set(CONFIG_KEY, name)
     if specs:
@@ -167,6 +172,18 @@ def _script(hook: str) -> str:
 
 def _strip_git(name: str) -> str:
     return name[:-4] if name.endswith(".git") and len(name) > 4 else name
+
+
+def _recorded_customers(handle: backend.Repo) -> set[str]:
+    """The ``api_key`` each scenario's newest metadata records (sealed ones left out)."""
+    found = set()
+    for tip in handle.refs("refs/heads/", strict=False).values():
+        with contextlib.suppress(GitStoreError, ValueError, AttributeError, TypeError):
+            meta = canonical.loads(handle.read_file(tip, META) or b"null")
+            key = meta["session_info"]["api_key"]
+            if isinstance(key, str) and not sealed.is_token(key):
+                found.add(key)
+    return found
 
 
 def _default_customer(handle: backend.Repo) -> str:
