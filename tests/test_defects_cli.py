@@ -558,3 +558,24 @@ def test_the_library_never_prints_it_calls_back(opened: Path, capfd: Any) -> Non
     assert written.turn == 1 and calls == [CUSTOMER]
     captured = capfd.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+def test_new_with_metadata_and_created_takes_both_only_when_they_agree(tmp_path: Path) -> None:
+    """`new --metadata FILE --created T`: T fills a created_timestamp the file lacks,
+    agrees with one it has (the same instant, written either way), and is refused
+    (exit 2, nothing written) when it says another time; it was silently ignored."""
+    root = tmp_path / "sessions"
+    Store.init(root)
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"session_info": {"created_timestamp": "2025-01-15T10:00:00Z"}}))
+    r = run_cli(root, "new", "c1", "--metadata", str(meta), "--created", "2025-01-16T00:00:00Z")
+    assert r.code == 2 and "the metadata's session_info.created_timestamp is " \
+        "'2025-01-15T10:00:00Z'" in r.err and not (root / "c1").exists()
+    _ok(run_cli(root, "new", "c1", "--metadata", str(meta), "--created",
+                "2025-01-15T10:00:00+00:00"))
+    stored = Store(root).customer("c1").read("v1").document("session_metadata.json")
+    assert stored["session_info"]["created_timestamp"] == "2025-01-15T10:00:00Z"
+    meta.write_text(json.dumps({"session_info": {}}))
+    _ok(run_cli(root, "new", "c2", "--metadata", str(meta), "--created", "2025-01-16T00:00:00Z"))
+    stored = Store(root).customer("c2").read("v1").document("session_metadata.json")
+    assert stored["session_info"]["created_timestamp"] == "2025-01-16T00:00:00Z"

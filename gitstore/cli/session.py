@@ -73,7 +73,8 @@ def _session(obj: Ctx, customer: str, scenario: str | None) -> Session:
 @click.command()
 @click.argument("customer")
 @click.option("--session-id", help="Session id; default orchestrator-session-<uuid>.")
-@click.option("--created", metavar="TIMESTAMP", help="created_timestamp (RFC 3339); default now.")
+@click.option("--created", metavar="TIMESTAMP", help="created_timestamp (RFC 3339); default now. "
+              "With --metadata: fills the file's, or must agree with it.")
 @click.option("--metadata", "metadata_file", metavar="FILE",
               help="Initial session_metadata.json (managed fields may be omitted).")
 @click.option("--version", "expected", metavar="vN.0.0",

@@ -183,6 +183,8 @@ class Session:
         if isinstance(created, datetime):
             created = format_rfc3339(history.moment(created, "created"))
         created_at = text_or_none(created, "created") or format_rfc3339(by.time or store.now())
+        if created is not None and meta_doc is not None:  # both say when: they must agree
+            meta_doc = _with_created(meta_doc, created_at)
 
         def build(used: list[Scenario]) -> Plan:
             if not allow_open:  # under the writer lock: two racing `new`s open one
@@ -480,6 +482,21 @@ class Session:
 
 
 # -- helpers -------------------------------------------------------------------
+
+def _with_created(meta: Any, created: str) -> Any:
+    """``meta`` with ``created`` as its ``created_timestamp`` (UsageError if it records
+    another one)."""
+    info = meta.get("session_info") if isinstance(meta, dict) else None
+    if not isinstance(info, dict):
+        return meta
+    stated = info.get("created_timestamp")
+    if stated is not None and stated != created and (
+            parse_ts(stated) is None or parse_ts(stated) != parse_ts(created)):
+        raise UsageError(f"created is {created!r} but the metadata's "
+                         f"session_info.created_timestamp is {stated!r}; give one of them")
+    return meta if stated is not None else \
+        {**meta, "session_info": {**info, "created_timestamp": created}}
+
 
 def _refuse_open(customer: CustomerContext) -> None:
     """VersionRuleError if a scenario of ``customer`` is open (not finalized, not
