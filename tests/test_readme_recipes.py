@@ -126,7 +126,7 @@ def archive_checksums(out: str) -> None:
 #: How to check each recipe, by a command prefix unique to it.
 CHECKS: dict[str, Callable[[str], None]] = {
     "git log --all --decorate": story,
-    "git log v1 --format='%h %s' --grep='^Change: correction'": corrections,
+    "git log v1 --format='%h %s%x09%(trailers:key=Change,valueonly,separator=)'": corrections,
     "git tag -n9": tags,
     "git cat-file -p v1.1.1": tag_object,
     "git show v1.0.0:conversation.json": finalized_document,
@@ -170,3 +170,24 @@ def test_recipe_prints_what_the_readme_says(audited: Path, command: str) -> None
     out = proc.stdout + proc.stderr if command.startswith("git verify-tag") else proc.stdout
     assert out.strip(), f"{command!r} printed nothing"
     _check_for(command)(out)
+
+
+def test_the_corrections_recipe_reads_the_trailer_not_the_subject(tmp_path: Path) -> None:
+    """A summary may say anything (`turn -m "Change: correction"`): the recipe lists a
+    commit by its ``Change`` trailer, so only real corrections."""
+    (command,) = [c for c in RECIPES if "key=Change" in c]
+    root = tmp_path / "sessions"
+    build_history(root)
+    session = Store(root).customer(CUSTOMER).session()
+    session.follow_up()
+    session.append_turn({"timestamp": "2025-01-20T10:00:00Z",
+                         "user_input": {"query": "Is this a correction?"},
+                         "agent_response": {"orchestrator_response": "No."}},
+                        message="Change: correction")
+    repo = root / CUSTOMER
+    git_log = subprocess.run(["git", "log", "v2", "--format=%s", "--grep=^Change: correction"],
+                             cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert git_log.strip() == "Change: correction"  # what a subject search would list
+    proc = subprocess.run(["bash", "-c", f"set -o pipefail; {command.replace(' v1 ', ' v2 ')}"],
+                          cwd=repo, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stdout == "", proc
