@@ -457,3 +457,29 @@ def test_cli_search_scans_encrypted_sessions_with_their_keys(tmp_path: Path) -> 
     keyless = run_cli(root, "search", MARKER.split()[0])
     assert keyless.code == 0 and "no turns match" in keyless.err
     assert "1 encrypted session(s) not searched" in keyless.err
+
+
+@pytest.mark.parametrize("record", [True, False])  # a finalized session; a fresh one
+def test_verify_without_the_master_key_checks_what_a_hub_checks(tmp_path: Path,
+                                                                record: bool) -> None:
+    """No master key here is not damage: verify checks the stored bytes as a hub does
+    and passes (exit 0); it exited 7 ("content not proven") for a tree with nothing
+    sealed to open. Damage to the stored bytes is still found without the key."""
+    root, key = encrypted(tmp_path, record=record)
+    if not record:
+        ok(run_cli(root, "new", CUSTOMER))
+    key.rename(tmp_path / "elsewhere.key")
+    assert f"{CUSTOMER}: ok" in ok(run_cli(root, "verify", CUSTOMER)).text
+    assert ok(run_cli(root, "verify")).code == 0
+    repo = root / CUSTOMER
+    tip = git(repo, "rev-parse", "HEAD").strip()
+    sums = git(repo, "show", "HEAD:SHA256SUMS").replace("0", "1", 1)
+    blob = subprocess.run(["git", "-C", str(repo), "hash-object", "-w", "--stdin"],
+                          input=sums, capture_output=True, text=True, check=True).stdout.strip()
+    tree = subprocess.run(["bash", "-c", f"git -C {repo} ls-tree HEAD | sed "
+                           f"'s/[0-9a-f]\\{{40\\}}\\tSHA256SUMS$/{blob}\\tSHA256SUMS/' | "
+                           f"git -C {repo} mktree"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    forged = git(repo, "commit-tree", tree, "-p", tip, "-m", "forged").strip()
+    git(repo, "update-ref", "HEAD", forged)
+    fails(run_cli(root, "verify", CUSTOMER), "integrity")
