@@ -579,3 +579,13 @@ def test_new_with_metadata_and_created_takes_both_only_when_they_agree(tmp_path:
     _ok(run_cli(root, "new", "c2", "--metadata", str(meta), "--created", "2025-01-16T00:00:00Z"))
     stored = Store(root).customer("c2").read("v1").document("session_metadata.json")
     assert stored["session_info"]["created_timestamp"] == "2025-01-16T00:00:00Z"
+
+
+def test_an_input_file_that_is_a_directory_or_missing_says_so(tmp_path: Path) -> None:
+    root = tmp_path / "sessions"
+    Store.init(root)
+    _ok(run_cli(root, "new", CUSTOMER))
+    r = run_cli(root, "turn", CUSTOMER, str(tmp_path))
+    assert r.code == 2 and f"{tmp_path} is a directory, not a JSON file" in r.err
+    r = run_cli(root, "turn", CUSTOMER, str(tmp_path / "absent.json"))
+    assert r.code == 3 and "no such file" in r.err

@@ -193,7 +193,9 @@ def test_bad_merges_are_refused_and_write_nothing(tmp_path: Path) -> None:
     assert cli(root, "merge", C, "v2").returncode == 0
     pending = refs(root)
     assert cli(root, "resolve", C, "nope:00000000", "--with", "ours").returncode == 3
-    assert cli(root, "resolve", C, "x", "--with", "sideways").returncode in (2, 3)
+    missing = cli(root, "resolve", C, "x", "--with", "sideways")  # no such file: as `turn`
+    assert missing.returncode == 3 and b"cannot read sideways" in missing.stderr
+    assert cli(root, "resolve", C, "x", "--with", str(root)).returncode == 2  # a directory
     assert refs(root) == pending
     # two reviewers on the same pending merge: the second acts on a stale state
     first = store.customer(C).pending_merge()

@@ -15,7 +15,7 @@ import click
 
 from gitstore.cli.app import Ctx, emit_json, note, output_option
 from gitstore.core import canonical
-from gitstore.errors import UsageError
+from gitstore.errors import NotFoundError, UsageError
 
 
 def _short(value: Any, present: bool) -> str:
@@ -134,11 +134,14 @@ def resolve(obj: Ctx, customer: str, label: str, choice: str, into: str | None) 
         updated = pending.resolve(label, choice, reviewer=store.config.agent)
     else:
         path = Path(choice)
+        if path.is_dir():
+            raise UsageError(f"--with is ours, theirs, base or a JSON file; {choice} is a "
+                             "directory")
         try:
             value = canonical.loads(path.read_bytes())
-        except OSError as exc:
-            raise UsageError(f"--with is ours, theirs, base or a JSON file; cannot read "
-                             f"{choice}: {exc.strerror}") from None
+        except OSError as exc:  # as for every other input file: not found, exit 3
+            raise NotFoundError(f"--with is ours, theirs, base or a JSON file; cannot read "
+                                f"{choice}: {exc.strerror}") from None
         except canonical.JSONParseError as exc:
             raise UsageError(f"{choice} is not JSON: {exc}") from None
         updated = pending.resolve(label, "value", value, reviewer=store.config.agent)

@@ -36,12 +36,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _read_input(path: str) -> bytes:
+    """The bytes of FILE (``-``: stdin; a pipe such as ``<(...)`` is read too)."""
     if path == "-":
         return sys.stdin.buffer.read()
     p = Path(path)
-    if not p.is_file():
-        raise NotFoundError(f"no such file: {path}")
-    return p.read_bytes()
+    if p.is_dir():
+        raise UsageError(f"{path} is a directory, not a JSON file")
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise NotFoundError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _report_written(w: Written, output: str, customer: str) -> None:
