@@ -116,12 +116,13 @@ def test_a_conflict_waits_for_a_reviewer_in_another_process(tmp_path: Path) -> N
     assert json.loads(plain)["conflicts"][0]["label"] == conflict["label"]  # plain git
     early = cli(root, "merge", C, "--continue")
     assert early.returncode == 6 and b"unresolved" in early.stderr
-    assert cli(root, "--agent", "lead <lead@example.invalid>", "resolve", C,
+    assert cli(root, "--agent", "rev <rev@example.invalid>", "resolve", C,
                conflict["label"], "--with", "theirs").returncode == 0
     done = cli(root, "--agent", "lead <lead@example.invalid>", "merge", C, "--continue")
     assert done.returncode == 0, done.stderr.decode()
     body = git(root / C, "log", "-1", "--format=%B", "v1")
-    assert f"Resolved: {conflict['label']}=theirs" in body
+    # plain git tells who decided the conflict and who wrote the merge
+    assert f"Resolved: {conflict['label']}=theirs by rev <rev@example.invalid>" in body
     assert "Reviewed-By: lead <lead@example.invalid>" in body
     ctx = Store(root).customer(C).read("v1").document("deployment_context.json")
     assert ctx == {"region": "us-east-1", "tier": "gold"}

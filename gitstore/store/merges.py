@@ -318,7 +318,8 @@ def write_merge(pending: PendingMerge, reviewer: Identity, message: str | None,
     result = merge(sides["base"], sides["ours"], sides["theirs"], decisions)
     if result.conflicts:  # the decisions cover every conflict the review saw
         raise ConflictError(f"{len(result.conflicts)} conflict(s) remain unresolved")
-    resolved = ", ".join(f"{r.label}={r.choice}" for r in pending.resolutions.values())
+    resolved = ", ".join(f"{r.label}={r.choice}" + (f" by {r.by}" if r.by else "")
+                         for r in pending.resolutions.values())  # who decided each
 
     def build(state: State) -> Plan:
         if state.tip != pending.target_commit:
