@@ -443,3 +443,50 @@ def test_a_run_skips_packing_refs_rather_than_wait_for_busy_writers(tmp_path: Pa
     assert details and "refs left loose" in details[-1]
     assert len(_packs(customer.path)) == 1
     git(customer.path, "fsck", "--strict")
+
+
+_CTRL_C_AT_EXIT = """
+import sys, threading
+from gitstore import Store
+from gitstore.cli.app import main
+from gitstore.git import housekeeping
+def held_clear(path):
+    print("held", flush=True)
+    threading.Event().wait(120)  # a run that takes long: Ctrl-C comes first
+housekeeping.clear_temp_files = held_clear
+root = sys.argv[1]
+Store.init(root, maintenance_bytes=1).customer("customer-c").new_session(
+    created="2025-01-15T10:00:00Z")
+sys.argv = ["gitstore", "--root", root, "turn", "customer-c", "-"]
+main()  # as the command: argv from sys.argv
+"""
+
+
+def test_ctrl_c_while_the_command_waits_for_its_run_stops_at_once_and_quietly(
+        tmp_path: Path) -> None:
+    """The command's write is done and reported; a Ctrl-C while the process waits for
+    the background maintenance it started ends it at once (exit 130), without the
+    interpreter's 'Exception ignored ... KeyboardInterrupt' report, and the store is
+    whole (the run's leftovers are the next run's to clear)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    turn = b'{"timestamp": "2025-01-15T10:01:00Z", "user_input": {"query": "q"}, ' \
+        b'"agent_response": {"orchestrator_response": "a"}}'
+    proc = subprocess.Popen([sys.executable, "-c", _CTRL_C_AT_EXIT, str(tmp_path / "s")],
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(turn)
+    proc.stdin.close()
+    lines = sorted(proc.stdout.readline() for _ in range(2))  # the write's line; "held"
+    assert lines[1] == b"held\n" and b"turn 1" in lines[0], lines
+    proc.send_signal(signal.SIGINT)
+    try:
+        code = proc.wait(20)
+    finally:
+        proc.kill()
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert code == 130 and "Exception ignored" not in err and "Traceback" not in err, err
+    git(tmp_path / "s" / "customer-c", "fsck", "--strict")
+    turns = Store(tmp_path / "s").customer("customer-c").read().document(
+        "conversation.json")["conversation_turns"]
+    assert [t["user_input"]["query"] for t in turns] == ["q"]

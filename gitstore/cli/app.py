@@ -22,10 +22,12 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -364,7 +366,27 @@ def cli(ctx: click.Context, root: str, agent: str | None, lock_timeout: float | 
 # -- entry point -------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; map gitstore errors to one-line messages and exit codes."""
+    """Run the CLI; map gitstore errors to one-line messages and exit codes. Run as
+    the command (``argv`` None), a Ctrl-C while the exiting process waits for the
+    background maintenance it started ends it at once, exit 130 (the run's
+    temporary files are cleared by the next run), not with the interpreter's report
+    of an exception in its wait."""
+    try:
+        _main(argv)
+    finally:
+        if argv is None and "gitstore.store.upkeep" in sys.modules:
+            with contextlib.suppress(ValueError):  # not the main thread: leave it
+                signal.signal(signal.SIGINT, _stop_at_once)
+
+
+def _stop_at_once(signum: int, frame: object) -> None:
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(130)
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         cli.main(args=argv, prog_name="gitstore", standalone_mode=False)
     except click.exceptions.Abort:
@@ -408,6 +430,6 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     # `python -m gitstore.cli.app`: run the package's module (not this __main__ copy),
     # so that command modules and this code share one Ctx and one set of helpers.
-    from gitstore.cli.app import main as _main
+    from gitstore.cli.app import main as _package_main
 
-    _main()
+    _package_main()
