@@ -370,13 +370,16 @@ def main(argv: list[str] | None = None) -> None:
     the command (``argv`` None), a Ctrl-C while the exiting process waits for the
     background maintenance it started ends it at once, exit 130 (the run's
     temporary files are cleared by the next run), not with the interpreter's report
-    of an exception in its wait."""
+    of an exception in its wait; an interrupted command does not wait for it."""
     try:
         _main(argv)
-    finally:
+    except SystemExit as done:
         if argv is None and "gitstore.store.upkeep" in sys.modules:
+            if done.code == 130:  # interrupted already: do not wait for the run either
+                _stop_at_once(signal.SIGINT, None)
             with contextlib.suppress(ValueError):  # not the main thread: leave it
                 signal.signal(signal.SIGINT, _stop_at_once)
+        raise
 
 
 def _stop_at_once(signum: int, frame: object) -> None:
