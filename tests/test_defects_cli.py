@@ -152,6 +152,16 @@ def test_a_key_sent_again_with_other_content_is_refused(store: Store) -> None:
     with pytest.raises(UsageError, match="the correction with other content"):
         other.correct({"session_analytics.json": {**analytics, "x": 1}}, reason="r",
                       idempotency_key="c")
+    # a correction the store completes (a derived field it fills) is still a replay
+    conv = other.read().document("conversation.json")
+    summary = {k: v for k, v in conv["conversation_summary"].items()
+               if k != "total_duration_minutes"}
+    fixed_conv = {**conv, "conversation_summary": {**summary, "final_recommendation": "x"}}
+    done = other.correct({"conversation.json": fixed_conv}, reason="r2", idempotency_key="d")
+    stored = other.read().document("conversation.json")["conversation_summary"]
+    assert "total_duration_minutes" in stored  # filled by the store
+    again = other.correct({"conversation.json": fixed_conv}, reason="r2", idempotency_key="d")
+    assert again.replayed and again.commit == done.commit
 
 
 def test_new_refuses_while_a_scenario_is_open(store: Store) -> None:

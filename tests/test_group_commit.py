@@ -25,11 +25,11 @@ from conftest import CUSTOMER, ROOT, git, git_conversation
 
 from gitstore import Store
 from gitstore.core.commits import Identity
-from gitstore.errors import ConflictError, InvalidDocumentError
+from gitstore.errors import ConflictError, InvalidDocumentError, UsageError
 from gitstore.store import groupcommit
 from gitstore.store.authorship import Authorship
 from gitstore.store.session import turn_key
-from gitstore.store.writer import RETRY_SCAN, RETRY_WINDOW
+from gitstore.store.writer import RETRY_SCAN, RETRY_WINDOW, Written
 
 CREATED = "2020-01-01T00:00:00Z"
 
@@ -394,6 +394,29 @@ def test_one_key_twice_in_a_group_is_one_commit(store: Store) -> None:
     assert mine.turn == 2
 
 
+def test_one_key_with_other_content_in_a_group_is_refused_to_its_writer(store: Store
+                                                                        ) -> None:
+    """A key names one turn in a group too: the same key sent with another turn
+    (writers racing on one key) is refused to that writer, never taken for a replay
+    of the first and dropped; a restamped copy of the first is its replay."""
+    repo = store.root / CUSTOMER
+    sp, first = spool(store, request(store, turn("alpha", 1), key="k-2"))
+    _, other = spool(store, request(store, turn("beta", 1), key="k-2"))
+    _, again = spool(store, request(store, {**turn("alpha", 1),
+                                            "timestamp": "2025-01-01T00:00:09Z"}, key="k-2"))
+    Store(store.root).customer(CUSTOMER).session().append_turn(turn("leader", 2))
+    a, b, c = sp.outcome(first), sp.outcome(other), sp.outcome(again)
+    assert isinstance(a, Written) and not a.replayed
+    assert isinstance(c, Written) and c.replayed and c.commit == a.commit
+    assert b is None  # not written, not "replayed": left to its writer, who is refused
+    with pytest.raises(UsageError, match="the turn with other content that made commit "
+                                         f"{a.commit[:12]}"):
+        Store(store.root).customer(CUSTOMER).session().append_turn(turn("beta", 1),
+                                                                   idempotency_key="k-2")
+    conv = json.loads(git_conversation(repo, "v1"))
+    assert [t["user_input"]["query"] for t in conv["conversation_turns"]] == ["alpha", "leader"]
+
+
 # =========================================================================== crashes and timeouts
 
 def test_a_turn_claimed_by_a_leader_that_died_is_written_once(store: Store) -> None:
@@ -693,7 +716,6 @@ def test_a_waiter_with_no_lock_timeout_waits_and_is_written(store: Store) -> Non
     assert result and result[0].turn == 1
     bad = store.root / ".gitstore" / "config.json"
     bad.write_text('{"lock_timeout": NaN}', encoding="utf-8")
-    from gitstore.errors import UsageError
     with pytest.raises(UsageError):
         Store(store.root)
 

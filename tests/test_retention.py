@@ -17,7 +17,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import CUSTOMER, ROOT, Clock, git, load_example, record_example_session, repo_state
+from conftest import (
+    CUSTOMER,
+    EXAMPLES,
+    ROOT,
+    Clock,
+    git,
+    load_example,
+    record_example_session,
+    repo_state,
+)
 
 from gitstore import ConflictError, Store, UsageError
 from gitstore.git.locking import writer_lock
@@ -337,3 +346,55 @@ def test_a_purge_leaves_no_copy_a_sync_fetched_and_no_sync_fetches_it_back(
         assert outcome.error is None, outcome.error
     assert git(on_hub, "rev-list", "v1").split() == purged  # the hub's own: untouched
     assert not check_customer(Store(root).customer(CUSTOMER)).problems
+
+
+def _scenario(store: Store, marker: str, finalize: bool = True) -> str:
+    """A new scenario of CUSTOMER holding the example session, its questions marked."""
+    sid = f"orchestrator-session-{marker.lower()}-0001"
+    session = store.customer(CUSTOMER).new_session(session_id=sid,
+                                                   created="2025-01-15T10:30:00Z")
+    for path in sorted((EXAMPLES / "session" / "turns").glob("turn-*.json")):
+        data = json.loads(path.read_bytes())
+        data["user_input"]["query"] = f"{marker}: {data['user_input']['query']}"
+        session.append_turn(data)
+    session.set_summary(load_example("session", "conversation.json")["conversation_summary"])
+    for name in ("deployment_context.json", "session_metadata.json", "session_analytics.json"):
+        doc = load_example("session", name)
+        if name == "session_metadata.json":
+            doc["session_info"].update(api_key=CUSTOMER, session_id=sid)
+            doc["session_info"].pop("session_version", None)
+        session.put(name, doc)
+    if finalize:
+        session.finalize()
+    return sid
+
+
+def test_a_purge_drops_what_a_sync_set_aside_of_a_renumbered_scenario(tmp_path: Path) -> None:
+    """Two machines open v2 offline; the second's is rebuilt as v3 by its sync, which
+    keeps its original under refs/gitstore/sync/replaced/heads/v2/... A purge of v3
+    drops that copy (found by its session, not its old number) and keeps the other
+    machine's v2 and everything of it."""
+    made = hub_ops.init(tmp_path / "hub")
+    hub_ops.add(made, CUSTOMER)
+    a, b = tmp_path / "a", tmp_path / "b"
+    store_a = Store.init(a, clock=Clock(START))
+    config_mod.save(a, store_a.config._replace(remote=f"file://{made.path}/{{customer}}"))
+    _scenario(at(a, 0), "FIRST")
+    assert syncing.sync(at(a, 0))[0].error is None
+    syncing.clone(Store.init(b, clock=Clock(START)), f"file://{made.path}",
+                  [Store(b).customer(CUSTOMER)])
+    _scenario(at(a, 0), "A-OPEN", finalize=False)
+    sid_b = _scenario(at(b, 0), "B-SECRET")
+    assert syncing.sync(at(a, 0))[0].error is None
+    assert syncing.sync(at(b, 0))[0].error is None
+    repo = b / CUSTOMER
+    aside = git(repo, "for-each-ref", "--format=%(refname)", "refs/gitstore/sync/replaced/")
+    assert "refs/gitstore/sync/replaced/heads/v2/" in aside, aside  # B's v2, now v3
+    assert git(repo, "log", "-1", "--format=%(trailers:key=Session-Id,valueonly)",
+               "v3").strip() == sid_b
+    done = rt.apply(at(b, 800))
+    assert ("v3", "purge-keep-analytics") in [(i.target, i.action) for i in done]
+    assert git(repo, "for-each-ref", "refs/gitstore/sync/replaced/") == ""
+    assert git(repo, "grep", "-c", "B-SECRET", *git(repo, "for-each-ref", "--format=%(refname)")
+               .split(), check=False) == ""
+    assert "A-OPEN" in git(repo, "show", "v2:conversation.json")  # the other machine's, kept

@@ -142,6 +142,10 @@ class ReplayWriter(Writer):
         self.change = change
 
     def write(self, scenario: Scenario, build: Build, by: Any = None) -> Written:
+        # the key names the commit replayed, whichever write carries it now (a turn
+        # may come back as a put): found, it is that commit's replay, never a reuse
+        by = by._replace(intent=None) if by is not None else None
+
         def marked(state: State) -> Any:
             plan = build(state)
             kind = self.change if self.change and not plan.finalizing else plan.change

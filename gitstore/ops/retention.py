@@ -34,7 +34,7 @@ from gitstore.core.versions import Scenario, parse_branch_ref, parse_tag_ref
 from gitstore.errors import ConflictError, NotFoundError, UsageError
 from gitstore.git import repo as backend
 from gitstore.git.locking import writer_lock
-from gitstore.ops import encryption, sync
+from gitstore.ops import encryption, tracking
 from gitstore.ops.maintenance import maintain_locked
 from gitstore.rules.proposal import Proposal
 from gitstore.store.facade import Customer, Store
@@ -422,7 +422,7 @@ def apply(store: Store, customers: Iterable[str] | None = None,
                         raise ConflictError(f"{customer.name} {item.target} changed during "
                                             f"the purge ({exc}); run it again") from None
                     # the hub's copy as last fetched, what a sync set aside: gone too
-                    sync.drop_copies(repo, [Scenario.parse(item.target)])
+                    tracking.drop_copies(repo, [(Scenario.parse(item.target), item.session_id)])
                     customer.audit("retention:purge", rev=item.target, commit=kept,
                                     detail=_tombstone(item, kept))
                     major = Scenario.parse(item.target).major

@@ -63,69 +63,18 @@ from gitstore.ops.rebase import (
     redo_journal,
     swap,
 )
+from gitstore.ops.tracking import TRACKING as TRACKING
+from gitstore.ops.tracking import drop_copies, fetch_specs, removed_here, retained
 from gitstore.store import config as config_mod
 from gitstore.store.audit import SYNC_BRANCH, SYNC_TAG, AuditLog
 from gitstore.store.facade import Customer, Store
 from gitstore.store.travel import GENESIS, TRAVEL_REFS, batch_name
 
-TRACKING = "refs/remotes/hub/"
-"""Where the hub's refs are kept after a fetch (never pushed)."""
-FETCH_SPECS = (f"+refs/heads/*:{TRACKING}heads/*", f"+refs/tags/*:{TRACKING}tags/*",
-               f"+{MERGED}*:{TRACKING}merged/*", f"+{TRAVEL_REFS}*:{TRACKING}audit/*")
 TRAVEL_TRAILER = "Audit-Head"
 MAX_ROUNDS = 4
 
 Progress = Callable[[str, str], None]
 """Called with (customer, step) as a sync goes: fetch, integrate, push, done."""
-
-
-def retained(repo: backend.Repo, tip: str) -> bool:
-    """Whether a branch at ``tip`` is what a retention purge kept of a scenario (the
-    analytics-only root commit): it neither travels nor takes the hub's history."""
-    return repo.commit(tip).change == ChangeKind.RETENTION
-
-
-def removed_here(repo: backend.Repo) -> list[Scenario]:
-    """The scenarios retention removed here: numbered no higher than the newest ever
-    opened here and either without a branch (and not merged into another scenario)
-    or with only what the purge kept (:func:`retained`)."""
-    last = repo.config_get("gitstore.lastScenario") or "0"
-    heads = {s.major: tip for ref, tip in repo.refs("refs/heads/").items()
-             if (s := parse_branch_ref(ref))}
-    merged = {ref[len(MERGED):] for ref in repo.refs(MERGED)}
-    top = max([int(last) if last.isdigit() else 0, *heads])
-    return [Scenario(n) for n in range(1, top + 1)
-            if (n not in heads and str(Scenario(n)) not in merged)
-            or (n in heads and retained(repo, heads[n]))]
-
-
-def fetch_specs(repo: backend.Repo) -> list[str]:
-    """:data:`FETCH_SPECS` without the branch and tags of each scenario retention
-    removed here (negative refspecs): the hub's copy stays on the hub until its own
-    ``retention apply``, and is not fetched back here."""
-    return [*FETCH_SPECS, *(spec for s in removed_here(repo)
-                            for spec in (f"^{s.branch_ref}", f"^refs/tags/{s}.*"))]
-
-
-def copies_of(repo: backend.Repo, scenario: Scenario) -> dict[str, str]:
-    """The refs that hold another copy of ``scenario``'s history here: the hub's branch
-    and tags as a sync last fetched them, and what a sync set aside under
-    :data:`REPLACED`."""
-    mine = (f"heads/{scenario}", f"tags/{scenario}.")
-    return {ref: oid for prefix in (TRACKING, REPLACED)
-            for ref, oid in repo.refs(prefix).items()
-            if ref[len(prefix):] == mine[0] or ref[len(prefix):].startswith(
-                (mine[0] + "/", mine[1]))}
-
-
-def drop_copies(repo: backend.Repo, scenarios: Iterable[Scenario]) -> int:
-    """Delete :func:`copies_of` each of ``scenarios``; how many refs went."""
-    gone = 0
-    for s in scenarios:
-        for ref, oid in copies_of(repo, s).items():
-            repo.delete_ref(ref, oid)
-            gone += 1
-    return gone
 
 
 @dataclass
@@ -251,7 +200,7 @@ def sync_customer(customer: Customer, *, url: str | None = None,
         for _ in range(MAX_ROUNDS):
             say(customer.name, "fetch")
             repo = customer.repo
-            drop_copies(repo, removed_here(repo))  # fetched before retention removed them
+            drop_copies(repo, ((s, None) for s in removed_here(repo)))  # fetched earlier
             found = remote.fetch(customer.path, url, fetch_specs(repo),
                                  timeout=cfg.sync_timeout, fsync=cfg.fsync)
             hub = Refs.read(repo, TRACKING) if found else Refs()

@@ -31,16 +31,14 @@ from gitstore.git.locking import private_dirs
 from gitstore.ops.importing import StagingCustomer
 from gitstore.ops.rebase import SYNC_DIR
 from gitstore.ops.sync import (
-    FETCH_SPECS,
-    TRACKING,
     Outcome,
     Progress,
     Refs,
-    fetch_specs,
     sync_customer,
     sync_lock,
     url_of,
 )
+from gitstore.ops.tracking import FETCH_SPECS, TRACKING, fetch_specs
 from gitstore.ops.verify import check_customer
 from gitstore.store import config as config_mod
 from gitstore.store.facade import Customer, Store

@@ -81,6 +81,7 @@ from gitstore.core.versions import Scenario
 from gitstore.errors import ConflictError, GitStoreError
 from gitstore.git import repo as backend
 from gitstore.git.locking import private_dirs
+from gitstore.store import replays
 from gitstore.store.authorship import Authorship, authorship
 from gitstore.store.context import CustomerContext
 from gitstore.store.plan import Build, Made, Written
@@ -328,7 +329,7 @@ def _write_group(writer: Writer, scenario: Scenario, group: list[Claimed], build
         outcomes: dict[str | None, Written | GitStoreError] = {}
         made: list[Made] = []
         actors: list[str] = []
-        by_key: dict[str, Written] = {}
+        by_key: dict[str, tuple[Written, Request]] = {}
         again: list[tuple[Written, str]] = []
         for ticket, request, orphan in _members(group, more):
             by = request.by
@@ -336,10 +337,13 @@ def _write_group(writer: Writer, scenario: Scenario, group: list[Claimed], build
                 by = by._replace(time=store.now())  # the window's and the commit's
             key = by.idempotency_key
             try:
-                earlier = by_key.get(key) if key else None
-                if earlier is not None:
-                    outcomes[ticket] = earlier._replace(replayed=True)
-                    again.append((earlier, request.actor))
+                seen = by_key.get(key) if key else None
+                if seen is not None:  # a key this group wrote: the same turn, or refused
+                    if key is not None and not replays.same_turn(seen[1].turn, request.turn):
+                        raise replays.reused(key, "turn with other content", seen[0].commit,
+                                             seen[0].version)
+                    outcomes[ticket] = seen[0]._replace(replayed=True)
+                    again.append((seen[0], request.actor))
                     continue
                 earlier = writer.earlier(repo, scenario.branch_ref, key, by, deep=orphan,
                                          actor=request.actor) if key else None
@@ -359,7 +363,7 @@ def _write_group(writer: Writer, scenario: Scenario, group: list[Claimed], build
             outcomes[ticket] = written = Written(one.commit, one.plan.version, one.plan.change,
                                                  one.digest, one.completeness, one.plan.turn)
             if key:
-                by_key[key] = written
+                by_key[key] = (written, request)
             prepared = one.prepared
             logical = prepared.logical[0] if prepared.logical is not None else \
                 sessionfiles.updated(one.stored, {MANIFEST: prepared.manifest})

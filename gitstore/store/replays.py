@@ -20,13 +20,14 @@ from typing import Any, NamedTuple
 
 from gitstore.core import canonical
 from gitstore.core.commits import ChangeKind, CommitInfo, Trailer
-from gitstore.core.documents import fill
-from gitstore.core.names import CONV
+from gitstore.core.documents import fill, fill_derived
+from gitstore.core.names import CONV, META
 from gitstore.core.versions import Version
 from gitstore.errors import UsageError
 from gitstore.git.repo import Repo
 
-__all__ = ["SUMMARY", "Intent", "Read", "reader", "require_same", "turn_key"]
+__all__ = ["SUMMARY", "Intent", "Read", "reader", "require_same", "reused", "same_turn",
+           "turn_key"]
 
 SUMMARY = "/conversation_summary"
 """``Intent.part`` of a summary update: only that member of the conversation."""
@@ -69,9 +70,19 @@ def require_same(intent: Intent, key: str, info: CommitInfo, version: Version, r
                                                    api_key):
             return
         what += " with other content"
-    raise UsageError(f"idempotency key {key!r} was used for another write (the {what} "
-                     f"that made commit {info.id[:12]} of {version}); a key names one "
-                     "write: use a new key")
+    raise reused(key, what, info.id, version)
+
+
+def reused(key: str, what: str, commit: str, version: Version | str) -> UsageError:
+    """The error for ``key`` sent for another write than ``what`` made (``commit``)."""
+    return UsageError(f"idempotency key {key!r} was used for another write (the {what} "
+                      f"that made commit {commit[:12]} of {version}); a key names one "
+                      "write: use a new key")
+
+
+def same_turn(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two turns are one turn sent twice (``timestamp`` and ``turn_id`` aside)."""
+    return _equal(_unstamped(a), _unstamped(b))
 
 
 def _same_content(intent: Intent, info: CommitInfo, version: Version, read: Read,
@@ -83,7 +94,7 @@ def _same_content(intent: Intent, info: CommitInfo, version: Version, read: Read
         if not (n and n.isdigit() and isinstance(turns, list) and 0 < int(n) <= len(turns)):
             return False
         stored = turns[int(n) - 1]
-        return isinstance(stored, dict) and _equal(_unstamped(stored), _unstamped(content))
+        return isinstance(stored, dict) and same_turn(stored, content)
     if intent.part == SUMMARY:
         stored = (read(CONV) or {}).get("conversation_summary")
         expected = copy.deepcopy(content)
@@ -94,8 +105,16 @@ def _same_content(intent: Intent, info: CommitInfo, version: Version, read: Read
     docs = content if intent.change == ChangeKind.CORRECTION else \
         {str(intent.document): content}
     session_id = info.session_id or ""
-    return all(_equal(fill(name, copy.deepcopy(doc), customer, session_id, version, api_key),
-                      read(name)) for name, doc in docs.items())
+    try:
+        files = {name: canonical.dumps(fill(name, copy.deepcopy(doc), customer, session_id,
+                                            version, api_key)) for name, doc in docs.items()}
+    except (canonical.JSONParseError, ValueError, TypeError, RecursionError):
+        return False
+    if intent.change == ChangeKind.CORRECTION:  # as Session.correct: derived fields filled
+        if META not in files and read(META) is not None:
+            files[META] = canonical.dumps(read(META))
+        fill_derived(files)
+    return all(_equal(canonical.loads(files[name]), read(name)) for name in docs)
 
 
 def _unstamped(turn: Mapping[str, Any]) -> dict[str, Any]:
