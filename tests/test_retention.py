@@ -32,7 +32,7 @@ from gitstore import ConflictError, Store, UsageError
 from gitstore.git.locking import writer_lock
 from gitstore.ops import hub as hub_ops
 from gitstore.ops import retention as rt
-from gitstore.ops import syncing
+from gitstore.ops import syncing, tracking
 from gitstore.ops.verify import check_customer
 from gitstore.store import config as config_mod
 
@@ -398,3 +398,65 @@ def test_a_purge_drops_what_a_sync_set_aside_of_a_renumbered_scenario(tmp_path: 
     assert git(repo, "grep", "-c", "B-SECRET", *git(repo, "for-each-ref", "--format=%(refname)")
                .split(), check=False) == ""
     assert "A-OPEN" in git(repo, "show", "v2:conversation.json")  # the other machine's, kept
+
+
+def _diverged(tmp_path: Path, value_a: str, value_b: str) -> tuple[Path, Path]:
+    """Machines a and b share v1 through a hub, then each puts its own value in the
+    same field of deployment_context.json: b's sync prepares a merge for review
+    (refs/gitstore/merges/v1, holding both sides) and b finalizes v1."""
+    made = hub_ops.init(tmp_path / "hub")
+    hub_ops.add(made, CUSTOMER)
+    a, b = tmp_path / "a", tmp_path / "b"
+    store_a = Store.init(a, clock=Clock(START))
+    config_mod.save(a, store_a.config._replace(remote=f"file://{made.path}/{{customer}}"))
+    _scenario(at(a, 0), "FIRST", finalize=False)
+    assert syncing.sync(at(a, 0))[0].error is None
+    syncing.clone(Store.init(b, clock=Clock(START)), f"file://{made.path}",
+                  [Store(b).customer(CUSTOMER)])
+    for root, value in ((a, value_a), (b, value_b)):
+        doc = {**load_example("session", "deployment_context.json"), "marker": value}
+        at(root, 0).customer(CUSTOMER).session().put("deployment_context.json", doc)
+        assert syncing.sync(at(root, 0))[0].error is None
+    at(b, 0).customer(CUSTOMER).session().finalize()
+    return b / CUSTOMER, b
+
+
+def _readable(repo: Path, *words: str) -> str:
+    refs = git(repo, "for-each-ref", "--format=%(refname)").split()
+    found = subprocess.run(["git", "-C", str(repo), "grep", "-l", *[
+        a for w in words for a in ("-e", w)], *refs], capture_output=True, text=True,
+        check=False)
+    return found.stdout
+
+
+def test_a_purge_drops_the_merge_pending_on_the_scenario(tmp_path: Path) -> None:
+    repo, b = _diverged(tmp_path, "A-SECRET", "B-SECRET")
+    assert git(repo, "for-each-ref", "refs/gitstore/merges/")  # pending, both sides in it
+    assert "refs/gitstore/merges/v1" in _readable(repo, "A-SECRET", "B-SECRET")
+    done = rt.apply(at(b, 800))
+    assert [(i.target, i.action) for i in done] == [("v1", "purge-keep-analytics")]
+    assert git(repo, "for-each-ref", "refs/gitstore/merges/") == ""
+    assert _readable(repo, "A-SECRET", "B-SECRET") == ""
+    ops = [r["op"] for r in Store(b).customer(CUSTOMER).audit_log.records()]
+    assert "merge:abort" in ops
+
+
+def test_a_purge_killed_after_dropping_copies_is_finished_by_the_next_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copies go first: a run killed before the purge itself leaves the scenario
+    for the next run to purge, and nothing of it stays readable after that run."""
+    repo, b = _diverged(tmp_path, "A-SECRET", "B-SECRET")
+    real = tracking.drop_copies
+
+    def killed(*args: object) -> int:
+        real(*args)
+        raise KeyboardInterrupt  # as a kill -9 right after, with nothing purged yet
+
+    monkeypatch.setattr(tracking, "drop_copies", killed)
+    with pytest.raises(KeyboardInterrupt):
+        rt.apply(at(b, 800))
+    monkeypatch.setattr(tracking, "drop_copies", real)
+    assert [(i.target, i.action) for i in rt.apply(at(b, 800))] == \
+        [("v1", "purge-keep-analytics")]
+    assert syncing.sync(at(b, 800))[0].error is None
+    assert _readable(repo, "A-SECRET", "B-SECRET") == ""

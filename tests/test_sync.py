@@ -114,6 +114,30 @@ def test_push_clone_pull_and_the_index_follows(hub: Any, tmp_path: Path) -> None
     clean(b, b.root / CUSTOMER)
 
 
+def test_the_same_key_on_two_machines_for_two_turns_keeps_both(hub: Any, tmp_path: Path
+                                                               ) -> None:
+    """Two agents use one explicit key for two different turns, offline: the sync
+    rebuilding the second on the hub's history finds the key on the first, which is
+    another write, so both turns are kept (never the second taken for a replay of
+    the first and dropped)."""
+    _, server = hub
+    a = synced_store(tmp_path / "a", server.template)
+    open_session(a, turns=4)
+    sync_ok(a)
+    b = synced_store(tmp_path / "b", server.template, Clock(LATER))
+    sync_ok(b, CUSTOMER)
+    a.customer(CUSTOMER).session().append_turn(turn("2025-01-15T10:41:30Z", "from A"),
+                                               idempotency_key="turn-5")
+    b.customer(CUSTOMER).session().append_turn(turn("2025-01-15T10:41:40Z", "from B"),
+                                               idempotency_key="turn-5")
+    sync_ok(a)
+    [outcome] = sync_ok(b)
+    assert outcome.conflicts == 0 and outcome.merged == 1, outcome
+    assert queries(b)[-2:] == ["from A", "from B"]
+    sync_ok(a)
+    assert queries(a) == queries(b)
+
+
 def test_both_moved_local_changes_are_replayed_on_the_hub_tip(hub: Any, tmp_path: Path
                                                              ) -> None:
     made, server = hub

@@ -142,9 +142,13 @@ class ReplayWriter(Writer):
         self.change = change
 
     def write(self, scenario: Scenario, build: Build, by: Any = None) -> Written:
-        # the key names the commit replayed, whichever write carries it now (a turn
-        # may come back as a put): found, it is that commit's replay, never a reuse
-        by = by._replace(intent=None) if by is not None else None
+        # found on a commit replayed from the same source, the key is that replay,
+        # whichever write carried it (a turn may come back as a put); found on any
+        # other commit (the hub's own write under the same key), it is checked as
+        # every key is: the same write, or refused, and the sync merges instead
+        source = dict(self.extra).get(REPLAYED_FROM)
+        if by is not None and by.intent is not None and source is not None:
+            by = by._replace(intent=by.intent._replace(same_as=(REPLAYED_FROM, source)))
 
         def marked(state: State) -> Any:
             plan = build(state)

@@ -4,10 +4,12 @@ A sync fetches the hub's refs into :data:`TRACKING` (never pushed). Retention pu
 do not travel (:mod:`gitstore.ops.retention`), so a scenario purged here would come
 back with the next fetch, its data readable again through those refs. Invariants:
 a scenario retention removed here (:func:`removed_here`) is left out of every fetch
-(negative refspecs: :func:`fetch_specs`); a purge deletes every copy of the purged
-scenario a sync left here (:func:`copies_of`: the hub's branch and tags as last
-fetched, and what a sync set aside under ``refs/gitstore/sync/replaced/``); and the
-analytics-only root commit a purge keeps (:func:`retained`) is never pushed.
+(negative refspecs: :func:`fetch_specs`); a purge deletes, before the purged
+scenario's own refs, every copy of it a sync left here (:func:`copies_of`: the hub's
+branch and tags as last fetched, and what a sync set aside under
+``refs/gitstore/sync/replaced/``, found by session; the merges a sync left pending on
+it go too, :mod:`gitstore.ops.retention`); and the analytics-only root commit a
+purge keeps (:func:`retained`) is never pushed.
 """
 
 from __future__ import annotations

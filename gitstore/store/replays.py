@@ -51,6 +51,9 @@ class Intent(NamedTuple):
     document: str | None = None
     content: Any = None
     part: str | None = None
+    same_as: tuple[str, str] | None = None
+    """``(trailer, value)``: a commit that records it is this write, whatever it did
+    (a sync rebuilding a local commit: a turn may come back as a put)."""
 
 
 Read = Callable[[str], Any]
@@ -62,6 +65,8 @@ def require_same(intent: Intent, key: str, info: CommitInfo, version: Version, r
     """Refuse (UsageError) ``key``, which commit ``info`` of ``version`` recorded, unless
     that commit made the write ``intent`` describes (``customer``, ``api_key``: the
     store-managed fields it filled in)."""
+    if intent.same_as is not None and info.trailer(intent.same_as[0]) == intent.same_as[1]:
+        return
     done = info.change or "write"
     documents = (info.trailer(Trailer.DOCUMENTS) or "").split(", ")
     what = f"{done} of {', '.join(documents)}" if done == ChangeKind.UPDATE else done
