@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from servers import start_daemon, synced_store, turn
 from starlette.testclient import TestClient
 
-from gitstore import IntegrityError, KeyUnavailableError, ShreddedError, Store
+from gitstore import IntegrityError, KeyUnavailableError, NotFoundError, ShreddedError, Store
 from gitstore.core import canonical, sealed
 from gitstore.core.names import CONV
 from gitstore.ops import encryption, githooks, retention, syncing
@@ -619,3 +619,25 @@ def test_a_master_key_command_that_does_not_round_trip_writes_nothing(
         record(Store(store.root))
     assert Store(store.root).customers() == []     # no repository, no key, no scenario
     assert not (store.root / ".gitstore" / "keys" / CUSTOMER / "1.key").exists()
+
+
+def test_a_shred_drops_a_merge_pending_from_the_session(tmp_path: Path, master: str) -> None:
+    """A merge of v1 into v2 waiting for review holds v1's documents, sealed with v2's
+    key: shredding v1 takes that pending merge along (a merge:abort record says so),
+    so no copy of v1's content stays readable; v2 itself is untouched."""
+    store = make_store(tmp_path / "s", encrypt=True)
+    record(store).finalize()
+    v2 = store.customer(CUSTOMER).new_session(created="2025-01-16T12:00:00Z")
+    v2.append_turn(turn("2025-01-16T12:01:00Z", "the v2 question"))
+    pending = store.customer(CUSTOMER).merge("v1", into="v2", reviewer="Rev <r@x.invalid>")
+    assert pending.written is None and pending.remaining
+    assert MARKERS[0] in json.dumps(store.customer(CUSTOMER).pending_merge("v2").sides)
+    encryption.shred(store, CUSTOMER, "v1")
+    fresh = Store(store.root)
+    with pytest.raises(NotFoundError, match="no merge into"):
+        fresh.customer(CUSTOMER).pending_merge("v2")
+    assert git(store.root / CUSTOMER, "for-each-ref", "refs/gitstore/merges/") == ""
+    records = [r for r in fresh.customer(CUSTOMER).audit_log.records()
+               if r["op"] == "merge:abort"]
+    assert [(r["rev"], r["detail"]) for r in records] == [("v2", "dropped by the shred of v1")]
+    assert "the v2 question" in fresh.customer(CUSTOMER).read("v2").raw(CONV).decode()

@@ -460,3 +460,33 @@ def test_a_purge_killed_after_dropping_copies_is_finished_by_the_next_run(
         [("v1", "purge-keep-analytics")]
     assert syncing.sync(at(b, 800))[0].error is None
     assert _readable(repo, "A-SECRET", "B-SECRET") == ""
+
+
+@pytest.mark.parametrize("damage", [None, "truncated", "null source"])
+def test_a_purge_drops_a_merge_pending_from_the_scenario_whatever_its_merge_json(
+        root: Path, damage: str | None) -> None:
+    """A merge of v1 into v2 waiting for review holds v1's history (a parent) and its
+    documents: a purge of v1 drops it, told by the pending commit's parents, so a
+    damaged merge.json neither keeps v1 readable nor fails the run (it exited 70)."""
+    store = at(root, 1)
+    merging = store.customer(CUSTOMER).merge("v1", into="v2", reviewer="Rev <r@x.invalid>")
+    repo = root / CUSTOMER
+    ref = "refs/gitstore/merges/v2"
+    assert merging.written is None and git(repo, "rev-parse", ref)
+    if damage is not None:
+        data = json.loads(git(repo, "show", f"{ref}:merge.json"))
+        text = "{\"format\": \"gitstore-merge\", trunc" if damage == "truncated" else \
+            json.dumps({**data, "source_commit": None})
+        blob = git(repo, "hash-object", "-w", "--stdin", input=text.encode()).strip()
+        tree = git(repo, "mktree", input=f"100644 blob {blob}\tmerge.json\n".encode()).strip()
+        parents = git(repo, "rev-parse", f"{ref}^1", f"{ref}^2").split()
+        damaged = git(repo, "commit-tree", tree, "-p", parents[0], "-p", parents[1], "-m",
+                      "damaged").strip()
+        git(repo, "update-ref", ref, damaged)
+    v1 = git(repo, "rev-parse", "v1").strip()
+    done = rt.apply(at(root, 800))
+    assert ("v1", "purge-keep-analytics") in [(i.target, i.action) for i in done]
+    assert git(repo, "for-each-ref", "refs/gitstore/merges/") == ""
+    assert subprocess.run(["git", "-C", str(repo), "cat-file", "-e", v1],
+                          capture_output=True, check=False).returncode != 0
+    assert "v2" in git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/")

@@ -48,10 +48,11 @@ def shred(obj: Ctx, customer: str, scenario: str, yes: bool, output: str) -> Non
     """Crypto-shred scenario vN of an encrypted CUSTOMER: destroy its data key.
 
     The key goes from the key store and from every key backup it wrote (`gitstore
-    keys backup`), the session's text from the index, and a tombstone goes to the
-    access log. Every commit, tag and signature stays (`git fsck --strict` and
-    `git verify-tag` stay clean), but the session's content is unreadable for
-    good, in every copy of the repository: reads of it exit 14. Exits 2 without
+    keys backup`), the session's text from the index and any merge pending from it,
+    and a tombstone goes to the access log. Every commit, tag and signature stays
+    (`git fsck --strict` and `git verify-tag` stay clean), but the session's
+    content is unreadable for good, in every copy of the repository: reads of it
+    exit 14. Exits 2 without
     --yes or on a customer that is not encrypted, 14 if already shredded."""
     from gitstore.ops.encryption import shred as destroy
 

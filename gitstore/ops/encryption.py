@@ -25,6 +25,7 @@ from gitstore.errors import GitStoreError, NotFoundError, ShreddedError, UsageEr
 from gitstore.store import config as config_mod
 from gitstore.store.facade import Store
 from gitstore.store.keys import KeyStore, master_key, new_master_key_file
+from gitstore.store.merges import drop_pending
 
 __all__ = ["ShredResult", "enable", "encrypted_customers", "shred", "shred_locked", "status",
            "textconv"]
@@ -75,6 +76,9 @@ def shred_locked(store: Store, name: str, scen: Scenario) -> ShredResult:
     customer = store.customer_named(name)
     done = store.keys.shred(customer.name, scen.major, store.now())
     customer.sealer.forget(scen.major)
+    # a merge pending from the session holds its documents sealed with the target's key
+    drop_pending(customer, scen, customer.repo.ref_target(scen.branch_ref),
+                 f"dropped by the shred of {scen}")
     customer.audit("shred", rev=str(scen), detail=(
         "crypto-shredded: the session's data key was destroyed; its content is erased, its "
         f"history kept ({len(done.backups_cleaned)} key backup(s) cleaned)"))

@@ -27,11 +27,11 @@ from typing import Any
 
 from gitstore.core import canonical, manifest, sealed
 from gitstore.core.commits import FINALIZING, Identity, Message, trailers, version_of
-from gitstore.core.names import JSON_DOCUMENTS, MANIFEST, MERGES, STORE_DIR
+from gitstore.core.names import JSON_DOCUMENTS, MANIFEST, STORE_DIR
 from gitstore.core.time import format_duration, from_timestamp, parse_duration, try_parse_rfc3339
 from gitstore.core.time import format_rfc3339 as iso
 from gitstore.core.versions import Scenario, parse_branch_ref, parse_tag_ref
-from gitstore.errors import ConflictError, GitStoreError, NotFoundError, UsageError
+from gitstore.errors import ConflictError, NotFoundError, UsageError
 from gitstore.git import repo as backend
 from gitstore.git.locking import writer_lock
 from gitstore.ops import encryption, tracking
@@ -39,7 +39,7 @@ from gitstore.ops.maintenance import maintain_locked
 from gitstore.rules.proposal import Proposal
 from gitstore.store.facade import Customer, Store
 from gitstore.store.masterkey import write_atomic
-from gitstore.store.merges import load_pending
+from gitstore.store.merges import drop_pending
 from gitstore.store.tip import State, load_doc, read_state
 from gitstore.store.writer import Authorship, Plan, Writer
 
@@ -421,7 +421,8 @@ def apply(store: Store, customers: Iterable[str] | None = None,
                     # as last fetched, what a sync set aside, merges pending on it
                     scenario = Scenario.parse(item.target)
                     tracking.drop_copies(repo, [(scenario, item.session_id)])
-                    _drop_pending_merges(customer, repo, scenario, item.tip)
+                    drop_pending(customer, scenario, item.tip,
+                                 f"dropped by the retention purge of {scenario}")
                     try:
                         kept = _purge_scenario(customer, repo, item)
                     except backend.RefConflict as exc:
@@ -442,24 +443,6 @@ def apply(store: Store, customers: Iterable[str] | None = None,
                 customer.reopen()
                 (customer.path / PRUNE_PENDING).unlink(missing_ok=True)
     return done
-
-
-def _drop_pending_merges(customer: Customer, repo: backend.Repo, scenario: Scenario,
-                         tip: str | None) -> None:
-    """Drop the merges pending into ``scenario`` or from it (its tip ``tip`` or any
-    commit before): each holds both sides' documents."""
-    for ref, oid in repo.refs(MERGES).items():
-        try:
-            pending = load_pending(customer, ref[len(MERGES):])
-            source = pending.source_commit
-            gone = pending.target == scenario or (tip is not None and (
-                source == tip or repo.is_ancestor(source, tip)))
-        except GitStoreError:
-            gone = ref == MERGES + str(scenario)  # unreadable: by its name only
-        if gone:
-            repo.delete_ref(ref, oid)
-            customer.audit("merge:abort", rev=ref[len(MERGES):],
-                           detail=f"dropped by the retention purge of {scenario}")
 
 
 def _tombstone(item: Item, kept: str | None) -> str:

@@ -42,7 +42,13 @@ from gitstore.core.merge import Conflict, merge
 from gitstore.core.names import JSON_DOCUMENTS, MERGED, MERGES, META, SOW_DOCUMENT
 from gitstore.core.time import format_rfc3339
 from gitstore.core.versions import Scenario, next_follow_up
-from gitstore.errors import ConflictError, NotFoundError, UsageError, VersionRuleError
+from gitstore.errors import (
+    ConflictError,
+    GitStoreError,
+    NotFoundError,
+    UsageError,
+    VersionRuleError,
+)
 from gitstore.git import repo as backend
 from gitstore.store import history
 from gitstore.store.context import CustomerContext
@@ -269,6 +275,29 @@ def store_pending(pending: PendingMerge, what: str) -> PendingMerge:
                                 "meanwhile (another reviewer); look again") from None
     customer.audit("merge:" + what.split()[0], rev=str(pending.target), commit=commit)
     return replace(pending, ref_commit=commit)
+
+
+def drop_pending(customer: CustomerContext, scenario: Scenario, tip: str | None,
+                 why: str) -> list[str]:
+    """Drop every merge pending into ``scenario`` or from its history (``tip`` or a
+    commit before it): each holds both sides' documents, so a scenario whose data
+    must go (a purge, a shred) takes them along. Told by the pending commit's own
+    parents, which every pending merge has, readable ``merge.json`` or not. Returns
+    the targets whose review went, each recorded (``merge:abort``, ``why``). For a
+    caller that holds the customer's writer lock."""
+    repo = customer.repo
+    dropped = []
+    for ref, oid in repo.refs(MERGES).items():
+        gone = ref == MERGES + str(scenario)
+        if not gone and tip is not None:
+            with contextlib.suppress(GitStoreError):  # a parent not there holds nothing
+                gone = any(p == tip or repo.is_ancestor(p, tip)
+                           for p in repo.commit(oid).parents)
+        if gone:
+            repo.delete_ref(ref, oid)
+            customer.audit("merge:abort", rev=ref[len(MERGES):], detail=why)
+            dropped.append(ref[len(MERGES):])
+    return dropped
 
 
 def load_pending(customer: CustomerContext, into: str | Scenario | None = None) -> PendingMerge:
