@@ -70,6 +70,17 @@ def sync_ok(store: Store, *names: str) -> list[syncing.Outcome]:
     return outcomes
 
 
+def both_holding(server: Server, tmp_path: Path) -> tuple[Store, Store]:
+    """Machines a and b, both holding the customer's open session from the hub (b's
+    clock later than a's)."""
+    a = synced_store(tmp_path / "a", server.template)
+    open_session(a, turns=4)
+    sync_ok(a)
+    b = synced_store(tmp_path / "b", server.template, Clock(LATER))
+    sync_ok(b, CUSTOMER)
+    return a, b
+
+
 def queries(store: Store, customer: str = CUSTOMER, rev: str = "v1") -> list[str]:
     turns = store.customer(customer).read(rev).document(CONV)["conversation_turns"]
     return [t["user_input"]["query"] for t in turns]
@@ -121,11 +132,7 @@ def test_the_same_key_on_two_machines_for_two_turns_keeps_both(hub: Any, tmp_pat
     another write, so both turns are kept (never the second taken for a replay of
     the first and dropped)."""
     _, server = hub
-    a = synced_store(tmp_path / "a", server.template)
-    open_session(a, turns=4)
-    sync_ok(a)
-    b = synced_store(tmp_path / "b", server.template, Clock(LATER))
-    sync_ok(b, CUSTOMER)
+    a, b = both_holding(server, tmp_path)
     a.customer(CUSTOMER).session().append_turn(turn("2025-01-15T10:41:30Z", "from A"),
                                                idempotency_key="turn-5")
     b.customer(CUSTOMER).session().append_turn(turn("2025-01-15T10:41:40Z", "from B"),
@@ -171,11 +178,7 @@ def test_two_machines_finalized_the_same_version_offline(hub: Any, tmp_path: Pat
     """The first to reach the hub keeps v1.0.0; the other's conversation becomes the
     follow-up v1.1.0, finalized again; no version ever names two contents."""
     made, server = hub
-    a = synced_store(tmp_path / "a", server.template)
-    open_session(a, turns=4)
-    sync_ok(a)
-    b = synced_store(tmp_path / "b", server.template, Clock(LATER))
-    sync_ok(b, CUSTOMER)
+    a, b = both_holding(server, tmp_path)
     sa, sb = a.customer(CUSTOMER).session(), b.customer(CUSTOMER).session()
     sa.append_turn(turn("2025-01-15T10:41:30Z", "A's last question"))
     a_final = sa.finalize(message="A concluded")
