@@ -14,6 +14,7 @@ naming the commit, and nothing is written.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -128,7 +129,9 @@ def _unstamped(turn: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def reader(repo: Repo, commit: str) -> Read:
-    """:data:`Read` for ``commit`` (opened for an encrypted customer)."""
+    """:data:`Read` for ``commit`` (opened for an encrypted customer), each document
+    read and parsed once."""
+    @functools.cache
     def read(name: str) -> Any:
         data = repo.read_file(commit, name)
         return canonical.loads(data) if data is not None else None
