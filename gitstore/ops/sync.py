@@ -200,8 +200,9 @@ def sync_customer(customer: Customer, *, url: str | None = None,
         for _ in range(MAX_ROUNDS):
             say(customer.name, "fetch")
             repo = customer.repo
-            drop_copies(repo, ((s, None) for s in removed_here(repo)))  # fetched earlier
-            found = remote.fetch(customer.path, url, fetch_specs(repo),
+            removed = removed_here(repo)
+            drop_copies(repo, ((s, None) for s in removed))  # fetched before the purge
+            found = remote.fetch(customer.path, url, fetch_specs(removed),
                                  timeout=cfg.sync_timeout, fsync=cfg.fsync)
             hub = Refs.read(repo, TRACKING) if found else Refs()
             say(customer.name, "integrate")

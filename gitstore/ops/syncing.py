@@ -38,7 +38,7 @@ from gitstore.ops.sync import (
     sync_lock,
     url_of,
 )
-from gitstore.ops.tracking import FETCH_SPECS, TRACKING, fetch_specs
+from gitstore.ops.tracking import FETCH_SPECS, TRACKING, fetch_specs, removed_here
 from gitstore.ops.verify import check_customer
 from gitstore.store import config as config_mod
 from gitstore.store.facade import Customer, Store
@@ -163,7 +163,8 @@ def status(store: Store, customers: Iterable[Customer] | None = None, *,
             customer.require()
             repo = customer.repo
             if fetch:
-                remote.fetch(customer.path, url_of(store, customer), fetch_specs(repo),
+                remote.fetch(customer.path, url_of(store, customer),
+                             fetch_specs(removed_here(repo)),
                              timeout=store.config.sync_timeout, fsync=store.config.fsync)
             entry.update(_status(customer, repo))
         except GitStoreError as exc:

@@ -54,11 +54,11 @@ def removed_here(repo: backend.Repo) -> list[Scenario]:
             or (n in heads and retained(repo, heads[n]))]
 
 
-def fetch_specs(repo: backend.Repo) -> list[str]:
+def fetch_specs(removed: Iterable[Scenario]) -> list[str]:
     """:data:`FETCH_SPECS` without the branch and tags of each scenario retention
-    removed here (negative refspecs): the hub's copy stays on the hub until its own
-    ``retention apply``, and is not fetched back here."""
-    return [*FETCH_SPECS, *(spec for s in removed_here(repo)
+    ``removed`` here (:func:`removed_here`; negative refspecs): the hub's copy stays
+    on the hub until its own ``retention apply``, and is not fetched back here."""
+    return [*FETCH_SPECS, *(spec for s in removed
                             for spec in (f"^{s.branch_ref}", f"^refs/tags/{s}.*"))]
 
 
