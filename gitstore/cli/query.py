@@ -28,7 +28,7 @@ from gitstore.store.facade import Store
 def _index(store: Store, label: str = "indexing") -> Iterator[tuple[Index, Progress | None]]:
     """The store's index and a progress callback (a bar on a terminal, else None).
     Problems the index met are reported on stderr afterwards."""
-    index = Index(store)
+    index = store.catalog  # the one the store's own queries use (closed after)
     bars: list[Any] = []
 
     def progress(done: int, total: int, name: str) -> None:
@@ -181,7 +181,7 @@ def search(obj: Ctx, text: str, limit: int, output: str) -> None:
     store = obj.store()
     with _index(store) as (index, progress):
         index.refresh(progress=progress)
-    rows = store.search(text, limit=limit)  # the index, then encrypted sessions
+        rows = store.search(text, limit=limit)  # the index, then encrypted sessions
     if output == "json":
         emit_json(rows)
     elif rows:
