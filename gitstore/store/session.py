@@ -485,17 +485,18 @@ class Session:
 
 def _with_created(meta: Any, created: str) -> Any:
     """``meta`` with ``created`` as its ``created_timestamp`` (UsageError if it records
-    another one)."""
+    another moment)."""
     info = meta.get("session_info") if isinstance(meta, dict) else None
     if not isinstance(info, dict):
         return meta
     stated = info.get("created_timestamp")
-    if stated is not None and stated != created and (
-            parse_ts(stated) is None or parse_ts(stated) != parse_ts(created)):
+    if stated is None:
+        return {**meta, "session_info": {**info, "created_timestamp": created}}
+    when = parse_ts(stated)
+    if stated != created and (when is None or when != parse_ts(created)):
         raise UsageError(f"created is {created!r} but the metadata's "
                          f"session_info.created_timestamp is {stated!r}; give one of them")
-    return meta if stated is not None else \
-        {**meta, "session_info": {**info, "created_timestamp": created}}
+    return meta
 
 
 def _refuse_open(customer: CustomerContext) -> None:
