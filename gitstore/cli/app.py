@@ -74,9 +74,16 @@ class Ctx:
             self.said.add(text)
             note(f"gitstore: warning: {text}")
 
-    def store(self, *, create: bool = False) -> Store:
+    def store(self, *, create: bool = False, reads_only: bool = False) -> Store:
+        """The store. ``reads_only``: the command only reads, so its repositories
+        read through the git binary first (:mod:`gitstore.git.catfile`) and a
+        short read never loads libgit2."""
+        from gitstore.git import settings
         from gitstore.store.facade import Store
 
+        if reads_only:
+            settings.read_with_git()
+            click.get_current_context().call_on_close(settings.stop_reading_with_git)
         store = Store(self.root, create=create, agent=self.agent,
                       lock_timeout=self.lock_timeout)
         store.lock_wait = waiting_note

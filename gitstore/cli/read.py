@@ -81,7 +81,7 @@ def show(obj: Ctx, customer: str, args: tuple[str, ...], at: str | None, as_of: 
     rev, document = _rev_and_document(args)
     if at is not None and as_of is not None:
         raise UsageError("give --at (session time) or --as-of (commit time), not both")
-    store = obj.store()
+    store = obj.store(reads_only=True)
     cust = store.customer(customer)
     if at is not None or as_of is not None:
         flag, by = ("--at", "session") if at is not None else ("--as-of", "commit")
@@ -152,7 +152,7 @@ def diff(obj: Ctx, customer: str, a: str, b: str | None, output: str, stat: bool
     Conversation turns are matched by turn_id; other records by their natural key."""
     from gitstore.core import diffformat
 
-    result, snap_a, snap_b = obj.store().customer(customer).diff(
+    result, snap_a, snap_b = obj.store(reads_only=True).customer(customer).diff(
         a, b, documents=documents or None)
     use_color = color == "always" or (
         color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
@@ -180,7 +180,7 @@ def diff(obj: Ctx, customer: str, a: str, b: str | None, output: str, stat: bool
 @click.pass_obj
 def versions(obj: Ctx, customer: str, scenario: str | None, output: str) -> None:
     """List the versions of CUSTOMER: every finalized version and each open one."""
-    cust = obj.store().customer(customer)
+    cust = obj.store(reads_only=True).customer(customer)
     chosen = cust.session(scenario).scenario if scenario else None
     items = cust.versions(chosen)
     if output == "json":
@@ -210,7 +210,7 @@ def log(obj: Ctx, customer: str, scenario: str | None, limit: int | None,
 
     One line per commit: id, time, version, change kind (and turn), agent,
     summary, and the version tags that sit on it."""
-    store = obj.store()
+    store = obj.store(reads_only=True)
     cust = store.customer(customer)
     now = store.now()
     entries = cust.log(

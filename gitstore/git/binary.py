@@ -1,8 +1,10 @@
-"""Running the ``git`` binary: the only module of gitstore that starts git.
+"""Running the ``git`` binary for the local jobs pygit2 cannot do.
 
-gitstore itself needs no git binary (libgit2 does the work); two jobs that
+gitstore's own store needs no git binary (libgit2 does the work); two jobs that
 pygit2 cannot do use it when it is on PATH: indexing a pack read from a bundle
-(an import) and cloning a bundle (a repair source). Invariants:
+(an import) and cloning a bundle (a repair source). (Sync talks to hubs with git
+in :mod:`~gitstore.git.remote`; the CLI's reads use ``git cat-file`` when git is
+there, :mod:`~gitstore.git.catfile`.) Invariants:
 
 * git runs with stdin closed (or fed the data it needs) and its output
   captured, never attached to the caller's terminal; a failure is raised with

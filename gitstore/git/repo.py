@@ -4,9 +4,11 @@ Everything above the git layer speaks in hex object ids, ``bytes`` and the plain
 dataclasses of :mod:`gitstore.core.commits`, through :class:`Repo`, which opens and
 creates repositories, reads objects and refs, and hands each other job to the module
 that does it: :mod:`~gitstore.git.objects` (writing objects), :mod:`~gitstore.git.refs`
-(compare-and-swap ref updates), :mod:`~gitstore.git.packs` (packs, bundles),
-:mod:`~gitstore.git.integrity` (damage and repair; like the others a read does not
-need, loaded when first used). Invariants this layer keeps:
+(compare-and-swap ref updates), :mod:`~gitstore.git.wholerepo` (packs, bundles,
+damage and repair; like the others a read does not need, loaded when first used).
+A handle opened while :func:`~gitstore.git.settings.reading_with_git` reads through
+:mod:`~gitstore.git.catfile` first and opens libgit2 only for what that declines.
+Invariants this layer keeps:
 
 * objects are written straight into the object database: no work tree, no index;
 * every ref update is a compare-and-swap against the value the caller read
@@ -27,22 +29,22 @@ need, loaded when first used). Invariants this layer keeps:
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from gitstore.core import files as sessionfiles
 from gitstore.core import layout, lazy
 from gitstore.core.commits import CommitInfo, Identity, TagInfo
 from gitstore.core.names import CONV
-from gitstore.errors import ConflictError, IntegrityError, NotFoundError, StorageError, UsageError
+from gitstore.errors import IntegrityError, NotFoundError, StorageError, UsageError
 from gitstore.git import objects, settings
 from gitstore.git import refs as ref_ops
 from gitstore.git.refs import RefConflict
 from gitstore.git.settings import enable_fsync
 from gitstore.git.trees import Prepared, Trees
+from gitstore.git.wholerepo import WholeRepository, damage_is_integrity_error
 
 if TYPE_CHECKING:
     import shutil
@@ -51,60 +53,88 @@ if TYPE_CHECKING:
     import pygit2
 
     from gitstore.core import sealed
-    from gitstore.git import binary, integrity, packs
+    from gitstore.git import catfile
 else:  # not needed to read (gitstore.core.lazy)
     pygit2 = lazy.module("pygit2")
-    integrity = lazy.module("gitstore.git.integrity")
+    catfile = lazy.module("gitstore.git.catfile")
     tempfile = lazy.module("tempfile")
     shutil = lazy.module("shutil")
-    binary = lazy.module("gitstore.git.binary")
-    packs = lazy.module("gitstore.git.packs")
 
 __all__ = ["RefConflict", "Repo", "enable_fsync", "is_repository"]
 
 LAYOUT_KEY = "gitstore.layout"
 """The repository's configured layout (see :meth:`Repo.layout_for`)."""
 
-_F = TypeVar("_F", bound=Callable[..., Any])
+_DECLINED: Any = object()
 
 
-def _damage_is_integrity_error(method: _F) -> _F:
-    """Turn libgit2's errors on damaged data (unreadable objects, broken refs,
-    corrupt packs) into :class:`IntegrityError` naming the repository."""
-
-    @functools.wraps(method)
-    def wrapper(self: Repo, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except pygit2.GitError as exc:
-            raise IntegrityError(f"repository {self.path.name} is damaged: {exc}; run "
-                                 f"`gitstore verify {self.path.name}`") from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-class Repo:
+class Repo(WholeRepository):
     """A bare customer repository (or another repository opened to read from).
     ``codec``, installed by the store for an encrypted customer, opens what
-    :meth:`read_tree` and :meth:`read_file` return (:meth:`read_stored`: as stored)."""
+    :meth:`read_tree` and :meth:`read_file` return (:meth:`read_stored`: as stored).
 
-    def __init__(self, repo: pygit2.Repository, path: Path) -> None:
-        self._repo = repo
+    Opened while :func:`~gitstore.git.settings.reading_with_git`, a handle reads
+    through :mod:`~gitstore.git.catfile` first and opens its libgit2 handle only
+    for what that declines (and for every write)."""
+
+    def __init__(self, repo: pygit2.Repository | None, path: Path,
+                 batch: catfile.Batch | None = None) -> None:
+        self._handle = repo
         self.path = path
-        self._trees = Trees(repo, path)
+        self._handle_trees = Trees(repo, path) if repo is not None else None
+        self._batch = batch
+        self._batch_trees = Trees(None, path, batch.read_blob) if batch is not None else None
         self._chains = objects.Chains()
         self.codec: sealed.Opener | None = None
+
+    @property
+    def uses_libgit2(self) -> bool:
+        """Whether this handle has opened libgit2 (a handle of the second reader
+        does so only for what that declined, and for writes)."""
+        return self._handle is not None
+
+    @property
+    def _repo(self) -> pygit2.Repository:
+        if self._handle is None:
+            settings.apply()
+            try:
+                self._handle = pygit2.Repository(str(self.path), _bare_only())
+            except pygit2.GitError as exc:
+                raise NotFoundError(f"{self.path} is not a git repository: {exc}") from None
+        return self._handle
+
+    @property
+    def _trees(self) -> Trees:
+        if self._handle_trees is None:
+            self._handle_trees = Trees(self._repo, self.path)
+        return self._handle_trees
+
+    def _ask(self, read: Callable[[catfile.Batch], Any]) -> Any:
+        """``read`` of the second reader, or ``_DECLINED`` (ask libgit2)."""
+        if self._batch is None:
+            return _DECLINED
+        try:
+            return read(self._batch)
+        except catfile.Declined:
+            return _DECLINED
+
+    def _read_trees(self) -> Trees:
+        assert self._batch_trees is not None
+        return self._batch_trees
+
+    def _batch_tree(self, commit: str) -> catfile.Tree:
+        assert self._batch is not None
+        return catfile.Tree(self._batch, self._batch.commit(commit).tree_id)
 
     # -- lifecycle -------------------------------------------------------
     @classmethod
     def open(cls, path: Path) -> Repo:
-        settings.apply()
-        try:
-            repo = pygit2.Repository(str(path), pygit2.enums.RepositoryOpenFlag.NO_SEARCH
-                                     | pygit2.enums.RepositoryOpenFlag.BARE)
-        except pygit2.GitError as exc:
-            raise NotFoundError(f"{path} is not a git repository: {exc}") from None
-        return cls(repo, path)
+        if settings.reading_with_git() and is_repository(path) and \
+                (batch := catfile.open_batch(path)) is not None:
+            return cls(None, path, batch)
+        handle = cls(None, path)
+        handle._repo  # noqa: B018 -- opened now: NotFoundError here, not at first use
+        return handle
 
     @classmethod
     def open_any(cls, path: Path) -> Repo:
@@ -201,13 +231,17 @@ class Repo:
         return str(oid)
 
     # -- objects: reading --------------------------------------------------
-    @_damage_is_integrity_error
+    @damage_is_integrity_error
     def commit(self, oid: str) -> CommitInfo:
-        return objects.commit_info(self._commit_obj(oid))
+        found = self._ask(lambda b: b.commit(oid))
+        return found if found is not _DECLINED else objects.commit_info(self._commit_obj(oid))
 
-    @_damage_is_integrity_error
+    @damage_is_integrity_error
     def tag(self, name: str) -> TagInfo | None:
         """The annotated tag ``refs/tags/<name>``, or None if there is no such tag."""
+        found = self._ask(lambda b: b.tag_named(name))
+        if found is not _DECLINED:
+            return found  # type: ignore[no-any-return]
         ref = self._repo.references.get(f"refs/tags/{name}")
         if ref is None:
             return None
@@ -220,6 +254,9 @@ class Repo:
     def tag_object(self, oid: str) -> TagInfo | None:
         """The annotated tag object ``oid`` (by its own name), or None if ``oid``
         is not a tag object (for example the commit of a lightweight tag)."""
+        found = self._ask(lambda b: b.tag_info(oid))
+        if found is not _DECLINED:
+            return found  # type: ignore[no-any-return]
         obj = self._repo.get(oid)
         if not isinstance(obj, pygit2.Tag):
             return None
@@ -229,24 +266,32 @@ class Repo:
         """``(signature, signed payload)`` of a commit or tag object, or None if unsigned."""
         return objects.signature_of(self._repo, self._lookup(oid))
 
-    @_damage_is_integrity_error
+    @damage_is_integrity_error
     def read_tree(self, commit: str) -> dict[str, bytes]:
         """The session files of ``commit``, logically (see :mod:`gitstore.core.layout`):
         the regular files at the top of its tree, a conversation stored in parts
         assembled into ``conversation.json``, and the stored manifest; opened by ``codec``."""
-        stored = self._trees.logical(self._commit_obj(commit).tree)[0]
+        stored = self._ask(lambda b: self._read_trees().logical(self._batch_tree(commit))[0])
+        if stored is _DECLINED:
+            stored = self._trees.logical(self._commit_obj(commit).tree)[0]
         return self.codec.open_files(stored) if self.codec is not None else dict(stored)
 
-    @_damage_is_integrity_error
+    @damage_is_integrity_error
     def read_stored(self, commit: str) -> Mapping[str, bytes]:
         """The session files of ``commit`` as stored (what ``SHA256SUMS`` lists);
         a conversation this handle wrote may be held in parts until it is read
         (:mod:`gitstore.core.files`)."""
-        return sessionfiles.updated(self._trees.logical(self._commit_obj(commit).tree)[0], {})
+        stored = self._ask(lambda b: self._read_trees().logical(self._batch_tree(commit))[0])
+        if stored is _DECLINED:
+            stored = self._trees.logical(self._commit_obj(commit).tree)[0]
+        return sessionfiles.updated(stored, {})
 
-    @_damage_is_integrity_error
+    @damage_is_integrity_error
     def read_file(self, commit: str, name: str) -> bytes | None:
-        return self.read_tree(commit).get(name) if self.codec is not None else \
+        if self.codec is not None:
+            return self.read_tree(commit).get(name)
+        found = self._ask(lambda b: self._read_trees().file(self._batch_tree(commit), name))
+        return found if found is not _DECLINED else \
             self._trees.file(self._commit_obj(commit).tree, name)
 
     def split_of(self, commit: str
@@ -287,7 +332,7 @@ class Repo:
                                   committer=committer, message=message, time=time,
                                   offset=offset, sign=sign)
 
-    @_damage_is_integrity_error
+    @damage_is_integrity_error
     def write_commits_pack(self, commits: list[tuple[Prepared, bytes]]) -> None:
         """Write commits made by :meth:`commit_data` and their trees' new objects
         as one pack (:mod:`gitstore.git.packwrite`: three fsyncs however many
@@ -318,11 +363,14 @@ class Repo:
             return 2
         return 1
 
-    @_damage_is_integrity_error
+    @damage_is_integrity_error
     def resolve(self, revision: str) -> str:
         """Resolve any git revision (``v1.0.0``, ``v1``, ``HEAD~2``, an id) to a commit id."""
         if revision.startswith("-") or "\x00" in revision or ":" in revision:
             raise UsageError(f"invalid revision {revision!r}")
+        found = self._ask(lambda b: b.resolve(revision))
+        if found is not _DECLINED:
+            return found  # type: ignore[no-any-return]
         try:
             obj = self._repo.revparse_single(revision)
             commit = obj.peel(pygit2.Commit)
@@ -333,6 +381,10 @@ class Repo:
     def walk(self, start: str, hide: list[str] | None = None, *,
              first_parent: bool = False) -> Iterator[CommitInfo]:
         """Commits reachable from ``start`` and not from ``hide``, newest first."""
+        chain = self._ask(lambda b: self._linear(start, first_parent)) if not hide else _DECLINED
+        if chain is not _DECLINED:
+            yield from chain
+            return
         try:
             yield from self._walk(start, hide or [], first_parent)
         except pygit2.GitError as exc:
@@ -342,6 +394,8 @@ class Repo:
     def first_parents(self, start: str) -> Iterator[CommitInfo]:
         """``start`` and its first-parent ancestors, newest first, lazily
         (:class:`objects.Chains`: a commit this handle read is not read again)."""
+        if self._batch is not None:
+            return self._linear(start, True)
         return self._chains.first_parents(self._repo, start, self._damaged)
 
     def _walk(self, start: str, hide: list[str], first_parent: bool) -> Iterator[CommitInfo]:
@@ -357,51 +411,67 @@ class Repo:
         for c in walker:
             yield objects.commit_info(c)
 
-    @_damage_is_integrity_error
+    def _linear(self, start: str, first_parent: bool) -> Iterator[CommitInfo]:
+        return catfile.linear(self.commit, start, first_parent, self._damaged)
+
+    @damage_is_integrity_error
     def changed_files(self, commit: str) -> set[str]:
         """Names of the files ``commit`` changed relative to its first parent."""
-        c = self._commit_obj(commit)
-        new = {e.name: e.id for e in c.tree}
-        old = {e.name: e.id for e in c.parents[0].tree} if c.parent_ids else {}
+        found = self._ask(lambda b: (
+            {e.name: e.id for e in self._batch_tree(commit)},
+            {e.name: e.id for e in self._batch_tree(p[0])} if (p := b.commit(commit).parents)
+            else {}))
+        if found is not _DECLINED:
+            new, old = found
+        else:
+            c = self._commit_obj(commit)
+            new = {e.name: e.id for e in c.tree}
+            old = {e.name: e.id for e in c.parents[0].tree} if c.parent_ids else {}
         # a conversation stored in parts, or whole, is one document
         return {CONV if n == layout.CONV_DIR else str(n) for n in set(new) | set(old)
                 if new.get(n) != old.get(n)}
 
-    @_damage_is_integrity_error
+    @damage_is_integrity_error
     def merge_base(self, a: str, b: str) -> str | None:
         """The best common ancestor of two commits, or None (unrelated histories)."""
         found = self._repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
         return str(found) if found is not None else None
 
-    @_damage_is_integrity_error
+    @damage_is_integrity_error
     def is_ancestor(self, ancestor: str, commit: str) -> bool:
         """True if ``ancestor`` is ``commit`` or reachable from it."""
         if ancestor == commit:
             return True
         return bool(self._repo.descendant_of(pygit2.Oid(hex=commit), pygit2.Oid(hex=ancestor)))
 
-    @_damage_is_integrity_error
+    @damage_is_integrity_error
     def tree_modes(self, commit: str) -> dict[str, int]:
         """Every entry at the top of ``commit``'s tree with its git file mode
         (0o100644 file, 0o100755 executable, 0o120000 symlink, 0o040000 tree, ...);
         a conversation's parts by their paths in place of its directory."""
-        return self._trees.modes(self._commit_obj(commit).tree)
+        found = self._ask(lambda b: self._read_trees().modes(self._batch_tree(commit)))
+        return found if found is not _DECLINED else \
+            self._trees.modes(self._commit_obj(commit).tree)
 
     # -- refs (gitstore.git.refs: every update a compare-and-swap) ------------
-    @_damage_is_integrity_error
+    @damage_is_integrity_error
     def head_ref(self) -> str | None:
         """The ref ``HEAD`` names, or None if it is detached or absent."""
-        return ref_ops.head_ref(self._repo)
+        found = self._ask(lambda b: b.head_ref())
+        return found if found is not _DECLINED else ref_ops.head_ref(self._repo)
 
-    @_damage_is_integrity_error
+    @damage_is_integrity_error
     def set_head(self, ref: str) -> None:
         if self.head_ref() != ref:
             self._repo.set_head(ref)
 
-    @_damage_is_integrity_error
+    @damage_is_integrity_error
     def ref_target(self, name: str) -> str | None:
         """The object id a ref points at (not peeled), or None if it does not exist.
         A ref naming a missing object is damage (IntegrityError)."""
+        found = self._ask(lambda b: b.held_ref(name))
+        if found is not _DECLINED:
+            return found  # type: ignore[no-any-return]
         target = ref_ops.ref_target(self._repo, name)
         if target is not None and pygit2.Oid(hex=target) not in self._repo:
             raise self._damaged(f"{name} points at {target[:12]}, which is missing")
@@ -411,13 +481,16 @@ class Repo:
         """Like :meth:`ref_target`, for a repair source (libgit2's errors as they are)."""
         return ref_ops.ref_target(self._repo, name)
 
-    @_damage_is_integrity_error
+    @damage_is_integrity_error
     def refs(self, prefix: str = "refs/", *, strict: bool = True) -> dict[str, str]:
         """Every ref under ``prefix`` with the object id it points at.
 
         ``strict`` (the default) raises IntegrityError rather than leave out a
         ref that cannot be read or that names a missing object; without it such
         refs are simply left out (``verify`` and ``repair`` report them)."""
+        found = self._ask(lambda b: b.held_refs(prefix)) if strict else _DECLINED
+        if found is not _DECLINED:
+            return found  # type: ignore[no-any-return]
         out: dict[str, str] = {}
         for name in self._repo.references:
             if name.startswith(prefix):
@@ -436,10 +509,6 @@ class Repo:
             if bad:
                 raise self._damaged(f"ref {', '.join(bad)} cannot be read")
         return out
-
-    def _damaged(self, what: str) -> IntegrityError:
-        return IntegrityError(f"repository {self.path.name} is damaged: {what}; run "
-                              f"`gitstore verify {self.path.name}`")
 
     def update_ref(self, name: str, new: str, old: str | None, reflog: str) -> None:
         """Point ``name`` at ``new`` if and only if it currently points at ``old``
@@ -466,6 +535,9 @@ class Repo:
         return Path(workdir) if workdir else None
 
     def config_get(self, key: str) -> str | None:
+        found = self._ask(lambda b: b.config_get(key))
+        if found is not _DECLINED:
+            return found  # type: ignore[no-any-return]
         try:
             value = self._repo.config[key]
         except KeyError:
@@ -475,6 +547,8 @@ class Repo:
     def config_set(self, key: str, value: str) -> None:
         """Set ``key`` in the repository's own (local) configuration."""
         self._repo.config[key] = value
+        if self._batch is not None:
+            self._batch.forget_config()
 
     def read_index(self, index_file: Path | None = None) -> dict[str, bytes]:
         """The staged files (``path -> bytes``) of the index, or of ``index_file``
@@ -490,93 +564,6 @@ class Repo:
         """Let this handle read objects from another object directory (a push's
         quarantine area in a pre-receive hook)."""
         self._repo.odb.add_disk_alternate(objects_dir)
-
-    # -- packs and bundles (gitstore.git.packs) ---------------------------------
-    def write_pack(self, oids: list[str] | None) -> tuple[Path | None, int]:
-        """Write one pack (with deltas) of ``oids``, or of everything reachable
-        from any ref when None; returns its index path and object count. Both files
-        are on disk (fsynced with fsync on) before this returns; nothing is removed."""
-        return packs.write_pack(self._repo, self.path, oids)
-
-    def compress_refs(self) -> None:
-        """Move loose refs into ``packed-refs`` (what ``git pack-refs --all`` does).
-
-        ConflictError while another process holds ``packed-refs.lock`` (clear a
-        stale one first: :meth:`clear_stale_locks`); IntegrityError on damage."""
-        try:
-            self._repo.compress_references()
-        except (OSError, pygit2.GitError) as exc:
-            if (self.path / "packed-refs.lock").exists():
-                raise ConflictError(f"cannot pack the refs of {self.path.name}: another "
-                                    "process holds packed-refs.lock") from None
-            raise self._damaged(f"cannot pack refs: {exc}") from None
-
-    @_damage_is_integrity_error
-    def write_bundle(self, out: IO[bytes]) -> dict[str, str]:
-        """Write a git bundle (format v2) of every ref under ``refs/`` with its whole
-        history, and ``HEAD``, to ``out``; no git binary needed. Returns the refs."""
-        return packs.write_bundle(self._repo, self.path, self.head_ref(), out)
-
-    def index_pack(self, pack: BinaryIO) -> int:
-        """Store the pack read from ``pack`` (at ``PACK``: a bundle's pack section) with
-        its index, checking every object (git on PATH: pygit2 has no pack indexer).
-        Returns the pack's object count."""
-        return len(packs.pack_ids(binary.index_pack(self.path, pack)))
-
-    # -- damage and repair (gitstore.git.integrity) -----------------------------
-    def check_objects(self) -> list[str]:
-        """Read every object reachable from every ref; return a line per problem."""
-        return integrity.check_objects(self._repo)
-
-    def damaged_objects(self) -> list[tuple[str, Path]]:
-        """Objects in the database that fail to read, each with the file holding it."""
-        return integrity.damaged_objects(self._repo, self.path)
-
-    def broken_refs(self) -> list[str]:
-        """Refs that cannot be read or point at objects that do not exist."""
-        return integrity.broken_refs(self._repo, self.path)
-
-    def copy_reachable_from(self, source: Repo, also: Iterable[str] = ()) -> int:
-        """Copy in every object reachable from the refs (and ``also``) that this
-        database lacks and ``source`` has."""
-        return integrity.copy_reachable(self._repo, source._repo, also)
-
-    def packed_refs_problems(self) -> list[str]:
-        """Damaged lines of ``packed-refs`` (libgit2 then reads none of its refs)."""
-        return integrity.packed_refs_problems(self.path)
-
-    def salvage_packed_refs(self, aside: Path) -> int | None:
-        """Set a damaged ``packed-refs`` aside, keeping its valid lines: refs kept, or None."""
-        return integrity.salvage_packed_refs(self.path, aside)
-
-    def head_problem(self) -> str | None:
-        """What is wrong with ``HEAD`` (unreadable, detached, a link), if anything."""
-        return integrity.head_problem(self._repo, self.path)
-
-    def restore_head(self, ref: str, aside: Path) -> None:
-        """Point a damaged ``HEAD`` at ``ref`` (the old file goes to ``aside``)."""
-        integrity.restore_head(self.path, ref, aside)
-
-    def symlinks(self) -> list[str]:
-        """Symbolic links inside the repository directory, relative to it."""
-        return integrity.symlinks(self.path)
-
-    def restore_ref(self, name: str, source: Repo, aside: Path) -> bool:
-        """Set a broken ref to the source's value of it (the broken file goes to ``aside``)."""
-        return integrity.restore_ref(self._repo, self.path, name, source._repo, aside)
-
-    def stray_locks(self) -> list[str]:
-        """Lock files left in the git directory, relative to it."""
-        return integrity.stray_locks(self.path)
-
-    def clear_stale_locks(self, grace: float = 2.0, aside: Path | None = None) -> list[str]:
-        """Remove lock files a dead process left behind (call under the writer lock)."""
-        return integrity.clear_stale_locks(self.path, grace, aside)
-
-    @_damage_is_integrity_error
-    def drop_unreachable_reflog_entries(self) -> int:
-        """Drop reflog entries naming what no ref reaches (before a prune)."""
-        return integrity.drop_unreachable_reflog_entries(self._repo, self.path)
 
     # -- helpers -------------------------------------------------------------
     def _lookup(self, oid: str) -> pygit2.Object:
@@ -594,6 +581,12 @@ class Repo:
         if not isinstance(obj, pygit2.Commit):
             raise NotFoundError(f"{oid[:12]} is not a commit")
         return obj
+
+
+def _bare_only() -> Any:
+    """libgit2's flags to open a bare repository without searching (a function:
+    reading them imports pygit2)."""
+    return pygit2.enums.RepositoryOpenFlag.NO_SEARCH | pygit2.enums.RepositoryOpenFlag.BARE
 
 
 def is_repository(path: Path) -> bool:

@@ -16,13 +16,40 @@ from gitstore.core import lazy
 
 if TYPE_CHECKING:
     import pygit2
+
+    from gitstore.git import catfile
 else:
     pygit2 = lazy.module("pygit2")
+    catfile = lazy.module("gitstore.git.catfile")
 
-__all__ = ["apply", "enable_fsync", "fsync_enabled"]
+__all__ = ["apply", "enable_fsync", "fsync_enabled", "read_with_git", "reading_with_git",
+           "stop_reading_with_git"]
 
 _asked = False
 _told = False
+_git_reads = False
+
+
+def read_with_git() -> None:
+    """Ask that repositories opened from now on read through the git binary
+    first (:mod:`gitstore.git.catfile`): for a short process that only reads,
+    which then need not load libgit2 at all (process-wide, idempotent)."""
+    global _git_reads
+    _git_reads = True
+
+
+def reading_with_git() -> bool:
+    return _git_reads
+
+
+def stop_reading_with_git() -> None:
+    """End :func:`read_with_git`: repositories open with libgit2 again, and the
+    git processes the reads started are ended (a command's end, in a process
+    that runs several: tests, a host application)."""
+    global _git_reads
+    if _git_reads:
+        _git_reads = False
+        catfile.close_all()
 
 
 def enable_fsync() -> None:

@@ -46,6 +46,11 @@ else:  # packwrite: object ids and bytes of what a write adds; reads need none
     pygit2 = lazy.module("pygit2")  # (gitstore.core.lazy)
     packwrite = lazy.module("gitstore.git.packwrite")
 
+# a pygit2.Tree or a catfile.Tree: the same shape (id, entries by name, iteration)
+AnyTree = Any
+
+_BLOB_KIND = 3  # pygit2.enums.ObjectType.BLOB, without importing pygit2
+
 __all__ = ["BLOB_CACHE_BYTES", "FACTS_CACHE", "TREE_CACHE", "Prepared", "Trees"]
 
 TREE_CACHE = 16
@@ -80,8 +85,13 @@ class Prepared:
 class Trees:
     """The session trees of one repository handle (see the module docstring)."""
 
-    def __init__(self, repo: pygit2.Repository, path: Path) -> None:
+    def __init__(self, repo: pygit2.Repository | None, path: Path,
+                 reader: Callable[[Any], tuple[int, bytes]] | None = None) -> None:
+        """``reader`` reads an object as ``(type number, content)`` (default: the
+        handle's object database); a handle without ``repo`` only reads."""
         self._repo = repo
+        self._read: Callable[[Any], tuple[int, bytes]] = \
+            reader if reader is not None else repo.odb.read  # type: ignore[union-attr]
         self._path = path
         self._blobs: OrderedDict[str, bytes] = OrderedDict()
         self._facts: OrderedDict[tuple[str, str], Any] = OrderedDict()
@@ -90,8 +100,13 @@ class Trees:
         self._trees: OrderedDict[str, Logical] = OrderedDict()
         self._pending: dict[str, Prepared] = {}
 
+    def _handle(self) -> pygit2.Repository:
+        if self._repo is None:
+            raise TypeError("this handle only reads")
+        return self._repo
+
     # -- reading -------------------------------------------------------------
-    def logical(self, tree: pygit2.Tree) -> Logical:
+    def logical(self, tree: AnyTree) -> Logical:
         """The logical files of ``tree`` and, stored in parts, its conversation's split."""
         key = str(tree.id)
         hit = self._trees.get(key)
@@ -126,7 +141,7 @@ class Trees:
                 self._facts.popitem(last=False)
         return value
 
-    def file(self, tree: pygit2.Tree, name: str) -> bytes | None:
+    def file(self, tree: AnyTree, name: str) -> bytes | None:
         """One logical file of ``tree`` (None when absent or not a regular file)."""
         try:
             entry = tree[name]
@@ -138,7 +153,7 @@ class Trees:
             return None
         return self.blob(entry.id)
 
-    def split_of(self, tree: pygit2.Tree | Prepared
+    def split_of(self, tree: AnyTree | Prepared
                  ) -> tuple[bytes | layout.Joined, layout.Split, dict[str, str]] | None:
         """A conversation stored in parts: its bytes as held (a write's may still
         be :class:`~gitstore.core.layout.Joined`), its split and the parts'
@@ -155,26 +170,26 @@ class Trees:
             return None
         return conv, parts, manifest.parse(files.get(MANIFEST, b""))[0]
 
-    def modes(self, tree: pygit2.Tree) -> dict[str, int]:
+    def modes(self, tree: AnyTree) -> dict[str, int]:
         """Every file's git mode: the top-level entries, and a conversation's
         parts by their paths in place of its directory."""
         out: dict[str, int] = {}
         for e in tree:
-            if e.name == layout.CONV_DIR and isinstance(e, pygit2.Tree):
+            if e.name == layout.CONV_DIR and e.type_str == "tree":
                 self._modes_below(e, layout.CONV_DIR, out)
             elif e.name is not None:
                 out[e.name] = int(e.filemode)
         return out
 
-    def _modes_below(self, tree: pygit2.Tree, prefix: str, out: dict[str, int]) -> None:
+    def _modes_below(self, tree: AnyTree, prefix: str, out: dict[str, int]) -> None:
         for e in tree:
             path = f"{prefix}/{e.name}"
-            if isinstance(e, pygit2.Tree) and path == layout.TURNS_DIR:
+            if e.type_str == "tree" and path == layout.TURNS_DIR:
                 self._modes_below(e, path, out)
             else:
                 out[path] = int(e.filemode)
 
-    def _stored(self, tree: pygit2.Tree) -> dict[str, bytes]:
+    def _stored(self, tree: AnyTree) -> dict[str, bytes]:
         """The files a tree stores: its top-level regular files and, below the
         conversation's directory, every file by its path."""
         out: dict[str, bytes] = {}
@@ -183,24 +198,24 @@ class Trees:
                 continue
             if entry.type_str == "blob":
                 out[entry.name] = self.blob(entry.id)
-            elif entry.name == layout.CONV_DIR and isinstance(entry, pygit2.Tree):
+            elif entry.name == layout.CONV_DIR and entry.type_str == "tree":
                 self._stored_below(entry, layout.CONV_DIR, out)
         return out
 
-    def _stored_below(self, tree: pygit2.Tree, prefix: str, out: dict[str, bytes]) -> None:
+    def _stored_below(self, tree: AnyTree, prefix: str, out: dict[str, bytes]) -> None:
         for entry in tree:
             if entry.name is None:
                 continue
             path = f"{prefix}/{entry.name}"
             if entry.type_str == "blob":
                 out[path] = self.blob(entry.id)
-            elif isinstance(entry, pygit2.Tree) and path.count("/") < 3:
+            elif entry.type_str == "tree" and path.count("/") < 3:
                 self._stored_below(entry, path, out)
 
     # -- writing -------------------------------------------------------------
     def write_flat(self, files: Mapping[str, bytes]) -> str:
         """Write a flat tree of regular files; returns its id."""
-        return objects.write_tree_of(self._repo, {n: self.blob_id(d) for n, d in files.items()})
+        return objects.write_tree_of(self._handle(), {n: self.blob_id(d) for n, d in files.items()})
 
     def prepare(self, files: Mapping[str, bytes], *, parts: bool,
                 base: pygit2.Tree | Prepared | None) -> Prepared:
@@ -306,32 +321,32 @@ class Trees:
         return oid
 
     @staticmethod
-    def _held_by(tree: pygit2.Tree, held: set[str]) -> None:
+    def _held_by(tree: AnyTree, held: set[str]) -> None:
         """Add the ids of ``tree`` and of every entry in it, its conversation's
         directory and turns included: objects the base commit already reaches."""
         held.add(str(tree.id))
         for entry in tree:
             held.add(str(entry.id))
-            if entry.name == layout.CONV_DIR and isinstance(entry, pygit2.Tree):
+            if entry.name == layout.CONV_DIR and entry.type_str == "tree":
                 for sub in entry:
                     held.add(str(sub.id))
-                    if sub.name == "turns" and isinstance(sub, pygit2.Tree):
+                    if sub.name == "turns" and sub.type_str == "tree":
                         held.update(str(e.id) for e in sub)
 
     # -- blobs -----------------------------------------------------------------
-    def blob(self, oid: pygit2.Oid) -> bytes:
+    def blob(self, oid: pygit2.Oid | str) -> bytes:
         key = str(oid)
         cached = self._blobs.get(key)
         if cached is not None:
             self._blobs.move_to_end(key)
             return cached
         try:  # the object database, not repo[oid]: half the cost, the same hash check
-            kind, data = self._repo.odb.read(oid)
+            kind, data = self._read(oid)
         except KeyError:
             name = self._path.name
             raise IntegrityError(f"repository {name} is damaged: object {oid} is missing; "
                                  f"run `gitstore verify {name}`") from None
-        if kind != pygit2.enums.ObjectType.BLOB:
+        if kind != _BLOB_KIND:
             raise NotFoundError(f"object {oid} is not a blob")
         self._remember(key, data)
         return data
@@ -341,7 +356,7 @@ class Trees:
         known = self._oid_of.get(id(data))
         if known is not None and known[0] is data:
             return known[1]
-        oid = objects.write_blob(self._repo, data)
+        oid = objects.write_blob(self._handle(), data)
         self._remember(oid, data)
         return oid
 

@@ -1,0 +1,454 @@
+"""The second reader: a repository's objects, refs and settings without libgit2.
+
+Importing pygit2 costs a short command most of its time (about 65 ms, where
+``git cat-file`` answers in 2), so the CLI's read commands (:func:`gitstore.git.
+settings.read_with_git`) read through a :class:`Batch`: one ``git cat-file
+--batch`` process per repository for objects, the ref files read in Python, and
+one ``git config --list`` for settings. :class:`gitstore.git.repo.Repo` asks it
+first and libgit2 only when it declines. Invariants:
+
+* every answer is the one libgit2 would give, or None, and on None the caller asks
+  libgit2 (which also reports every kind of damage as it always has): an object
+  git calls missing, a ref file or ``packed-refs`` line that is not plain, a
+  symbolic ref, a setting without a value, a repository in another object or ref
+  format, or a ``git`` that is absent or fails;
+* every object read is checked against its id (SHA-1 of its header and content):
+  a mismatch is :class:`IntegrityError`, as libgit2's strict hash check reports it;
+* git runs with its own view of the repository switched off where libgit2 has
+  none: no replace refs, no ``GIT_DIR``-style variables from the caller;
+* refs are read in git's order, loose before packed, so a ``pack-refs`` running
+  at the same time never hides a ref.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+from gitstore.core.commits import CommitInfo, TagInfo
+from gitstore.errors import IntegrityError, NotFoundError
+from gitstore.git import rawobjects
+from gitstore.git.rawobjects import Entry
+
+__all__ = ["Batch", "Declined", "Tree", "close_all", "linear", "open_batch", "readers"]
+
+OBJECT_CACHE = 4096
+"""How many commits, tags and trees one :class:`Batch` keeps parsed."""
+KINDS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
+"""git's object type numbers (pygit2's ``ObjectType``)."""
+
+_HEX = re.compile(r"[0-9a-f]{40}\Z")
+_LOOSE = re.compile(rb"([0-9a-f]{40})\n?\Z")
+_SYMBOLIC = re.compile(rb"ref: (refs/[^\s]+)\n?\Z")
+_BAD_NAME = re.compile(r"\.\.|@\{|[\x00-\x20\x7f~^:?*\[\\]|/\.|\.lock(/|\Z)|[./]\Z|//")
+_ENV_DROPPED = ("GIT_DIR", "GIT_WORK_TREE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_INDEX_FILE",
+                "GIT_QUARANTINE_PATH", "GIT_REPLACE_REF_BASE", "GIT_CEILING_DIRECTORIES")
+
+
+class Tree:
+    """A tree object read through a :class:`Batch`, shaped like the pygit2 trees
+    :class:`gitstore.git.trees.Trees` walks: ``id``, iteration (entries; a
+    subtree is itself a :class:`Tree`, read when first walked), ``name in tree``
+    and ``tree[name]``."""
+
+    type_str = "tree"
+
+    def __init__(self, batch: Batch, oid: str, name: str | None = None,
+                 filemode: int = 0o040000) -> None:
+        self.id = oid
+        self.name = name
+        self.filemode = filemode
+        self._batch = batch
+        self._entries: dict[str, Entry | Tree] | None = None
+
+    def _load(self) -> dict[str, Entry | Tree]:
+        if self._entries is None:
+            entries = self._batch.tree_entries(self.id)
+            if entries is None:
+                raise Declined(self.id)
+            self._entries = {e.name: Tree(self._batch, e.id, e.name, e.filemode)
+                             if e.type_str == "tree" else e for e in entries}
+        return self._entries
+
+    def __iter__(self) -> Iterator[Entry | Tree]:
+        return iter(self._load().values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._load()
+
+    def __getitem__(self, name: str) -> Entry | Tree:
+        return self._load()[name]
+
+
+class Declined(Exception):
+    """The second reader cannot answer (the caller asks libgit2)."""
+
+
+_batches: dict[Path, Batch | None] = {}
+_batches_lock = threading.Lock()
+
+
+def open_batch(path: Path) -> Batch | None:
+    """The reader of the repository at ``path``, or None where only libgit2 will
+    do (no ``git`` on PATH, another object or ref format, an unreadable config).
+    One per repository and process: the handles a read command opens share its
+    ``git`` processes and its settings, read once."""
+    with _batches_lock:
+        if path in _batches:
+            return _batches[path]
+        git = shutil.which("git")
+        batch: Batch | None = Batch(path, git) if git is not None else None
+        config = batch.config() if batch is not None else None
+        if config is None or config.get("extensions.objectformat", "sha1") != "sha1" or \
+                config.get("extensions.refstorage", "files") != "files":
+            batch = None
+        _batches[path] = batch
+        return batch
+
+
+def readers() -> int:
+    """How many readers are open in this process."""
+    with _batches_lock:
+        return sum(1 for b in _batches.values() if b is not None)
+
+
+def close_all() -> None:
+    """End every reader's git process and forget the readers."""
+    with _batches_lock:
+        found = [b for b in _batches.values() if b is not None]
+        _batches.clear()
+    for batch in found:
+        batch.close()
+
+
+class Batch:
+    """One repository read through ``git cat-file --batch`` and its files (see
+    the module docstring). Threads may share it: one asks git at a time."""
+
+    def __init__(self, path: Path, git: str) -> None:
+        self.path = path
+        self._git = git
+        self._env = {k: v for k, v in os.environ.items() if k not in _ENV_DROPPED}
+        self._env["GIT_NO_REPLACE_OBJECTS"] = "1"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._broken = False
+        self._config: dict[str, str | None] | None = None
+        self._parsed: OrderedDict[str, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- settings --------------------------------------------------------------
+    def config(self) -> dict[str, str | None] | None:
+        """Every setting git sees for the repository, the last value of each
+        (None: set without a value); None if git cannot read them."""
+        if self._config is None:
+            proc = subprocess.run([self._git, f"--git-dir={self.path}", "config", "-z",
+                                   "--list"], capture_output=True, env=self._env,
+                                  stdin=subprocess.DEVNULL, check=False)
+            if proc.returncode != 0:
+                return None
+            out: dict[str, str | None] = {}
+            for item in proc.stdout.split(b"\0")[:-1]:
+                key, nl, value = item.decode("utf-8", "surrogateescape").partition("\n")
+                out[key] = value if nl else None
+            self._config = out
+        return self._config
+
+    def forget_config(self) -> None:
+        """Read the settings again at the next question (one was just set)."""
+        self._config = None
+
+    def config_get(self, key: str) -> str | None:
+        """The value of ``key``; :class:`Declined` for a key set without a value."""
+        parts = key.split(".")
+        name = ".".join([parts[0].lower(), *parts[1:-1], parts[-1].lower()])
+        config = self.config()
+        if config is None or (name in config and config[name] is None):
+            raise Declined(key)
+        return config.get(name)
+
+    # -- refs ------------------------------------------------------------------
+    def head_ref(self) -> str | None:
+        """The ref ``HEAD`` names, None when detached or absent."""
+        if (self.path / "HEAD").is_symlink():
+            raise Declined("HEAD")
+        try:
+            data = (self.path / "HEAD").read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            raise Declined("HEAD") from None
+        m = _SYMBOLIC.match(data)
+        if m is not None and not _BAD_NAME.search(m.group(1).decode("utf-8", "replace")):
+            return m.group(1).decode()
+        if _LOOSE.match(data):
+            return None
+        raise Declined("HEAD")
+
+    def ref_target(self, name: str) -> str | None:
+        """What ``name`` points at (not peeled), None if there is no such ref."""
+        if not name.startswith("refs/") or _BAD_NAME.search(name):
+            raise Declined(name)
+        loose = self._loose(name)
+        return loose if loose is not None else self._packed().get(name)
+
+    def refs(self, prefix: str) -> dict[str, str]:
+        """Every ref under ``prefix`` with what it points at."""
+        top = prefix if prefix.endswith("/") else prefix.rsplit("/", 1)[0] + "/"
+        names = []
+        for dirpath, _dirs, files in os.walk(self.path / top):
+            for n in files:
+                rel = os.path.relpath(os.path.join(dirpath, n), self.path).replace(os.sep, "/")
+                if not n.endswith(".lock") and rel.startswith(prefix):
+                    names.append(rel)
+        out: dict[str, str] = {}
+        for name in names:
+            if _BAD_NAME.search(name):
+                raise Declined(name)
+            target = self._loose(name)
+            if target is not None:
+                out[name] = target
+        for name, target in self._packed().items():
+            if name.startswith(prefix) and name not in out:
+                out[name] = target
+        return dict(sorted(out.items()))
+
+    def held_ref(self, name: str) -> str | None:
+        """:meth:`ref_target`, declined for a ref naming an object git lacks."""
+        target = self.ref_target(name)
+        if target is not None and not self.holds(target):
+            raise Declined(name)
+        return target
+
+    def held_refs(self, prefix: str) -> dict[str, str]:
+        """:meth:`refs`, declined if one names an object git lacks."""
+        found = self.refs(prefix)
+        if not all(map(self.holds, found.values())):
+            raise Declined(prefix)
+        return found
+
+    def _loose(self, name: str) -> str | None:
+        path = self.path / name
+        try:
+            if path.is_symlink():
+                raise Declined(name)
+            data = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        except OSError:
+            raise Declined(name) from None
+        m = _LOOSE.match(data)
+        if m is None:
+            raise Declined(name)
+        return m.group(1).decode()
+
+    def _packed(self) -> dict[str, str]:
+        try:
+            data = (self.path / "packed-refs").read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError:
+            raise Declined("packed-refs") from None
+        out: dict[str, str] = {}
+        for line in data.split(b"\n"):
+            if not line or line.startswith(b"^") or line.startswith(b"# pack-refs with:"):
+                continue
+            oid, space, name = line.decode("utf-8", "replace").partition(" ")
+            if not space or not _HEX.match(oid) or not name.startswith("refs/") or \
+                    _BAD_NAME.search(name):
+                raise Declined("packed-refs")
+            out[name] = oid
+        return out
+
+    # -- objects -----------------------------------------------------------------
+    def read(self, name: str) -> tuple[str, str, bytes] | None:
+        """The object ``name`` (an id, or a revision git resolves) as (id, kind,
+        content), checked against its id; None when git has no such object."""
+        if self._broken or not name or any(c.isspace() or not c.isprintable() for c in name):
+            raise Declined(name)
+        with self._lock:
+            return self._read(name)
+
+    def _read(self, name: str) -> tuple[str, str, bytes] | None:
+        proc = self._process()
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(name.encode("utf-8") + b"\n")
+            proc.stdin.flush()
+            header = proc.stdout.readline()
+            parts = header.split()
+            if len(parts) == 2 and parts[1] in (b"missing", b"ambiguous"):
+                return None
+            if len(parts) != 3 or parts[1].decode() not in KINDS:
+                raise OSError(f"unexpected answer {header!r}")
+            size = int(parts[2])
+            data = _read_exactly(proc.stdout, size + 1)[:size]
+        except (OSError, ValueError):
+            self._broken = True
+            raise Declined(name) from None
+        oid, kind = parts[0].decode(), parts[1].decode()
+        if hashlib.sha1(b"%s %d\0" % (parts[1], size) + data).hexdigest() != oid:
+            raise IntegrityError(f"repository {self.path.name} is damaged: object {oid} "
+                                 f"does not match its id; run `gitstore verify {self.path.name}`")
+        return oid, kind, data
+
+    def _process(self) -> subprocess.Popen[bytes]:
+        if self._proc is None:
+            self._proc = subprocess.Popen(
+                [self._git, f"--git-dir={self.path}", "cat-file", "--batch"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                env=self._env)
+        return self._proc
+
+    def close(self) -> None:
+        """End the git process (a later read starts another)."""
+        if self._proc is not None:
+            proc, self._proc = self._proc, None
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+            proc.wait()
+
+    def _parsed_object(self, oid: str, kind: str) -> tuple[str, bytes] | None:
+        found = self.read(oid)
+        if found is None or found[1] != kind:
+            raise Declined(oid)
+        return found[0], found[2]
+
+    def commit(self, oid: str) -> CommitInfo:
+        """The commit ``oid`` (an id), parsed as pygit2 would."""
+        hit = self._parsed.get(oid)
+        if isinstance(hit, CommitInfo):
+            return hit
+        if not _HEX.match(oid):
+            raise Declined(oid)
+        found = self._parsed_object(oid, "commit")
+        info = rawobjects.parse_commit(oid, found[1]) if found else None
+        if info is None:
+            raise Declined(oid)
+        self._keep(oid, info)
+        return info
+
+    def tag_object(self, oid: str) -> tuple[str, bytes] | None:
+        """The tag object ``oid`` as (id, content); None if ``oid`` is no tag object."""
+        found = self.read(oid)
+        if found is None:
+            raise Declined(oid)
+        return (found[0], found[2]) if found[1] == "tag" else None
+
+    def tag(self, oid: str, name: str) -> TagInfo | None:
+        """The tag object ``oid`` as ``name``, parsed as pygit2 would (None:
+        ``oid`` is no tag object)."""
+        found = self.tag_object(oid)
+        if found is None:
+            return None
+        info = rawobjects.parse_tag(found[0], found[1], name)
+        if info is None:
+            raise Declined(oid)
+        return info
+
+    def tag_named(self, name: str) -> TagInfo | None:
+        """The tag ``refs/tags/<name>`` (a lightweight one as pygit2's reader
+        reports it), None if there is no such tag."""
+        target = self.ref_target(f"refs/tags/{name}")
+        if target is None:
+            return None
+        return self.tag(target, name) or TagInfo(name=name, id=target, target=target,
+                                                 tagger=None, time=0, message="",
+                                                 annotated=False)
+
+    def tag_info(self, oid: str) -> TagInfo | None:
+        """The tag object ``oid`` under its own name (None: no tag object)."""
+        found = self.tag_object(oid)
+        if found is None:
+            return None
+        name = rawobjects.tag_name(found[1])
+        info = self.tag(oid, name) if name is not None else None
+        if info is None:
+            raise Declined(oid)
+        return info
+
+    def holds(self, oid: str) -> bool:
+        """Whether git has the object ``oid`` (a commit read is kept parsed)."""
+        if oid in self._parsed:
+            return True
+        found = self.read(oid)
+        if found is not None and found[1] == "commit":
+            info = rawobjects.parse_commit(oid, found[2])
+            if info is not None:
+                self._keep(oid, info)
+        return found is not None
+
+    def resolve(self, revision: str) -> str:
+        """The commit ``revision`` names (git's revision syntax)."""
+        found = self.read(f"{revision}^{{commit}}")
+        if found is None:
+            raise Declined(revision)
+        oid, _kind, data = found
+        if oid not in self._parsed:
+            info = rawobjects.parse_commit(oid, data)
+            if info is not None:
+                self._keep(oid, info)
+        return oid
+
+    def tree_entries(self, oid: str) -> list[Entry] | None:
+        hit = self._parsed.get(oid)
+        if isinstance(hit, list):
+            return hit
+        found = self._parsed_object(oid, "tree")
+        entries = rawobjects.parse_tree(found[1]) if found else None
+        if entries is not None:
+            self._keep(oid, entries)
+        return entries
+
+    def read_blob(self, oid: object) -> tuple[int, bytes]:
+        """``(type number, content)`` of a blob, as libgit2's ``Odb.read``
+        (KeyError when missing)."""
+        found = self.read(str(oid))
+        if found is None:
+            raise KeyError(oid)
+        return KINDS[found[1]], found[2]
+
+    def _keep(self, oid: str, value: object) -> None:
+        with self._lock:
+            self._parsed[oid] = value
+            if len(self._parsed) > OBJECT_CACHE:
+                self._parsed.popitem(last=False)
+
+
+def linear(commit: Callable[[str], CommitInfo], start: str, first_parent: bool,
+           damaged: Callable[[str], Exception]) -> Iterator[CommitInfo]:
+    """A walk from ``start`` by ``commit`` (which reads one): the first-parent
+    chain, lazily; with all parents, only a history without merges (whose
+    order is the chain's, as libgit2's topological walk gives it), else
+    :class:`Declined` before anything is yielded."""
+    def chain() -> Iterator[CommitInfo]:
+        at: str | None = start
+        while at is not None:
+            try:
+                info = commit(at)
+            except NotFoundError:
+                raise damaged(f"commit {at} is missing") from None
+            yield info
+            at = info.parents[0] if info.parents else None
+    if first_parent:
+        return chain()
+    found = list(chain())
+    if any(len(i.parents) > 1 for i in found):
+        raise Declined(start)
+    return iter(found)
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise OSError("git cat-file ended early")
+    return data
