@@ -7,8 +7,9 @@ measured in the same run, for at least ``common.PROCESS_ROUNDS`` rounds (``--run
 when higher; ``--quick`` takes ``--runs``). The common baseline is **the Python floor**: the
 same interpreter running ``python -c`` that imports pygit2, opens the small
 customer's repository and prints ``v1.0.0:conversation.json``, the least any
-Python tool built on pygit2 can do. Measures and targets (ratio to the floor
-unless said otherwise):
+Python tool built on pygit2 can do. (gitstore's reads of one customer do not
+load pygit2: they read through ``git cat-file``, ``gitstore.git.catfile``; its
+writes do.) Measures and targets (ratio to the floor unless said otherwise):
 
 * a small session (22 turns, v1.0.0 and v1.1.0 finalized, 21 commits):
   ``show C v1.0.0 conversation.json`` (≤ 1.5x; also vs ``git --git-dir R show
