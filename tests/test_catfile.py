@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,10 +87,12 @@ def test_commits_trees_and_files_read_as_libgit2_reads_them(
         assert second.changed_files(oid) == lib.changed_files(oid)
         for name in ("conversation.json", "session_metadata.json", "SHA256SUMS", "nothing"):
             assert second.read_file(oid, name) == lib.read_file(oid, name)
-    for rev in ("v1.0.0", "v1.1.1", "v1", "v2", "HEAD", "HEAD~1", "v1~2", "merged^2",
-                next(iter(commits))[:10]):
+    for rev in ("v1.0.0", "v1.1.1", "v1", "v2", "HEAD", "HEAD~1", "v1~2", "merged^2", "v1^0",
+                "refs/heads/v1", "heads/v2", "v2^1~1", next(iter(commits))):
         assert batch.resolve(rev) == lib.resolve(rev)
     assert not second.uses_libgit2
+    short = next(iter(commits))[:10]  # an abbreviation: libgit2's reading, not git's
+    assert second.resolve(short) == lib.resolve(short) and second.uses_libgit2
 
 
 def test_walks_follow_libgit2s_order_and_merges_go_to_libgit2(
@@ -241,3 +244,128 @@ def test_cli_reads_answer_as_before_and_end_their_git_processes(history: Path) -
     from gitstore.git import settings as git_settings
     assert not git_settings.reading_with_git()
     assert catfile.readers() == 0  # every reader ended with its command
+
+
+# -- what a fresh-eyes review found: each answered as libgit2 answers ------------------
+def _copy(history: Path, tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "sessions"
+    shutil.copytree(history.parent, root)
+    return root, root / CUSTOMER
+
+
+def test_a_repository_git_refuses_is_read_by_libgit2_and_exits_cleanly(
+        history: Path, tmp_path: Path) -> None:
+    """An empty HEAD (a crash's leftover): git refuses the repository, libgit2 reads
+    it. The read falls back, every time, and ending the dead git is no error."""
+    root, repo = _copy(history, tmp_path)
+    expected = git(repo, "show", "v1.0.0:session_metadata.json")
+    (repo / "HEAD").write_bytes(b"")
+    for _ in range(8):
+        result = run_cli(root, "show", CUSTOMER, "v1.0.0", "session_metadata.json")
+        assert (result.code, result.text, result.err) == (0, expected, "")
+    assert catfile.readers() == 0
+
+
+def test_revisions_outside_libgit2s_grammar_are_left_to_libgit2(history: Path,
+                                                                 tmp_path: Path) -> None:
+    root, repo = _copy(history, tmp_path)
+    lib = Repo.open(repo)
+    batch = catfile.open_batch(repo)
+    assert batch is not None
+    tip = lib.resolve("v1")
+    for rev in (tip[:8], "HEAD^{object}", "v1^{/turn}", "v1@{0}", "v1^3", "v1~01"):
+        with pytest.raises(catfile.Declined):
+            batch.resolve(rev)
+    assert run_cli(root, "show", CUSTOMER, tip[:8], "-o", "json").json()["commit"] == tip
+    assert run_cli(root, "show", CUSTOMER, "HEAD^{object}").code == 3  # libgit2: no such
+    (repo / "refs" / "tags" / "v1").write_text("garbage\n")  # git would skip it for heads/v1
+    result = run_cli(root, "show", CUSTOMER, "v1")
+    assert result.code == 3 and "no such revision" in result.err
+    catfile.close_all()
+
+
+@pytest.mark.parametrize("setup", ["grafts", "shallow", "promisor", "partialclone"])
+def test_repositories_git_reads_otherwise_are_left_to_libgit2(history: Path, tmp_path: Path,
+                                                              setup: str) -> None:
+    """Grafts and a shallow file change the parents git and libgit2 report; a
+    promisor remote would make git fetch. Such repositories are read by libgit2."""
+    _root, repo = _copy(history, tmp_path)
+    first = git(repo, "rev-parse", "v1.0.0^{commit}").strip()
+    if setup == "grafts":
+        (repo / "info").mkdir(exist_ok=True)
+        (repo / "info" / "grafts").write_text(first + "\n")
+    elif setup == "shallow":
+        (repo / "shallow").write_text(first + "\n")
+    elif setup == "promisor":
+        git(repo, "config", "remote.origin.promisor", "true")
+    else:
+        git(repo, "config", "extensions.partialclone", "origin")
+    assert catfile.open_batch(repo) is None
+    catfile.close_all()
+
+
+def test_a_damaged_packed_refs_is_left_to_libgit2(history: Path, tmp_path: Path) -> None:
+    root, repo = _copy(history, tmp_path)
+    git(repo, "pack-refs", "--all")
+    packed = (repo / "packed-refs").read_bytes()
+    for damaged in (packed + b"\n", packed + b"^" + b"z" * 40 + b"\n",
+                    packed.replace(b"\n", b"\n^" + b"0" * 40 + b"\n", 1), packed.rstrip(b"\n")):
+        (repo / "packed-refs").write_bytes(damaged)
+        batch = catfile.open_batch(repo)
+        assert batch is not None
+        with pytest.raises(catfile.Declined):
+            batch.refs("refs/")
+        catfile.close_all()
+    (repo / "packed-refs").write_bytes(packed + b"\n")
+    assert run_cli(root, "versions", CUSTOMER).code == 7  # libgit2: damaged
+
+
+def test_odd_tags_and_trees_are_left_to_libgit2() -> None:
+    tag = (b"object " + b"1" * 40 + b"\ntype %s\ntag v1.0.0\n"
+           b"tagger A <a@b> 1 +0000\n\nmessage\n")
+    assert rawobjects.parse_tag("2" * 40, tag % b"commit", "v1.0.0") is not None
+    assert rawobjects.parse_tag("2" * 40, tag % b"bogus", "v1.0.0") is None
+    entry = b"%s name\0" + bytes(20)
+    assert rawobjects.parse_tree(entry % b"100644") == [
+        rawobjects.Entry("name", "00" * 20, "blob", 0o100644)]
+    for mode in (b"40755", b"100664", b"100_644", b"040000"):
+        assert rawobjects.parse_tree(entry % mode) is None
+    assert rawobjects.parse_tree(b"100644 \0" + bytes(20)) is None  # an empty name
+
+
+def _cat_files_of_this_process(repo: Path) -> list[int]:
+    """The ``git cat-file`` processes this process started for ``repo``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"cat-file" in cmdline and \
+                f"--git-dir={repo}".encode() in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def test_a_git_that_died_is_declined_and_ended_without_error(history: Path) -> None:
+    batch = catfile.open_batch(history)
+    assert batch is not None
+    tip = Repo.open(history).resolve("v1")
+    assert batch.commit(tip).id == tip
+    (pid,) = _cat_files_of_this_process(history)
+    os.kill(pid, 9)
+    deadline = time.monotonic() + 10
+    while _state(pid) not in ("Z", "X", None) and time.monotonic() < deadline:
+        time.sleep(0.01)  # dead, pipes closed: the next request cannot be written
+    second = Repo(None, history, batch)
+    assert second.read_tree(tip) == Repo.open(history).read_tree(tip)  # libgit2 answered
+    catfile.close_all()  # the dead git's unflushed request is no error
+    assert not _cat_files_of_this_process(history)

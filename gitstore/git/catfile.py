@@ -7,21 +7,26 @@ settings.read_with_git`) read through a :class:`Batch`: one ``git cat-file
 one ``git config --list`` for settings. :class:`gitstore.git.repo.Repo` asks it
 first and libgit2 only when it declines. Invariants:
 
-* every answer is the one libgit2 would give, or None, and on None the caller asks
-  libgit2 (which also reports every kind of damage as it always has): an object
-  git calls missing, a ref file or ``packed-refs`` line that is not plain, a
-  symbolic ref, a setting without a value, a repository in another object or ref
-  format, or a ``git`` that is absent or fails;
+* every answer is the one libgit2 would give, or :class:`Declined`, and then the
+  caller asks libgit2 (which also reports every kind of damage as it always has):
+  an object git calls missing, a ref file or ``packed-refs`` line that is not
+  plain, a symbolic ref, a setting without a value, a revision outside the grammar
+  both read alike (:meth:`Batch.resolve`), a repository in another object or ref
+  format, with grafts, shallow or with a promisor remote (git would fetch what it
+  lacks; ``GIT_NO_LAZY_FETCH`` is set as well), or a ``git`` that is absent,
+  refuses the repository or dies (its process is ended without error);
 * every object read is checked against its id (SHA-1 of its header and content):
   a mismatch is :class:`IntegrityError`, as libgit2's strict hash check reports it;
 * git runs with its own view of the repository switched off where libgit2 has
   none: no replace refs, no ``GIT_DIR``-style variables from the caller;
 * refs are read in git's order, loose before packed, so a ``pack-refs`` running
-  at the same time never hides a ref.
+  at the same time never hides a ref; they are listed in libgit2's order (loose
+  refs sorted, then the packed ones).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -46,12 +51,19 @@ KINDS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
 """git's object type numbers (pygit2's ``ObjectType``)."""
 
 _HEX = re.compile(r"[0-9a-f]{40}\Z")
+_REVISION = re.compile(r"([^~^]+)((?:[~^][0-9]*)*)\Z")
+_STEPS = re.compile(r"([~^])([0-9]*)")
+_REF_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*\Z")
+_DWIM = ("refs/{}", "refs/tags/{}", "refs/heads/{}", "refs/remotes/{}", "refs/remotes/{}/HEAD")
+"""Where libgit2 looks up a short ref name, in order (after the name itself, for
+one under ``refs/``)."""
 _LOOSE = re.compile(rb"([0-9a-f]{40})\n?\Z")
 _SYMBOLIC = re.compile(rb"ref: (refs/[^\s]+)\n?\Z")
 _BAD_NAME = re.compile(r"\.\.|@\{|[\x00-\x20\x7f~^:?*\[\\]|/\.|\.lock(/|\Z)|[./]\Z|//")
 _ENV_DROPPED = ("GIT_DIR", "GIT_WORK_TREE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
                 "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_INDEX_FILE",
-                "GIT_QUARANTINE_PATH", "GIT_REPLACE_REF_BASE", "GIT_CEILING_DIRECTORIES")
+                "GIT_QUARANTINE_PATH", "GIT_REPLACE_REF_BASE", "GIT_CEILING_DIRECTORIES",
+                "GIT_GRAFT_FILE", "GIT_SHALLOW_FILE", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT")
 
 
 class Tree:
@@ -108,8 +120,7 @@ def open_batch(path: Path) -> Batch | None:
         git = shutil.which("git")
         batch: Batch | None = Batch(path, git) if git is not None else None
         config = batch.config() if batch is not None else None
-        if config is None or config.get("extensions.objectformat", "sha1") != "sha1" or \
-                config.get("extensions.refstorage", "files") != "files":
+        if config is None or not _plain_repository(path, config):
             batch = None
         _batches[path] = batch
         return batch
@@ -130,6 +141,17 @@ def close_all() -> None:
         batch.close()
 
 
+def _plain_repository(path: Path, config: dict[str, str | None]) -> bool:
+    """Whether git reads the repository's objects as libgit2 does: SHA-1, ``files``
+    refs, no grafts, not shallow, no promisor remote (git would fetch what is missing)."""
+    if config.get("extensions.objectformat", "sha1") != "sha1" or \
+            config.get("extensions.refstorage", "files") != "files" or \
+            "extensions.partialclone" in config or \
+            any(k.startswith("remote.") and k.endswith(".promisor") for k in config):
+        return False
+    return not any((path / name).exists() for name in ("shallow", "info/grafts"))
+
+
 class Batch:
     """One repository read through ``git cat-file --batch`` and its files (see
     the module docstring). Threads may share it: one asks git at a time."""
@@ -137,8 +159,10 @@ class Batch:
     def __init__(self, path: Path, git: str) -> None:
         self.path = path
         self._git = git
-        self._env = {k: v for k, v in os.environ.items() if k not in _ENV_DROPPED}
+        self._env = {k: v for k, v in os.environ.items() if k not in _ENV_DROPPED
+                     and not k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))}
         self._env["GIT_NO_REPLACE_OBJECTS"] = "1"
+        self._env["GIT_NO_LAZY_FETCH"] = "1"  # a read never fetches (git 2.44+)
         self._proc: subprocess.Popen[bytes] | None = None
         self._broken = False
         self._config: dict[str, str | None] | None = None
@@ -216,10 +240,11 @@ class Batch:
             target = self._loose(name)
             if target is not None:
                 out[name] = target
+        out = dict(sorted(out.items()))  # libgit2's order: loose refs, then packed ones
         for name, target in self._packed().items():
             if name.startswith(prefix) and name not in out:
                 out[name] = target
-        return dict(sorted(out.items()))
+        return out
 
     def held_ref(self, name: str) -> str | None:
         """:meth:`ref_target`, declined for a ref naming an object git lacks."""
@@ -258,14 +283,24 @@ class Batch:
         except OSError:
             raise Declined("packed-refs") from None
         out: dict[str, str] = {}
-        for line in data.split(b"\n"):
-            if not line or line.startswith(b"^") or line.startswith(b"# pack-refs with:"):
+        lines = data.split(b"\n")
+        if lines.pop() != b"":  # the last line ends with a newline
+            raise Declined("packed-refs")
+        if lines and lines[0].startswith(b"# pack-refs with:"):
+            del lines[0]
+        peelable = False
+        for line in lines:
+            if line.startswith(b"^"):
+                if not peelable or not _HEX.match(line[1:].decode("ascii", "replace")):
+                    raise Declined("packed-refs")
+                peelable = False
                 continue
             oid, space, name = line.decode("utf-8", "replace").partition(" ")
             if not space or not _HEX.match(oid) or not name.startswith("refs/") or \
-                    _BAD_NAME.search(name):
+                    _BAD_NAME.search(name) or name in out:
                 raise Declined("packed-refs")
             out[name] = oid
+            peelable = True
         return out
 
     # -- objects -----------------------------------------------------------------
@@ -293,6 +328,7 @@ class Batch:
             data = _read_exactly(proc.stdout, size + 1)[:size]
         except (OSError, ValueError):
             self._broken = True
+            self.close()
             raise Declined(name) from None
         oid, kind = parts[0].decode(), parts[1].decode()
         if hashlib.sha1(b"%s %d\0" % (parts[1], size) + data).hexdigest() != oid:
@@ -314,8 +350,13 @@ class Batch:
             proc, self._proc = self._proc, None
             for pipe in (proc.stdin, proc.stdout):
                 if pipe is not None:
-                    pipe.close()
-            proc.wait()
+                    with contextlib.suppress(OSError):  # a git that died: nothing to flush
+                        pipe.close()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def _parsed_object(self, oid: str, kind: str) -> tuple[str, bytes] | None:
         found = self.read(oid)
@@ -388,16 +429,66 @@ class Batch:
         return found is not None
 
     def resolve(self, revision: str) -> str:
-        """The commit ``revision`` names (git's revision syntax)."""
-        found = self.read(f"{revision}^{{commit}}")
-        if found is None:
+        """The commit ``revision`` names, in the part of the revision grammar
+        libgit2 and git read alike: a full id, ``HEAD`` or a ref name (looked up
+        as libgit2 does: ``refs/N``, ``refs/tags/N``, ``refs/heads/N``, ...), then
+        any ``~n`` and ``^n``. Anything else (an abbreviated id, ``@{...}``,
+        ``^{...}``) is declined: git's grammar is wider than libgit2's."""
+        m = _REVISION.match(revision)
+        if m is None:
             raise Declined(revision)
-        oid, _kind, data = found
-        if oid not in self._parsed:
-            info = rawobjects.parse_commit(oid, data)
-            if info is not None:
-                self._keep(oid, info)
+        oid = self._peeled(self._named(m.group(1)))
+        for op, count in _STEPS.findall(m.group(2)):
+            if count.startswith("0") and count != "0":
+                raise Declined(revision)
+            n = int(count) if count else 1
+            for _ in range(n if op == "~" else min(n, 1)):
+                parents = self.commit(oid).parents
+                if len(parents) < (1 if op == "~" else n):
+                    raise Declined(revision)
+                oid = parents[0] if op == "~" else parents[n - 1]
         return oid
+
+    def _named(self, name: str) -> str:
+        """The object a full id, ``HEAD`` or a ref name names (unpeeled)."""
+        if _HEX.match(name):
+            return name
+        if name == "HEAD":
+            head = self.head_ref()
+            target = self.ref_target(head) if head is not None else None
+        else:
+            if not _REF_WORD.match(name) or _BAD_NAME.search(name):
+                raise Declined(name)
+            target = None
+            for candidate in ([name] if name.startswith("refs/") else []) + \
+                    [f.format(name) for f in _DWIM]:
+                target = self.ref_target(candidate)
+                if target is not None:
+                    break
+        if target is None:
+            raise Declined(name)
+        return target
+
+    def _peeled(self, oid: str) -> str:
+        """``oid``, a tag followed to the commit it tags."""
+        for _ in range(16):
+            hit = self._parsed.get(oid)
+            if isinstance(hit, CommitInfo):
+                return oid
+            found = self.read(oid)
+            if found is None:
+                raise Declined(oid)
+            if found[1] == "commit":
+                info = rawobjects.parse_commit(oid, found[2])
+                if info is None:
+                    raise Declined(oid)
+                self._keep(oid, info)
+                return oid
+            tag = rawobjects.parse_tag(oid, found[2], "") if found[1] == "tag" else None
+            if tag is None:
+                raise Declined(oid)
+            oid = tag.target
+        raise Declined(oid)
 
     def tree_entries(self, oid: str) -> list[Entry] | None:
         hit = self._parsed.get(oid)
@@ -410,11 +501,11 @@ class Batch:
         return entries
 
     def read_blob(self, oid: object) -> tuple[int, bytes]:
-        """``(type number, content)`` of a blob, as libgit2's ``Odb.read``
-        (KeyError when missing)."""
+        """``(type number, content)`` of an object, as libgit2's ``Odb.read``;
+        declined when git lacks it (libgit2 says why: missing or damaged)."""
         found = self.read(str(oid))
         if found is None:
-            raise KeyError(oid)
+            raise Declined(str(oid))
         return KINDS[found[1]], found[2]
 
     def _keep(self, oid: str, value: object) -> None:

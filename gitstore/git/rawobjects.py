@@ -28,6 +28,9 @@ __all__ = ["Entry", "message_trailers", "parse_commit", "parse_tag", "parse_tree
 _IDENT = re.compile(rb"([^<>\n]*) <([^<>\n]*)> ([0-9]{1,15}) ([+-])([0-9]{2})([0-9]{2})\Z")
 _HEX = re.compile(rb"[0-9a-f]{40}\Z")
 _GIT_GENERATED = ("Signed-off-by: ", "(cherry picked from commit ")
+_MODES = {b"100644": "blob", b"100755": "blob", b"120000": "blob", b"40000": "tree",
+          b"160000": "commit"}
+"""The tree entry modes git writes (libgit2 reads others as one of these)."""
 _SPACE = " \t\n\v\f\r"
 
 
@@ -113,7 +116,8 @@ def parse_tag(oid: str, data: bytes, name: str) -> TagInfo | None:
         return None
     headers, raw = split
     keys = [k for k, _ in headers]
-    if keys != [b"object", b"type", b"tag", b"tagger"] or not _HEX.match(headers[0][1]):
+    if keys != [b"object", b"type", b"tag", b"tagger"] or not _HEX.match(headers[0][1]) or \
+            headers[1][1] not in (b"commit", b"tree", b"blob", b"tag") or not headers[2][1]:
         return None
     tagger = _ident(headers[3][1])
     try:
@@ -147,13 +151,14 @@ def parse_tree(data: bytes) -> list[Entry] | None:
         nul = data.find(b"\0", space + 1)
         if space < 0 or nul < 0 or nul + 21 > end:
             return None
-        mode = data[at:space]
+        kind = _MODES.get(data[at:space])
         try:
             name = data[space + 1:nul].decode("utf-8")
-            filemode = int(mode, 8)
-        except (UnicodeDecodeError, ValueError):
+        except UnicodeDecodeError:
             return None
-        kind = {0o040000: "tree", 0o160000: "commit"}.get(filemode, "blob")
+        if kind is None or not name or "/" in name or name in (".", ".."):
+            return None  # a mode git would not write, or a name libgit2 refuses
+        filemode = int(data[at:space], 8)
         out.append(Entry(name, data[nul + 1:nul + 21].hex(), kind, filemode))
         at = nul + 21
     return out
