@@ -16,7 +16,9 @@ first and libgit2 only when it declines. Invariants:
   lacks; ``GIT_NO_LAZY_FETCH`` is set as well), or a ``git`` that is absent,
   refuses the repository or dies (its process is ended without error);
 * every object read is checked against its id (SHA-1 of its header and content):
-  a mismatch is :class:`IntegrityError`, as libgit2's strict hash check reports it;
+  a mismatch is :class:`IntegrityError`, as libgit2's strict hash check reports it
+  (plain SHA-1: libgit2's collision detection is left to the fsck checks where
+  objects come in, on fetch and on the hub's receive, and to ``gitstore verify``);
 * git runs with its own view of the repository switched off where libgit2 has
   none: no replace refs, no ``GIT_DIR``-style variables from the caller;
 * refs are read in git's order, loose before packed, so a ``pack-refs`` running
