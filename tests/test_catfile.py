@@ -21,7 +21,8 @@ from conftest import CUSTOMER, build_history, git, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitstore.errors import IntegrityError
+from gitstore import Store
+from gitstore.errors import IntegrityError, NotFoundError
 from gitstore.git import catfile, rawobjects
 from gitstore.git.repo import Repo
 
@@ -369,3 +370,98 @@ def test_a_git_that_died_is_declined_and_ended_without_error(history: Path) -> N
     assert second.read_tree(tip) == Repo.open(history).read_tree(tip)  # libgit2 answered
     catfile.close_all()  # the dead git's unflushed request is no error
     assert not _cat_files_of_this_process(history)
+
+
+# -- the second review round ------------------------------------------------------------
+def test_revisions_libgit2_reads_otherwise_are_declined(history: Path, tmp_path: Path) -> None:
+    root, repo = _copy(history, tmp_path)
+    first = git(repo, "rev-parse", "v1.0.0^{commit}").strip()
+    v2 = git(repo, "rev-parse", "v2").strip()
+    git(repo, "tag", first.upper(), v2)  # a ref named like an id, in capitals
+    (repo / "ORIG_HEAD").write_text(v2 + "\n")  # libgit2 reads $GIT_DIR/ORIG_HEAD first
+    git(repo, "tag", "ORIG_HEAD", first)
+    marked = git(repo, "hash-object", "-t", "tag", "-w", "--literally", "--stdin",
+                 input=(f"object {v2}\ntype tree\ntag marked\n"
+                        "tagger A <a@b> 1 +0000\n\nwrong type\n").encode()).strip()
+    git(repo, "update-ref", "refs/tags/marked", marked)
+    batch = catfile.open_batch(repo)
+    assert batch is not None
+    lib = Repo.open(repo)
+    for rev in (first.upper(), "ORIG_HEAD", "marked", "marked~1"):
+        with pytest.raises(catfile.Declined):
+            batch.resolve(rev)
+    assert run_cli(root, "show", CUSTOMER, first.upper(), "-o", "json").json()["commit"] == \
+        lib.resolve(first.upper())
+    assert run_cli(root, "show", CUSTOMER, "ORIG_HEAD", "-o", "json").json()["commit"] == v2
+    try:  # declined: the store's answer through libgit2, whichever it is
+        expected: object = Store(root).customer(CUSTOMER).read("marked").commit
+    except NotFoundError:
+        expected = 3
+    result = run_cli(root, "show", CUSTOMER, "marked", "-o", "json")
+    assert (result.json()["commit"] if result.code == 0 else result.code) == expected
+    catfile.close_all()
+
+
+def test_damage_met_while_resolving_is_no_such_revision_as_with_libgit2(
+        history: Path, tmp_path: Path) -> None:
+    root, repo = _copy(history, tmp_path)
+    for pack in sorted((repo / "objects" / "pack").glob("*.pack")):
+        held = tmp_path / pack.name
+        pack.rename(held)
+        pack.with_suffix(".idx").unlink()
+        git(repo, "unpack-objects", "-q", input=held.read_bytes())
+    second, third = (git(repo, "rev-parse", f"v1~{n}").strip() for n in (2, 3))
+    (repo / "objects" / third[:2] / third[2:]).unlink()  # missing
+    forged = b"tree " + b"0" * 40 + b"\nauthor A <a@b> 1 +0000\ncommitter A <a@b> 1 +0000\n\nx\n"
+    path = repo / "objects" / second[:2] / second[2:]
+    path.chmod(0o644)
+    path.write_bytes(zlib.compress(b"commit %d\0" % len(forged) + forged))  # not its id
+    for args in (["show", CUSTOMER, "v1~3"], ["log", CUSTOMER, "v1~3"],
+                 ["show", CUSTOMER, "v1~4"], ["show", CUSTOMER, "v1~2"]):
+        result = run_cli(root, *args)
+        assert result.code == 3 and "no such revision" in result.err, (args, result.err)
+    catfile.close_all()
+
+
+def test_listings_and_settings_libgit2_sees_otherwise_are_declined(
+        history: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _root, repo = _copy(history, tmp_path)
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    (audit / "reviewed").write_text(git(repo, "rev-parse", "v1").strip() + "\n")
+    (repo / "refs" / "tags" / "audit").symlink_to(audit)  # libgit2 lists what is below
+    batch = catfile.open_batch(repo)
+    assert batch is not None
+    with pytest.raises(catfile.Declined):
+        batch.refs("refs/tags/")
+    assert "refs/tags/audit/reviewed" in Repo(None, repo, batch).refs("refs/tags/")
+    catfile.close_all()
+    (repo / "refs" / "tags" / "audit").unlink()
+    git(repo, "pack-refs", "--all")
+    packed = (repo / "packed-refs").read_bytes()
+    (repo / "packed-refs").write_bytes(packed + packed.splitlines()[-1].split(b" ")[0]
+                                       + b" refs/tags/caf\xe9\n")
+    batch = catfile.open_batch(repo)
+    assert batch is not None
+    with pytest.raises(catfile.Declined):
+        batch.refs("refs/")
+    catfile.close_all()
+    empty = tmp_path / "empty.gitconfig"
+    empty.write_text("")
+    monkeypatch.setenv("GIT_CONFIG", str(empty))  # git alone would read no settings
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    batch = catfile.open_batch(repo)
+    assert batch is not None and batch.config_get("gitstore.layout") == "2"
+    catfile.close_all()
+    monkeypatch.delenv("GIT_CONFIG")
+    git(repo, "config", "includeIf.hasconfig:remote.*.url:x.path", "other")
+    assert catfile.open_batch(repo) is None  # libgit2 does not read such includes
+    catfile.close_all()
+
+
+def test_a_head_naming_a_ref_that_is_not_utf8_is_damage(history: Path, tmp_path: Path) -> None:
+    root, repo = _copy(history, tmp_path)
+    (repo / "HEAD").write_bytes(b"ref: refs/heads/caf\xe9\n")
+    for args in (["show", CUSTOMER], ["versions", CUSTOMER], ["log", CUSTOMER]):
+        result = run_cli(root, *args)
+        assert result.code in (0, 3, 7), (args, result.err)  # never an internal error

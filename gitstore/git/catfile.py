@@ -56,6 +56,9 @@ _HEX = re.compile(r"[0-9a-f]{40}\Z")
 _REVISION = re.compile(r"([^~^]+)((?:[~^][0-9]*)*)\Z")
 _STEPS = re.compile(r"([~^])([0-9]*)")
 _REF_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*\Z")
+_ONE_LEVEL = re.compile(r"[A-Z_]+\Z|[0-9a-fA-F]{40}\Z")
+"""Names libgit2 reads otherwise than as a ref under ``refs/``: a one-level ref in
+``$GIT_DIR`` (``ORIG_HEAD``), an object id in capitals."""
 _DWIM = ("refs/{}", "refs/tags/{}", "refs/heads/{}", "refs/remotes/{}", "refs/remotes/{}/HEAD")
 """Where libgit2 looks up a short ref name, in order (after the name itself, for
 one under ``refs/``)."""
@@ -65,7 +68,9 @@ _BAD_NAME = re.compile(r"\.\.|@\{|[\x00-\x20\x7f~^:?*\[\\]|/\.|\.lock(/|\Z)|[./]
 _ENV_DROPPED = ("GIT_DIR", "GIT_WORK_TREE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
                 "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_INDEX_FILE",
                 "GIT_QUARANTINE_PATH", "GIT_REPLACE_REF_BASE", "GIT_CEILING_DIRECTORIES",
-                "GIT_GRAFT_FILE", "GIT_SHALLOW_FILE", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT")
+                "GIT_GRAFT_FILE", "GIT_SHALLOW_FILE", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT",
+                "GIT_CONFIG", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_NOSYSTEM")
+"""What git honours and libgit2 does not: left out of git's environment."""
 
 
 class Tree:
@@ -145,11 +150,13 @@ def close_all() -> None:
 
 def _plain_repository(path: Path, config: dict[str, str | None]) -> bool:
     """Whether git reads the repository's objects as libgit2 does: SHA-1, ``files``
-    refs, no grafts, not shallow, no promisor remote (git would fetch what is missing)."""
+    refs, no grafts, not shallow, no promisor remote (git would fetch what is missing),
+    no ``includeIf "hasconfig:..."`` (which libgit2 does not read)."""
     if config.get("extensions.objectformat", "sha1") != "sha1" or \
             config.get("extensions.refstorage", "files") != "files" or \
             "extensions.partialclone" in config or \
-            any(k.startswith("remote.") and k.endswith(".promisor") for k in config):
+            any(k.startswith("remote.") and k.endswith(".promisor") for k in config) or \
+            any(k.startswith("includeif.hasconfig:") for k in config):
         return False
     return not any((path / name).exists() for name in ("shallow", "info/grafts"))
 
@@ -213,8 +220,9 @@ class Batch:
         except OSError:
             raise Declined("HEAD") from None
         m = _SYMBOLIC.match(data)
-        if m is not None and not _BAD_NAME.search(m.group(1).decode("utf-8", "replace")):
-            return m.group(1).decode()
+        name = m.group(1).decode("utf-8", "replace") if m is not None else ""
+        if m is not None and name.isascii() and not _BAD_NAME.search(name):
+            return name
         if _LOOSE.match(data):
             return None
         raise Declined("HEAD")
@@ -230,7 +238,9 @@ class Batch:
         """Every ref under ``prefix`` with what it points at."""
         top = prefix if prefix.endswith("/") else prefix.rsplit("/", 1)[0] + "/"
         names = []
-        for dirpath, _dirs, files in os.walk(self.path / top):
+        for dirpath, dirs, files in os.walk(self.path / top):
+            if any(os.path.islink(os.path.join(dirpath, d)) for d in dirs):
+                raise Declined(prefix)  # libgit2 lists the refs below a linked directory
             for n in files:
                 rel = os.path.relpath(os.path.join(dirpath, n), self.path).replace(os.sep, "/")
                 if not n.endswith(".lock") and rel.startswith(prefix):
@@ -243,7 +253,7 @@ class Batch:
             if target is not None:
                 out[name] = target
         out = dict(sorted(out.items()))  # libgit2's order: loose refs, then packed ones
-        for name, target in self._packed().items():
+        for name, target in sorted(self._packed().items()):
             if name.startswith(prefix) and name not in out:
                 out[name] = target
         return out
@@ -297,7 +307,10 @@ class Batch:
                     raise Declined("packed-refs")
                 peelable = False
                 continue
-            oid, space, name = line.decode("utf-8", "replace").partition(" ")
+            try:
+                oid, space, name = line.decode("utf-8").partition(" ")
+            except UnicodeDecodeError:
+                raise Declined("packed-refs") from None
             if not space or not _HEX.match(oid) or not name.startswith("refs/") or \
                     _BAD_NAME.search(name) or name in out:
                 raise Declined("packed-refs")
@@ -332,7 +345,15 @@ class Batch:
             self._broken = True
             self.close()
             raise Declined(name) from None
+        except BaseException:  # interrupted mid-answer: the rest would answer the next
+            self._broken = True
+            self.close()
+            raise
         oid, kind = parts[0].decode(), parts[1].decode()
+        if _HEX.match(name) and oid != name:
+            self._broken = True
+            self.close()
+            raise Declined(name)
         if hashlib.sha1(b"%s %d\0" % (parts[1], size) + data).hexdigest() != oid:
             raise IntegrityError(f"repository {self.path.name} is damaged: object {oid} "
                                  f"does not match its id; run `gitstore verify {self.path.name}`")
@@ -439,22 +460,27 @@ class Batch:
         m = _REVISION.match(revision)
         if m is None:
             raise Declined(revision)
-        oid = self._peeled(self._named(m.group(1)))
-        for op, count in _STEPS.findall(m.group(2)):
-            if count.startswith("0") and count != "0":
-                raise Declined(revision)
-            n = int(count) if count else 1
-            for _ in range(n if op == "~" else min(n, 1)):
-                parents = self.commit(oid).parents
-                if len(parents) < (1 if op == "~" else n):
+        try:
+            oid = self._peeled(self._named(m.group(1)))
+            for op, count in _STEPS.findall(m.group(2)):
+                if count.startswith("0") and count != "0":
                     raise Declined(revision)
-                oid = parents[0] if op == "~" else parents[n - 1]
-        return oid
+                n = int(count) if count else 1
+                for _ in range(n if op == "~" else min(n, 1)):
+                    parents = self.commit(oid).parents
+                    if len(parents) < (1 if op == "~" else n):
+                        raise Declined(revision)
+                    oid = parents[0] if op == "~" else parents[n - 1]
+            return self.commit(oid).id  # read, as libgit2 reads every step
+        except IntegrityError:  # libgit2 says "no such revision" for damage met here
+            raise Declined(revision) from None
 
     def _named(self, name: str) -> str:
         """The object a full id, ``HEAD`` or a ref name names (unpeeled)."""
         if _HEX.match(name):
             return name
+        if _ONE_LEVEL.match(name) and name != "HEAD":
+            raise Declined(name)  # libgit2 looks for $GIT_DIR/NAME first (ORIG_HEAD, ...)
         if name == "HEAD":
             head = self.head_ref()
             target = self.ref_target(head) if head is not None else None
@@ -472,13 +498,14 @@ class Batch:
         return target
 
     def _peeled(self, oid: str) -> str:
-        """``oid``, a tag followed to the commit it tags."""
+        """``oid``, a tag followed to the commit it tags (each object the type the
+        tag says it is, as libgit2 requires)."""
+        expected: str | None = None
         for _ in range(16):
-            hit = self._parsed.get(oid)
-            if isinstance(hit, CommitInfo):
+            if expected in (None, "commit") and isinstance(self._parsed.get(oid), CommitInfo):
                 return oid
             found = self.read(oid)
-            if found is None:
+            if found is None or (expected is not None and found[1] != expected):
                 raise Declined(oid)
             if found[1] == "commit":
                 info = rawobjects.parse_commit(oid, found[2])
@@ -489,7 +516,7 @@ class Batch:
             tag = rawobjects.parse_tag(oid, found[2], "") if found[1] == "tag" else None
             if tag is None:
                 raise Declined(oid)
-            oid = tag.target
+            oid, expected = tag.target, rawobjects.tag_type(found[2])
         raise Declined(oid)
 
     def tree_entries(self, oid: str) -> list[Entry] | None:

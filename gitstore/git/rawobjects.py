@@ -131,6 +131,14 @@ def parse_tag(oid: str, data: bytes, name: str) -> TagInfo | None:
                    time=tagger[1], message=message)
 
 
+def tag_type(data: bytes) -> str | None:
+    """The type a tag object says its target is (its ``type`` header)."""
+    split = _headers(data)
+    if split is None or len(split[0]) < 2 or split[0][1][0] != b"type":
+        return None
+    return split[0][1][1].decode("ascii", "replace")
+
+
 def tag_name(data: bytes) -> str | None:
     """The name a tag object gives itself (its ``tag`` header)."""
     split = _headers(data)

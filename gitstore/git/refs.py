@@ -123,9 +123,11 @@ def head_ref(repo: pygit2.Repository) -> str | None:
     """The ref ``HEAD`` names (``refs/heads/v2``), or None if it is detached or absent."""
     try:
         head = repo.references["HEAD"]
+        target = head.target
     except KeyError:
         return None
-    target = head.target
+    except UnicodeDecodeError:
+        raise _damaged(repo, "HEAD names a ref that is not UTF-8") from None
     return target if isinstance(target, str) else None
 
 
