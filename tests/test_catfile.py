@@ -465,3 +465,44 @@ def test_a_head_naming_a_ref_that_is_not_utf8_is_damage(history: Path, tmp_path:
     for args in (["show", CUSTOMER], ["versions", CUSTOMER], ["log", CUSTOMER]):
         result = run_cli(root, *args)
         assert result.code in (0, 3, 7), (args, result.err)  # never an internal error
+
+
+# -- the third review round -------------------------------------------------------------
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand a repository to another user")
+def test_another_users_repository_is_left_to_libgit2(history: Path, tmp_path: Path) -> None:
+    """git -C skips its ownership check; libgit2 makes it (safe.directory)."""
+    _root, repo = _copy(history, tmp_path)
+    os.chown(repo, 65534, 65534)
+    assert catfile.open_batch(repo) is None
+    catfile.close_all()
+
+
+def test_a_repository_reached_through_a_link_reads_settings_as_libgit2(
+        history: Path, tmp_path: Path) -> None:
+    """libgit2 opens the real path, so an ``includeIf "gitdir:"`` naming the link
+    does not apply; git is given the real path too."""
+    root, repo = _copy(history, tmp_path)
+    link = tmp_path / "link"
+    link.symlink_to(root)
+    (tmp_path / "extra.gitconfig").write_text("[gitstore]\n\tmarker = linked\n")
+    git(repo, "config", f"includeIf.gitdir:{link}/**.path", str(tmp_path / "extra.gitconfig"))
+    batch = catfile.open_batch(link / CUSTOMER)
+    assert batch is not None
+    assert batch.config_get("gitstore.marker") == Repo.open(link / CUSTOMER).config_get(
+        "gitstore.marker")
+    catfile.close_all()
+
+
+def test_a_long_way_back_is_walked_by_libgit2(both: tuple[Repo, Repo, catfile.Batch],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past WALK_BY_GIT commits a round trip to git per commit costs more than
+    libgit2 in process: walks go on with libgit2, long revision steps are declined."""
+    lib, second, batch = both
+    monkeypatch.setattr(catfile, "WALK_BY_GIT", 3)
+    tip = lib.ref_target("refs/heads/v1")
+    assert tip is not None
+    assert list(second.walk(tip, first_parent=True)) == list(lib.walk(tip, first_parent=True))
+    assert len(list(lib.walk(tip, first_parent=True))) > 3 and second.uses_libgit2
+    with pytest.raises(catfile.Declined):
+        batch.resolve("v1~4")
+    assert batch.resolve("v1~3") == lib.resolve("v1~3")

@@ -47,6 +47,11 @@ from gitstore.git.rawobjects import Entry
 
 __all__ = ["Batch", "Declined", "Tree", "close_all", "linear", "open_batch", "readers"]
 
+WALK_BY_GIT = 500
+"""How many commits a walk or a revision's steps read through git. A commit costs
+about 150 µs that way (a round trip, its hash checked, parsed in Python) and about
+40 µs through libgit2, whose import costs some 65 ms: past about 600 commits
+libgit2 is the cheaper reader."""
 OBJECT_CACHE = 4096
 """How many commits, tags and trees one :class:`Batch` keeps parsed."""
 KINDS = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
@@ -150,8 +155,11 @@ def close_all() -> None:
 
 def _plain_repository(path: Path, config: dict[str, str | None]) -> bool:
     """Whether git reads the repository's objects as libgit2 does: SHA-1, ``files``
-    refs, no grafts, not shallow, no promisor remote (git would fetch what is missing),
+    refs, the caller's own, no grafts, not shallow, no promisor remote (git would
+    fetch what is missing),
     no ``includeIf "hasconfig:..."`` (which libgit2 does not read)."""
+    if path.stat().st_uid != os.geteuid():
+        return False  # another user's: libgit2 checks ownership (safe.directory), git -C not
     if config.get("extensions.objectformat", "sha1") != "sha1" or \
             config.get("extensions.refstorage", "files") != "files" or \
             "extensions.partialclone" in config or \
@@ -167,6 +175,8 @@ class Batch:
 
     def __init__(self, path: Path, git: str) -> None:
         self.path = path
+        # the real path, as libgit2 opens it (includeIf "gitdir:" then matches alike)
+        self._git_dir = os.path.realpath(path)
         self._git = git
         self._env = {k: v for k, v in os.environ.items() if k not in _ENV_DROPPED
                      and not k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))}
@@ -183,7 +193,7 @@ class Batch:
         """Every setting git sees for the repository, the last value of each
         (None: set without a value); None if git cannot read them."""
         if self._config is None:
-            proc = subprocess.run([self._git, f"--git-dir={self.path}", "config", "-z",
+            proc = subprocess.run([self._git, f"--git-dir={self._git_dir}", "config", "-z",
                                    "--list"], capture_output=True, env=self._env,
                                   stdin=subprocess.DEVNULL, check=False)
             if proc.returncode != 0:
@@ -362,7 +372,7 @@ class Batch:
     def _process(self) -> subprocess.Popen[bytes]:
         if self._proc is None:
             self._proc = subprocess.Popen(
-                [self._git, f"--git-dir={self.path}", "cat-file", "--batch"],
+                [self._git, f"--git-dir={self._git_dir}", "cat-file", "--batch"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 env=self._env)
         return self._proc
@@ -460,9 +470,12 @@ class Batch:
         m = _REVISION.match(revision)
         if m is None:
             raise Declined(revision)
+        steps = _STEPS.findall(m.group(2))
+        if sum(int(c or 1) if op == "~" else 1 for op, c in steps) > WALK_BY_GIT:
+            raise Declined(revision)  # a long way back: libgit2 is the cheaper reader
         try:
             oid = self._peeled(self._named(m.group(1)))
-            for op, count in _STEPS.findall(m.group(2)):
+            for op, count in steps:
                 if count.startswith("0") and count != "0":
                     raise Declined(revision)
                 n = int(count) if count else 1
@@ -545,16 +558,21 @@ class Batch:
 
 
 def linear(commit: Callable[[str], CommitInfo], start: str, first_parent: bool,
-           damaged: Callable[[str], Exception]) -> Iterator[CommitInfo]:
-    """A walk from ``start`` by ``commit`` (which reads one): the first-parent
-    chain, lazily; with all parents, only a history without merges (whose
-    order is the chain's, as libgit2's topological walk gives it), else
+           damaged: Callable[[str], Exception],
+           later: Callable[[str], CommitInfo] | None = None) -> Iterator[CommitInfo]:
+    """A walk from ``start`` by ``commit`` (which reads one), and by ``later``
+    past :data:`WALK_BY_GIT` commits (libgit2, for a long history): the
+    first-parent chain, lazily; with all parents, only a history without merges
+    (whose order is the chain's, as libgit2's topological walk gives it), else
     :class:`Declined` before anything is yielded."""
     def chain() -> Iterator[CommitInfo]:
         at: str | None = start
+        walked = 0
         while at is not None:
+            read = commit if later is None or walked < WALK_BY_GIT else later
+            walked += 1
             try:
-                info = commit(at)
+                info = read(at)
             except NotFoundError:
                 raise damaged(f"commit {at} is missing") from None
             yield info

@@ -114,8 +114,12 @@ def create_ref(repo: pygit2.Repository, name: str, target: str, reflog: str) -> 
 
 def ref_target(repo: pygit2.Repository, name: str) -> str | None:
     """The object id ``name`` resolves to (a tag ref: the tag object, not
-    peeled), or None if there is no such ref."""
-    ref = repo.references.get(name)
+    peeled), or None if there is no such ref. A name that is not UTF-8 (a HEAD
+    naming one) is damage, not a crash."""
+    try:
+        ref = repo.references.get(name)
+    except UnicodeError:
+        raise _damaged(repo, f"ref {name!r} is not UTF-8") from None
     return str(ref.resolve().target) if ref is not None else None
 
 

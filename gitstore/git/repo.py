@@ -110,8 +110,10 @@ class Repo(WholeRepository):
         return self._handle_trees
 
     def _ask(self, read: Callable[[catfile.Batch], Any]) -> Any:
-        """``read`` of the second reader, or ``_DECLINED`` (ask libgit2)."""
-        if self._batch is None:
+        """``read`` of the second reader, or ``_DECLINED`` (ask libgit2). Once
+        this handle has opened libgit2 (its import paid), libgit2 answers: one
+        call in process is cheaper than a round trip to git."""
+        if self._batch is None or self._handle is not None:
             return _DECLINED
         try:
             return read(self._batch)
@@ -412,7 +414,12 @@ class Repo(WholeRepository):
             yield objects.commit_info(c)
 
     def _linear(self, start: str, first_parent: bool) -> Iterator[CommitInfo]:
-        return catfile.linear(self.commit, start, first_parent, self._damaged)
+        return catfile.linear(self.commit, start, first_parent, self._damaged,
+                              later=self._libgit2_commit)
+
+    @damage_is_integrity_error
+    def _libgit2_commit(self, oid: str) -> CommitInfo:
+        return objects.commit_info(self._commit_obj(oid))
 
     @damage_is_integrity_error
     def changed_files(self, commit: str) -> set[str]:
