@@ -243,9 +243,7 @@ def _trailer_end(text: str, length: int) -> int:
         elif text.startswith("Conflicts:\n", bol):
             conflicts = True
             boc = boc or bol
-        elif conflicts and text[bol] == "\t":
-            pass
-        elif boc:
+        elif boc and not (conflicts and text[bol] == "\t"):  # a path of the block keeps it
             boc, conflicts = 0, False
         bol = nxt
     return boc if boc else length
