@@ -185,7 +185,8 @@ class Batch:
         self._proc: subprocess.Popen[bytes] | None = None
         self._broken = False
         self._config: dict[str, str | None] | None = None
-        self._parsed: OrderedDict[str, object] = OrderedDict()
+        self._parsed: OrderedDict[str, object] = OrderedDict()  # commits, tags, trees
+        self._packed_refs: tuple[tuple[int, int, int], dict[str, str]] | None = None
         self._lock = threading.Lock()
 
     # -- settings --------------------------------------------------------------
@@ -298,12 +299,25 @@ class Batch:
         return m.group(1).decode()
 
     def _packed(self) -> dict[str, str]:
+        """The refs ``packed-refs`` holds, parsed again only when the file changed
+        (its inode, size and change time: a ``pack-refs`` renames a new one in)."""
         try:
-            data = (self.path / "packed-refs").read_bytes()
+            with open(self.path / "packed-refs", "rb") as f:
+                st = os.fstat(f.fileno())
+                stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+                if self._packed_refs is not None and self._packed_refs[0] == stamp:
+                    return self._packed_refs[1]
+                data = f.read()
         except FileNotFoundError:
             return {}
         except OSError:
             raise Declined("packed-refs") from None
+        out = self._parse_packed(data)
+        self._packed_refs = (stamp, out)
+        return out
+
+    @staticmethod
+    def _parse_packed(data: bytes) -> dict[str, str]:
         out: dict[str, str] = {}
         lines = data.split(b"\n")
         if lines.pop() != b"":  # the last line ends with a newline
@@ -391,11 +405,19 @@ class Batch:
                 proc.kill()
                 proc.wait()
 
-    def _parsed_object(self, oid: str, kind: str) -> tuple[str, bytes] | None:
+    def _content(self, oid: str, kind: str) -> bytes:
+        """The content of ``oid``, which must be a ``kind`` git holds."""
         found = self.read(oid)
         if found is None or found[1] != kind:
             raise Declined(oid)
-        return found[0], found[2]
+        return found[2]
+
+    def _kept_commit(self, oid: str, data: bytes) -> CommitInfo | None:
+        """A commit's content parsed (None: leave it to libgit2) and kept."""
+        info = rawobjects.parse_commit(oid, data)
+        if info is not None:
+            self._keep(oid, info)
+        return info
 
     def commit(self, oid: str) -> CommitInfo:
         """The commit ``oid`` (an id), parsed as pygit2 would."""
@@ -404,19 +426,25 @@ class Batch:
             return hit
         if not _HEX.match(oid):
             raise Declined(oid)
-        found = self._parsed_object(oid, "commit")
-        info = rawobjects.parse_commit(oid, found[1]) if found else None
+        info = self._kept_commit(oid, self._content(oid, "commit"))
         if info is None:
             raise Declined(oid)
-        self._keep(oid, info)
         return info
 
     def tag_object(self, oid: str) -> tuple[str, bytes] | None:
-        """The tag object ``oid`` as (id, content); None if ``oid`` is no tag object."""
+        """The tag object ``oid`` as (id, content); None if ``oid`` is no tag object.
+        A tag object read is kept (its content), so listing and reading tags
+        reads each once."""
+        hit = self._parsed.get(oid)
+        if isinstance(hit, bytes):
+            return oid, hit
         found = self.read(oid)
         if found is None:
             raise Declined(oid)
-        return (found[0], found[2]) if found[1] == "tag" else None
+        if found[1] != "tag":
+            return None
+        self._keep(oid, found[2])
+        return oid, found[2]
 
     def tag(self, oid: str, name: str) -> TagInfo | None:
         """The tag object ``oid`` as ``name``, parsed as pygit2 would (None:
@@ -451,14 +479,14 @@ class Batch:
         return info
 
     def holds(self, oid: str) -> bool:
-        """Whether git has the object ``oid`` (a commit read is kept parsed)."""
+        """Whether git has the object ``oid`` (a commit or tag read is kept)."""
         if oid in self._parsed:
             return True
         found = self.read(oid)
         if found is not None and found[1] == "commit":
-            info = rawobjects.parse_commit(oid, found[2])
-            if info is not None:
-                self._keep(oid, info)
+            self._kept_commit(oid, found[2])
+        elif found is not None and found[1] == "tag":
+            self._keep(oid, found[2])
         return found is not None
 
     def resolve(self, revision: str) -> str:
@@ -521,10 +549,8 @@ class Batch:
             if found is None or (expected is not None and found[1] != expected):
                 raise Declined(oid)
             if found[1] == "commit":
-                info = rawobjects.parse_commit(oid, found[2])
-                if info is None:
+                if self._kept_commit(oid, found[2]) is None:
                     raise Declined(oid)
-                self._keep(oid, info)
                 return oid
             tag = rawobjects.parse_tag(oid, found[2], "") if found[1] == "tag" else None
             if tag is None:
@@ -536,8 +562,7 @@ class Batch:
         hit = self._parsed.get(oid)
         if isinstance(hit, list):
             return hit
-        found = self._parsed_object(oid, "tree")
-        entries = rawobjects.parse_tree(found[1]) if found else None
+        entries = rawobjects.parse_tree(self._content(oid, "tree"))
         if entries is not None:
             self._keep(oid, entries)
         return entries
