@@ -273,9 +273,7 @@ class Repo(WholeRepository):
         """The session files of ``commit``, logically (see :mod:`gitstore.core.layout`):
         the regular files at the top of its tree, a conversation stored in parts
         assembled into ``conversation.json``, and the stored manifest; opened by ``codec``."""
-        stored = self._ask(lambda b: self._read_trees().logical(self._batch_tree(commit))[0])
-        if stored is _DECLINED:
-            stored = self._trees.logical(self._commit_obj(commit).tree)[0]
+        stored = self._logical(commit)
         return self.codec.open_files(stored) if self.codec is not None else dict(stored)
 
     @damage_is_integrity_error
@@ -283,10 +281,12 @@ class Repo(WholeRepository):
         """The session files of ``commit`` as stored (what ``SHA256SUMS`` lists);
         a conversation this handle wrote may be held in parts until it is read
         (:mod:`gitstore.core.files`)."""
+        return sessionfiles.updated(self._logical(commit), {})
+
+    def _logical(self, commit: str) -> Mapping[str, bytes]:
         stored = self._ask(lambda b: self._read_trees().logical(self._batch_tree(commit))[0])
-        if stored is _DECLINED:
-            stored = self._trees.logical(self._commit_obj(commit).tree)[0]
-        return sessionfiles.updated(stored, {})
+        return stored if stored is not _DECLINED else \
+            self._trees.logical(self._commit_obj(commit).tree)[0]
 
     @damage_is_integrity_error
     def read_file(self, commit: str, name: str) -> bytes | None:
@@ -396,7 +396,7 @@ class Repo(WholeRepository):
     def first_parents(self, start: str) -> Iterator[CommitInfo]:
         """``start`` and its first-parent ancestors, newest first, lazily
         (:class:`objects.Chains`: a commit this handle read is not read again)."""
-        if self._batch is not None:
+        if self._batch is not None and self._handle is None:  # as _ask decides
             return self._linear(start, True)
         return self._chains.first_parents(self._repo, start, self._damaged)
 
