@@ -4,8 +4,9 @@
   above: open/create, objects, refs, configuration;
 * :mod:`~gitstore.git.objects`, :mod:`~gitstore.git.refs`: writing objects,
   compare-and-swap ref updates;
-* :mod:`~gitstore.git.catfile`, :mod:`~gitstore.git.rawobjects`: the second reader
-  (``git cat-file`` and the ref files, parsed as libgit2 parses them), which the
+* :mod:`~gitstore.git.catfile`, :mod:`~gitstore.git.rawobjects`,
+  :mod:`~gitstore.git.reffiles`: the second reader (``git cat-file`` and the ref
+  files, parsed as libgit2 parses them), which the
   CLI's read commands use so that they need not load libgit2;
 * :mod:`~gitstore.git.walk`: the one reachability walker over the object graph;
 * :mod:`~gitstore.git.wholerepo`, :mod:`~gitstore.git.packs`: packs and git bundles;

@@ -21,9 +21,7 @@ first and libgit2 only when it declines. Invariants:
   objects come in, on fetch and on the hub's receive, and to ``gitstore verify``);
 * git runs with its own view of the repository switched off where libgit2 has
   none: no replace refs, no ``GIT_DIR``-style variables from the caller;
-* refs are read in git's order, loose before packed, so a ``pack-refs`` running
-  at the same time never hides a ref; they are listed in libgit2's order (loose
-  refs sorted, then the packed ones).
+* refs are read from the ref files as git reads them (:mod:`gitstore.git.reffiles`).
 """
 
 from __future__ import annotations
@@ -44,6 +42,7 @@ from gitstore.core.commits import CommitInfo, TagInfo
 from gitstore.errors import IntegrityError, NotFoundError
 from gitstore.git import rawobjects
 from gitstore.git.rawobjects import Entry
+from gitstore.git.reffiles import Declined, RefFiles, plain_name
 
 __all__ = ["Batch", "Declined", "Tree", "close_all", "linear", "open_batch", "readers"]
 
@@ -67,9 +66,6 @@ _ONE_LEVEL = re.compile(r"[A-Z_]+\Z|[0-9a-fA-F]{40}\Z")
 _DWIM = ("refs/{}", "refs/tags/{}", "refs/heads/{}", "refs/remotes/{}", "refs/remotes/{}/HEAD")
 """Where libgit2 looks up a short ref name, in order (after the name itself, for
 one under ``refs/``)."""
-_LOOSE = re.compile(rb"([0-9a-f]{40})\n?\Z")
-_SYMBOLIC = re.compile(rb"ref: (refs/[^\s]+)\n?\Z")
-_BAD_NAME = re.compile(r"\.\.|@\{|[\x00-\x20\x7f~^:?*\[\\]|/\.|\.lock(/|\Z)|[./]\Z|//")
 _ENV_DROPPED = ("GIT_DIR", "GIT_WORK_TREE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
                 "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_INDEX_FILE",
                 "GIT_QUARANTINE_PATH", "GIT_REPLACE_REF_BASE", "GIT_CEILING_DIRECTORIES",
@@ -111,10 +107,6 @@ class Tree:
 
     def __getitem__(self, name: str) -> Entry | Tree:
         return self._load()[name]
-
-
-class Declined(Exception):
-    """The second reader cannot answer (the caller asks libgit2)."""
 
 
 _batches: dict[Path, Batch | None] = {}
@@ -169,12 +161,12 @@ def _plain_repository(path: Path, config: dict[str, str | None]) -> bool:
     return not any((path / name).exists() for name in ("shallow", "info/grafts"))
 
 
-class Batch:
+class Batch(RefFiles):
     """One repository read through ``git cat-file --batch`` and its files (see
     the module docstring). Threads may share it: one asks git at a time."""
 
     def __init__(self, path: Path, git: str) -> None:
-        self.path = path
+        super().__init__(path)
         # the real path, as libgit2 opens it (includeIf "gitdir:" then matches alike)
         self._git_dir = os.path.realpath(path)
         self._git = git
@@ -186,7 +178,6 @@ class Batch:
         self._broken = False
         self._config: dict[str, str | None] | None = None
         self._parsed: OrderedDict[str, object] = OrderedDict()  # commits, tags, trees
-        self._packed_refs: tuple[tuple[int, int, int], dict[str, str]] | None = None
         self._lock = threading.Lock()
 
     # -- settings --------------------------------------------------------------
@@ -219,56 +210,7 @@ class Batch:
             raise Declined(key)
         return config.get(name)
 
-    # -- refs ------------------------------------------------------------------
-    def head_ref(self) -> str | None:
-        """The ref ``HEAD`` names, None when detached or absent."""
-        if (self.path / "HEAD").is_symlink():
-            raise Declined("HEAD")
-        try:
-            data = (self.path / "HEAD").read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError:
-            raise Declined("HEAD") from None
-        m = _SYMBOLIC.match(data)
-        name = m.group(1).decode("utf-8", "replace") if m is not None else ""
-        if m is not None and name.isascii() and not _BAD_NAME.search(name):
-            return name
-        if _LOOSE.match(data):
-            return None
-        raise Declined("HEAD")
-
-    def ref_target(self, name: str) -> str | None:
-        """What ``name`` points at (not peeled), None if there is no such ref."""
-        if not name.startswith("refs/") or _BAD_NAME.search(name):
-            raise Declined(name)
-        loose = self._loose(name)
-        return loose if loose is not None else self._packed().get(name)
-
-    def refs(self, prefix: str) -> dict[str, str]:
-        """Every ref under ``prefix`` with what it points at."""
-        top = prefix if prefix.endswith("/") else prefix.rsplit("/", 1)[0] + "/"
-        names = []
-        for dirpath, dirs, files in os.walk(self.path / top):
-            if any(os.path.islink(os.path.join(dirpath, d)) for d in dirs):
-                raise Declined(prefix)  # libgit2 lists the refs below a linked directory
-            for n in files:
-                rel = os.path.relpath(os.path.join(dirpath, n), self.path).replace(os.sep, "/")
-                if not n.endswith(".lock") and rel.startswith(prefix):
-                    names.append(rel)
-        out: dict[str, str] = {}
-        for name in names:
-            if _BAD_NAME.search(name):
-                raise Declined(name)
-            target = self._loose(name)
-            if target is not None:
-                out[name] = target
-        out = dict(sorted(out.items()))  # libgit2's order: loose refs, then packed ones
-        for name, target in sorted(self._packed().items()):
-            if name.startswith(prefix) and name not in out:
-                out[name] = target
-        return out
-
+    # -- refs (RefFiles: head_ref, ref_target, refs) ---------------------------
     def held_ref(self, name: str) -> str | None:
         """:meth:`ref_target`, declined for a ref naming an object git lacks."""
         target = self.ref_target(name)
@@ -282,65 +224,6 @@ class Batch:
         if not all(map(self.holds, found.values())):
             raise Declined(prefix)
         return found
-
-    def _loose(self, name: str) -> str | None:
-        path = self.path / name
-        try:
-            if path.is_symlink():
-                raise Declined(name)
-            data = path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            return None
-        except OSError:
-            raise Declined(name) from None
-        m = _LOOSE.match(data)
-        if m is None:
-            raise Declined(name)
-        return m.group(1).decode()
-
-    def _packed(self) -> dict[str, str]:
-        """The refs ``packed-refs`` holds, parsed again only when the file changed
-        (its inode, size and change time: a ``pack-refs`` renames a new one in)."""
-        try:
-            with open(self.path / "packed-refs", "rb") as f:
-                st = os.fstat(f.fileno())
-                stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-                if self._packed_refs is not None and self._packed_refs[0] == stamp:
-                    return self._packed_refs[1]
-                data = f.read()
-        except FileNotFoundError:
-            return {}
-        except OSError:
-            raise Declined("packed-refs") from None
-        out = self._parse_packed(data)
-        self._packed_refs = (stamp, out)
-        return out
-
-    @staticmethod
-    def _parse_packed(data: bytes) -> dict[str, str]:
-        out: dict[str, str] = {}
-        lines = data.split(b"\n")
-        if lines.pop() != b"":  # the last line ends with a newline
-            raise Declined("packed-refs")
-        if lines and lines[0].startswith(b"# pack-refs with:"):
-            del lines[0]
-        peelable = False
-        for line in lines:
-            if line.startswith(b"^"):
-                if not peelable or not _HEX.match(line[1:].decode("ascii", "replace")):
-                    raise Declined("packed-refs")
-                peelable = False
-                continue
-            try:
-                oid, space, name = line.decode("utf-8").partition(" ")
-            except UnicodeDecodeError:
-                raise Declined("packed-refs") from None
-            if not space or not _HEX.match(oid) or not name.startswith("refs/") or \
-                    _BAD_NAME.search(name) or name in out:
-                raise Declined("packed-refs")
-            out[name] = oid
-            peelable = True
-        return out
 
     # -- objects -----------------------------------------------------------------
     def read(self, name: str) -> tuple[str, str, bytes] | None:
@@ -526,7 +409,7 @@ class Batch:
             head = self.head_ref()
             target = self.ref_target(head) if head is not None else None
         else:
-            if not _REF_WORD.match(name) or _BAD_NAME.search(name):
+            if not _REF_WORD.match(name) or not plain_name(name):
                 raise Declined(name)
             target = None
             for candidate in ([name] if name.startswith("refs/") else []) + \
